@@ -28,12 +28,29 @@ link:
 	@ln -sfn $(CURDIR) $(COLL_LINK)
 
 # ansible-test needs the collection under ansible_collections/<ns>/<name>: copy the
-# files git knows about (tracked or new, not ignored) there.
-sanity: venv
+# files git knows about (tracked or new, not ignored) there. It runs in its own venv
+# (.venv-sanity) with --requirements, so its pinned linters never clash with ours.
+# ansible-test bootstraps pip in its venvs with a script it downloads; this machine
+# reaches only the package registries, so tests/sanity/get_pip_offline.py stands in.
+SANITY_VENV := .venv-sanity
+ANSIBLE_TEST_CACHE := $(HOME)/.ansible/test/cache
+
+$(SANITY_VENV)/.installed: tests/requirements.txt
+	$(PYTHON) -m venv $(SANITY_VENV)
+	$(SANITY_VENV)/bin/pip install --quiet --upgrade pip
+	$(SANITY_VENV)/bin/pip install --quiet "$$(grep '^ansible-core' tests/requirements.txt)"
+	touch $@
+
+sanity: $(SANITY_VENV)/.installed
+	@mkdir -p $(ANSIBLE_TEST_CACHE)
+	@for v in 24_2 24_3 25_0 25_1 25_2 25_3; do cp tests/sanity/get_pip_offline.py $(ANSIBLE_TEST_CACHE)/get_pip_$$v.py; done
 	rm -rf build/sanity && mkdir -p $(SANITY_DIR)
-	git ls-files -co --exclude-standard -z | xargs -0 -I{} cp --parents {} $(SANITY_DIR)/ 2>/dev/null || true
+	git ls-files -co --exclude-standard -z | xargs -0 sh -c 'for f; do [ -e "$$f" ] && cp --parents "$$f" $(SANITY_DIR)/; done' _
 	cd $(SANITY_DIR) && git init -q && git add -A && \
-	  PATH=$(CURDIR)/$(BIN):$$PATH $(CURDIR)/$(BIN)/ansible-test sanity --color no --venv --python 3.11 $(SANITY_ARGS)
+	  PATH=$(CURDIR)/$(SANITY_VENV)/bin:$$PATH $(CURDIR)/$(SANITY_VENV)/bin/ansible-test sanity \
+	    --color no --local --requirements --python 3.11 $(SANITY_ARGS) > $(CURDIR)/build/sanity.log 2>&1 \
+	  || { grep -vE "is ignored: it is neither|^(Collecting|Downloading|Installing|Successfully|Requirement|Using cached|Processing|Looking in|Attempting|  )" $(CURDIR)/build/sanity.log; exit 1; }
+	@grep -E "^(Running sanity|WARNING: Skipping)" build/sanity.log; echo "sanity: passed"
 
 lint: venv link
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/ansible-lint --profile production roles/ playbooks/
@@ -50,4 +67,4 @@ demo: venv link
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python tests/demo.py
 
 clean:
-	rm -rf build $(VENV) .pytest_cache
+	rm -rf build $(VENV) $(SANITY_VENV) .pytest_cache
