@@ -1,0 +1,368 @@
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+#
+# This module_utils file is PRIVATE to the encedo.hem collection. It may change or
+# disappear without notice; do not import it from outside the collection.
+"""Field table, normalisation and delta logic of ``POST /api/system/config``.
+
+Pure logic, no I/O: the ``encedo_config`` module reads the device configuration,
+hands it to :func:`plan_update` together with what the user asked for, and POSTs
+``plan.delta`` (only the differing fields, in one request) when it is not empty.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import ipaddress
+import re
+
+try:
+    from cryptography.hazmat.primitives.asymmetric import x25519
+    HAS_CRYPTOGRAPHY = True
+except ImportError:  # pragma: no cover - reported by the module with missing_required_lib
+    HAS_CRYPTOGRAPHY = False
+
+MASK = "********"
+
+# Keys of GET /api/system/config that are not configuration: per-request values
+# (the rotation nonce and session key, the current time) and the last-update stamp.
+NOISE = frozenset(("nonce", "spk", "iat", "uts"))
+
+# Keys only an MSC build (PPA) reports; their presence tells the model.
+MSC_MARKERS = ("storage_mode", "storage_disk0size", "storage_capacity", "genuine_id")
+
+# The three fields of a user passphrase rotation, always sent together.
+ROTATION_FIELDS = ("userkey", "userkey_hmac", "userkey_nonce")
+
+
+class ConfigError(Exception):
+    """A request that cannot be honoured; raised before anything is sent to the device."""
+
+
+class Field(object):
+    """One configuration field of the device.
+
+    kind: ``str``, ``bool``, ``int``, ``email``, ``hostname`` or ``ip``.
+    msc_only: exists on the PPA (MSC build) only.
+    reboot: the device applies a change at the next boot (network and storage settings).
+    destructive: changing it destroys data (needs an explicit opt-in).
+    settable: can be changed after personalisation.
+    """
+
+    __slots__ = ("name", "kind", "minimum", "maximum", "max_length", "msc_only", "reboot", "destructive", "settable", "allowed")
+
+    def __init__(self, name, kind, minimum=None, maximum=None, max_length=None, msc_only=False, reboot=False,
+                 destructive=False, settable=True, allowed=""):
+        self.name = name
+        self.kind = kind
+        self.minimum = minimum
+        self.maximum = maximum
+        self.max_length = max_length
+        self.msc_only = msc_only
+        self.reboot = reboot
+        self.destructive = destructive
+        self.settable = settable
+        self.allowed = allowed
+
+    def __repr__(self):
+        return "Field(%r)" % self.name
+
+
+FIELDS = dict((f.name, f) for f in (
+    Field("user", "str", max_length=32, allowed="a string of at most 32 characters"),
+    Field("email", "email", allowed="an e-mail address such as admin@example.com, or an empty string"),
+    Field("origin", "str", allowed="a CORS allow-list such as '*', 'https://app.example.com' or '*.example.com'"),
+    Field("allow_keysearch", "bool", allowed="a boolean"),
+    Field("trusted_ts", "bool", allowed="a boolean"),
+    Field("trusted_backend", "bool", allowed="a boolean"),
+    Field("ctx", "int", minimum=0, allowed="an integer >= 0"),
+    Field("http_option_hsts", "bool", allowed="a boolean"),
+    Field("http_option_dosprot_mode", "int", minimum=0, maximum=4,
+          allowed="an integer from 0 (off) to 4 (request timeout in 0.5 s steps)"),
+    Field("dnsd", "bool", msc_only=True, reboot=True, allowed="a boolean"),
+    Field("storage_mode", "int", minimum=0, maximum=255, msc_only=True, reboot=True, allowed="an integer from 0 to 255"),
+    Field("storage_disk0size", "int", minimum=0, msc_only=True, reboot=True, destructive=True,
+          allowed="an integer >= 0 (sectors), at most the device's storage_capacity"),
+    Field("hostname", "hostname", settable=False, allowed="a DNS name"),
+    Field("ip", "ip", settable=False, allowed="an IPv4 address, optionally with a prefix length (192.168.7.1/24)"),
+))
+
+SETTABLE = tuple(name for name, f in FIELDS.items() if f.settable)
+MSC_ONLY = tuple(name for name, f in FIELDS.items() if f.msc_only)
+
+_TRUE = frozenset(("1", "true", "yes", "on", "y", "t"))
+_FALSE = frozenset(("0", "false", "no", "off", "n", "f"))
+_INT_RE = re.compile(r"^\s*[+-]?\d+\s*$")
+_EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+$")
+_LABEL_RE = re.compile(r"^(?!-)[a-z0-9_-]{1,63}(?<!-)$")
+
+
+class _Invalid(ValueError):
+    pass
+
+
+def to_bool(value):
+    """yes/"true"/True/1/"on" -> True, their opposites -> False; anything else raises ValueError."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, float) and value in (0.0, 1.0):
+        return bool(value)
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text in _TRUE:
+            return True
+        if text in _FALSE:
+            return False
+    raise _Invalid("is %r, not a boolean" % (value,))
+
+
+def to_int(value):
+    """2, "2", " 2 ", 2.0 -> 2; booleans and anything else raise ValueError."""
+    if isinstance(value, bool):
+        raise _Invalid("is a boolean (%r), not an integer" % (value,))
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str) and _INT_RE.match(value):
+        return int(value)
+    raise _Invalid("is %r, not an integer" % (value,))
+
+
+def to_str(value):
+    if isinstance(value, bool) or value is None or isinstance(value, (list, dict, tuple, set)):
+        raise _Invalid("is %r, not a string" % (value,))
+    return value if isinstance(value, str) else str(value)
+
+
+def _hostname(value):
+    text = to_str(value).strip().lower().rstrip(".")
+    return text
+
+
+def _ip(value):
+    text = to_str(value).strip()
+    try:
+        if "/" in text:
+            return ipaddress.ip_interface(text)
+        return ipaddress.ip_address(text)
+    except ValueError:
+        raise _Invalid("is %r, not an IP address (with an optional /prefix)" % (text,))
+
+
+def normalise(name, value):
+    """The canonical form of ``value`` for field ``name`` (as the device would store it).
+
+    Raises ValueError (its text says what is wrong with the value) when it cannot be read.
+    """
+    kind = FIELDS[name].kind
+    if kind == "bool":
+        return to_bool(value)
+    if kind == "int":
+        return to_int(value)
+    if kind == "hostname":
+        return _hostname(value)
+    if kind == "ip":
+        return _ip(value)
+    return to_str(value)
+
+
+def same(name, desired, current):
+    """True when the canonical desired value is what the device holds (both already normalised)."""
+    if FIELDS[name].kind == "ip" and not isinstance(desired, (ipaddress.IPv4Interface, ipaddress.IPv6Interface)):
+        # A bare address leaves the prefix length alone.
+        if isinstance(current, (ipaddress.IPv4Interface, ipaddress.IPv6Interface)):
+            return current.ip == desired
+    return desired == current
+
+
+def wire(name, value):
+    """The JSON value to POST for a canonical value."""
+    if FIELDS[name].kind == "ip":
+        return str(value)
+    return value
+
+
+def _problem(name, value):
+    """None when ``value`` (canonical) is within the field's limits, else what is wrong."""
+    field = FIELDS[name]
+    if field.kind in ("str", "email", "hostname") and field.max_length is not None and len(value) > field.max_length:
+        return "is %d characters long" % len(value)
+    if field.kind == "int":
+        if field.minimum is not None and value < field.minimum:
+            return "is %d" % value
+        if field.maximum is not None and value > field.maximum:
+            return "is %d" % value
+    if field.kind == "email" and value and not _EMAIL_RE.match(value):
+        return "is %r, which does not look like an e-mail address" % value
+    if field.kind == "hostname" and (not value or len(value) > 253 or not all(_LABEL_RE.match(label) for label in value.split("."))):
+        return "is %r, not a valid DNS name" % value
+    return None
+
+
+def validate(params):
+    """Check and normalise what the user asked for; no device needed.
+
+    ``params``: option name -> value, ``None`` meaning "not set" (left alone).
+    Returns option name -> canonical value for the options that are set.
+    Raises ConfigError naming every bad option, the problem and what is allowed.
+    """
+    desired = {}
+    problems = []
+    for name in FIELDS:
+        value = params.get(name)
+        if value is None:
+            continue
+        try:
+            canonical = normalise(name, value)
+        except ValueError as exc:
+            problems.append("option '%s' %s; allowed: %s" % (name, exc, FIELDS[name].allowed))
+            continue
+        problem = _problem(name, canonical)
+        if problem:
+            problems.append("option '%s' %s; allowed: %s" % (name, problem, FIELDS[name].allowed))
+            continue
+        desired[name] = canonical
+    if problems:
+        raise ConfigError("invalid configuration, nothing was sent to the device: " + "; ".join(problems))
+    return desired
+
+
+def is_msc(current):
+    """True for a PPA (MSC build): its configuration carries the storage / secure element fields."""
+    return any(key in current for key in MSC_MARKERS)
+
+
+def model(current):
+    return "ppa" if is_msc(current) else "epa"
+
+
+def current_values(current):
+    """The device's fields in canonical form (fields it lacks or reports unreadably are left out)."""
+    values = {}
+    for name in FIELDS:
+        if name not in current:
+            continue
+        try:
+            values[name] = normalise(name, current[name])
+        except ValueError:
+            continue
+    return values
+
+
+def public_config(current):
+    """The configuration to return to the user: no per-request noise, known fields in canonical types."""
+    result = {}
+    for key, value in current.items():
+        if key in NOISE or key in ROTATION_FIELDS:
+            continue
+        if key in FIELDS:
+            try:
+                value = wire(key, normalise(key, value))
+            except ValueError:
+                pass
+        result[key] = value
+    return result
+
+
+class Plan(object):
+    """What to send: ``delta`` (field -> wire value), ``before``/``after`` of those fields."""
+
+    __slots__ = ("delta", "before", "after", "reboot_required", "model")
+
+    def __init__(self, delta, before, after, reboot_required, model_name):
+        self.delta = delta
+        self.before = before
+        self.after = after
+        self.reboot_required = reboot_required
+        self.model = model_name
+
+    @property
+    def fields(self):
+        return sorted(self.delta)
+
+
+def plan_update(current, desired, allow_reformat=False):
+    """Compare the user's canonical ``desired`` values with the device's ``current`` configuration.
+
+    Only the options in ``desired`` are compared. Raises ConfigError (listing every
+    problem) when the request cannot be honoured on this device: MSC-only fields on an
+    EPA, ``hostname``/``ip`` different from the personalised values, a disk 0 resize
+    without ``allow_reformat`` or beyond the storage capacity.
+    """
+    msc = is_msc(current)
+    have = current_values(current)
+    problems = []
+    delta, before, after = {}, {}, {}
+    reboot = False
+    for name in FIELDS:
+        if name not in desired:
+            continue
+        field = FIELDS[name]
+        want = desired[name]
+        if field.msc_only and not msc:
+            problems.append("option '%s' exists only on the PPA (MSC build); this device is an EPA, which has no such setting" % name)
+            continue
+        if name in have and same(name, want, have[name]):
+            continue
+        if not field.settable:
+            problems.append("option '%s' cannot be changed after personalisation (the device has %r, the task asks for %r); "
+                            "only a factory reset and a new personalisation change it"
+                            % (name, wire(name, have[name]) if name in have else None, wire(name, want)))
+            continue
+        if field.destructive and not allow_reformat:
+            problems.append("changing '%s' from %r to %r makes the device reformat disk 0 and erase its data; "
+                            "set allow_reformat=true to allow it" % (name, have.get(name), want))
+            continue
+        if name == "storage_disk0size" and "storage_capacity" in current:
+            try:
+                capacity = to_int(current["storage_capacity"])
+            except ValueError:
+                capacity = None
+            if capacity is not None and want > capacity:
+                problems.append("option 'storage_disk0size' is %d sectors; the device's storage_capacity is %d" % (want, capacity))
+                continue
+        delta[name] = wire(name, want)
+        before[name] = wire(name, have[name]) if name in have else None
+        after[name] = wire(name, want)
+        reboot = reboot or field.reboot
+    if problems:
+        raise ConfigError("nothing was sent to the device: " + "; ".join(problems))
+    return Plan(delta, before, after, reboot, "ppa" if msc else "epa")
+
+
+def apply_delta(current, delta):
+    """The configuration the device holds after accepting ``delta`` (used to predict and to test)."""
+    result = dict(current)
+    result.update(delta)
+    return result
+
+
+def diff(before, after, rotation=False):
+    """An Ansible diff of the changed fields only; the passphrase is never shown."""
+    before = dict(before)
+    after = dict(after)
+    if rotation:
+        before["passphrase"] = MASK
+        after["passphrase"] = MASK + " (rotated)"
+    return {"before": before, "after": after}
+
+
+def rotation_fields(new_private, new_public_b64, current):
+    """The ``userkey`` proof of PROTOCOL.md for a new key pair and the GET config's nonce/spk.
+
+    ``new_private``: the raw 32-byte X25519 private key derived from the new passphrase.
+    """
+    spk = base64.b64decode(current["spk"])
+    nonce = current["nonce"]
+    shared = x25519.X25519PrivateKey.from_private_bytes(new_private).exchange(x25519.X25519PublicKey.from_public_bytes(spk))
+    mac = hmac.new(shared, base64.b64decode(nonce), hashlib.sha256).digest()
+    return {
+        "userkey": new_public_b64,
+        "userkey_nonce": nonce,
+        "userkey_hmac": base64.b64encode(mac).decode("ascii"),
+    }
