@@ -77,7 +77,7 @@ FIELDS = dict((f.name, f) for f in (
     Field("allow_keysearch", "bool", allowed="a boolean"),
     Field("trusted_ts", "bool", allowed="a boolean"),
     Field("trusted_backend", "bool", allowed="a boolean"),
-    Field("ctx", "int", minimum=0, allowed="an integer >= 0"),
+    Field("ctx", "int", minimum=0, maximum=4294967295, allowed="an integer from 0 to 4294967295"),
     Field("http_option_hsts", "bool", allowed="a boolean"),
     Field("http_option_dosprot_mode", "int", minimum=0, maximum=4,
           allowed="an integer from 0 (off) to 4 (request timeout in 0.5 s steps)"),

@@ -13,15 +13,15 @@ import base64
 import binascii
 import datetime
 import hashlib
+import ipaddress
 import os
 import re
 import socket
 import ssl
+import time
 
-try:
-    from urllib.parse import urlsplit
-except ImportError:  # pragma: no cover - Python 2 is not supported by this collection
-    urlsplit = None
+from urllib import request as urllib_request
+from urllib.parse import unquote, urlsplit
 
 try:
     from cryptography import x509
@@ -98,12 +98,10 @@ def _decode_der_input(data, what):
     text = _as_text(data)
     if text is None:
         return bytes(data)  # raw binary: assume DER
-    if isinstance(data, bytes) and data[:1] == b"\x30" and not _B64_CHARS.match("".join(text.split())):
-        return bytes(data)
     try:
         return b64decode_strict(text)
     except ValueError:
-        raise X509Error("is not a PEM %s nor base64 DER" % what)
+        raise X509Error("is not %s (neither PEM nor base64 DER of one)" % what)
 
 
 # ------------------------------------------------------------------------ certificates
@@ -130,7 +128,7 @@ def load_certificates(data):
             except ValueError:
                 raise X509Error("holds a CERTIFICATE block that does not parse as an X.509 certificate")
         return certs
-    der = _decode_der_input(data, "certificate")
+    der = _decode_der_input(data, "an X.509 certificate")
     try:
         return [x509.load_der_x509_certificate(der)]
     except ValueError:
@@ -161,7 +159,7 @@ def load_certificate(data):
             return x509.load_der_x509_certificate(b64decode_strict(certs[0][1]))
         except ValueError:
             raise X509Error("holds a CERTIFICATE block that does not parse as an X.509 certificate")
-    der = _decode_der_input(data, "certificate")
+    der = _decode_der_input(data, "an X.509 certificate")
     try:
         cert = x509.load_der_x509_certificate(der)
     except ValueError:
@@ -338,7 +336,6 @@ def hostname_matches(cert, host):
     names = subject_alt_names(cert)
     host = host.strip("[]").lower()
     try:
-        import ipaddress
         ip = ipaddress.ip_address(host)
         return ("IP:%s" % ip) in names
     except ValueError:
@@ -366,9 +363,9 @@ def load_csr(data):
         blocks = [b for b in _pem_blocks(text) if b[0] in ("CERTIFICATE REQUEST", "NEW CERTIFICATE REQUEST")]
         if len(blocks) != 1:
             raise X509Error("does not hold exactly one PEM CERTIFICATE REQUEST")
-        der = _decode_der_input(blocks[0][1], "CSR")
+        der = _decode_der_input(blocks[0][1], "a certificate signing request")
     else:
-        der = _decode_der_input(data, "CSR")
+        der = _decode_der_input(data, "a certificate signing request")
     try:
         return x509.load_der_x509_csr(der)
     except ValueError:
@@ -448,6 +445,16 @@ def parse_url(url):
     return parts.hostname, port
 
 
+def _default_ca_file():
+    """The CA bundle requests uses when verify=True (certifi), so that the handshake here
+    trusts exactly what the module's API requests trust; None means the system store."""
+    try:
+        from requests.utils import DEFAULT_CA_BUNDLE_PATH
+        return DEFAULT_CA_BUNDLE_PATH
+    except ImportError:
+        return None
+
+
 def _ssl_context(validate_certs, ca_path):
     if not validate_certs:
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
@@ -460,11 +467,58 @@ def _ssl_context(validate_certs, ca_path):
         if not os.path.isfile(ca_path):
             raise X509Error("ca_path %s does not exist" % ca_path)
         return ssl.create_default_context(cafile=ca_path)
-    return ssl.create_default_context()
+    return ssl.create_default_context(cafile=_default_ca_file())
 
 
-def _handshake(host, port, ctx, timeout):
-    sock = socket.create_connection((host, port), timeout=timeout)
+def proxy_for(url):
+    """The proxy the API requests of the module use for url (from the environment), or None."""
+    try:
+        from requests.utils import get_environ_proxies
+        proxies = get_environ_proxies(url)
+    except ImportError:
+        host = urlsplit(url).hostname or ""
+        proxies = {} if urllib_request.proxy_bypass_environment(host) else urllib_request.getproxies_environment()
+    return proxies.get("https") or proxies.get("all") or None
+
+
+def _hostport(host, port):
+    return "[%s]:%d" % (host, port) if ":" in host else "%s:%d" % (host, port)
+
+
+def _open(host, port, timeout, proxy):
+    """A TCP connection to host:port, through an HTTP CONNECT proxy when one is set."""
+    if not proxy:
+        return socket.create_connection((host, port), timeout=timeout)
+    parts = urlsplit(proxy if "://" in proxy else "http://" + proxy)
+    if parts.scheme.lower() != "http" or not parts.hostname:
+        raise X509Error("the proxy %s is not supported for reading the served certificate (only http:// CONNECT proxies)"
+                        % _hostport(parts.hostname or "?", parts.port or 0))
+    sock = socket.create_connection((parts.hostname, parts.port or 8080), timeout=timeout)
+    try:
+        target = _hostport(host, port)
+        lines = ["CONNECT %s HTTP/1.1" % target, "Host: %s" % target]
+        if parts.username:
+            creds = "%s:%s" % (unquote(parts.username), unquote(parts.password or ""))
+            lines.append("Proxy-Authorization: Basic %s" % b64encode(creds.encode("utf-8")))
+        sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("ascii"))
+        head = b""
+        while b"\r\n\r\n" not in head:
+            chunk = sock.recv(4096)
+            if not chunk or len(head) > 65536:
+                raise X509Error("the proxy %s closed the CONNECT tunnel to %s" % (_hostport(parts.hostname, parts.port or 8080), target))
+            head += chunk
+        status = head.split(b"\r\n", 1)[0].split()
+        if len(status) < 2 or status[1] != b"200":
+            raise X509Error("the proxy %s refused the CONNECT tunnel to %s (%s)"
+                            % (_hostport(parts.hostname, parts.port or 8080), target, b" ".join(status[1:]).decode("ascii", "replace")))
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def _handshake(host, port, ctx, timeout, proxy):
+    sock = _open(host, port, timeout, proxy)
     try:
         with ctx.wrap_socket(sock, server_hostname=host) as tls:
             return tls.getpeercert(binary_form=True)
@@ -472,29 +526,47 @@ def _handshake(host, port, ctx, timeout):
         sock.close()
 
 
-def fetch_served_certificate(url, validate_certs=True, ca_path=None, timeout=30):
+def _handshake_retrying(host, port, ctx, timeout, proxy, sleep, attempts=3):
+    deadline = time.monotonic() + timeout
+    delay = 0.5
+    for attempt in range(attempts):
+        try:
+            return _handshake(host, port, ctx, max(deadline - time.monotonic(), 0.5), proxy)
+        except ssl.SSLError:
+            raise
+        except OSError:
+            if attempt + 1 >= attempts or time.monotonic() + delay >= deadline:
+                raise
+        sleep(delay)
+        delay *= 2
+
+
+def fetch_served_certificate(url, validate_certs=True, ca_path=None, timeout=30, sleep=time.sleep):
     """Return the DER certificate the device presents in a TLS handshake (or None).
 
     The handshake verifies the certificate like every other request of the module
-    (validate_certs, ca_path). It never uses the CA the user wants the device to move
-    to: that CA does not trust today's certificate yet. When verification fails the
-    certificate is read again without verification, only to say in the error which
-    certificate the device serves and why it is not trusted.
+    (validate_certs; ca_path, else the CA bundle of requests; the proxy from the
+    environment). It never uses the CA the user wants the device to move to: that CA
+    does not trust today's certificate yet. When verification fails the certificate is
+    read again without verification, only to say in the error which certificate the
+    device serves and why it is not trusted. Connection errors are retried (like the
+    client's reads) with a short backoff within timeout.
     """
     host, port = parse_url(url)
     ctx = _ssl_context(validate_certs, ca_path)
+    proxy = proxy_for(url)
     try:
-        return _handshake(host, port, ctx, timeout)
+        return _handshake_retrying(host, port, ctx, timeout, proxy, sleep)
     except ssl.SSLCertVerificationError as exc:
         reason = getattr(exc, "verify_message", None) or str(exc)
         detail = ""
         try:
-            der = _handshake(host, port, _ssl_context(False, None), timeout)
+            der = _handshake(host, port, _ssl_context(False, None), timeout, proxy)
             if der:
                 facts = certificate_facts(x509.load_der_x509_certificate(der))
                 detail = " The device serves subject %s, issuer %s, valid until %s, names %s." % (
                     facts["subject"], facts["issuer"], facts["not_after"], ", ".join(facts["subject_alt_names"]) or "none")
-        except (OSError, ssl.SSLError, ValueError):
+        except (OSError, ssl.SSLError, ValueError, X509Error):
             pass
         raise X509Error(
             "TLS verification of %s:%d failed (%s).%s ca_path must trust the certificate the device serves now; "

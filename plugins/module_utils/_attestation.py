@@ -1,0 +1,462 @@
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+#
+# This module_utils file is PRIVATE to the encedo.hem collection. It may change or
+# disappear without notice; do not import it from outside the collection.
+"""Verification of HEM attestation data (``GET /api/system/config/attestation``).
+
+Pure logic, no I/O except reading a trust-anchor bundle file. The device answers with
+an attestation certificate ``crt`` (base64 DER) and a ``genuine`` token
+``b64(key id) "." b64(timestamp) "." b64(signature)``. :func:`verify` runs five checks:
+
+``signature``   the token's signature (ECDSA P-256/SHA-256 over the ASCII timestamp)
+                verifies under the certificate's public key;
+``key_id``      the token's key id equals the certificate's Subject Key Identifier;
+``chain``       the certificate is issued directly by one of the trusted custody CAs;
+``genuine_id``  the certificate's CN is ``#`` + the device's genuine_id;
+``freshness``   the token time is within ``max_age`` seconds of now, and the certificate
+                was valid at the token time.
+
+Each check ends ``passed``, ``failed`` (with the reason) or ``not_run`` (with why). A
+check that did not run never counts as passed: ``verified`` is true only when every
+check passed, except the ones the caller explicitly skipped.
+
+Chain verification is done here rather than with ``cryptography.x509.verification``:
+that API enforces the CA/B Forum web PKI profile (for instance it rejects a CA whose
+basicConstraints extension is not critical) and only lets the profile be relaxed from
+cryptography 45 on. The attestation chain is always one certificate directly under a
+custody CA, so the rules are checked explicitly: the issuer name equals the anchor's
+subject, the signature verifies under the anchor's key (``verify_directly_issued_by``),
+the anchor is a CA (basicConstraints CA:TRUE, keyCertSign when keyUsage is present;
+enforced when the anchors are loaded), and both certificates are valid at the
+verification time.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime
+import hashlib
+import re
+
+try:
+    from cryptography import x509
+    from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+    HAS_CRYPTOGRAPHY = True
+except ImportError:  # pragma: no cover - reported by the module with missing_required_lib
+    HAS_CRYPTOGRAPHY = False
+
+CHECKS = ("signature", "key_id", "chain", "genuine_id", "freshness")
+SKIPPABLE_CHECKS = ("chain", "genuine_id", "freshness")
+PASSED = "passed"
+FAILED = "failed"
+NOT_RUN = "not_run"
+
+_PEM_CERT_RE = re.compile(r"-----BEGIN CERTIFICATE-----\s.*?-----END CERTIFICATE-----", re.DOTALL)
+
+
+class AttestationError(Exception):
+    """Bad input: unreadable or unusable trust anchors, malformed token or certificate."""
+
+
+# ---------------------------------------------------------------------------- decoding
+
+def b64decode_any(text, what):
+    """Decode standard or URL-safe base64, padding optional (the device accepts both)."""
+    if not isinstance(text, str) or not text.strip():
+        raise AttestationError("%s is empty or not a string" % what)
+    data = text.strip().replace("-", "+").replace("_", "/").rstrip("=")
+    data += "=" * (-len(data) % 4)
+    try:
+        return base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise AttestationError("%s is not valid base64 (%s)" % (what, exc)) from exc
+
+
+class Token:
+    """A parsed ``genuine`` token."""
+
+    def __init__(self, key_id, timestamp_bytes, signature):
+        self.key_id = key_id
+        self.timestamp_bytes = timestamp_bytes
+        self.timestamp = int(timestamp_bytes.decode("ascii"))
+        self.signature = signature
+
+    @property
+    def time(self):
+        """The token time as an aware UTC datetime, or None when out of range."""
+        return _from_epoch(self.timestamp)
+
+
+def parse_token(text):
+    """Parse ``genuine``; AttestationError when it is not three base64 parts with a decimal timestamp."""
+    if not isinstance(text, str) or not text.strip():
+        raise AttestationError("the attestation token (genuine) is missing or empty")
+    parts = text.strip().split(".")
+    if len(parts) != 3:
+        raise AttestationError("the attestation token (genuine) has %d dot-separated parts, expected 3 "
+                               "(key id, timestamp, signature)" % len(parts))
+    key_id = b64decode_any(parts[0], "the attestation token's key id")
+    ts = b64decode_any(parts[1], "the attestation token's timestamp")
+    signature = b64decode_any(parts[2], "the attestation token's signature")
+    if not re.match(br"^[0-9]{1,12}\Z", ts):
+        raise AttestationError("the attestation token's timestamp is not a Unix time in ASCII decimal digits")
+    if not key_id:
+        raise AttestationError("the attestation token's key id is empty")
+    if not signature:
+        raise AttestationError("the attestation token's signature is empty")
+    return Token(key_id, ts, signature)
+
+
+def load_certificate(data, what="certificate"):
+    """One certificate from PEM text, base64 DER text, or DER bytes."""
+    try:
+        if isinstance(data, bytes):
+            if data.lstrip().startswith(b"-----BEGIN"):
+                return x509.load_pem_x509_certificate(data.strip())
+            return x509.load_der_x509_certificate(data)
+        if not isinstance(data, str) or not data.strip():
+            raise AttestationError("%s is empty or not a string" % what)
+        if "-----BEGIN" in data:
+            return x509.load_pem_x509_certificate(data.strip().encode("ascii"))
+        return x509.load_der_x509_certificate(b64decode_any(data, what))
+    except AttestationError:
+        raise
+    except (ValueError, TypeError, UnicodeError) as exc:
+        raise AttestationError("%s is not a valid X.509 certificate (%s)" % (what, exc)) from exc
+
+
+def load_public_key(data, what="public key"):
+    """A public key from base64 DER SubjectPublicKeyInfo, a raw P-256 point (64/65 bytes), or PEM."""
+    try:
+        if isinstance(data, str) and "-----BEGIN" in data:
+            return serialization.load_pem_public_key(data.strip().encode("ascii"))
+        raw = b64decode_any(data, what)
+        if len(raw) == 64:
+            raw = b"\x04" + raw
+        if len(raw) == 65 and raw[:1] == b"\x04":
+            return ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), raw)
+        return serialization.load_der_public_key(raw)
+    except AttestationError:
+        raise
+    except (ValueError, TypeError, UnicodeError, UnsupportedAlgorithm) as exc:
+        raise AttestationError("%s is not a valid public key (%s)" % (what, exc)) from exc
+
+
+def spki_der(public_key):
+    return public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+def cert_der(cert):
+    return cert.public_bytes(serialization.Encoding.DER)
+
+
+def cert_b64(cert):
+    return base64.b64encode(cert_der(cert)).decode("ascii")
+
+
+# ---------------------------------------------------------------------------- trust anchors
+
+def _is_ca(cert):
+    """-> None when cert may act as a CA, else the reason why not."""
+    try:
+        bc = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
+    except x509.ExtensionNotFound:
+        return "it has no basicConstraints extension (CA:TRUE is required)"
+    if not bc.ca:
+        return "its basicConstraints say CA:FALSE"
+    try:
+        ku = cert.extensions.get_extension_for_class(x509.KeyUsage).value
+    except x509.ExtensionNotFound:
+        return None
+    if not ku.key_cert_sign:
+        return "its keyUsage lacks keyCertSign"
+    return None
+
+
+def parse_trust_anchors(pem_text, option):
+    """Every certificate of a PEM bundle; each must be a CA. ``option`` names the source in errors."""
+    if not isinstance(pem_text, str) or not pem_text.strip():
+        raise AttestationError("%s is empty" % option)
+    blocks = _PEM_CERT_RE.findall(pem_text)
+    if not blocks:
+        raise AttestationError("%s holds no PEM certificate (-----BEGIN CERTIFICATE-----)" % option)
+    anchors = []
+    for index, block in enumerate(blocks, 1):
+        try:
+            cert = x509.load_pem_x509_certificate(block.encode("ascii"))
+        except (ValueError, UnicodeError) as exc:
+            raise AttestationError("%s: certificate %d of %d cannot be parsed (%s)" % (option, index, len(blocks), exc)) from exc
+        why = _is_ca(cert)
+        if why:
+            raise AttestationError("%s: certificate %d of %d (%s) is not a CA certificate: %s; give the custody CA, "
+                                   "not a device certificate" % (option, index, len(blocks), name_text(cert.subject), why))
+        anchors.append(cert)
+    return anchors
+
+
+def load_trust_anchors(trust_anchor=None, trust_anchor_path=None):
+    """Trust anchors from PEM content or a bundle file; [] when neither is given."""
+    if trust_anchor:
+        return parse_trust_anchors(trust_anchor, "trust_anchor")
+    if trust_anchor_path:
+        try:
+            with open(trust_anchor_path, "rb") as fh:
+                raw = fh.read()
+        except (IOError, OSError) as exc:
+            raise AttestationError("trust_anchor_path %s cannot be read: %s" % (trust_anchor_path, exc.strerror or exc)) from exc
+        try:
+            text = raw.decode("ascii")
+        except UnicodeDecodeError as exc:
+            raise AttestationError("trust_anchor_path %s is not a PEM file (DER or binary content)" % trust_anchor_path) from exc
+        return parse_trust_anchors(text, "trust_anchor_path %s" % trust_anchor_path)
+    return []
+
+
+# ---------------------------------------------------------------------------- descriptions
+
+def _from_epoch(seconds):
+    try:
+        return datetime.datetime.fromtimestamp(seconds, datetime.timezone.utc)
+    except (OverflowError, OSError, ValueError):
+        return None
+
+
+def iso(when):
+    return when.strftime("%Y-%m-%dT%H:%M:%SZ") if when is not None else None
+
+
+def _validity(cert):
+    try:
+        return cert.not_valid_before_utc, cert.not_valid_after_utc
+    except AttributeError:  # cryptography < 42
+        utc = datetime.timezone.utc
+        return cert.not_valid_before.replace(tzinfo=utc), cert.not_valid_after.replace(tzinfo=utc)
+
+
+def name_text(name):
+    return name.rfc4514_string()
+
+
+def common_name(cert):
+    values = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    return values[0].value if values else None
+
+
+def subject_key_id(cert):
+    try:
+        return cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest
+    except x509.ExtensionNotFound:
+        return None
+
+
+def describe_certificate(cert):
+    """The result keys that describe the attestation certificate (no secrets in it)."""
+    not_before, not_after = _validity(cert)
+    ski = subject_key_id(cert)
+    return dict(
+        subject=name_text(cert.subject),
+        common_name=common_name(cert),
+        issuer=name_text(cert.issuer),
+        serial_number=cert.serial_number,
+        not_before=iso(not_before),
+        not_after=iso(not_after),
+        subject_key_id=binascii.hexlify(ski).decode("ascii") if ski is not None else None,
+        fingerprint_sha256=hashlib.sha256(cert_der(cert)).hexdigest(),
+    )
+
+
+def normalise_genuine_id(value):
+    if value is None:
+        return None
+    value = str(value).strip()
+    if value.startswith("#"):
+        value = value[1:]
+    return value.lower() or None
+
+
+# ---------------------------------------------------------------------------- checks
+
+def _result(status, reason):
+    return {"status": status, "reason": reason}
+
+
+def check_signature(token, public_key, key_source="the attestation certificate's key"):
+    if not isinstance(public_key, ec.EllipticCurvePublicKey):
+        return _result(FAILED, "%s is not an elliptic-curve key; the token needs ECDSA P-256" % key_source)
+    try:
+        public_key.verify(token.signature, token.timestamp_bytes, ec.ECDSA(hashes.SHA256()))
+    except InvalidSignature:
+        return _result(FAILED, "the token's signature does not verify under %s" % key_source)
+    return _result(PASSED, "the token's ECDSA P-256/SHA-256 signature over its timestamp verifies under %s" % key_source)
+
+
+def check_key_id(token, cert):
+    ski = subject_key_id(cert)
+    if ski is None:
+        return _result(FAILED, "the attestation certificate has no Subject Key Identifier to compare with")
+    if token.key_id != ski:
+        return _result(FAILED, "the token's key id %s differs from the certificate's Subject Key Identifier %s"
+                       % (binascii.hexlify(token.key_id).decode("ascii"), binascii.hexlify(ski).decode("ascii")))
+    return _result(PASSED, "the token's key id equals the certificate's Subject Key Identifier")
+
+
+def _valid_at(cert, when):
+    not_before, not_after = _validity(cert)
+    if when < not_before:
+        return "not valid before %s" % iso(not_before)
+    if when > not_after:
+        return "expired %s" % iso(not_after)
+    return None
+
+
+def check_chain(cert, anchors, now):
+    """cert directly issued by one of anchors (already checked to be CAs), both valid at now."""
+    issuer = name_text(cert.issuer)
+    candidates = [a for a in anchors if a.subject == cert.issuer]
+    if not candidates:
+        return _result(FAILED, "the certificate's issuer %s is not among the %d trust anchor(s) given (%s)"
+                       % (issuer, len(anchors), "; ".join(name_text(a.subject) for a in anchors)))
+    problems = []
+    for anchor in candidates:
+        try:
+            cert.verify_directly_issued_by(anchor)
+        except (InvalidSignature, ValueError, TypeError, UnsupportedAlgorithm) as exc:
+            problems.append("the signature by trust anchor %s (sha256 %s) does not verify (%s)"
+                            % (issuer, hashlib.sha256(cert_der(anchor)).hexdigest()[:16], exc or "invalid signature"))
+            continue
+        late = _valid_at(anchor, now)
+        if late:
+            problems.append("trust anchor %s is %s" % (issuer, late))
+            continue
+        late = _valid_at(cert, now)
+        if late:
+            problems.append("the attestation certificate is %s" % late)
+            continue
+        return _result(PASSED, "issued and signed by trust anchor %s" % issuer)
+    return _result(FAILED, "; ".join(problems))
+
+
+def check_genuine_id(cert, genuine_ids):
+    """genuine_ids: {source: id} with at least one entry; every source must match the CN."""
+    cn = common_name(cert)
+    expected = dict((source, normalise_genuine_id(value)) for source, value in genuine_ids.items())
+    wrong = ["%s %s" % (source, value) for source, value in sorted(expected.items())
+             if cn is None or cn.lower() != "#" + value]
+    if wrong:
+        return _result(FAILED, "the certificate's CN %s is not '#' + the expected genuine_id (%s)"
+                       % (cn if cn is not None else "(none)", ", ".join(wrong)))
+    return _result(PASSED, "the certificate's CN %s matches the genuine_id (%s)"
+                   % (cn, ", ".join(sorted(expected))))
+
+
+def check_freshness(token, cert, now, max_age):
+    when = token.time
+    if when is None:
+        return _result(FAILED, "the token timestamp %d is not a representable time" % token.timestamp)
+    age = (now - when).total_seconds()
+    if age > max_age:
+        return _result(FAILED, "the token is %d s old (token time %s), more than max_age %d s; the device clock may "
+                       "be wrong or unset (a check-in sets it)" % (age, iso(when), max_age))
+    if -age > max_age:
+        return _result(FAILED, "the token time %s is %d s in the future, more than max_age %d s; the device or "
+                       "controller clock is wrong" % (iso(when), -age, max_age))
+    if cert is not None:
+        late = _valid_at(cert, when)
+        if late:
+            return _result(FAILED, "the attestation certificate was not valid at the token time %s: it is %s"
+                           % (iso(when), late))
+        return _result(PASSED, "token time %s is within %d s of now and the certificate was valid then" % (iso(when), max_age))
+    return _result(PASSED, "token time %s is within %d s of now" % (iso(when), max_age))
+
+
+def verify(genuine, crt=None, anchors=None, genuine_ids=None, now=None, max_age=300, skip=(), se_key=None):
+    """Run the five checks on the device's attestation data.
+
+    genuine: the token text (parse errors raise AttestationError).
+    crt: the certificate (x509 object, base64 DER or PEM), or None on a fresh secure element.
+    anchors: list of trust-anchor certificates ([]/None: chain check not run).
+    genuine_ids: {source: expected genuine_id} ({}/None: genuine_id check not run).
+    now: aware datetime (default: the current time); max_age: seconds.
+    skip: names of checks the caller explicitly does not require.
+    se_key: the secure element's public key, used for the signature when there is no crt.
+
+    Returns a dict: verified, checks {name: {status, reason}}, token_time, token_timestamp,
+    token_key_id, and the certificate description keys (None without a certificate).
+    """
+    token = parse_token(genuine)
+    if crt is not None and not isinstance(crt, x509.Certificate):
+        crt = load_certificate(crt, "the attestation certificate (crt)")
+    if now is None:
+        now = datetime.datetime.now(datetime.timezone.utc)
+    anchors = anchors or []
+    genuine_ids = dict((k, v) for k, v in (genuine_ids or {}).items() if normalise_genuine_id(v))
+    skip = set(skip or ())
+    unknown = skip - set(SKIPPABLE_CHECKS)
+    if unknown:
+        raise AttestationError("skip_checks: %s cannot be skipped (only %s)" % (", ".join(sorted(unknown)), ", ".join(SKIPPABLE_CHECKS)))
+
+    no_crt = "the secure element is not provisioned: the device has no attestation certificate"
+    checks = {}
+    if crt is not None:
+        checks["signature"] = check_signature(token, crt.public_key())
+        checks["key_id"] = check_key_id(token, crt)
+    else:
+        if se_key is not None:
+            checks["signature"] = check_signature(token, se_key, "the secure element's public key (key)")
+        else:
+            checks["signature"] = _result(NOT_RUN, no_crt + " nor public key")
+        checks["key_id"] = _result(NOT_RUN, no_crt)
+
+    if "chain" in skip:
+        checks["chain"] = _result(NOT_RUN, "skipped: listed in skip_checks")
+    elif crt is None:
+        checks["chain"] = _result(NOT_RUN, no_crt)
+    elif not anchors:
+        checks["chain"] = _result(NOT_RUN, "no trust anchor given (trust_anchor or trust_anchor_path)")
+    else:
+        checks["chain"] = check_chain(crt, anchors, now)
+
+    if "genuine_id" in skip:
+        checks["genuine_id"] = _result(NOT_RUN, "skipped: listed in skip_checks")
+    elif crt is None:
+        checks["genuine_id"] = _result(NOT_RUN, no_crt)
+    elif not genuine_ids:
+        checks["genuine_id"] = _result(NOT_RUN, "the device's genuine_id is not known: give the genuine_id option, or "
+                                       "credentials allowed to read the configuration (scope system:config)")
+    else:
+        checks["genuine_id"] = check_genuine_id(crt, genuine_ids)
+
+    if "freshness" in skip:
+        checks["freshness"] = _result(NOT_RUN, "skipped: listed in skip_checks")
+    else:
+        checks["freshness"] = check_freshness(token, crt, now, max_age)
+
+    verified = all(checks[name]["status"] == PASSED for name in CHECKS if name not in skip)
+    result = dict(
+        verified=verified,
+        checks=checks,
+        token_timestamp=token.timestamp,
+        token_time=iso(token.time),
+        token_key_id=binascii.hexlify(token.key_id).decode("ascii"),
+    )
+    empty = dict.fromkeys(("subject", "common_name", "issuer", "serial_number", "not_before", "not_after",
+                           "subject_key_id", "fingerprint_sha256"))
+    result.update(describe_certificate(crt) if crt is not None else empty)
+    return result
+
+
+def failed_summary(result):
+    """One line naming every check that did not pass (for fail_json)."""
+    parts = []
+    for name in CHECKS:
+        check = result["checks"][name]
+        if check["status"] == FAILED:
+            parts.append("check %s failed: %s" % (name, check["reason"]))
+        elif check["status"] == NOT_RUN and not check["reason"].startswith("skipped:"):
+            parts.append("check %s not run: %s" % (name, check["reason"]))
+    return "; ".join(parts)

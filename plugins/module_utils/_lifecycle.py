@@ -1,0 +1,172 @@
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# This module_utils is PRIVATE and should only be used by this collection. Breaking changes can occur any time.
+"""Device lifecycle helpers shared by encedo_checkin and encedo_reboot.
+
+- the check-in options (vendor backend URL and its own TLS settings) and the check-in
+  itself: device ``check`` -> backend -> device ``checked``, blobs forwarded untouched;
+- waiting for a reboot with proof that the device really restarted.
+"""
+
+from __future__ import annotations
+
+import time
+
+from ansible.module_utils.basic import env_fallback
+
+from ansible_collections.encedo.hem.plugins.module_utils._client import HemClient, HemError, HemOutcomeUnknown
+
+DEFAULT_BACKEND_URL = "https://api.encedo.com"
+
+# Management actions a check-in reply can make the device execute (POST /api/system/checkin
+# "status"). "OK" (none) and "R" (report) change nothing on the device.
+CHECKIN_ACTIONS = {
+    "L": "lock (the user key was erased)",
+    "W": "full wipe and reboot",
+    "B": "soft-brick (web servers stopped)",
+    "U": "forced upgrade",
+}
+
+# Seconds of slack when comparing the device uptime (whole seconds) with the wall clock.
+UPTIME_SLACK = 2
+
+
+def checkin_argument_spec():
+    """Options of the vendor check-in backend (documented in each module that uses them)."""
+    return dict(
+        backend_url=dict(type="str", default=DEFAULT_BACKEND_URL, fallback=(env_fallback, ["ENCEDO_HEM_BACKEND_URL"])),
+        backend_validate_certs=dict(type="bool", default=True, fallback=(env_fallback, ["ENCEDO_HEM_BACKEND_VALIDATE_CERTS"])),
+        backend_ca_path=dict(type="path", fallback=(env_fallback, ["ENCEDO_HEM_BACKEND_CA_PATH"])),
+    )
+
+
+def clock_is_set(status):
+    """The device status carries ``time``/``ts`` only while its clock (RTC) is set."""
+    return isinstance(status, dict) and ("time" in status or "ts" in status)
+
+
+def backend_client(module):
+    """A client for the vendor backend: its own URL and TLS settings, never the device's CA."""
+    params = module.params
+    url = (params.get("backend_url") or "").rstrip("/")
+    if not url.startswith(("https://", "http://")):
+        raise HemError("backend_url must be an http:// or https:// URL, got %r" % url)
+    if url.startswith("https://") and not params.get("backend_validate_certs"):
+        module.warn("backend_validate_certs is false: the check-in backend's TLS certificate is not verified.")
+    return HemClient(url, validate_certs=params.get("backend_validate_certs"), ca_path=params.get("backend_ca_path"),
+                     timeout=params.get("timeout") or 30, retries=0)
+
+
+def checkin(client, backend, check_mode=False, status=None):
+    """Run one check-in. Returns the result dict of encedo_checkin (without ``changed`` logic for callers to alter).
+
+    ``status`` is a GET /api/system/status answer read just before, when the caller has one.
+    """
+    if status is None:
+        status = client.status()
+    was_set = clock_is_set(status)
+    result = dict(changed=not was_set, clock_was_set=was_set)
+    if check_mode:
+        # Nothing is posted in check mode: report what would happen.
+        return result
+
+    check = client.get("/api/system/checkin", auth=False).get("check")
+    if not isinstance(check, str) or not check:
+        raise HemError("the device answered without a check-in token (check)", endpoint="GET /api/system/checkin")
+    try:
+        reply = backend.post("/checkin", {"check": check}, auth=False)
+    except HemError as exc:
+        raise backend_error(backend, exc)
+    checked = reply.get("checked") if isinstance(reply, dict) else None
+    if not isinstance(checked, str) or not checked:
+        raise HemError("the check-in backend %s answered without a reply token (checked)" % backend.url, endpoint="POST /checkin")
+
+    try:
+        answer = client.post("/api/system/checkin", {"checked": checked}, auth=False)
+        lost = False
+    except HemOutcomeUnknown:
+        answer, lost = {}, True
+    after = client.status()
+    if not clock_is_set(after):
+        if lost:
+            raise HemError("the answer to the check-in was lost and the device clock is still unset; run the check-in again",
+                           endpoint="POST /api/system/checkin")
+        raise HemError("the device accepted the check-in but its clock is still unset", endpoint="POST /api/system/checkin")
+
+    action = answer.get("status") if isinstance(answer, dict) else None
+    result["status"] = action if action is not None else ("unknown" if lost else None)
+    for key in ("newfws", "newuis", "newcrt"):
+        if isinstance(answer, dict) and key in answer:
+            result[key] = answer[key]
+    result["time"] = after.get("time")
+    result["ts"] = after.get("ts")
+    if action in CHECKIN_ACTIONS or answer.get("newcrt") == "OK":
+        result["changed"] = True
+    return result
+
+
+def checkin_warnings(result):
+    """User-facing warnings about what the backend made the device do."""
+    warnings = []
+    action = result.get("status")
+    if action in CHECKIN_ACTIONS:
+        warnings.append("the check-in backend ordered action %s (%s) and the device executed it" % (action, CHECKIN_ACTIONS[action]))
+    if result.get("newcrt") == "ERROR":
+        warnings.append("the check-in backend pushed a TLS certificate and the device failed to install it (newcrt: ERROR)")
+    if result.get("status") == "unknown":
+        warnings.append("the answer to the check-in was lost; the device clock is set, the backend's action is unknown")
+    return warnings
+
+
+def backend_error(backend, exc):
+    """Reword a transport error of the backend client so that it names the backend, not "the device"."""
+    if exc.status is not None:
+        return HemError("the check-in backend %s refused the device's check-in token (HTTP %d); the device may not be genuine, "
+                        "or backend_url does not point at the vendor backend" % (backend.url, exc.status), endpoint="POST /checkin")
+    reason = exc.msg.replace("cannot reach the device at %s" % backend.url, "cannot reach it")
+    return HemError("the check-in backend %s failed: %s" % (backend.url, reason), endpoint="POST /checkin")
+
+
+def rebooted(uptime_before, seen_before, uptime_now, seen_now, slack=UPTIME_SLACK):
+    """Proof of a restart: the uptime is lower than it would be had the device kept running.
+
+    ``seen_*`` are monotonic controller timestamps of the two status answers.
+    """
+    if not isinstance(uptime_now, (int, float)) or not isinstance(uptime_before, (int, float)):
+        return False
+    expected = uptime_before + (seen_now - seen_before)
+    return uptime_now + slack < expected
+
+
+def wait_for_reboot(poll_status, uptime_before, seen_before, delay, timeout, interval, clock=time.monotonic, sleep=time.sleep):
+    """Wait until ``poll_status()`` answers with an uptime that proves a restart.
+
+    ``poll_status`` returns the status dict or raises HemError. Returns ``(status, waited)``.
+    Raises HemError when the device never comes back, or comes back without having restarted.
+    """
+    start = clock()
+    deadline = start + timeout
+    sleep(min(delay, timeout))
+    last_error = None
+    last_uptime = None
+    while True:
+        now = clock()
+        try:
+            status = poll_status()
+            seen = clock()
+            uptime = status.get("uptime") if isinstance(status, dict) else None
+            if rebooted(uptime_before, seen_before, uptime, seen):
+                return status, seen - start
+            last_error, last_uptime = None, uptime
+        except HemError as exc:
+            last_error, last_uptime = str(exc), None
+        now = clock()
+        if now >= deadline:
+            break
+        sleep(max(0.0, min(interval, deadline - now)))
+    waited = clock() - start
+    if last_error is None and last_uptime is not None:
+        raise HemError("the device did not reboot: it kept answering for %.0f s after the reboot request and its uptime "
+                       "never went back (%s s now, %s s just before the request)" % (waited, last_uptime, uptime_before))
+    raise HemError("the device did not come back within %.0f s after the reboot request (timeout %s s); last error: %s"
+                   % (waited, timeout, last_error))

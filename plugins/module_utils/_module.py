@@ -1,0 +1,148 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) encedo.hem contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+# This module_utils file is PRIVATE to the encedo.hem collection: its API may change
+# at any time without notice. Do not use it from other collections.
+
+"""The connection options shared by every encedo.hem module, and the HemModule base.
+
+``hem_argument_spec()`` is documented one-to-one by the doc fragment
+``encedo.hem.connection`` (a unit test keeps the two equal).
+"""
+
+from __future__ import annotations
+
+import copy
+from urllib.parse import urlsplit
+
+from ansible.module_utils import basic
+from ansible.module_utils.basic import AnsibleModule, env_fallback, missing_required_lib
+
+from ansible_collections.encedo.hem.plugins.module_utils._client import (
+    HAS_REQUESTS,
+    REQUESTS_IMPORT_ERROR,
+    HemClient,
+    HemError,
+)
+
+#: option name -> environment variable used when the task does not set the option.
+ENV_VARS = {
+    'url': 'ENCEDO_HEM_URL',
+    'passphrase': 'ENCEDO_HEM_PASSPHRASE',
+    'token': 'ENCEDO_HEM_TOKEN',
+    'validate_certs': 'ENCEDO_HEM_VALIDATE_CERTS',
+    'ca_path': 'ENCEDO_HEM_CA_PATH',
+    'timeout': 'ENCEDO_HEM_TIMEOUT',
+}
+
+CREDENTIALS = ('passphrase', 'token')
+
+
+def hem_argument_spec():
+    """The connection options (a fresh dict on every call)."""
+    def env(name):
+        return (env_fallback, [ENV_VARS[name]])
+
+    return dict(
+        url=dict(type='str', required=True, fallback=env('url')),
+        passphrase=dict(type='str', no_log=True, fallback=env('passphrase')),
+        token=dict(type='str', no_log=True, fallback=env('token')),
+        validate_certs=dict(type='bool', default=True, fallback=env('validate_certs')),
+        ca_path=dict(type='path', fallback=env('ca_path')),
+        timeout=dict(type='int', default=30, fallback=env('timeout')),
+    )
+
+
+def _task_params():
+    """The options the task itself set (before defaults and environment fallbacks)."""
+    try:
+        params = basic._load_params()
+    except Exception:  # no arguments at all (e.g. documentation tooling): nothing was set
+        return {}
+    return params if isinstance(params, dict) else {}
+
+
+def validate_url(url):
+    """None when ``url`` is a usable device address, else the reason it is not."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        return str(exc)
+    if parts.scheme not in ('https', 'http'):
+        return 'the scheme must be https:// (or http://)'
+    if not parts.hostname:
+        return 'it has no host name'
+    if parts.query or parts.fragment:
+        return 'it must not have a query or fragment'
+    if port == 0:
+        return 'port 0 is not valid'
+    return None
+
+
+class HemModule(AnsibleModule):
+    """AnsibleModule with the connection options merged in.
+
+    ``passphrase`` and ``token`` are mutually exclusive on the task. Environment
+    fallbacks have the lowest precedence: a task that sets ``token`` ignores
+    ``ENCEDO_HEM_PASSPHRASE`` and one that sets ``passphrase`` ignores ``ENCEDO_HEM_TOKEN``.
+    """
+
+    def __init__(self, argument_spec=None, mutually_exclusive=None, **kwargs):
+        spec = hem_argument_spec()
+        task = _task_params()
+        given = [name for name in CREDENTIALS if task.get(name) is not None]
+        if len(given) == 1:
+            other = CREDENTIALS[1 - CREDENTIALS.index(given[0])]
+            spec[other] = copy.deepcopy(spec[other])
+            del spec[other]['fallback']
+        spec.update(argument_spec or {})
+        exclusive = [list(CREDENTIALS)] + list(mutually_exclusive or [])
+        super(HemModule, self).__init__(argument_spec=spec, mutually_exclusive=exclusive, **kwargs)
+        self._hem_client = None
+        if not HAS_REQUESTS:
+            self.fail_json(msg=missing_required_lib('requests'), exception=str(REQUESTS_IMPORT_ERROR))
+        problem = validate_url(self.params['url'])
+        if problem:
+            self.fail_json(msg='option url: %r is not a device address (%s); expected e.g. https://my.ence.do' % (self.params['url'], problem))
+        if self.params['timeout'] <= 0:
+            self.fail_json(msg='option timeout: must be a positive number of seconds, got %d' % self.params['timeout'])
+
+    def has_credentials(self):
+        """True when a passphrase or a token is available."""
+        return bool(self.params['passphrase'] or self.params['token'])
+
+    def client(self):
+        """The HemClient of this run (created once; warns once about insecure settings)."""
+        if self._hem_client is None:
+            params = self.params
+            if not params['validate_certs'] and params['url'].lower().startswith('https:'):
+                self.warn('validate_certs is false: the device certificate is not verified, so the connection can be intercepted. '
+                          'Prefer ca_path with the CA that signed the device certificate.')
+            if params['url'].lower().startswith('http:'):
+                self.warn('url uses plain http: the bearer token travels unencrypted. Prefer https://.')
+            self._hem_client = HemClient(
+                params['url'],
+                passphrase=params['passphrase'],
+                token=params['token'],
+                validate_certs=params['validate_certs'],
+                ca_path=params['ca_path'],
+                timeout=params['timeout'],
+                warn=self.warn,
+            )
+        return self._hem_client
+
+    def run(self, fn):
+        """Call ``fn(module, client)``, exit with its result dict; a HemError fails the task."""
+        try:
+            result = fn(self, self.client())
+        except HemError as exc:
+            extra = {}
+            if exc.endpoint:
+                extra['endpoint'] = exc.endpoint
+            if exc.status is not None:
+                extra['status'] = exc.status
+            self.fail_json(msg=str(exc), **extra)
+        result.setdefault('changed', False)
+        self.exit_json(**result)

@@ -1,0 +1,161 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright (c) encedo.hem contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r'''
+module: encedo_checkin
+short_description: Set the clock of an Encedo HEM through the vendor check-in backend
+version_added: 0.1.0
+description:
+  - Runs the device check-in. The device clock (RTC) is unset after every power-up or reboot, and while it is unset a device
+    with the trusted-time option refuses every login (HTTP 403). A check-in sets it.
+  - The module reads the device's signed check-in token (C(GET /api/system/checkin)), posts it to the vendor backend
+    (C(POST <backend_url>/checkin)), and hands the backend's signed reply back to the device (C(POST /api/system/checkin)).
+    Both tokens are forwarded untouched; only the device and the backend can read them.
+  - The check-in needs no credentials. O(passphrase) and O(token) are accepted (they are shared connection options) but
+    not used.
+  - The backend's reply can carry a management action that the device executes when its trusted-backend option is on
+    (lock, wipe, soft-brick, forced upgrade) and a pushed TLS certificate. The module reports them in RV(status) and
+    RV(newcrt), warns about them, and counts them as a change.
+author:
+  - encedo.hem maintainers (@encedo)
+extends_documentation_fragment:
+  - encedo.hem.connection
+  - ansible.builtin.action_common_attributes
+attributes:
+  check_mode:
+    details: Reads the device status and predicts C(changed); posts nothing, neither to the device nor to the backend.
+    support: full
+  diff_mode:
+    details: Not supported; the clock is not a setting.
+    support: none
+  idempotent:
+    description:
+      - Reports a change only when the device clock was unset before (or when the backend made the device execute an action).
+      - Each run performs a new check-in, which re-synchronises the clock; to check in only when needed, read the device
+        status with M(encedo.hem.encedo_info) first, as the role C(encedo.hem.device) does.
+    support: full
+  platform:
+    platforms: encedo_hem
+    support: full
+options:
+  backend_url:
+    description:
+      - Base URL of the vendor check-in backend; the module posts to C(<backend_url>/checkin).
+      - The controller must reach this URL (the device itself does not contact it).
+      - If not set, the environment variable E(ENCEDO_HEM_BACKEND_URL) is used.
+    type: str
+    default: https://api.encedo.com
+  backend_validate_certs:
+    description:
+      - Whether to verify the TLS certificate of the backend.
+      - The backend is a different server from the device, so O(validate_certs) and O(ca_path) do not apply to it.
+      - If not set, the environment variable E(ENCEDO_HEM_BACKEND_VALIDATE_CERTS) is used.
+    type: bool
+    default: true
+  backend_ca_path:
+    description:
+      - PEM file with the CA certificate(s) to verify the backend with.
+      - If not set, the CA bundle of the Python C(requests) library (C(certifi)) is used, which verifies the vendor's
+        public backend.
+      - If not set, the environment variable E(ENCEDO_HEM_BACKEND_CA_PATH) is used.
+    type: path
+notes:
+  - O(timeout) applies to the backend request too.
+seealso:
+  - module: encedo.hem.encedo_reboot
+    description: Reboots a device, waits for it and checks it in.
+  - module: encedo.hem.encedo_info
+    description: Reports whether the device clock is set.
+'''
+
+EXAMPLES = r'''
+- name: Set the device clock after a power cut
+  encedo.hem.encedo_checkin:
+    url: https://my.ence.do
+    ca_path: /etc/ssl/encedo-ca.pem
+
+- name: Check in only when the clock is unset
+  block:
+    - name: Read the device status
+      encedo.hem.encedo_info:
+        url: https://my.ence.do
+      register: hem_info
+
+    - name: Check in
+      encedo.hem.encedo_checkin:
+        url: https://my.ence.do
+      when: hem_info.status.time is not defined
+
+- name: Use an on-premises backend with its own CA
+  encedo.hem.encedo_checkin:
+    url: https://hem1.example.com
+    backend_url: https://checkin.example.com
+    backend_ca_path: /etc/ssl/checkin-ca.pem
+'''
+
+RETURN = r'''
+clock_was_set:
+  description: Whether the device clock was already set before the check-in.
+  returned: always
+  type: bool
+  sample: false
+status:
+  description:
+    - The management action the device executed from the backend's reply.
+    - V(OK) (none) or V(R) (report) change nothing; V(L) (lock), V(W) (wipe), V(B) (soft-brick), V(U) (forced upgrade) do.
+    - V(unknown) when the device's answer was lost but its clock is now set.
+  returned: success and not check mode
+  type: str
+  sample: OK
+newfws:
+  description: Signature of a newer firmware the backend announced.
+  returned: when the backend announced one
+  type: str
+newuis:
+  description: Signature of a newer web UI the backend announced (PPA).
+  returned: when the backend announced one
+  type: str
+newcrt:
+  description: Result of installing a TLS certificate pushed by the backend, V(OK) or V(ERROR).
+  returned: when the backend pushed a certificate
+  type: str
+time:
+  description: The device clock after the check-in, as Unix time.
+  returned: success and not check mode
+  type: int
+  sample: 1767225600
+ts:
+  description: The device clock after the check-in, as an RFC 3339 UTC time.
+  returned: success and not check mode
+  type: str
+  sample: "2026-01-01T00:00:00Z"
+'''
+
+from ansible_collections.encedo.hem.plugins.module_utils._lifecycle import (
+    backend_client,
+    checkin,
+    checkin_argument_spec,
+    checkin_warnings,
+)
+from ansible_collections.encedo.hem.plugins.module_utils._module import HemModule
+
+
+def run(module, client):
+    backend = backend_client(module)
+    result = checkin(client, backend, check_mode=module.check_mode)
+    for warning in checkin_warnings(result):
+        module.warn(warning)
+    return result
+
+
+def main():
+    module = HemModule(argument_spec=checkin_argument_spec(), supports_check_mode=True)
+    module.run(run)
+
+
+if __name__ == '__main__':
+    main()

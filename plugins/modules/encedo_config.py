@@ -1,0 +1,381 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright (c) encedo.hem contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r'''
+module: encedo_config
+short_description: Manage the configuration of an Encedo HEM device
+version_added: 0.1.0
+description:
+  - Declaratively manages the settable fields of the device configuration (C(POST /api/system/config)), and rotates the
+    user passphrase.
+  - Reads the configuration, compares only the options the task sets (both sides normalised, so V("2") equals V(2) and
+    V(yes) equals V(true)), and sends the fields that differ in one request. When nothing differs, nothing is sent.
+  - Options that are not set are left alone on the device.
+  - Every option is checked before the first request; the device checks them again and accepts all or nothing.
+author:
+  - encedo.hem maintainers (@encedo)
+extends_documentation_fragment:
+  - encedo.hem.connection
+  - ansible.builtin.action_common_attributes
+attributes:
+  check_mode:
+    support: full
+    details: Reads the configuration and predicts RV(changed), RV(sent), RV(reboot_required) and the diff exactly, without sending any change.
+  diff_mode:
+    support: full
+    details: The diff holds the before and after of the changed fields only. The passphrase is never shown.
+  idempotent:
+    description: When run twice with the same options, the second run reports no change and sends nothing.
+    support: full
+  platform:
+    platforms: encedo_hem
+    support: full
+    details: Runs on the controller (or any host that reaches the device API over HTTPS).
+options:
+  user:
+    description:
+      - The user name (display name) of the device, at most 32 characters.
+    type: str
+  email:
+    description:
+      - Contact e-mail address. An empty string clears it.
+    type: str
+  origin:
+    description:
+      - CORS allow-list for browsers calling the device API, for example V(*), V(https://app.example.com) or V(*.example.com).
+      - Requests whose C(Origin) header does not match are refused by the device (HTTP 412).
+    type: str
+  allow_keysearch:
+    description:
+      - Whether keys may be searched for without authentication.
+    type: bool
+  trusted_ts:
+    description:
+      - Whether the vendor backend is a trusted time source.
+      - When true, the device refuses logins after every power-up or reboot until a check-in sets its clock.
+    type: bool
+  trusted_backend:
+    description:
+      - Whether the vendor backend is trusted and may control the device (lock, wipe, upgrade) through check-ins.
+    type: bool
+  ctx:
+    description:
+      - Instance context id, an integer from V(0) to V(4294967295).
+    type: int
+  http_option_hsts:
+    description:
+      - Whether the device sends HSTS security headers.
+    type: bool
+  http_option_dosprot_mode:
+    description:
+      - Time allowed to finish an HTTP request, in 0.5 second steps, from V(0) (off) to V(4).
+    type: int
+  dnsd:
+    description:
+      - Whether the built-in DNS server is enabled.
+      - PPA (MSC build) only; the task fails on an EPA before sending anything.
+      - Takes effect after a reboot (RV(reboot_required)).
+    type: bool
+  storage_mode:
+    description:
+      - Disk 0 default mode and disk 1 encryption mode, an integer from V(0) to V(255).
+      - PPA (MSC build) only; the task fails on an EPA before sending anything.
+      - Takes effect after a reboot (RV(reboot_required)).
+    type: int
+  storage_disk0size:
+    description:
+      - Size of disk 0 in sectors, at most the device's C(storage_capacity).
+      - Changing it makes the device B(reformat the disk and erase its data), so a change is refused unless
+        O(allow_reformat=true). Setting it to the current size is always fine.
+      - PPA (MSC build) only; the task fails on an EPA before sending anything.
+      - Takes effect after a reboot (RV(reboot_required)).
+    type: int
+  allow_reformat:
+    description:
+      - Allow a change of O(storage_disk0size), which erases the data on disk 0.
+    type: bool
+    default: false
+  hostname:
+    description:
+      - The host name the device was personalised with. The device does not allow changing it afterwards.
+      - Use it to assert the value. When it differs (case and a trailing dot ignored), the task fails before sending
+        anything; only a factory reset and a new personalisation change it.
+    type: str
+  ip:
+    description:
+      - The IP address (CIDR form, V(192.168.7.1/24)) the device was personalised with. The device does not allow changing
+        it afterwards.
+      - Use it to assert the value. Without a prefix length only the address is compared. When it differs, the task fails
+        before sending anything.
+    type: str
+  new_passphrase:
+    description:
+      - Rotate the user passphrase to this value.
+      - The task first tries to log in with O(new_passphrase). When that works, the passphrase is already rotated; nothing
+        is sent for it, and the rest of the task uses that login (so a task that keeps O(passphrase) set to the old value
+        keeps working after the rotation).
+      - Otherwise the task logs in with O(passphrase) (or uses O(token)) and sends the new key with the proof the device
+        requires (C(userkey), C(userkey_nonce), C(userkey_hmac)), in the same request as the other changed fields.
+      - The first try costs one login attempt (at least 0.5 seconds on a real device), also in check mode. It is a failed
+        login attempt when the passphrase is not rotated yet; see the notes.
+      - The new passphrase is never returned or shown in a diff.
+    type: str
+notes:
+  - The device delays every login answer to at least 0.5 seconds, and to 1.5 seconds after 3 consecutive failed logins,
+    until a login succeeds. With O(new_passphrase), the run that rotates makes one failed attempt (the new passphrase)
+    followed by a successful one (the old passphrase), so it never reaches the slow-down; every later run logs in with the
+    new passphrase at the first try. Only when neither passphrase works does a run make two failed attempts; the task then
+    fails, and repeating it quickly pushes the device into its slow mode.
+  - A no-op run costs one request with O(token) (the configuration read) and three with O(passphrase) (two for the login).
+  - The device applies a change of O(dnsd), O(storage_mode) or O(storage_disk0size) at the next boot; reboot it
+    (for example with M(encedo.hem.encedo_reboot)) when RV(reboot_required) is true.
+seealso:
+  - module: encedo.hem.encedo_info
+  - module: encedo.hem.encedo_login
+  - module: encedo.hem.encedo_factory_reset
+'''
+
+EXAMPLES = r'''
+- name: Log in once per host, reuse the token
+  encedo.hem.encedo_login:
+    url: https://my.ence.do
+    passphrase: "{{ hem_passphrase }}"
+  register: hem_login
+  no_log: true
+
+- name: Configure the device
+  encedo.hem.encedo_config:
+    url: https://my.ence.do
+    token: "{{ hem_login.token }}"
+    user: Operations
+    email: ops@example.com
+    origin: "https://app.example.com"
+    trusted_ts: true
+    http_option_hsts: true
+    http_option_dosprot_mode: 2
+  register: hem_config
+
+- name: Reboot when a change needs it
+  encedo.hem.encedo_reboot:
+    url: https://my.ence.do
+    passphrase: "{{ hem_passphrase }}"
+  when: hem_config.reboot_required
+
+- name: Rotate the user passphrase (idempotent; keep passphrase set to the old value)
+  encedo.hem.encedo_config:
+    url: https://my.ence.do
+    passphrase: "{{ hem_old_passphrase }}"
+    new_passphrase: "{{ hem_new_passphrase }}"
+
+- name: Resize disk 0 (erases it)
+  encedo.hem.encedo_config:
+    url: https://my.ence.do
+    passphrase: "{{ hem_passphrase }}"
+    storage_disk0size: 4194304
+    allow_reformat: true
+'''
+
+RETURN = r'''
+changed:
+  description: Whether a change was sent (in check mode, whether one would be).
+  returned: always
+  type: bool
+reboot_required:
+  description:
+    - True when the device said so, or when a changed field takes effect at the next boot (O(dnsd), O(storage_mode),
+      O(storage_disk0size)).
+  returned: always
+  type: bool
+  sample: false
+updated:
+  description:
+    - The device's own answer (C(updated)), whether a stored setting really changed. V(false) when nothing was sent.
+  returned: always
+  type: bool
+  sample: true
+sent:
+  description:
+    - Names of the fields sent (or, in check mode, that would be sent), sorted. Never values.
+    - A rotation adds C(userkey), C(userkey_hmac) and C(userkey_nonce).
+  returned: always
+  type: list
+  elements: str
+  sample: [email, user]
+config:
+  description:
+    - The device configuration after the task (re-read after a change; predicted in check mode), without the per-request
+      C(nonce), C(spk) and timestamps. Never a secret.
+  returned: success
+  type: dict
+  sample:
+    devid: 2023b758c209269a
+    user: Operations
+    email: ops@example.com
+    hostname: my.ence.do
+    trusted_ts: true
+    http_option_dosprot_mode: 2
+'''
+
+from ansible_collections.encedo.hem.plugins.module_utils._client import HemClient, HemError, HemOutcomeUnknown, TOKEN_PATH, derive_keypair
+from ansible_collections.encedo.hem.plugins.module_utils._config import (
+    FIELDS, HAS_CRYPTOGRAPHY, ROTATION_FIELDS, ConfigError, apply_delta, current_values, diff, plan_update, public_config,
+    rotation_fields, same, validate, wire,
+)
+from ansible_collections.encedo.hem.plugins.module_utils._module import HemModule
+from ansible.module_utils.basic import missing_required_lib
+
+CONFIG = '/api/system/config'
+
+
+def _fail(module, msg, **extra):
+    extra.setdefault('changed', False)
+    extra.setdefault('sent', [])
+    module.fail_json(msg=msg, **extra)
+
+
+def _try_new_passphrase(module):
+    """A client logged in with new_passphrase, or None when the device refuses it (401)."""
+    p = module.params
+    trial = HemClient(p['url'], passphrase=p['new_passphrase'], validate_certs=p['validate_certs'], ca_path=p['ca_path'],
+                      timeout=p['timeout'], warn=module.warn)
+    try:
+        trial.login()
+    except HemError as exc:
+        if exc.status == 401 and exc.endpoint == 'POST ' + TOKEN_PATH:
+            return None
+        raise
+    return trial
+
+
+def _outcome_unknown(module, client, exc, plan, desired, sent, rotate):
+    """The POST was sent but its answer was lost: re-read and tell what the device holds now."""
+    try:
+        now = client.get(CONFIG)
+    except HemError as reread:
+        _fail(module, 'outcome unknown: the configuration update (%s) was sent but its answer was lost (%s), and the configuration '
+                      'could not be re-read (%s). Check the device before running the task again.' % (', '.join(sent), exc, reread),
+              sent=sent)
+    have = current_values(now)
+    applied = [n for n in sorted(plan.delta) if n in have and same(n, desired[n], have[n])]
+    pending = [n for n in sorted(plan.delta) if n not in applied]
+    msg = ('outcome unknown: the configuration update was sent but its answer was lost (%s). A re-read of the configuration '
+           'shows: %s; %s.' % (exc, 'as requested now: ' + ', '.join(applied) if applied else 'none of the changed fields applied',
+                               'still different: ' + ', '.join(pending) if pending else 'nothing left to change'))
+    if rotate:
+        msg += (' Whether the passphrase was rotated cannot be read back: run the task again, it tries new_passphrase first and '
+                'rotates only if that login fails.')
+    _fail(module, msg, changed=bool(applied), sent=sent, config=public_config(now), applied=applied, not_applied=pending)
+
+
+def run(module, client):
+    p = module.params
+    try:
+        desired = validate(dict((name, p[name]) for name in FIELDS))
+    except ConfigError as exc:
+        _fail(module, str(exc))
+    new = p['new_passphrase']
+    if new is not None and not new:
+        _fail(module, "option 'new_passphrase' is empty; allowed: a non-empty passphrase. Nothing was sent to the device.")
+    if not module.has_credentials() and new is None:
+        _fail(module, 'credentials needed: set passphrase or token (or ENCEDO_HEM_PASSPHRASE / ENCEDO_HEM_TOKEN)')
+
+    rotate = False
+    if new:
+        trial = _try_new_passphrase(module)
+        if trial is not None:
+            client = trial  # already rotated: the new passphrase is the one that works
+        elif not module.has_credentials():
+            _fail(module, 'new_passphrase does not log in yet, and neither passphrase nor token was given to authorise the rotation. '
+                          'Nothing was sent.')
+        else:
+            rotate = True
+
+    try:
+        current = client.get(CONFIG)
+    except HemError as exc:
+        if rotate and exc.status == 401 and exc.endpoint == 'POST ' + TOKEN_PATH:
+            _fail(module, 'neither new_passphrase nor passphrase is accepted by the device (two failed login attempts; after 3 '
+                          'consecutive failures the device answers logins more slowly until one succeeds). Nothing was sent.',
+                  status=401, endpoint=exc.endpoint)
+        raise
+
+    try:
+        plan = plan_update(current, desired, p['allow_reformat'])
+    except ConfigError as exc:
+        _fail(module, str(exc), config=public_config(current))
+
+    sent = sorted(list(plan.delta) + (list(ROTATION_FIELDS) if rotate else []))
+    result = dict(changed=bool(sent), sent=sent, updated=False, reboot_required=plan.reboot_required)
+    if not sent:
+        result['config'] = public_config(current)
+        return result
+    if module.check_mode:
+        result['config'] = public_config(apply_delta(current, plan.delta))
+        if module._diff:
+            result['diff'] = diff(plan.before, plan.after, rotate)
+        return result
+
+    body = dict(plan.delta)
+    if rotate:
+        if not HAS_CRYPTOGRAPHY:
+            _fail(module, missing_required_lib('cryptography'))
+        private, public = derive_keypair(new, current['eid'])
+        body.update(rotation_fields(private, public, current))
+    try:
+        answer = client.post(CONFIG, body)
+    except HemOutcomeUnknown as exc:
+        _outcome_unknown(module, client, exc, plan, desired, sent, rotate)
+    except HemError as exc:
+        if exc.status == 400:
+            _fail(module, 'the device rejected the configuration update (HTTP 400): at least one of the fields sent failed its '
+                          'validation (sent: %s). The device applies all or nothing, so nothing was applied.' % ', '.join(sent),
+                  sent=sent, status=400, endpoint=exc.endpoint)
+        if exc.status == 406 and rotate:
+            exc.msg += ('; a passphrase rotation needs a login with the user role (the user passphrase or a token from it). '
+                        'Nothing was applied')
+        raise
+
+    after = client.get(CONFIG)
+    have = current_values(after)
+    residual = [n for n in sorted(plan.delta) if n not in have or not same(n, desired[n], have[n])]
+    if residual:
+        module.warn('the device accepted the update but still reports a different value for: %s' % ', '.join(residual))
+    result.update(
+        updated=bool(answer.get('updated', False)),
+        reboot_required=plan.reboot_required or bool(answer.get('reboot_required')),
+        config=public_config(after),
+    )
+    if module._diff:
+        result['diff'] = diff(plan.before, dict((n, wire(n, have[n]) if n in have else None) for n in plan.delta), rotate)
+    return result
+
+
+def main():
+    spec = dict(
+        user=dict(type='str'),
+        email=dict(type='str'),
+        origin=dict(type='str'),
+        allow_keysearch=dict(type='bool'),
+        trusted_ts=dict(type='bool'),
+        trusted_backend=dict(type='bool'),
+        ctx=dict(type='int'),
+        http_option_hsts=dict(type='bool'),
+        http_option_dosprot_mode=dict(type='int'),
+        dnsd=dict(type='bool'),
+        storage_mode=dict(type='int'),
+        storage_disk0size=dict(type='int'),
+        allow_reformat=dict(type='bool', default=False),
+        hostname=dict(type='str'),
+        ip=dict(type='str'),
+        new_passphrase=dict(type='str', no_log=True),
+    )
+    module = HemModule(argument_spec=spec, supports_check_mode=True)
+    module.run(run)
+
+
+if __name__ == '__main__':
+    main()

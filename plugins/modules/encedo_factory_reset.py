@@ -1,0 +1,192 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright (c) encedo.hem contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r'''
+module: encedo_factory_reset
+short_description: Wipe an Encedo HEM device back to factory state
+version_added: 0.1.0
+description:
+  - Sends C(wipeout) to the device (C(POST /api/system/config)). The device erases its configuration, passphrases and
+    keys, and reboots into factory state. It must then be personalised again.
+  - B(This destroys every key on the device.) As a safeguard, O(confirm_devid) must equal the device's C(devid) (read from
+    its configuration); otherwise the task fails without sending anything.
+  - A device that is already in factory state (not personalised) is left alone and the task reports no change.
+author:
+  - encedo.hem maintainers (@encedo)
+extends_documentation_fragment:
+  - encedo.hem.connection
+  - ansible.builtin.action_common_attributes
+attributes:
+  check_mode:
+    support: full
+    details: Reads the device status and configuration, checks O(confirm_devid), and predicts the change; sends nothing.
+  diff_mode:
+    support: full
+    details: Shows whether the device is personalised before and after.
+  idempotent:
+    description: A device already in factory state is reported unchanged and nothing is sent.
+    support: full
+  platform:
+    platforms: encedo_hem
+    support: full
+    details: Runs on the controller (or any host that reaches the device API over HTTPS).
+options:
+  confirm_devid:
+    description:
+      - The C(devid) of the device to wipe (16 hex digits, case ignored), as reported by M(encedo.hem.encedo_info).
+      - When it differs from the device's, the task fails and nothing is sent.
+    type: str
+    required: true
+  wait:
+    description:
+      - Wait until the device answers again after its reboot, in factory state (an unauthenticated status read every second).
+      - When the answer to the wipe is lost (the device closes the connection around it), the task waits in any case, up to
+        O(wait_timeout), to tell from the device's state whether the wipe happened.
+    type: bool
+    default: true
+  wait_timeout:
+    description:
+      - Seconds to wait for the device with O(wait=true).
+    type: int
+    default: 120
+notes:
+  - The task logs in to read the C(devid); it needs O(passphrase) or O(token) with the V(system:config) scope.
+seealso:
+  - module: encedo.hem.encedo_info
+  - module: encedo.hem.encedo_config
+'''
+
+EXAMPLES = r'''
+- name: Read the device identity
+  encedo.hem.encedo_info:
+    url: https://my.ence.do
+    passphrase: "{{ hem_passphrase }}"
+  register: hem_info
+
+- name: Wipe the device (the devid must be confirmed)
+  encedo.hem.encedo_factory_reset:
+    url: https://my.ence.do
+    passphrase: "{{ hem_passphrase }}"
+    confirm_devid: 2023b758c209269a
+'''
+
+RETURN = r'''
+changed:
+  description: Whether the wipe was sent (in check mode, whether it would be).
+  returned: always
+  type: bool
+sent:
+  description: Names of the fields sent (V([wipeout]) when the wipe was sent), never values.
+  returned: always
+  type: list
+  elements: str
+  sample: [wipeout]
+devid:
+  description: The device's C(devid), when the device was personalised and could be read.
+  returned: when the device was personalised
+  type: str
+  sample: 2023b758c209269a
+rebooted:
+  description: Whether the task saw the device come back after its reboot in factory state (only with O(wait=true)).
+  returned: always
+  type: bool
+reboot_required:
+  description: Always V(false); the device reboots by itself after the wipe.
+  returned: always
+  type: bool
+msg:
+  description: What happened, in words.
+  returned: always
+  type: str
+  sample: the device wiped its configuration, passphrases and keys and rebooted into factory state
+'''
+
+import time
+
+from ansible_collections.encedo.hem.plugins.module_utils._client import HemClient, HemError, HemOutcomeUnknown
+from ansible_collections.encedo.hem.plugins.module_utils._module import HemModule
+
+CONFIG = '/api/system/config'
+POLL_INTERVAL = 1.0
+
+
+def _factory_state_seen(module, since):
+    """Poll the status until the device answers unpersonalised from a boot after ``since``; True when seen in time."""
+    p = module.params
+    poller = HemClient(p['url'], validate_certs=p['validate_certs'], ca_path=p['ca_path'], timeout=min(p['timeout'], 5), retries=0)
+    deadline = time.monotonic() + p['wait_timeout']
+    while time.monotonic() < deadline:
+        try:
+            status = poller.status()
+        except HemError:
+            status = None
+        if status is not None and status.get('inited') is False:
+            uptime = status.get('uptime')
+            # A fresh boot: the device was up for less time than has passed since the wipe was sent.
+            if not isinstance(uptime, (int, float)) or uptime <= time.monotonic() - since + 1:
+                return True
+        time.sleep(POLL_INTERVAL)
+    return False
+
+
+def run(module, client):
+    p = module.params
+    want = (p['confirm_devid'] or '').strip().lower()
+    if not want:
+        module.fail_json(msg="option 'confirm_devid' is empty; allowed: the devid of the device to wipe. Nothing was sent.",
+                         changed=False, sent=[])
+    result = dict(changed=False, sent=[], rebooted=False, reboot_required=False)
+    if client.status().get('inited') is False:
+        result['msg'] = 'the device is already in factory state (not personalised); nothing was sent'
+        return result
+    if not module.has_credentials():
+        module.fail_json(msg='credentials needed to read the devid: set passphrase or token. Nothing was sent.', **result)
+    devid = str(client.get(CONFIG).get('devid', ''))
+    result['devid'] = devid
+    if devid.lower() != want:
+        module.fail_json(msg='confirm_devid %r does not match the device at %s, whose devid is %r: nothing was sent'
+                         % (p['confirm_devid'], p['url'], devid), **result)
+    result.update(changed=True, sent=['wipeout'])
+    if module._diff:
+        result['diff'] = dict(before=dict(devid=devid, personalised=True), after=dict(devid=devid, personalised=False))
+    if module.check_mode:
+        result['msg'] = 'the device would be wiped and reboot into factory state'
+        return result
+
+    sent_at = time.monotonic()
+    try:
+        client.post(CONFIG, {'wipeout': True})
+    except HemOutcomeUnknown as exc:
+        # The device closes the connection around the wipe; tell from its state whether it happened.
+        if not _factory_state_seen(module, sent_at):
+            module.fail_json(msg='outcome unknown: the wipe was sent but its answer was lost (%s), and the device did not come back in '
+                                 'factory state within %d seconds' % (exc, p['wait_timeout']), **result)
+        result.update(rebooted=True, msg='the device wiped its configuration, passphrases and keys and rebooted into factory state')
+        return result
+    if p['wait']:
+        if not _factory_state_seen(module, sent_at):
+            module.fail_json(msg='the device accepted the wipe but did not come back in factory state within %d seconds'
+                             % p['wait_timeout'], **result)
+        result.update(rebooted=True, msg='the device wiped its configuration, passphrases and keys and rebooted into factory state')
+    else:
+        result['msg'] = ('the device accepted the wipe: it erases its configuration, passphrases and keys and reboots into factory '
+                         'state (unreachable for a few seconds); personalise it again afterwards')
+    return result
+
+
+def main():
+    spec = dict(
+        confirm_devid=dict(type='str', required=True),
+        wait=dict(type='bool', default=True),
+        wait_timeout=dict(type='int', default=120),
+    )
+    module = HemModule(argument_spec=spec, supports_check_mode=True)
+    module.run(run)
+
+
+if __name__ == '__main__':
+    main()

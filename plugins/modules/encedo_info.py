@@ -1,0 +1,162 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright (c) encedo.hem contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r'''
+module: encedo_info
+short_description: Read facts about an Encedo HEM device
+version_added: 0.1.0
+description:
+  - Reads the status, version and model of an Encedo HEM device (PPA or EPA) without authentication.
+  - With credentials (O(passphrase) or O(token)) it also reads the device configuration. Secrets and one-time values
+    (C(nonce), C(spk)) are never returned.
+  - Never changes anything on the device.
+author:
+  - encedo.hem maintainers
+extends_documentation_fragment:
+  - encedo.hem.connection
+  - encedo.hem.connection.action_group
+  - ansible.builtin.action_common_attributes
+attributes:
+  check_mode:
+    support: full
+    details:
+      - This module does not change the device.
+  diff_mode:
+    support: N/A
+    details:
+      - This module does not change the device.
+  idempotent:
+    description: When run twice in a row with the same arguments, the second run reports no change.
+    support: full
+    details:
+      - This module does not change the device.
+  platform:
+    platforms: posix
+notes:
+  - The model is taken from the hardware version (C(hwv) of C(GET /api/system/version), for example C(PPA rev 2.2)).
+    When C(hwv) names neither model, a device that reports mass-storage (MSC) fields (C(storage) in the status, or
+    C(uis) in the version) is a PPA, otherwise an EPA.
+  - Without credentials on a personalised device, RV(config) is not returned. Credentials given for a device that is
+    not personalised yet are ignored, with a warning.
+seealso:
+  - module: encedo.hem.encedo_login
+'''
+
+EXAMPLES = r'''
+- name: Read the device status without logging in
+  encedo.hem.encedo_info:
+    url: https://my.ence.do
+    ca_path: /etc/pki/encedo-ca.pem
+  register: hem
+
+- name: Stop when the device is not personalised yet
+  ansible.builtin.assert:
+    that: hem.personalised
+    fail_msg: "{{ inventory_hostname }} must be personalised first (encedo.hem.encedo_init)"
+
+- name: Read the configuration too, with a token from encedo.hem.encedo_login
+  encedo.hem.encedo_info:
+    url: https://my.ence.do
+    ca_path: /etc/pki/encedo-ca.pem
+    token: "{{ hem_login.token }}"
+  register: hem
+
+- name: Show the device hostname
+  ansible.builtin.debug:
+    msg: "{{ hem.config.hostname }}"
+'''
+
+RETURN = r'''
+model:
+  description: The device model, V(ppa) (USB) or V(epa) (rack). See the notes for how it is determined.
+  returned: always
+  type: str
+  sample: ppa
+personalised:
+  description: Whether the device has been personalised (initialised with passphrases).
+  returned: always
+  type: bool
+  sample: true
+rtc_set:
+  description: Whether the device clock is set. It is unset after every power-up or reboot until a check-in.
+  returned: always
+  type: bool
+  sample: true
+uptime:
+  description: Seconds since the device booted.
+  returned: always
+  type: int
+  sample: 3600
+firmware:
+  description: The firmware version (C(fwv) of the version answer).
+  returned: always
+  type: str
+  sample: "nGINE 1.2.2"
+status:
+  description: The answer of C(GET /api/system/status), as the device gave it.
+  returned: always
+  type: dict
+  sample: {"ctx": 0, "uptime": 3600, "temp": 31.5, "fls_state": 0, "ts": "2024-05-01T10:00:00Z", "time": 1714557600}
+version:
+  description: The answer of C(GET /api/system/version), as the device gave it.
+  returned: always
+  type: dict
+  sample: {"hwv": "PPA rev 2.2", "fwv": "nGINE 1.2.2", "fwk": "...", "fws": "..."}
+config:
+  description:
+    - The device configuration (C(GET /api/system/config)) without the one-time C(nonce) and C(spk) values.
+  returned: when credentials are given and the device is personalised
+  type: dict
+  sample: {"hostname": "my.ence.do", "user": "John Doe", "email": "john@example.com", "trusted_ts": true}
+'''
+
+from ansible_collections.encedo.hem.plugins.module_utils._module import HemModule
+
+# One-time handshake values of GET /api/system/config: not configuration, not worth returning.
+_CONFIG_VOLATILE = ('nonce', 'spk')
+
+
+def model_of(status, version):
+    """'ppa' or 'epa' from the hardware version, else from the presence of MSC fields."""
+    hwv = str(version.get('hwv', '')).upper()
+    if 'PPA' in hwv:
+        return 'ppa'
+    if 'EPA' in hwv:
+        return 'epa'
+    return 'ppa' if ('storage' in status or 'uis' in version) else 'epa'
+
+
+def gather(module, client):
+    status = client.status()
+    version = client.get('/api/system/version', auth=False)
+    personalised = status.get('inited') is not False
+    result = dict(
+        changed=False,
+        model=model_of(status, version),
+        personalised=personalised,
+        rtc_set='time' in status or 'ts' in status,
+        uptime=status.get('uptime'),
+        firmware=version.get('fwv'),
+        status=status,
+        version=version,
+    )
+    if module.has_credentials():
+        if personalised:
+            config = client.get('/api/system/config')
+            result['config'] = dict((k, v) for k, v in config.items() if k not in _CONFIG_VOLATILE)
+        else:
+            module.warn('The device is not personalised yet: there is no configuration to read, credentials were not used.')
+    return result
+
+
+def main():
+    module = HemModule(argument_spec={}, supports_check_mode=True)
+    module.run(gather)
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,151 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright (c) encedo.hem contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r'''
+module: encedo_login
+short_description: Log in to an Encedo HEM device once and get a bearer token for later tasks
+version_added: 0.1.0
+description:
+  - Logs in to the device with the passphrase and returns a bearer token for O(scope).
+  - Later tasks pass the token as O(encedo.hem.encedo_info#module:token) (every encedo.hem module has that option), so a
+    play logs in once per host instead of once per task. A login costs at least half a second on the device, plus the
+    key derivation.
+  - The output of a successful task is hidden, like with C(no_log), also with C(-vvv), so the token never appears in
+    the output; the registered variable still holds it. A failed login stays visible.
+  - Nothing changes on the device; the task also runs in check mode, so later tasks can use the token in check mode.
+author:
+  - encedo.hem maintainers
+options:
+  scope:
+    description:
+      - The scope of the token. Scopes are checked as prefixes; V(system:config) covers every configuration endpoint.
+    type: str
+    default: system:config
+  lifetime:
+    description:
+      - Seconds the token stays valid, counted from the device clock.
+      - If not set, the device default of 8 hours applies.
+      - A token also stops working when the device reboots.
+    type: int
+extends_documentation_fragment:
+  - encedo.hem.connection
+  - encedo.hem.connection.action_group
+  - ansible.builtin.action_common_attributes
+  - ansible.builtin.action_common_attributes.flow
+attributes:
+  action:
+    support: full
+    details:
+      - The action plugin hides the result of a successful login from the output.
+  async:
+    support: none
+  bypass_host_loop:
+    support: none
+  check_mode:
+    support: full
+    details:
+      - A login does not change the device, so it runs in check mode too.
+  diff_mode:
+    support: N/A
+    details:
+      - This module does not change the device.
+  idempotent:
+    description: When run twice in a row with the same arguments, the second run reports no change.
+    support: full
+    details:
+      - This module does not change the device (each run returns a new token).
+  platform:
+    platforms: posix
+notes:
+  - O(passphrase) is required (directly or through E(ENCEDO_HEM_PASSPHRASE)); O(token) makes no sense here.
+  - Do not print the registered variable (for example with M(ansible.builtin.debug)), because it holds the token.
+seealso:
+  - module: encedo.hem.encedo_info
+'''
+
+EXAMPLES = r'''
+# Log in once per host, then hand the token to every later task.
+- name: Configure HEM devices
+  hosts: hem
+  gather_facts: false
+  module_defaults:
+    group/encedo.hem.hem:
+      url: "{{ hem_url }}"
+      ca_path: "{{ hem_ca_path }}"
+  tasks:
+    - name: Log in once
+      encedo.hem.encedo_login:
+        passphrase: "{{ hem_passphrase }}"
+      register: hem_login
+
+    - name: Read the configuration with the token (no second login)
+      encedo.hem.encedo_info:
+        token: "{{ hem_login.token }}"
+      register: hem
+
+- name: A short-lived token with a narrower scope
+  encedo.hem.encedo_login:
+    url: https://my.ence.do
+    passphrase: "{{ hem_passphrase }}"
+    scope: system:config
+    lifetime: 600
+  register: hem_login
+'''
+
+RETURN = r'''
+token:
+  description:
+    - The bearer token. Pass it to later tasks as O(encedo.hem.encedo_info#module:token). Hidden from the task output.
+  returned: success
+  type: str
+  sample: eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzY29wZSI6InN5c3RlbTpjb25maWcifQ.c2lnbmF0dXJl
+expires:
+  description: When the token expires, in seconds since the epoch (device clock).
+  returned: success
+  type: int
+  sample: 1714586400
+scope:
+  description: The scope of the token.
+  returned: success
+  type: str
+  sample: system:config
+'''
+
+from ansible_collections.encedo.hem.plugins.module_utils._module import HemModule
+
+
+def login(module, client):
+    if not module.params['passphrase']:
+        module.fail_json(msg='encedo_login needs passphrase (or the environment variable ENCEDO_HEM_PASSPHRASE); a token cannot log in')
+    lifetime = module.params['lifetime']
+    if lifetime is not None and lifetime <= 0:
+        module.fail_json(msg='option lifetime: must be a positive number of seconds, got %d' % lifetime)
+    scope = module.params['scope']
+    # Ansible masks every no_log value wherever it appears in a result, even inside another
+    # string: a token that happens to contain the (short) passphrase would come back damaged.
+    # A new login gives a different token.
+    for dummy in range(3):
+        token = client.login(scope=scope, lifetime=lifetime)
+        if not any(secret and secret in token for secret in module.no_log_values):
+            return dict(changed=False, token=token, expires=client.last_login['expires'], scope=scope)
+    module.fail_json(msg='the passphrase is so short that it appears inside every token obtained, which Ansible would mask; '
+                         'use a longer passphrase')
+
+
+def main():
+    module = HemModule(
+        argument_spec=dict(
+            scope=dict(type='str', default='system:config'),
+            lifetime=dict(type='int'),
+        ),
+        supports_check_mode=True,
+    )
+    module.run(login)
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,224 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright (c) encedo.hem contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r'''
+module: encedo_reboot
+short_description: Reboot an Encedo HEM and wait until it is back
+version_added: 0.1.0
+description:
+  - Reboots the device (C(GET /api/system/reboot)), waits O(delay) seconds, then polls the device status until it answers
+    again and its uptime proves that it restarted, for at most O(reboot_timeout) seconds.
+  - A reboot unsets the device clock and invalidates every token. Unless O(checkin=false), the module then checks the
+    device in (as M(encedo.hem.encedo_checkin)) so that logins work again. Tokens obtained before the reboot stay invalid;
+    log in again (M(encedo.hem.encedo_login)).
+  - Fails, saying how long it waited and the last error seen, when the device does not come back in time; fails, saying so,
+    when the device kept answering without restarting.
+  - A personalised device needs O(passphrase) or O(token) (scope V(system:config)) to be rebooted; a factory-fresh one
+    does not.
+author:
+  - encedo.hem maintainers (@encedo)
+extends_documentation_fragment:
+  - encedo.hem.connection
+  - ansible.builtin.action_common_attributes
+attributes:
+  check_mode:
+    details: Reads the device status only and reports that the device would reboot.
+    support: full
+  diff_mode:
+    details: Not supported.
+    support: none
+  idempotent:
+    description: Every run reboots the device and reports a change. Notify it from a handler, or guard it with C(when).
+    support: none
+  platform:
+    platforms: encedo_hem
+    support: full
+options:
+  delay:
+    description:
+      - Seconds to wait after the reboot request before the first status poll.
+    type: int
+    default: 3
+  reboot_timeout:
+    description:
+      - Seconds to wait, counted from the reboot request, for the device to answer again with proof that it restarted.
+      - O(timeout) stays the limit of each single request.
+    type: int
+    default: 300
+  poll_interval:
+    description:
+      - Seconds between two status polls.
+    type: float
+    default: 1.0
+  checkin:
+    description:
+      - Whether to check the device in after it is back, which sets its clock so that logins work again.
+      - Skipped anyway when the device comes back with its clock set.
+    type: bool
+    default: true
+  backend_url:
+    description:
+      - Base URL of the vendor check-in backend; the module posts to C(<backend_url>/checkin). Used when O(checkin=true).
+      - If not set, the environment variable E(ENCEDO_HEM_BACKEND_URL) is used.
+    type: str
+    default: https://api.encedo.com
+  backend_validate_certs:
+    description:
+      - Whether to verify the TLS certificate of the check-in backend (a different server from the device, so
+        O(validate_certs) does not apply to it).
+      - If not set, the environment variable E(ENCEDO_HEM_BACKEND_VALIDATE_CERTS) is used.
+    type: bool
+    default: true
+  backend_ca_path:
+    description:
+      - PEM file with the CA certificate(s) to verify the check-in backend with. If not set, the CA bundle of the Python
+        C(requests) library (C(certifi)) is used.
+      - If not set, the environment variable E(ENCEDO_HEM_BACKEND_CA_PATH) is used.
+    type: path
+notes:
+  - A device that installs a new TLS certificate at boot presents it when it is back. If O(ca_path) does not cover the new
+    certificate, the polls fail with a certificate error until O(reboot_timeout), and the failure names it.
+seealso:
+  - module: encedo.hem.encedo_checkin
+    description: Sets the device clock without rebooting.
+  - module: encedo.hem.encedo_login
+    description: Logs in again after the reboot.
+'''
+
+EXAMPLES = r'''
+- name: Reboot, wait, and check in
+  encedo.hem.encedo_reboot:
+    url: https://my.ence.do
+    ca_path: /etc/ssl/encedo-ca.pem
+    token: "{{ hem_login.token }}"
+  register: hem_reboot
+
+- name: Show how long it took
+  ansible.builtin.debug:
+    msg: "The device was back after {{ hem_reboot.elapsed }} s"
+
+- name: Reboot without the check-in, waiting at most 2 minutes
+  encedo.hem.encedo_reboot:
+    url: https://my.ence.do
+    passphrase: "{{ vault_hem_passphrase }}"
+    checkin: false
+    reboot_timeout: 120
+'''
+
+RETURN = r'''
+rebooted:
+  description: Whether the device rebooted (false in check mode).
+  returned: always
+  type: bool
+  sample: true
+elapsed:
+  description: Seconds from the reboot request until the device answered again after restarting.
+  returned: when the device rebooted
+  type: int
+  sample: 6
+uptime:
+  description: The device uptime, in seconds, when it was seen back.
+  returned: when the device rebooted
+  type: int
+  sample: 1
+checkin:
+  description:
+    - What the check-in after the reboot did (the same keys as M(encedo.hem.encedo_checkin) returns), or V(null) when no
+      check-in ran.
+  returned: when the device rebooted
+  type: dict
+  sample: {changed: true, clock_was_set: false, status: OK, time: 1767225600, ts: "2026-01-01T00:00:00Z"}
+'''
+
+import time
+
+from ansible_collections.encedo.hem.plugins.module_utils._client import HemClient, HemError
+from ansible_collections.encedo.hem.plugins.module_utils._lifecycle import (
+    backend_client,
+    checkin,
+    checkin_argument_spec,
+    checkin_warnings,
+    clock_is_set,
+    wait_for_reboot,
+)
+from ansible_collections.encedo.hem.plugins.module_utils._module import HemModule
+
+REBOOT_PATH = '/api/system/reboot'
+# Each status poll waits at most this long (or the connection timeout when shorter).
+POLL_REQUEST_TIMEOUT = 5
+
+
+def request_reboot(client, personalised):
+    """Send the reboot request once (never retried: a retry could reboot twice). Returns the error text of a lost answer."""
+    saved = client.retries
+    client.retries = 0
+    try:
+        client.get(REBOOT_PATH, auth=personalised)
+    except HemError as exc:
+        if exc.status is not None:
+            raise HemError('the device refused to reboot: %s' % exc.msg, exc.endpoint, exc.status)
+        # No answer: the device may already be going down. The status polls decide.
+        return str(exc)
+    finally:
+        client.retries = saved
+    return None
+
+
+def run(module, client):
+    params = module.params
+    before = client.status()
+    seen_before = time.monotonic()
+    personalised = before.get('inited') is not False
+    if personalised and not module.has_credentials():
+        raise HemError('the device is personalised: rebooting it needs passphrase or token')
+    if module.check_mode:
+        return dict(changed=True, rebooted=False)
+    backend = backend_client(module) if params['checkin'] else None
+
+    lost = request_reboot(client, personalised)
+    poller = HemClient(params['url'], validate_certs=params['validate_certs'], ca_path=params['ca_path'],
+                       timeout=min(params['timeout'], POLL_REQUEST_TIMEOUT), retries=0)
+    try:
+        status, waited = wait_for_reboot(poller.status, before.get('uptime'), seen_before, params['delay'],
+                                         params['reboot_timeout'], params['poll_interval'])
+    except HemError as exc:
+        if lost:
+            exc.msg += '; the reboot request itself got no answer (%s)' % lost
+        raise
+    elapsed = int(round(waited))
+    # Every token issued before the reboot is invalid now.
+    client.token = None
+    result = dict(changed=True, rebooted=True, elapsed=elapsed, uptime=status.get('uptime'), checkin=None)
+    if backend is not None and not clock_is_set(status):
+        try:
+            result['checkin'] = checkin(client, backend, status=status)
+        except HemError as exc:
+            raise HemError('the device rebooted (back after %d s) but the check-in failed: %s' % (elapsed, exc))
+        for warning in checkin_warnings(result['checkin']):
+            module.warn(warning)
+    return result
+
+
+def main():
+    argument_spec = dict(
+        delay=dict(type='int', default=3),
+        reboot_timeout=dict(type='int', default=300),
+        poll_interval=dict(type='float', default=1.0),
+        checkin=dict(type='bool', default=True),
+    )
+    argument_spec.update(checkin_argument_spec())
+    module = HemModule(argument_spec=argument_spec, supports_check_mode=True)
+    for name, low in (('delay', 0), ('reboot_timeout', 1)):
+        if module.params[name] < low:
+            module.fail_json(msg='option %s: must be at least %d, got %s' % (name, low, module.params[name]))
+    if module.params['poll_interval'] <= 0:
+        module.fail_json(msg='option poll_interval: must be positive, got %s' % module.params['poll_interval'])
+    module.run(run)
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,154 @@
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""HEM emulator: Encedo HEM devices (PPA / EPA) served over real HTTPS, for tests and demos.
+
+Run `python -m tests.emulator --help` from the repository root. Needs only the standard
+library and `cryptography`. Contract: ../shared/reference/hem-api-1.2.2.yaml (OpenAPI,
+followed where it disagrees with anything else), PROTOCOL.md, docs/development.md (CLI,
+control interface, harness). Layout: util.py (encodings, JWT, keys, X.509), device.py
+(state + REST API of one device), server.py (sockets, stand-in backend, control
+interface), cli.py (options, READY line), harness.py (start/stop from tests).
+
+Choices made where the contract is ambiguous or silent
+======================================================
+
+Start-up, clock, power
+- Startup stays fast (100 devices well under 5 s) because every key is P-256/X25519/Ed25519
+  and `--passphrase` does not run PBKDF2 at start: each device derives its stored user or
+  master public key (PBKDF2-HMAC-SHA256, 600000 iterations, salt = its eid base64 text)
+  lazily, the first time a login needs it (about 0.3 s once per key and device), outside
+  the device lock. With `--state-dir` the derived public key is then persisted; a device
+  stopped before its first login derives again from the `--passphrase` given at restart.
+- `--passphrase` personalisation writes: user "user", hostname `hem<i>.emulator.test`,
+  email "", origin "*", trusted_ts true, trusted_backend true, allow_keysearch false,
+  factory ip/storage values, an instanceid.
+- Factory default of `trusted_ts` is **true**, so "clock unset -> logins answer 403 until
+  a check-in" holds by default. `GET/POST /api/auth/token` answer 403 when trusted_ts is on
+  and the clock is unset. `GET/POST /api/auth/init` answer 403 whenever the clock is unset
+  (the spec: "initialisation requires valid time"), so a fresh device needs a check-in (or
+  `--rtc-set`) before personalisation.
+- `--rtc-set` applies to the first power-up of this process only; every reboot or
+  shutdown comes back with the clock unset, as real hardware does.
+- The device clock is the host clock plus the control-interface offset; "clock set" is a
+  flag raised by a valid check-in (the backend's `iat` is the host time).
+- While rebooting (`--reboot-seconds`) the ports stay bound and every new connection is
+  reset (RST): a client sees a connection error. Rebinding ports could lose them to
+  another process. `GET /api/system/shutdown` behaves like a reboot (a power cycle after
+  `--reboot-seconds`). A new boot has a new boot id, session key (`spk`), bearer-token key
+  (all tokens invalid), empty nonce tables, uptime 0, clock unset, and installs a
+  pending TLS certificate.
+
+Login and tokens (PROTOCOL.md)
+- The login JWS header must be exactly the bytes `{"ecdh":"x25519","alg":"HS256","typ":"JWT"}`.
+  `aud`, when present, must equal the `spk` as issued. A nonce (`jti`, 36 bytes: 4-byte
+  time + 32 random, valid 60 s) is consumed by any attempt that names it, failed or not.
+  `iss` is compared (constant time) with the stored user key (role U) then master key
+  (role M); an unknown `iss`, a bad HMAC, a replayed/expired nonce, an `exp` in the past,
+  a `scope` over 127 characters or a `ctx` of 64+ characters answer 401. A body other than
+  exactly `{"auth": <string>}` answers 400.
+- Every `POST /api/auth/token` answer takes at least `--auth-delay` seconds, 3x that after
+  3 consecutive 401s (reset by a success).
+- Bearer tokens: header `{"alg":"HS256","typ":"JWT"}`, claims jti, iat, exp, scope, sub
+  (+ ctx when given); `exp` is the client's, 0 means now + 8 h.
+- A scope requirement R is met when the token's scope starts with R (prefix match).
+  `system:config` is needed for config read/write; reads also accept `logger:get` and
+  `auth:ext:pair`; attestation and selftest accept any valid token.
+- A present but invalid `Authorization` header answers 401 on every path, before routing
+  (so also on unknown paths and on /api/system/status).
+
+Personalisation (`/api/auth/init`)
+- The `init` JWS is built like a login JWS (same header bytes, `jti` from `GET
+  /api/auth/init`, optional `aud` = spk) and keyed with X25519(user private key, spk):
+  the device verifies it with the `userkey` inside `cfg`. Claims: `jti`, `cfg`.
+- `cfg` must hold exactly the required fields (on EPA: without ip, storage_mode,
+  storage_disk0size, dnsd, which are then rejected) plus optionally ctx, gen_csr,
+  http_option_hsts, http_option_dosprot_mode; anything else answers 400. hostname: 1-63
+  of [A-Za-z0-9.-]; ip: IPv4 CIDR with prefix /8../30 in canonical form.
+- The answer carries `reboot_required: true` only when ip or storage settings differ from
+  the factory values; `genuine` always; `csr` with gen_csr. The device stays up.
+
+Configuration (`/api/system/config`)
+- Ranges (the spec gives few): user 0-32 printable characters, email 0-64, origin 0-128,
+  ctx 0..2^32-1, http_option_dosprot_mode 0-4, storage_mode 0-255, storage_disk0size
+  0..storage_capacity (120979451). Booleans must be JSON booleans; integers must not be
+  booleans. Unknown fields, MSC-only fields on EPA, `hostname` and `ip` (never settable
+  after personalisation, even with the same value) answer 400 with `{"updated": false}`
+  and nothing changes.
+- `updated` is true only when a stored value changed (a new user key, a TLS import, a
+  config value different from the stored one); `uts` moves only then.
+- The rotation triple must come together; the `nonce` is the one from `GET
+  /api/system/config` (single use, valid 300 s); a bad proof answers 400. Roles U and M
+  may rotate.
+- EPA answers still carry `dnsd` (false) and `ip` (the factory value) because the
+  OpenAPI 200 schema requires them; they cannot be changed on EPA.
+- `wipeout: true` answers 200 with an empty body, then wipes and reboots: factory config,
+  not personalised, new eid/eid_sign, new emulator-issued TLS key and certificate;
+  devid, genuine_id and the secure element (attestation key/certificate) are kept.
+- Factory-fresh mode (not personalised, no token): the body must be exactly `{"tls": {...}}`
+  (406 without `tls`, 400 with other fields or bad material); it is installed at once
+  (the spec: "the HTTPS server is started") and the answer is 200 with an empty body.
+- `tls` import: `crt` (base64 DER, P-256 key) alone must match the device's stored TLS key
+  (the pending key if an import is pending), else 400. With `emp` + `key`, the emulator
+  cannot decrypt the vendor's format, so it defines its own transport: `emp` = base64 of
+  the client's ephemeral P-256 public key (65-byte uncompressed point or SPKI DER); the
+  AES-256 key is SHA-256 of the ECDH x-coordinate between `emp` and the device's stored
+  TLS key (its public key is in the served certificate and in gen_csr's CSR); `key` =
+  b64(16-byte IV) "." b64(AES-256-CBC, no padding, of d (32 bytes big-endian) || Qx (32
+  bytes)) = exactly 113 characters. The `crt` must match the decrypted key. Either way the
+  answer has `reboot_required: true`, `updated: true`, and the certificate (with its key)
+  is served after the next reboot; gen_csr in the same call is ignored.
+- `gen_csr` returns a PEM CSR (the OpenAPI says PEM; the vendor's seed page says base64
+  DER - the OpenAPI wins) for the stored TLS key, subject CN = hostname, SAN DNS:hostname
+  and IP of `ip`, plus a `genuine` token.
+
+Attestation (PPA only; on EPA both paths answer 404)
+- `genuine` = b64(key id) "." b64(ASCII unix time) "." b64(DER ECDSA P-256/SHA-256 over
+  the ASCII time) by the secure-element key; key id = the SKI of the attestation
+  certificate, or (fresh SE) the RFC 5280 method-1 SKI of the public key. EPA init answers
+  still carry a `genuine` (the schema requires it).
+- The attestation certificate: subject C=UK, O=HEM Emulator, CN=#<genuine_id>; keyUsage
+  digitalSignature (critical); SKI; AKI; SAN otherName 1.3.6.1.4.1.56231.1 holding an
+  OCTET STRING of 20 bytes (the emulator puts SHA-1 of the device eid public key there);
+  issued by the custody CA "Encedo Custody CA (emulator)" written to
+  `<ca stem>-custody.pem`. genuine_id = "0123" + 14 hex digits.
+- `GET /api/system/config/attestation`: no token needed while not personalised, else any
+  valid token (401 without). Fresh SE: `csr` (PEM, CN #<genuine_id>), `key` (b64 SPKI
+  DER), `genuine`; provisioned SE: `crt`, `genuine`.
+- `POST /api/system/config/provisioning`: body exactly {genuine, crt} (else 400); genuine
+  must verify under the SE key (else 400); personalised 403; already provisioned 406;
+  certificate key different from the SE key 406; the chain is not checked.
+
+Check-in (the blobs are opaque to clients)
+- `check` = compact JWS, header as the login header, claims jti (single use, valid 600 s),
+  spk, did (devid), iat, fws, tls (served certificate serial, hex); HS256 keyed with
+  X25519(device session key, backend public key).
+- The stand-in backend (`POST /checkin {"check"}` -> `{"checked"}`) recomputes that key from
+  `spk`, checks the HMAC (401 if bad, 400 if malformed) and answers an EdDSA (Ed25519) JWS
+  with claims jti, aud (= did), iss "hem-emulator-backend", iat (host time), action "OK".
+  Its keys are made per fleet (kept in --state-dir); only the emulated devices trust them.
+- `POST /api/system/checkin` verifies signature, issuer, aud and nonce (401 otherwise),
+  sets the clock and answers `{"status": "OK"}`.
+
+Transport
+- One request per connection, `Connection: close`, `Content-Type: application/json` on
+  every answer, empty error bodies (except the config 400). POST without Content-Length,
+  with `Content-Length: 0` or with Transfer-Encoding: 411. Declared length over 7300: 413
+  and the connection is closed unread. A body shorter than declared (peer closed): 400;
+  a stalled request is closed without an answer after http_option_dosprot_mode x 0.5 s
+  (10 s when 0). Malformed request line or headers: 400. Non-object JSON body: 400.
+- CORS: `origin` is a list split on commas/blanks; `*`, exact origins and `*.domain`
+  wildcards match. A non-matching Origin answers 412, also on OPTIONS; OPTIONS otherwise
+  answers 204 with the spec's preflight headers. HSTS header when http_option_hsts is on.
+- Plain HTTP serves the same API; `/api/keymgmt/*` and `/api/crypto/*` answer 418 there
+  (409 for the two documented quirks) and 404 over HTTPS. Storage, upgrade, external
+  auth and logger families answer 404 on both (not implemented). Unknown paths 404.
+- `/api/system/status`: `hostname` appears when the Host header differs from the
+  configured hostname (so almost always, over 127.0.0.1); `storage` is
+  ["<disk0size>:rw", "<capacity>:-"] on PPA; temp 36.6.
+
+Test support
+- Control interface: docs/development.md. A `drop` fault resets the connection; it is
+  logged with status null. `reboot` happens at once. `tamper_attestation` flips one byte
+  in the middle of the next `count` signatures.
+- State files: `<state-dir>/fleet.json` (CAs, backend keys) and `device-<i>.json`, each
+  written through a temporary file + os.replace.
+"""

@@ -1,0 +1,102 @@
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Command line of the HEM emulator (`python -m tests.emulator --help`)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import threading
+
+from .server import Fleet, Hub, Listener, backend_handler, bind_socket, control_handler
+
+
+def parse_args(argv=None):
+    ap = argparse.ArgumentParser(
+        prog="python -m tests.emulator",
+        description="Emulate Encedo HEM devices over real HTTPS (test support for encedo.hem). "
+                    "Prints one line 'READY {json}' when every device accepts connections.")
+    ap.add_argument("--devices", type=int, default=1, metavar="N", help="number of emulated devices (default 1)")
+    ap.add_argument("--bind", default="127.0.0.1", metavar="ADDR", help="bind address (default 127.0.0.1)")
+    ap.add_argument("--port", type=int, default=8443, metavar="P", help="HTTPS port of device 0; device i uses P+i")
+    ap.add_argument("--http-port", type=int, default=8080, metavar="P",
+                    help="plain HTTP port of device 0; device i uses P+i")
+    ap.add_argument("--ca-file", default="./hem-emulator-ca.pem", metavar="PATH",
+                    help="where the emulator TLS CA certificate is written; the custody CA goes next to it "
+                         "as <stem>-custody.pem")
+    ap.add_argument("--model", choices=("ppa", "epa"), default="ppa",
+                    help="ppa (MSC build: storage, DNS, attestation) or epa (default ppa)")
+    ap.add_argument("--passphrase", default=None, metavar="P",
+                    help="personalise every device at start with user passphrase P")
+    ap.add_argument("--master-passphrase", default=None, metavar="P",
+                    help="master passphrase used with --passphrase (default: P + '-master')")
+    ap.add_argument("--state-dir", default=None, metavar="DIR", help="persist each device's state there")
+    ap.add_argument("--auth-delay", type=float, default=0.5, metavar="S",
+                    help="minimum login answer time in seconds, 3x after 3 consecutive failures (default 0.5)")
+    ap.add_argument("--rtc-set", action="store_true", help="devices start (first power-up) with the clock set")
+    ap.add_argument("--reboot-seconds", type=float, default=3.0, metavar="S",
+                    help="how long a rebooting device stays unreachable (default 3)")
+    ap.add_argument("--backend-port", type=int, default=8999, metavar="P",
+                    help="port of the stand-in check-in backend, plain HTTP on --bind (default 8999)")
+    ap.add_argument("--control-port", type=int, default=None, metavar="P",
+                    help="loopback-only control interface (test support; off unless given)")
+    se = ap.add_mutually_exclusive_group()
+    se.add_argument("--se-provisioned", dest="se_provisioned", action="store_true", default=True,
+                    help="the secure element starts with its attestation certificate (default)")
+    se.add_argument("--se-fresh", dest="se_provisioned", action="store_false",
+                    help="the secure element starts without a certificate (factory provisioning possible)")
+    args = ap.parse_args(argv)
+    if args.devices < 1:
+        ap.error("--devices must be at least 1")
+    return args
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    fleet = Fleet(args)
+    try:
+        fleet.build_devices(args.devices)
+        ca_file, custody_file = fleet.write_ca_files(args.ca_file)
+        host = "127.0.0.1" if args.bind in ("0.0.0.0", "") else ("[%s]" % args.bind if ":" in args.bind else args.bind)
+        if args.bind == "::":
+            host = "[::1]"
+        urls = [("https://%s:%d" % (host, args.port + i), "http://%s:%d" % (host, args.http_port + i))
+                for i in range(args.devices)]
+        hub = Hub(fleet, control_fn=control_handler(fleet, urls), backend_fn=backend_handler(fleet))
+        try:
+            for dev in fleet.devices:
+                hub.add(Listener(bind_socket(args.bind, args.port + dev.index), "https", dev))
+                hub.add(Listener(bind_socket(args.bind, args.http_port + dev.index), "http", dev))
+            hub.add(Listener(bind_socket(args.bind, args.backend_port), "backend"))
+            if args.control_port is not None:
+                hub.add(Listener(bind_socket("127.0.0.1", args.control_port), "control"))
+        except OSError as exc:
+            print("hem-emulator: cannot bind: %s" % exc, file=sys.stderr, flush=True)
+            for lst in hub.listeners:
+                lst.sock.close()
+            return 3
+        stop = threading.Event()
+
+        def _on_signal(_signum, _frame):
+            stop.set()
+
+        signal.signal(signal.SIGTERM, _on_signal)
+        signal.signal(signal.SIGINT, _on_signal)
+        hub.start()
+        ready = {
+            "devices": [{"index": d.index, "url": urls[d.index][0], "http_url": urls[d.index][1],
+                         "devid": d.p["devid"], "genuine_id": d.p["genuine_id"] if d.model == "ppa" else None,
+                         "model": d.model} for d in fleet.devices],
+            "ca_file": ca_file,
+            "custody_ca_file": custody_file,
+            "backend_url": "http://%s:%d" % (host, args.backend_port),
+            "control_url": ("http://127.0.0.1:%d" % args.control_port) if args.control_port is not None else None,
+        }
+        sys.stdout.write("READY " + json.dumps(ready) + "\n")
+        sys.stdout.flush()
+        stop.wait()
+        hub.stop()
+        return 0
+    finally:
+        fleet.cleanup()

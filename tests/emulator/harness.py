@@ -1,0 +1,318 @@
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Start and stop the HEM emulator from tests, and talk to its control interface.
+
+```python
+from tests.emulator.harness import Emulator
+with Emulator(devices=2, passphrase="pw", rtc_set=True, auth_delay=0.0, tmp_path=p) as emu:
+    emu.url(0); emu.http_url(0); emu.ca_file; emu.custody_ca_file; emu.backend_url
+    emu.log(0); emu.clear_log(0); emu.fault(0, "busy", count=2, path="/api/system/config")
+    emu.state(0); emu.posts(0)
+```
+
+The emulator runs as a subprocess (`python -m tests.emulator`) on free ports: a random
+base is chosen, every port is probed, and the start is retried on collision. It is
+stopped by PID (SIGTERM, then SIGKILL). Only the standard library is used.
+
+Harness defaults differ from the CLI's where tests want speed: `auth_delay=0.0`,
+`reboot_seconds=1.0`, `control=True`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+PORT_LOW, PORT_HIGH = 10000, 30000        # below the Linux ephemeral range
+
+
+class EmulatorError(RuntimeError):
+    pass
+
+
+def _port_free(port, addr="127.0.0.1"):
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((addr, port))
+        return True
+    except OSError:
+        return False
+    finally:
+        sock.close()
+
+
+def pick_ports(devices, control=True, rng=random):
+    """-> dict of base ports whose whole ranges are currently free."""
+    need = 2 * devices + 2
+    for _ in range(200):
+        base = rng.randrange(PORT_LOW, PORT_HIGH - need)
+        ports = list(range(base, base + need))
+        if all(_port_free(p) for p in ports):
+            return {"port": base, "http_port": base + devices, "backend_port": base + 2 * devices,
+                    "control_port": base + 2 * devices + 1 if control else None}
+    raise EmulatorError("no free port range found")
+
+
+class Emulator:
+    """A running emulator process (context manager)."""
+
+    def __init__(self, devices=1, passphrase=None, master_passphrase=None, rtc_set=False, auth_delay=0.0,
+                 control=True, tmp_path=None, model="ppa", state_dir=None, reboot_seconds=1.0,
+                 se_fresh=False, extra_args=None, start_timeout=30.0, python=None):
+        self.devices = devices
+        self.passphrase = passphrase
+        self.master_passphrase = master_passphrase
+        self.rtc_set = rtc_set
+        self.auth_delay = auth_delay
+        self.control = control
+        self.model = model
+        self.state_dir = str(state_dir) if state_dir is not None else None
+        self.reboot_seconds = reboot_seconds
+        self.se_fresh = se_fresh
+        self.extra_args = list(extra_args or [])
+        self.start_timeout = start_timeout
+        self.python = python or sys.executable
+        self._own_tmp = None
+        if tmp_path is None:
+            self._own_tmp = tempfile.mkdtemp(prefix="hem-emu-harness-")
+            tmp_path = self._own_tmp
+        self.tmp_path = str(tmp_path)
+        self.proc = None
+        self.ready = None
+        self.stderr_lines = []
+        self.command = None
+
+    # ------------------------------------------------------------------ life cycle
+
+    def __enter__(self):
+        self.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    def _argv(self, ports):
+        argv = [self.python, "-m", "tests.emulator", "--devices", str(self.devices),
+                "--port", str(ports["port"]), "--http-port", str(ports["http_port"]),
+                "--backend-port", str(ports["backend_port"]),
+                "--ca-file", os.path.join(self.tmp_path, "hem-emulator-ca.pem"),
+                "--model", self.model, "--auth-delay", str(self.auth_delay),
+                "--reboot-seconds", str(self.reboot_seconds)]
+        if ports["control_port"] is not None:
+            argv += ["--control-port", str(ports["control_port"])]
+        if self.passphrase is not None:
+            argv += ["--passphrase", self.passphrase]
+        if self.master_passphrase is not None:
+            argv += ["--master-passphrase", self.master_passphrase]
+        if self.rtc_set:
+            argv.append("--rtc-set")
+        if self.state_dir:
+            argv += ["--state-dir", self.state_dir]
+        if self.se_fresh:
+            argv.append("--se-fresh")
+        return argv + self.extra_args
+
+    def start(self, attempts=6):
+        if self.proc is not None:
+            raise EmulatorError("already started")
+        last = None
+        for _ in range(attempts):
+            ports = pick_ports(self.devices, self.control)
+            argv = self._argv(ports)
+            try:
+                self._launch(argv)
+                return self
+            except _BindCollision as exc:
+                last = exc
+                continue
+        raise EmulatorError("emulator could not bind after %d attempts: %s" % (attempts, last))
+
+    def _launch(self, argv):
+        self.command = argv
+        self.stderr_lines = []
+        proc = subprocess.Popen(argv, cwd=REPO_ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, bufsize=1)
+        threading.Thread(target=self._drain_stderr, args=(proc,), daemon=True).start()
+        line_box = []
+        reader = threading.Thread(target=lambda: line_box.append(proc.stdout.readline()), daemon=True)
+        reader.start()
+        reader.join(self.start_timeout)
+        line = line_box[0] if line_box else ""
+        if not line.startswith("READY "):
+            _terminate(proc)
+            rc = proc.returncode
+            reader.join(5)
+            proc.stdout.close()
+            time.sleep(0.05)
+            err = "".join(self.stderr_lines)
+            if rc == 3 or "cannot bind" in err:
+                raise _BindCollision(err.strip())
+            raise EmulatorError("emulator did not become ready (rc=%s): %s %s" % (rc, line.strip(), err.strip()))
+        self.proc = proc
+        self.ready = json.loads(line[len("READY "):])
+        threading.Thread(target=self._drain_stdout, args=(proc,), daemon=True).start()
+
+    def _drain_stderr(self, proc):
+        with proc.stderr:
+            for line in proc.stderr:
+                self.stderr_lines.append(line)
+
+    @staticmethod
+    def _drain_stdout(proc):
+        with proc.stdout:
+            for _line in proc.stdout:
+                pass
+
+    def stop(self):
+        proc, self.proc = self.proc, None
+        if proc is not None:
+            _terminate(proc)
+        if self._own_tmp:
+            import shutil
+            shutil.rmtree(self._own_tmp, ignore_errors=True)
+            self._own_tmp = None
+
+    def restart(self):
+        """Stop and start again (new ports). With `state_dir` the fleet comes back the same."""
+        self.stop_keep_tmp()
+        self.start()
+        return self
+
+    def stop_keep_tmp(self):
+        proc, self.proc = self.proc, None
+        if proc is not None:
+            _terminate(proc)
+
+    @property
+    def returncode(self):
+        return None if self.proc is None else self.proc.poll()
+
+    # ------------------------------------------------------------------ addresses
+
+    def url(self, i=0):
+        return self.ready["devices"][i]["url"]
+
+    def http_url(self, i=0):
+        return self.ready["devices"][i]["http_url"]
+
+    def device(self, i=0):
+        return self.ready["devices"][i]
+
+    @property
+    def urls(self):
+        return [d["url"] for d in self.ready["devices"]]
+
+    @property
+    def ca_file(self):
+        return self.ready["ca_file"]
+
+    @property
+    def custody_ca_file(self):
+        return self.ready["custody_ca_file"]
+
+    @property
+    def backend_url(self):
+        return self.ready["backend_url"]
+
+    @property
+    def control_url(self):
+        return self.ready["control_url"]
+
+    # ------------------------------------------------------------------ control interface
+
+    def _control(self, method, path, body=None):
+        if not self.control_url:
+            raise EmulatorError("the control interface is off (control=False)")
+        data = None if body is None else json.dumps(body).encode("utf-8")
+        req = urllib.request.Request(self.control_url + path, data=data, method=method,
+                                     headers={"Content-Type": "application/json"} if data else {})
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            raw = resp.read()
+        return json.loads(raw) if raw else None
+
+    def devices_info(self):
+        return self._control("GET", "/devices")
+
+    def log(self, i=0):
+        return self._control("GET", "/devices/%d/log" % i)
+
+    def clear_log(self, i=0):
+        return self._control("DELETE", "/devices/%d/log" % i)
+
+    def posts(self, i=0):
+        return [e for e in self.log(i) if e["method"] == "POST"]
+
+    def fault(self, i, kind, count=1, path=None, method=None, seconds=None, after_apply=None):
+        body = {"kind": kind, "count": count}
+        if path is not None:
+            body["path"] = path
+        if method is not None:
+            body["method"] = method
+        if seconds is not None:
+            body["seconds"] = seconds
+        if after_apply is not None:
+            body["after_apply"] = after_apply
+        return self._control("POST", "/devices/%d/faults" % i, body)
+
+    def clear_faults(self, i=0):
+        return self._control("DELETE", "/devices/%d/faults" % i)
+
+    def state(self, i=0):
+        return self._control("GET", "/devices/%d/state" % i)
+
+    def clock(self, i, offset):
+        return self._control("POST", "/devices/%d/clock" % i, {"offset": offset})
+
+    # ------------------------------------------------------------------ waiting
+
+    def wait_down(self, i=0, timeout=10.0):
+        """Wait until device i refuses connections (after a reboot request)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self._reachable(i):
+                return True
+            time.sleep(0.05)
+        return False
+
+    def wait_up(self, i=0, timeout=30.0):
+        """Wait until device i answers GET /api/system/status over plain HTTP."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._reachable(i):
+                return True
+            time.sleep(0.05)
+        return False
+
+    def _reachable(self, i):
+        try:
+            with urllib.request.urlopen(self.http_url(i) + "/api/system/status", timeout=2) as resp:
+                return resp.status == 200
+        except OSError:
+            return False
+
+
+class _BindCollision(EmulatorError):
+    pass
+
+
+def _terminate(proc, timeout=10.0):
+    if proc.poll() is None:
+        try:
+            os.kill(proc.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(5)

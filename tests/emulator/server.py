@@ -1,0 +1,480 @@
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Sockets of the HEM emulator: the fleet, one acceptor thread, a thread per connection.
+
+Every listening socket (device HTTPS + HTTP, the stand-in backend, the control
+interface) is watched by a single selector thread; each accepted connection gets its own
+thread, which does the TLS handshake, parses exactly one HTTP/1.1 request, answers with
+`Connection: close` and closes. A failure inside one connection never reaches the others.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import selectors
+import shutil
+import socket
+import ssl
+import struct
+import sys
+import tempfile
+import threading
+import time
+from urllib.parse import urlsplit
+
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ed25519
+
+from . import util
+from .device import BACKEND_ISSUER, MAX_BODY, Device, Request, Response
+from .util import b64d, b64e
+
+REASONS = {200: "OK", 204: "No Content", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden",
+           404: "Not Found", 406: "Not Acceptable", 409: "Conflict", 411: "Length Required",
+           412: "Precondition Failed", 413: "Payload Too Large", 418: "", 500: "Internal Server Error"}
+IO_TIMEOUT = 10.0
+MAX_LINE = 8192
+MAX_HEADERS = 64
+FAULT_KINDS = ("latency", "drop", "busy", "error500", "reboot", "tamper_attestation", "expire_tokens")
+
+
+class Fleet:
+    """Everything shared by the devices of one emulator process: CAs, backend keys, options."""
+
+    def __init__(self, args):
+        self.args = args
+        self.model = args.model
+        self.rtc_set = args.rtc_set
+        self.auth_delay = max(0.0, args.auth_delay)
+        self.reboot_seconds = max(0.0, args.reboot_seconds)
+        self.se_provisioned = args.se_provisioned
+        self.state_dir = args.state_dir
+        self.tmpdir = tempfile.mkdtemp(prefix="hem-emulator-")
+        self._ctx_counter = 0
+        self._ctx_lock = threading.Lock()
+        if self.state_dir:
+            os.makedirs(self.state_dir, exist_ok=True)
+        self._load_or_create_keys()
+        self.devices = []
+
+    # ------------------------------------------------------------------ keys shared by the fleet
+
+    def _load_or_create_keys(self):
+        path = os.path.join(self.state_dir, "fleet.json") if self.state_dir else None
+        data = None
+        if path and os.path.exists(path):
+            with open(path, "rb") as fh:
+                data = json.loads(fh.read().decode("utf-8"))
+        if data is None:
+            ca_key, ca_cert = util.make_ca("HEM Emulator TLS CA", "HEM Emulator")
+            cu_key, cu_cert = util.make_ca("Encedo Custody CA (emulator)", "HEM Emulator")
+            data = {"ca_key": util.key_pem(ca_key), "ca_crt": util.cert_pem(ca_cert),
+                    "custody_key": util.key_pem(cu_key), "custody_crt": util.cert_pem(cu_cert),
+                    "backend_x25519": b64e(util.new_x25519()), "backend_ed25519": b64e(util.new_ed25519())}
+            if path:
+                util.atomic_write(path, json.dumps(data, indent=1).encode("utf-8"))
+        self.ca_key = util.load_key_pem(data["ca_key"])
+        self.ca_cert = x509.load_pem_x509_certificate(data["ca_crt"].encode("ascii"))
+        self.custody_key = util.load_key_pem(data["custody_key"])
+        self.custody_cert = x509.load_pem_x509_certificate(data["custody_crt"].encode("ascii"))
+        self.backend_x25519 = b64d(data["backend_x25519"])
+        self.backend_x25519_public = util.x25519_public(self.backend_x25519)
+        self.backend_sign = ed25519.Ed25519PrivateKey.from_private_bytes(b64d(data["backend_ed25519"]))
+        self.backend_sign_public = self.backend_sign.public_key().public_bytes_raw()
+
+    def write_ca_files(self, ca_file):
+        ca_file = os.path.abspath(ca_file)
+        stem, ext = os.path.splitext(ca_file)
+        custody_file = stem + "-custody" + (ext or ".pem")
+        os.makedirs(os.path.dirname(ca_file), exist_ok=True)
+        util.atomic_write(ca_file, util.cert_pem(self.ca_cert).encode("ascii"), mode=0o644)
+        util.atomic_write(custody_file, util.cert_pem(self.custody_cert).encode("ascii"), mode=0o644)
+        return ca_file, custody_file
+
+    def issue_device_cert(self, index, public_key):
+        return util.issue_tls_cert(self.ca_key, self.ca_cert, public_key,
+                                   ["localhost", "hem%d.emulator.test" % index], ["127.0.0.1"])
+
+    def make_ssl_context(self, index, key_pem, crt_pem):
+        with self._ctx_lock:
+            self._ctx_counter += 1
+            path = os.path.join(self.tmpdir, "dev%d-%d.pem" % (index, self._ctx_counter))
+        util.atomic_write(path, (key_pem + crt_pem).encode("ascii"))
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        ctx.load_cert_chain(path)
+        os.unlink(path)
+        return ctx
+
+    # ------------------------------------------------------------------ devices
+
+    def build_devices(self, count):
+        passphrase = self.args.passphrase
+        master = self.args.master_passphrase
+        if passphrase is not None and master is None:
+            master = passphrase + "-master"
+        for i in range(count):
+            state = None
+            path = os.path.join(self.state_dir, "device-%d.json" % i) if self.state_dir else None
+            if path and os.path.exists(path):
+                with open(path, "rb") as fh:
+                    state = json.loads(fh.read().decode("utf-8"))
+            dev = Device(self, i, state)
+            if state is None:
+                if passphrase is not None:
+                    dev.personalise_at_start(passphrase, master)
+                else:
+                    dev.save()
+            else:
+                dev.resume_lazy(passphrase, master)
+            self.devices.append(dev)
+
+    def cleanup(self):
+        shutil.rmtree(self.tmpdir, ignore_errors=True)
+
+
+# ---------------------------------------------------------------------------- HTTP plumbing
+
+class Listener:
+    def __init__(self, sock, kind, device=None):
+        self.sock = sock
+        self.kind = kind           # "https" | "http" | "backend" | "control"
+        self.device = device
+
+
+class HttpError(Exception):
+    def __init__(self, status):
+        super().__init__(status)
+        self.status = status
+
+
+def bind_socket(addr, port):
+    family = socket.AF_INET6 if ":" in addr else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((addr, port))
+    sock.listen(256)
+    sock.setblocking(False)
+    return sock
+
+
+def _reset(conn):
+    """Close with RST: what a client sees while the device is rebooting."""
+    try:
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    except OSError:
+        pass
+    conn.close()
+
+
+def write_response(conn, resp: Response):
+    body = resp.payload()
+    lines = ["HTTP/1.1 %d %s" % (resp.status, REASONS.get(resp.status, "")),
+             "Content-Type: application/json",
+             "Content-Length: %d" % len(body),
+             "Connection: close"]
+    lines += ["%s: %s" % (k, v) for k, v in resp.headers.items()]
+    conn.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body)
+
+
+def read_request(conn, rfile, scheme, max_body=MAX_BODY):
+    """Parse one request. Raises HttpError(status) for answers the parser decides itself."""
+    line = rfile.readline(MAX_LINE + 1)
+    if not line:
+        raise ConnectionAbortedError("no request")
+    if len(line) > MAX_LINE or not line.endswith(b"\n"):
+        raise HttpError(400)
+    parts = line.decode("latin-1").rstrip("\r\n").split(" ")
+    if len(parts) != 3 or not parts[2].startswith("HTTP/1.") or not re.fullmatch(r"[A-Z]{1,16}", parts[0]):
+        raise HttpError(400)
+    method, target = parts[0], parts[1]
+    headers = {}
+    for _ in range(MAX_HEADERS + 1):
+        hline = rfile.readline(MAX_LINE + 1)
+        if not hline or len(hline) > MAX_LINE or not hline.endswith(b"\n"):
+            raise HttpError(400)
+        if hline in (b"\r\n", b"\n"):
+            break
+        text = hline.decode("latin-1").rstrip("\r\n")
+        if ":" not in text or text[0] in " \t":
+            raise HttpError(400)
+        name, value = text.split(":", 1)
+        headers[name.strip().lower()] = value.strip()
+    else:
+        raise HttpError(400)
+    if target.startswith(("http://", "https://")):
+        target = urlsplit(target).path or "/"
+    if not target.startswith("/"):
+        raise HttpError(400)
+    path = target.split("?", 1)[0].split("#", 1)[0]
+    req = Request(method=method, path=path, headers=headers, body=None, scheme=scheme)
+    length = headers.get("content-length")
+    if "transfer-encoding" in headers:
+        raise HttpError(411)
+    if length is None:
+        if method == "POST":
+            raise HttpError(411)
+        return req
+    if not length.isdigit():
+        raise HttpError(400)
+    length = int(length)
+    if method == "POST" and length == 0:
+        raise HttpError(411)
+    if length > max_body:
+        raise HttpError(413)
+    if headers.get("expect", "").lower() == "100-continue":
+        conn.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
+    body = rfile.read(length) if length else b""
+    if len(body) != length:
+        raise HttpError(400)
+    req.body = body
+    return req
+
+
+def _json_body(req):
+    try:
+        return json.loads(req.body.decode("utf-8")) if req.body else None
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        return None
+
+
+class Hub:
+    """The acceptor thread and the per-connection workers."""
+
+    def __init__(self, fleet: Fleet, control_fn=None, backend_fn=None):
+        self.fleet = fleet
+        self.control_fn = control_fn
+        self.backend_fn = backend_fn
+        self.selector = selectors.DefaultSelector()
+        self.listeners = []
+        self._stop = threading.Event()
+        self._wake_r, self._wake_w = socket.socketpair()
+        self.selector.register(self._wake_r, selectors.EVENT_READ, None)
+        self.thread = threading.Thread(target=self._run, name="hem-acceptor", daemon=True)
+
+    def add(self, listener: Listener):
+        self.listeners.append(listener)
+        self.selector.register(listener.sock, selectors.EVENT_READ, listener)
+
+    def start(self):
+        self.thread.start()
+
+    def stop(self):
+        self._stop.set()
+        try:
+            self._wake_w.send(b"x")
+        except OSError:
+            pass
+        self.thread.join(timeout=5)
+        for lst in self.listeners:
+            try:
+                lst.sock.close()
+            except OSError:
+                pass
+
+    def _run(self):
+        while not self._stop.is_set():
+            for key, _mask in self.selector.select(timeout=1.0):
+                listener = key.data
+                if listener is None:
+                    continue
+                while True:
+                    try:
+                        conn, _addr = listener.sock.accept()
+                    except (BlockingIOError, InterruptedError):
+                        break
+                    except OSError:
+                        break
+                    threading.Thread(target=self._serve, args=(conn, listener), daemon=True).start()
+
+    # ------------------------------------------------------------------ one connection
+
+    def _serve(self, conn, listener):
+        after = None
+        try:
+            conn.setblocking(True)
+            dev = listener.device
+            if dev is not None:
+                if not dev.up:
+                    _reset(conn)
+                    return
+                mode = dev.cfg.get("http_option_dosprot_mode", 0)
+                conn.settimeout(mode * 0.5 if mode else IO_TIMEOUT)
+                if listener.kind == "https":
+                    conn = dev.ssl_context.wrap_socket(conn, server_side=True)
+            else:
+                conn.settimeout(IO_TIMEOUT)
+            scheme = "https" if listener.kind == "https" else "http"
+            rfile = conn.makefile("rb")
+            try:
+                req = read_request(conn, rfile, scheme)
+            except HttpError as exc:
+                if dev is not None:
+                    dev.record(Request("?", "?", {}, None, scheme), exc.status, None)
+                write_response(conn, Response(exc.status))
+                return
+            if dev is not None:
+                resp = self._device_request(dev, req)
+            elif listener.kind == "control":
+                resp = self.control_fn(req)
+            else:
+                resp = self.backend_fn(req)
+            if resp.drop:
+                after = resp.after
+                _reset(conn)
+                return
+            wait = req.started + resp.min_time - time.monotonic()
+            if wait > 0:
+                time.sleep(wait)
+            write_response(conn, resp)
+            after = resp.after
+        except (OSError, ssl.SSLError, ValueError, ConnectionAbortedError):
+            pass
+        except Exception as exc:  # pylint: disable=broad-except  # never let one request stop the server
+            try:
+                write_response(conn, Response(500))
+            except Exception:  # pylint: disable=broad-except
+                pass
+            print("hem-emulator: internal error: %r" % (exc,), flush=True, file=sys.stderr)
+        finally:
+            try:
+                conn.close()
+            except OSError:
+                pass
+            if after is not None:
+                after()
+
+    def _device_request(self, dev: Device, req: Request) -> Response:
+        body_obj = _json_body(req)
+        fault = take_fault(dev, req)
+        resp = None
+        if fault is not None:
+            kind = fault["kind"]
+            if kind == "latency":
+                time.sleep(fault.get("seconds", 1.0))
+            elif kind == "busy":
+                resp = Response(409)
+            elif kind == "error500":
+                resp = Response(500)
+            elif kind == "drop":
+                applied = dev.handle(req) if (req.method == "POST" and fault.get("after_apply")) else None
+                dev.record(req, None, body_obj)
+                return Response(0, drop=True, after=applied.after if applied else None)
+        if resp is None:
+            resp = dev.handle(req)
+        dev.record(req, resp.status, body_obj)
+        return resp
+
+
+def take_fault(dev: Device, req: Request):
+    with dev.lock:
+        for fault in dev.faults:
+            if fault.get("path") and not req.path.startswith(fault["path"]):
+                continue
+            if fault.get("method") and fault["method"].upper() != req.method:
+                continue
+            fault["count"] -= 1
+            if fault["count"] <= 0:
+                dev.faults.remove(fault)
+            return fault
+    return None
+
+
+# ---------------------------------------------------------------------------- stand-in backend
+
+def backend_handler(fleet: Fleet):
+    def handle(req: Request) -> Response:
+        if (req.method, req.path.rstrip("/")) != ("POST", "/checkin"):
+            return Response(404)
+        body = _json_body(req)
+        if not isinstance(body, dict) or not isinstance(body.get("check"), str):
+            return Response(400)
+        try:
+            header, payload, signing_input, sig = util.jwt_split(body["check"])
+            if header != util.LOGIN_HEADER:
+                raise ValueError("header")
+            shared = util.x25519_shared(fleet.backend_x25519, b64d(payload.get("spk")))
+        except (ValueError, UnicodeDecodeError):
+            return Response(400)
+        if not util.hs256_ok(signing_input, sig, shared):
+            return Response(401)
+        reply = {"jti": payload.get("jti"), "aud": payload.get("did"), "iss": BACKEND_ISSUER,
+                 "iat": int(time.time()), "action": "OK"}
+        signing = util.b64url(util.json_bytes({"alg": "EdDSA", "typ": "JWT"})) + "." + util.b64url(util.json_bytes(reply))
+        checked = signing + "." + util.b64url(fleet.backend_sign.sign(signing.encode("ascii")))
+        return Response(200, {"checked": checked})
+    return handle
+
+
+# ---------------------------------------------------------------------------- control interface
+
+def control_handler(fleet: Fleet, urls):
+    def handle(req: Request) -> Response:
+        parts = [p for p in req.path.split("/") if p]
+        if parts == ["devices"] and req.method == "GET":
+            out = []
+            for dev in fleet.devices:
+                out.append({"index": dev.index, "url": urls[dev.index][0], "http_url": urls[dev.index][1],
+                            "devid": dev.p["devid"], "model": dev.model, "personalised": dev.p["personalised"],
+                            "rtc_set": dev.rtc_set, "boot_id": dev.boot_id, "up": dev.up})
+            return Response(200, out)
+        if len(parts) != 3 or parts[0] != "devices" or not parts[1].isdigit() or int(parts[1]) >= len(fleet.devices):
+            return Response(404)
+        dev = fleet.devices[int(parts[1])]
+        what = parts[2]
+        body = _json_body(req) if req.method == "POST" else None
+        if what == "log" and req.method == "GET":
+            with dev.lock:
+                return Response(200, list(dev.log))
+        if what == "log" and req.method == "DELETE":
+            with dev.lock:
+                dev.log.clear()
+            return Response(200, {})
+        if what == "state" and req.method == "GET":
+            return Response(200, dev.state_view())
+        if what == "faults" and req.method == "DELETE":
+            with dev.lock:
+                dev.faults.clear()
+                dev.tamper = 0
+            return Response(200, {})
+        if what == "faults" and req.method == "POST":
+            return _add_fault(fleet, dev, body)
+        if what == "clock" and req.method == "POST":
+            if not isinstance(body, dict) or not isinstance(body.get("offset"), (int, float)) or isinstance(body.get("offset"), bool):
+                return Response(400)
+            with dev.lock:
+                dev.clock_offset = float(body["offset"])
+            return Response(200, {"offset": dev.clock_offset})
+        return Response(404)
+    return handle
+
+
+def _add_fault(fleet, dev, body):
+    if not isinstance(body, dict) or body.get("kind") not in FAULT_KINDS:
+        return Response(400)
+    count = body.get("count", 1)
+    if not isinstance(count, int) or isinstance(count, bool) or count < 1:
+        return Response(400)
+    seconds = body.get("seconds", 1.0)
+    if not isinstance(seconds, (int, float)) or isinstance(seconds, bool) or seconds < 0:
+        return Response(400)
+    for key in ("path", "method"):
+        if body.get(key) is not None and not isinstance(body[key], str):
+            return Response(400)
+    kind = body["kind"]
+    if kind == "reboot":
+        dev.go_down(fleet.reboot_seconds)
+    elif kind == "tamper_attestation":
+        with dev.lock:
+            dev.tamper += count
+    elif kind == "expire_tokens":
+        with dev.lock:
+            dev.bearer_key = secrets.token_bytes(32)
+    else:
+        fault = {"kind": kind, "count": count, "path": body.get("path"), "method": body.get("method"),
+                 "seconds": float(seconds), "after_apply": bool(body.get("after_apply", False))}
+        with dev.lock:
+            dev.faults.append(fault)
+    return Response(200, {})

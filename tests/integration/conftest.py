@@ -1,0 +1,37 @@
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Fixtures of the integration tests: real ansible-playbook runs against the emulator.
+
+``hem_playbook(emu, devices=None, host_vars=None)`` -> a PlaybookRunner (see
+tests/integration/helpers/playbook.py for its API) whose inventory holds one host per
+emulated device (``hem0``, ``hem1``, ...)::
+
+    def test_x(emulator, hem_playbook):
+        emu = emulator(passphrase="pw-1234", rtc_set=True)
+        run = hem_playbook(emu).run_target("encedo_info", extra_vars={"hem_expect_personalised": True})
+        run.assert_ok()
+        assert run.result("Read facts", host="hem0")["model"] == "ppa"
+
+Each runner writes its inventory, playbooks and results under a fresh tmp directory.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.integration.helpers import PlaybookRunner, ensure_collection_link
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _collection_link():
+    """``encedo.hem`` must resolve through build/collections (``make link``)."""
+    ensure_collection_link()
+
+
+@pytest.fixture
+def hem_playbook(tmp_path_factory):
+    """Factory: ``hem_playbook(emu, devices=None, host_vars=None, group="hem")`` -> PlaybookRunner."""
+
+    def make(emu, devices=None, host_vars=None, group="hem"):
+        return PlaybookRunner(emu, tmp_path_factory.mktemp("playbook"), devices=devices, host_vars=host_vars, group=group)
+
+    return make

@@ -1,0 +1,355 @@
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""encedo_attestation: real ansible-playbook runs against the emulator over HTTPS.
+
+The target (tests/integration/targets/encedo_attestation) runs the four-step shape for
+state=verified on a genuine device and for state=provisioned on a factory-fresh secure
+element; the tests here drive it and the failure cases, with the emulator's control
+interface as the proof of what reached the device. Certificates for provisioning are
+issued here by a custody CA the test owns (cryptography, independent of the module).
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+
+import pytest
+import requests
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from tests.emulator.harness import Emulator
+from tests.integration.helpers.playbook import PlaybookRunner
+
+PW = "attestation-pass-1"
+ATTESTATION = "/api/system/config/attestation"
+PROVISIONING = "/api/system/config/provisioning"
+TASK = "attestation under test"
+
+
+# ------------------------------------------------------------------ emulators
+
+def _start(tmp_path_factory, name, **kwargs):
+    emu = Emulator(auth_delay=0.0, control=True, tmp_path=tmp_path_factory.mktemp(name), **kwargs)
+    emu.start()
+    return emu
+
+
+@pytest.fixture(scope="module")
+def ppa(tmp_path_factory):
+    emu = _start(tmp_path_factory, "attestation-ppa", devices=6, passphrase=PW, rtc_set=True)
+    yield emu
+    emu.stop()
+
+
+@pytest.fixture(scope="module")
+def fresh(tmp_path_factory):
+    """Factory-fresh PPAs (not personalised) whose secure elements hold no certificate."""
+    emu = _start(tmp_path_factory, "attestation-fresh", devices=4, se_fresh=True)
+    yield emu
+    emu.stop()
+
+
+@pytest.fixture(scope="module")
+def epa(tmp_path_factory):
+    emu = _start(tmp_path_factory, "attestation-epa", devices=1, passphrase=PW, rtc_set=True, model="epa")
+    yield emu
+    emu.stop()
+
+
+# ------------------------------------------------------------------ a custody CA of the test's own
+
+def _name(cn, org="Attestation Test"):
+    return x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, org), x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+
+
+def _now():
+    return datetime.datetime.now(datetime.timezone.utc)
+
+
+def make_ca(subject=None):
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = subject or _name("Test Custody CA")
+    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(_now() - datetime.timedelta(days=1)).not_valid_after(_now() + datetime.timedelta(days=365))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+            .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True)
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+            .sign(key, hashes.SHA256()))
+    return key, cert
+
+
+def issue(ca_key, ca_cert, public_key, genuine_id):
+    return (x509.CertificateBuilder().subject_name(_name("#" + genuine_id, "Encedo Ltd")).issuer_name(ca_cert.subject)
+            .public_key(public_key).serial_number(x509.random_serial_number())
+            .not_valid_before(_now() - datetime.timedelta(days=1)).not_valid_after(_now() + datetime.timedelta(days=365))
+            .add_extension(x509.KeyUsage(True, False, False, False, False, False, False, False, False), critical=True)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=False)
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
+            .sign(ca_key, hashes.SHA256()))
+
+
+def pem(cert):
+    return cert.public_bytes(serialization.Encoding.PEM).decode("ascii")
+
+
+def se_public_key(emu, i):
+    """The fresh secure element's public key, read directly (no module code)."""
+    answer = requests.get(emu.url(i) + ATTESTATION, verify=emu.ca_file, timeout=10)
+    assert answer.status_code == 200, answer.status_code
+    body = answer.json()
+    assert "crt" not in body and "key" in body, body
+    return serialization.load_der_public_key(base64.b64decode(body["key"]))
+
+
+def genuine_id(emu, i):
+    return emu.device(i)["genuine_id"]
+
+
+# ------------------------------------------------------------------ running tasks
+
+def runner_for(emu, i, tmp_path, name="run"):
+    return PlaybookRunner(emu, tmp_path / ("%s-%d" % (name, i)), devices=[i])
+
+
+def run_tasks(runner, tasks, check=False, diff=False):
+    play = {"hosts": runner.group, "gather_facts": False,
+            "module_defaults": {"group/encedo.hem.hem": {"url": "{{ hem_url }}", "ca_path": "{{ hem_ca_path }}"}},
+            "tasks": tasks}
+    return runner.run_playbook([play], check=check, diff=diff)
+
+
+def attest(runner, check=False, diff=False, **args):
+    """Run encedo_attestation once; -> its TaskResult."""
+    run = run_tasks(runner, [{"name": TASK, "encedo.hem.encedo_attestation": args}], check=check, diff=diff)
+    found = run.results(task=TASK)
+    assert len(found) == 1, run.tail()
+    assert (run.rc != 0) == found[0].failed, run.tail()
+    return found[0]
+
+
+def statuses(result):
+    return {name: check["status"] for name, check in result["attestation"]["checks"].items()}
+
+
+def attestation_requests(emu, i):
+    return [(e["method"], e["path"]) for e in emu.log(i) if e["path"] in (ATTESTATION, PROVISIONING)]
+
+
+# ------------------------------------------------------------------ the target: four steps, twice
+
+def test_target_verified_and_provisioned(ppa, fresh, tmp_path):
+    ca_key, ca_cert = make_ca()
+    gid = genuine_id(fresh, 0)
+    cert = issue(ca_key, ca_cert, se_public_key(fresh, 0), gid)
+    runner = runner_for(ppa, 0, tmp_path, "target")
+    run = runner.run_target("encedo_attestation", extra_vars={
+        "hem_fresh_url": fresh.url(0), "hem_fresh_ca_path": fresh.ca_file, "hem_fresh_control_url": fresh.control_url,
+        "hem_fresh_device": 0, "hem_fresh_genuine_id": gid, "hem_fresh_certificate": pem(cert),
+        "hem_test_ca_pem": pem(ca_cert)})
+    run.assert_ok()
+    asserts = run.results(action="assert", status="ok")
+    assert len(asserts) >= 7, run.tail()
+    # python-side proof: the secure element now holds exactly that certificate, written once
+    assert fresh.state(0)["se_provisioned"] is True
+    answer = requests.get(fresh.url(0) + ATTESTATION, verify=fresh.ca_file, timeout=10).json()
+    assert base64.b64decode(answer["crt"]) == cert.public_bytes(serialization.Encoding.DER)
+    # the genuine device was never written to
+    assert ppa.state(0)["se_provisioned"] is True
+
+
+# ------------------------------------------------------------------ state=verified failures
+
+def test_wrong_anchor_fails_chain(ppa, tmp_path):
+    runner = runner_for(ppa, 1, tmp_path)
+    _key, other = make_ca()
+    res = attest(runner, passphrase=PW, trust_anchor=pem(other))
+    assert res.failed
+    assert "check chain failed" in res.msg and "is not among the 1 trust anchor" in res.msg
+    assert statuses(res.result) == {"signature": "passed", "key_id": "passed", "chain": "failed",
+                                    "genuine_id": "passed", "freshness": "passed"}
+    assert res.result["attestation"]["verified"] is False
+    # same subject as the real custody CA, different key: the signature of the chain exposes it
+    with open(ppa.custody_ca_file, "rb") as fh:
+        custody = x509.load_pem_x509_certificate(fh.read())
+    _key, impostor = make_ca(subject=custody.subject)
+    res = attest(runner, passphrase=PW, trust_anchor=pem(impostor), fail_on_invalid=False)
+    assert not res.failed and not res.changed
+    assert statuses(res.result)["chain"] == "failed"
+    assert "does not verify" in res.result["attestation"]["checks"]["chain"]["reason"]
+    assert res.result["attestation"]["verified"] is False
+
+
+def test_stale_token_fails_freshness(ppa, tmp_path):
+    runner = runner_for(ppa, 2, tmp_path)
+    ppa.clock(2, -3600)
+    try:
+        res = attest(runner, passphrase=PW, trust_anchor_path=ppa.custody_ca_file, max_age=60)
+        assert res.failed
+        assert "check freshness failed" in res.msg and "more than max_age 60" in res.msg
+        assert statuses(res.result) == {"signature": "passed", "key_id": "passed", "chain": "passed",
+                                        "genuine_id": "passed", "freshness": "failed"}
+        ppa.clock(2, 3600)
+        res = attest(runner, passphrase=PW, trust_anchor_path=ppa.custody_ca_file, max_age=60, fail_on_invalid=False)
+        assert not res.failed
+        assert statuses(res.result)["freshness"] == "failed"
+        assert "in the future" in res.result["attestation"]["checks"]["freshness"]["reason"]
+        # an explicit skip makes the remaining checks sufficient, and says so
+        res = attest(runner, passphrase=PW, trust_anchor_path=ppa.custody_ca_file, max_age=60, skip_checks=["freshness"])
+        assert not res.failed and res.result["attestation"]["verified"] is True
+        assert res.result["attestation"]["checks"]["freshness"]["reason"].startswith("skipped")
+    finally:
+        ppa.clock(2, 0)
+    res = attest(runner, passphrase=PW, trust_anchor_path=ppa.custody_ca_file, max_age=60)
+    assert not res.failed and res.result["attestation"]["verified"] is True
+
+
+def test_tampered_attestation_fails_signature(ppa, tmp_path):
+    runner = runner_for(ppa, 3, tmp_path)
+    ppa.fault(3, "tamper_attestation")
+    res = attest(runner, passphrase=PW, trust_anchor_path=ppa.custody_ca_file)
+    assert res.failed
+    assert "check signature failed" in res.msg
+    assert statuses(res.result) == {"signature": "failed", "key_id": "passed", "chain": "passed",
+                                    "genuine_id": "passed", "freshness": "passed"}
+    # the fault was one token: the next read verifies
+    res = attest(runner, passphrase=PW, trust_anchor_path=ppa.custody_ca_file)
+    assert not res.failed and res.result["attestation"]["verified"] is True
+
+
+def test_any_scope_token_and_explicit_genuine_id(ppa, tmp_path):
+    runner = runner_for(ppa, 4, tmp_path)
+    gid = genuine_id(ppa, 4)
+    tasks = [
+        {"name": "login", "encedo.hem.encedo_login": {"passphrase": PW, "scope": "keymgmt:list"}, "register": "hem_login"},
+        {"name": "no genuine_id", "encedo.hem.encedo_attestation": {
+            "token": "{{ hem_login.token }}", "trust_anchor_path": "{{ hem_custody_ca_path }}", "fail_on_invalid": False}},
+        {"name": "genuine_id from inventory", "encedo.hem.encedo_attestation": {
+            "token": "{{ hem_login.token }}", "trust_anchor_path": "{{ hem_custody_ca_path }}", "genuine_id": gid}},
+        {"name": "wrong genuine_id", "encedo.hem.encedo_attestation": {
+            "token": "{{ hem_login.token }}", "trust_anchor_path": "{{ hem_custody_ca_path }}", "genuine_id": "0123ffffffffffffff",
+            "fail_on_invalid": False}},
+    ]
+    ppa.clear_log(4)
+    run = run_tasks(runner, tasks)
+    run.assert_ok()
+    unknown = run.result("no genuine_id")
+    assert statuses(unknown)["genuine_id"] == "not_run"
+    assert "may not read the configuration" in unknown["attestation"]["checks"]["genuine_id"]["reason"]
+    assert unknown["attestation"]["verified"] is False
+    assert [s for n, s in statuses(unknown).items() if n != "genuine_id"] == ["passed"] * 4
+    known = run.result("genuine_id from inventory")
+    assert known["attestation"]["verified"] is True
+    assert known["attestation"]["genuine_id_sources"] == ["option"]
+    wrong = run.result("wrong genuine_id")
+    assert statuses(wrong)["genuine_id"] == "failed"
+    # one login for the whole play, and the attestation itself was read with the narrow token
+    log = ppa.log(4)
+    assert [(e["method"], e["path"]) for e in log].count(("POST", "/api/auth/token")) == 1
+    assert all(e["status"] == 200 and e["auth"] == "bearer" for e in log if e["path"] == ATTESTATION)
+
+
+def test_epa_is_not_supported(epa, tmp_path):
+    runner = runner_for(epa, 0, tmp_path)
+    res = attest(runner, passphrase=PW, trust_anchor_path=epa.custody_ca_file)
+    assert res.failed
+    assert "EPA" in res.msg and "cannot attest" in res.msg
+    assert res.result["supported"] is False
+    res = attest(runner, passphrase=PW, trust_anchor_path=epa.custody_ca_file, fail_on_invalid=False)
+    assert not res.failed and not res.changed
+    assert res.result["supported"] is False
+    assert res.result["attestation"]["verified"] is False
+    res = attest(runner, state="provisioned", certificate=pem(make_ca()[1]))
+    assert res.failed and "cannot attest or be provisioned" in res.msg
+    assert [e for e in epa.log(0) if e["method"] == "POST" and e["path"] != "/api/auth/token"] == []
+
+
+def test_bad_input_fails_clearly(ppa, tmp_path):
+    runner = runner_for(ppa, 5, tmp_path)
+    with open(ppa.custody_ca_file) as fh:
+        custody_pem = fh.read()
+    leaf = ppa.state(5)["tls_cert_pem"]           # the device's TLS certificate: not a CA
+    res = attest(runner, passphrase=PW, trust_anchor=custody_pem + leaf)
+    assert res.failed and "trust_anchor: certificate 2 of 2" in res.msg and "is not a CA certificate" in res.msg
+    res = attest(runner, passphrase=PW, trust_anchor_path=str(tmp_path / "missing.pem"))
+    assert res.failed and "trust_anchor_path" in res.msg and "cannot be read" in res.msg
+    res = attest(runner, passphrase=PW, trust_anchor="not a certificate")
+    assert res.failed and "trust_anchor holds no PEM certificate" in res.msg
+    res = attest(runner, trust_anchor_path=ppa.custody_ca_file)
+    assert res.failed and "is personalised" in res.msg and "needs credentials" in res.msg
+    res = attest(runner, passphrase=PW, trust_anchor_path=ppa.custody_ca_file, max_age=0)
+    assert res.failed and "max_age" in res.msg
+    # no trust anchor: the chain check does not run, so the device is not verified, and the task says why
+    res = attest(runner, passphrase=PW)
+    assert res.failed and "check chain not run: no trust anchor given" in res.msg
+    # the passphrase never shows up in the output
+    assert PW not in run_tasks(runner, [{"name": TASK, "encedo.hem.encedo_attestation": {
+        "passphrase": PW, "trust_anchor_path": ppa.custody_ca_file}}]).output
+
+
+# ------------------------------------------------------------------ factory-fresh devices
+
+def test_fresh_device_without_credentials(fresh, tmp_path):
+    runner = runner_for(fresh, 1, tmp_path)
+    fresh.clear_log(1)
+    res = attest(runner, trust_anchor_path=fresh.custody_ca_file, genuine_id=genuine_id(fresh, 1), fail_on_invalid=False)
+    assert not res.failed and not res.changed
+    att = res.result["attestation"]
+    assert att["provisioned"] is False and att["verified"] is False
+    assert statuses(res.result) == {"signature": "passed", "key_id": "not_run", "chain": "not_run",
+                                    "genuine_id": "not_run", "freshness": "passed"}
+    assert "not provisioned" in att["checks"]["chain"]["reason"]
+    assert isinstance(att["se_key"], str) and "BEGIN CERTIFICATE REQUEST" in att["csr"]
+    assert all(e["auth"] == "none" for e in fresh.log(1))
+    res = attest(runner, trust_anchor_path=fresh.custody_ca_file, genuine_id=genuine_id(fresh, 1))
+    assert res.failed and "not provisioned" in res.msg
+    assert fresh.state(1)["se_provisioned"] is False
+
+
+def test_provisioned_with_another_certificate_fails(fresh, tmp_path):
+    runner = runner_for(fresh, 2, tmp_path)
+    ca_key, ca_cert = make_ca()
+    key = se_public_key(fresh, 2)
+    first = issue(ca_key, ca_cert, key, genuine_id(fresh, 2))
+    second = issue(ca_key, ca_cert, key, genuine_id(fresh, 2))     # same key, another serial
+    res = attest(runner, state="provisioned", certificate=pem(first))
+    assert res.changed and not res.failed
+    assert res.result["attestation"]["provisioned"] is True
+    # no trust anchor and no genuine_id: reported as not run, and state=provisioned does not fail on it
+    assert res.result["attestation"]["verified"] is False
+    fresh.clear_log(2)
+    res = attest(runner, state="provisioned", certificate=base64.b64encode(first.public_bytes(serialization.Encoding.DER)).decode())
+    assert not res.failed and not res.changed          # the same certificate as base64 DER: ok
+    res = attest(runner, state="provisioned", certificate=pem(second))
+    assert res.failed and "already provisioned with another certificate" in res.msg
+    assert str(second.serial_number) in res.msg and str(first.serial_number) in res.msg
+    assert [r for r in attestation_requests(fresh, 2) if r[0] == "POST"] == []
+
+
+def test_provisioning_checks_the_certificate_before_writing(fresh, tmp_path):
+    runner = runner_for(fresh, 3, tmp_path)
+    ca_key, ca_cert = make_ca()
+    gid = genuine_id(fresh, 3)
+    key = se_public_key(fresh, 3)
+    fresh.clear_log(3)
+    wrong_key = issue(ca_key, ca_cert, ec.generate_private_key(ec.SECP256R1()).public_key(), gid)
+    res = attest(runner, state="provisioned", certificate=pem(wrong_key))
+    assert res.failed and "does not hold the secure element's public key" in res.msg
+    res = attest(runner, state="provisioned", certificate=pem(issue(ca_key, ca_cert, key, "0123000000000000ff")), genuine_id=gid)
+    assert res.failed and "genuine_id:" in res.msg
+    _other_key, other_ca = make_ca(_name("Another CA"))
+    res = attest(runner, state="provisioned", certificate=pem(issue(ca_key, ca_cert, key, gid)), trust_anchor=pem(other_ca))
+    assert res.failed and "chain:" in res.msg
+    res = attest(runner, state="provisioned", certificate="garbage")
+    assert res.failed and "option certificate" in res.msg
+    res = attest(runner, state="provisioned")
+    assert res.failed and "state is provisioned but all of the following are missing: certificate" in res.msg
+    # nothing was written, and check mode of a good certificate writes nothing either
+    good = pem(issue(ca_key, ca_cert, key, gid))
+    res = attest(runner, check=True, state="provisioned", certificate=good, genuine_id=gid, trust_anchor=pem(ca_cert))
+    assert res.changed and not res.failed
+    assert [r for r in attestation_requests(fresh, 3) if r[0] == "POST"] == []
+    assert fresh.state(3)["se_provisioned"] is False

@@ -1,0 +1,264 @@
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""AWX / Automation Platform readiness.
+
+- The built collection artifact carries the EE metadata (meta/execution-environment.yml
+  and the files it names) and nothing private (no PEM private key, no virtualenv, no
+  build output or caches).
+- `ansible-builder create` on docs/examples/execution-environment.yml produces a build
+  context that installs the artifact; replaying its galaxy and introspection steps
+  (what the container build runs) yields the collection's Python requirements.
+- docs/awx/credential_type.yml: its injectors are rendered here the way AWX renders them
+  (Jinja2 sandbox, missing inputs undefined, missing booleans false, `file` templates
+  written to the job's private `env/` directory).
+- The site playbook runs through ansible-runner (the executor AWX uses) against emulated
+  devices with the connection settings given ONLY as those injected environment
+  variables plus the CA file; every host converges and no secret reaches any event.
+- Job slicing: the inventory is cut in slices as AWX cuts it, each slice run on its own
+  (`--limit`) converges independently, then a full run changes nothing.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import re
+import shlex
+import shutil
+import stat
+import subprocess
+import sys
+import tarfile
+import tempfile
+
+import pytest
+import yaml
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BIN = os.path.dirname(sys.executable)
+CREDENTIAL_TYPE = os.path.join(REPO, "docs", "awx", "credential_type.yml")
+EXAMPLE_EE = os.path.join(REPO, "docs", "examples", "execution-environment.yml")
+
+# A real PEM private key block: BEGIN line, optional RFC 1421 headers, base64 body, END line.
+PEM_PRIVATE_KEY = re.compile(
+    r"-----BEGIN (?P<kind>[A-Z0-9 ]*)PRIVATE KEY-----\r?\n"
+    r"(?:[A-Za-z-]+: [^\n]*\r?\n)*\r?\n?"
+    r"(?:[A-Za-z0-9+/=]{16,}\r?\n)+"
+    r"-----END (?P=kind)PRIVATE KEY-----")
+
+# Paths that must never be in the artifact (first path component, or any component for caches).
+FORBIDDEN_TOP = {".venv", ".venv-sanity", "build", ".pytest_cache", ".hypothesis", ".ansible", ".git", "tests/output"}
+FORBIDDEN_ANY = {"__pycache__", ".pytest_cache", ".hypothesis", ".mypy_cache", ".tox"}
+
+
+def _run(argv, cwd=None, env=None, timeout=600):
+    proc = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=False)
+    assert proc.returncode == 0, "%s failed (rc=%s):\n%s\n%s" % (" ".join(argv), proc.returncode, proc.stdout[-4000:],
+                                                                  proc.stderr[-4000:])
+    return proc
+
+
+# ---------------------------------------------------------------------------------------------- artifact
+
+
+@pytest.fixture(scope="module")
+def collection_artifact(tmp_path_factory):
+    """`ansible-galaxy collection build` of the working tree (as a user or CI builds it)."""
+    out = tmp_path_factory.mktemp("artifact")
+    _run([os.path.join(BIN, "ansible-galaxy"), "collection", "build", "--force", "--output-path", str(out), REPO])
+    found = glob.glob(os.path.join(str(out), "encedo-hem-*.tar.gz"))
+    assert len(found) == 1, found
+    return found[0]
+
+
+def _members(artifact):
+    with tarfile.open(artifact) as tar:
+        return [m for m in tar.getmembers()]
+
+
+def test_pem_detector_is_not_fooled():
+    """The detector flags a real key block and ignores code that merely names the marker."""
+    fake_body = "\n".join(["MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7"] * 3)
+    assert PEM_PRIVATE_KEY.search("x\n-----BEGIN PRIVATE KEY-----\n%s\n-----END PRIVATE KEY-----\n" % fake_body)
+    assert PEM_PRIVATE_KEY.search("-----BEGIN EC PRIVATE KEY-----\n%s\n-----END EC PRIVATE KEY-----" % fake_body)
+    assert not PEM_PRIVATE_KEY.search('MARK = b"-----BEGIN OPENSSH PRIVATE KEY-----"\nEND = b"-----END OPENSSH PRIVATE KEY-----"')
+
+
+def test_artifact_ships_ee_metadata(collection_artifact):
+    names = {m.name for m in _members(collection_artifact)}
+    for required in ("meta/execution-environment.yml", "meta/ee-requirements.txt", "meta/ee-bindep.txt", "meta/runtime.yml",
+                     "MANIFEST.json", "FILES.json"):
+        assert required in names, "%s missing from the artifact" % required
+    with tarfile.open(collection_artifact) as tar:
+        ee = yaml.safe_load(tar.extractfile("meta/execution-environment.yml"))
+        deps = ee["dependencies"]
+        # The files the EE metadata names are in the artifact, relative to the collection root.
+        assert deps["python"] in names and deps["system"] in names
+        pip = tar.extractfile(deps["python"]).read().decode()
+    reqs = [re.split(r"[<>=!~;\[ ]", line.strip())[0].lower() for line in pip.splitlines()
+            if line.strip() and not line.startswith("#")]
+    assert {"requests", "cryptography"} <= set(reqs), reqs
+    assert "ansible-core" not in reqs and "ansible" not in reqs, "the EE brings its own ansible-core"
+    assert all(not re.search(r"[<>=~]", line) for line in pip.splitlines() if not line.startswith("#")), \
+        "EE requirements must stay unpinned"
+
+
+def test_artifact_has_no_private_keys_venvs_or_caches(collection_artifact):
+    members = _members(collection_artifact)
+    bad_paths = []
+    for m in members:
+        parts = m.name.split("/")
+        if parts[0] in FORBIDDEN_TOP or "/".join(parts[:2]) in FORBIDDEN_TOP or FORBIDDEN_ANY & set(parts) \
+                or m.name.endswith((".pyc", ".tar.gz")):
+            bad_paths.append(m.name)
+    roots = sorted({"/".join(name.split("/")[:2]) if name.startswith("tests/") else name.split("/")[0] for name in bad_paths})
+    assert not bad_paths, "galaxy.yml build_ignore lets %d paths into the artifact, under: %s" % (len(bad_paths), roots)
+    keys = []
+    with tarfile.open(collection_artifact) as tar:
+        for m in members:
+            if not m.isfile():
+                continue
+            data = tar.extractfile(m).read().decode("latin-1")
+            if PEM_PRIVATE_KEY.search(data):
+                keys.append(m.name)
+    assert not keys, "PEM private keys shipped in the artifact: %s" % keys
+
+
+# ---------------------------------------------------------------------------------------------- ansible-builder
+
+
+def test_builder_context_installs_collection_and_lists_its_python_requirements(collection_artifact, tmp_path):
+    """`ansible-builder create` on the documented example, then the build's galaxy and
+    introspection steps replayed outside a container (no container engine here)."""
+    ee_dir = tmp_path / "ee"
+    ee_dir.mkdir()
+    # Exactly the steps docs/examples/execution-environment.yml tells the user to take.
+    shutil.copy(EXAMPLE_EE, ee_dir / "execution-environment.yml")
+    shutil.copy(collection_artifact, ee_dir / "encedo-hem.tar.gz")
+    ctx = tmp_path / "context"
+    _run([os.path.join(BIN, "ansible-builder"), "create", "-f", str(ee_dir / "execution-environment.yml"),
+          "--context", str(ctx), "--output-filename", "Containerfile"])
+
+    build = ctx / "_build"
+    containerfile = (ctx / "Containerfile").read_text()
+    assert (build / "collections" / "encedo-hem.tar.gz").is_file(), "the artifact is not in the build context"
+    galaxy_reqs = yaml.safe_load((build / "requirements.yml").read_text())
+    file_reqs = [c for c in galaxy_reqs["collections"] if isinstance(c, dict) and c.get("type") == "file"]
+    assert [c["name"] for c in file_reqs] == ["collections/encedo-hem.tar.gz"]
+    assert "COPY _build /build" in containerfile and "WORKDIR /build" in containerfile
+    assert "ansible-galaxy collection install" in containerfile
+    introspect = [line for line in containerfile.splitlines() if "introspect.py introspect" in line]
+    assert len(introspect) == 1, containerfile
+
+    # Galaxy stage: `ansible-galaxy collection install -r requirements.yml` in /build (= _build).
+    # Only the local artifact is installed: other entries would need Galaxy, which the build has.
+    coll_root = tmp_path / "usr-share-ansible-collections"
+    only_file = tmp_path / "requirements-file-only.yml"
+    only_file.write_text(yaml.safe_dump({"collections": file_reqs}))
+    env = dict(os.environ, ANSIBLE_GALAXY_DISABLE_GPG_VERIFY="1")
+    _run([os.path.join(BIN, "ansible-galaxy"), "collection", "install", "-r", str(only_file), "-p", str(coll_root)],
+         cwd=str(build), env=env)
+    assert (coll_root / "ansible_collections" / "encedo" / "hem" / "meta" / "execution-environment.yml").is_file()
+
+    # Builder stage: the context's own introspect command, run on the installed collections.
+    argv = shlex.split(introspect[0][len("RUN "):])
+    assert argv[0] == "$PYCMD" and argv[1] == "/output/scripts/introspect.py", argv
+    out_dir = tmp_path / "src"
+    argv = [sys.executable, str(build / "scripts" / "introspect.py")] + [
+        a.replace("/tmp/src/", str(out_dir) + "/") for a in argv[2:]] + [str(coll_root)]
+    proc = _run(argv, cwd=str(build))
+    written = (out_dir / "requirements.txt").read_text().splitlines()
+    from_us = sorted(line.split()[0] for line in written if line.endswith("# from collection encedo.hem"))
+    assert from_us == ["cryptography", "requests"], proc.stdout
+    assert not any(line.split()[0].lower() in ("ansible-core", "ansible") for line in written)
+
+
+# ---------------------------------------------------------------------------------------------- credential type
+
+
+def awx_inject(credential_type, inputs, private_data_dir):
+    """Render a custom credential type's injectors as AWX does (CredentialType.inject_credential):
+
+    the template namespace holds the inputs that are set and non-empty, booleans never set
+    are false, each `file` template is rendered into a fresh file under
+    `<private_data_dir>/env/` whose path is `tower.filename.<label>`, then every `env`
+    template is rendered. Returns the injected environment (dict).
+    """
+    from jinja2 import sandbox
+
+    class Namespace:
+        pass
+
+    tower = Namespace()
+    namespace = {"tower": tower}
+    for field in credential_type["inputs"]["fields"]:
+        fid = field["id"]
+        if fid in inputs:
+            value = inputs[fid]
+            if isinstance(value, bool) or len(value):
+                namespace[fid] = value
+        elif field["type"] == "boolean":
+            namespace[fid] = False
+    jinja = sandbox.ImmutableSandboxedEnvironment()
+    env_dir = os.path.join(private_data_dir, "env")
+    os.makedirs(env_dir, exist_ok=True)
+    for label, template in credential_type["injectors"].get("file", {}).items():
+        data = jinja.from_string(template).render(**namespace)
+        fd, path = tempfile.mkstemp(dir=env_dir)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(data)
+        os.chmod(path, stat.S_IRUSR | stat.S_IWUSR | stat.S_IRGRP | stat.S_IWGRP)
+        if "." in label:
+            if not hasattr(tower, "filename"):
+                tower.filename = Namespace()
+            setattr(tower.filename, label.split(".", 1)[1], path)
+        else:
+            tower.filename = path
+    return {name: jinja.from_string(template).render(**namespace)
+            for name, template in credential_type["injectors"].get("env", {}).items()}
+
+
+@pytest.fixture(scope="module")
+def credential_type():
+    with open(CREDENTIAL_TYPE) as handle:
+        return yaml.safe_load(handle)
+
+
+def test_credential_type_shape(credential_type):
+    fields = {f["id"]: f for f in credential_type["inputs"]["fields"]}
+    assert credential_type["kind"] == "cloud"
+    assert fields["passphrase"].get("secret") is True
+    assert fields["ca_bundle"].get("multiline") is True
+    assert {f["type"] for f in fields.values()} <= {"string", "boolean"}
+    assert set(credential_type["inputs"]["required"]) <= set(fields)
+    assert set(credential_type["injectors"]["env"]) == {
+        "ENCEDO_HEM_URL", "ENCEDO_HEM_PASSPHRASE", "ENCEDO_HEM_VALIDATE_CERTS", "ENCEDO_HEM_CA_PATH"}
+    # Every env var it injects is one the modules read (their documented fallbacks).
+    with open(os.path.join(REPO, "plugins", "doc_fragments", "connection.py")) as handle:
+        fragment = handle.read()
+    for name in credential_type["injectors"]["env"]:
+        assert "E(%s)" % name in fragment, name
+
+
+def test_credential_type_injects_env_and_ca_file(credential_type, tmp_path):
+    ca = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+    env = awx_inject(credential_type, {"url": "https://hem0.example.test", "passphrase": "s3cret pw",
+                                       "ca_bundle": ca, "skip_tls_verify": False}, str(tmp_path))
+    assert env["ENCEDO_HEM_URL"] == "https://hem0.example.test"
+    assert env["ENCEDO_HEM_PASSPHRASE"] == "s3cret pw"
+    assert env["ENCEDO_HEM_VALIDATE_CERTS"] == "true"
+    path = env["ENCEDO_HEM_CA_PATH"]
+    assert os.path.dirname(path) == str(tmp_path / "env")
+    with open(path) as handle:
+        assert handle.read() == ca
+    assert stat.S_IMODE(os.stat(path).st_mode) & 0o007 == 0, "the CA file must not be world-readable"
+
+
+def test_credential_type_defaults_are_safe(credential_type, tmp_path):
+    """Only the passphrase set (as an API-created credential may be): verification stays on,
+    no CA path (the modules then use the requests CA bundle), no URL (the inventory gives it)."""
+    env = awx_inject(credential_type, {"passphrase": "pw"}, str(tmp_path))
+    assert env == {"ENCEDO_HEM_URL": "", "ENCEDO_HEM_PASSPHRASE": "pw", "ENCEDO_HEM_VALIDATE_CERTS": "true",
+                   "ENCEDO_HEM_CA_PATH": ""}
+    insecure = awx_inject(credential_type, {"passphrase": "pw", "skip_tls_verify": True}, str(tmp_path))
+    assert insecure["ENCEDO_HEM_VALIDATE_CERTS"] == "false"

@@ -1,0 +1,205 @@
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""encedo_info and encedo_login with real ansible-playbook against the emulator (HTTPS, CA verified)."""
+
+from __future__ import annotations
+
+import os
+
+PASSPHRASE = "integration-passphrase-4711"
+
+
+def token_requests(emu, i=0):
+    return [(e["method"], e["path"]) for e in emu.log(i) if e["path"] == "/api/auth/token"]
+
+
+def test_info_on_a_fresh_device(emulator, hem_playbook):
+    emu = emulator()
+    run = hem_playbook(emu).run_target("encedo_info", extra_vars={
+        "hem_expect_personalised": False, "hem_expect_rtc": False, "hem_expect_model": "ppa"})
+    run.assert_ok()
+    assert len(run.results(action="encedo_info", status="ok")) == 3
+    # read-only: nothing but GETs reached the device, and no login was tried
+    log = emu.log(0)
+    assert log and {e["method"] for e in log} == {"GET"}
+    assert not token_requests(emu)
+
+
+def test_info_with_credentials_on_a_fresh_device_warns(emulator, hem_playbook):
+    emu = emulator()
+    run = hem_playbook(emu).run_target("encedo_info", extra_vars={
+        "hem_expect_personalised": False, "hem_expect_rtc": False, "hem_expect_model": "ppa", "hem_passphrase": PASSPHRASE})
+    run.assert_ok()
+    assert "not personalised" in run.output
+    assert not token_requests(emu)
+
+
+def test_info_on_a_personalised_device(emulator, hem_playbook):
+    emu = emulator(passphrase=PASSPHRASE, rtc_set=True)
+    run = hem_playbook(emu).run_target("encedo_info", extra_vars={
+        "hem_expect_personalised": True, "hem_expect_rtc": True, "hem_expect_model": "ppa"})
+    run.assert_ok()
+    config = run.result("Read facts with the passphrase")["config"]
+    assert config["hostname"] == emu.state(0)["config"]["hostname"]
+    assert {e["method"] for e in emu.log(0)} == {"GET", "POST"}
+    assert [e["path"] for e in emu.posts(0)] == ["/api/auth/token"]
+
+
+def test_info_on_an_epa(emulator, hem_playbook):
+    emu = emulator(passphrase=PASSPHRASE, rtc_set=True, model="epa")
+    run = hem_playbook(emu).run_target("encedo_info", extra_vars={
+        "hem_expect_personalised": True, "hem_expect_rtc": True, "hem_expect_model": "epa"})
+    run.assert_ok()
+    assert "genuine_id" not in run.result("Read facts with the passphrase")["config"]
+
+
+def test_login_once_then_info_with_the_token(emulator, hem_playbook):
+    emu = emulator(passphrase=PASSPHRASE, rtc_set=True)
+    runner = hem_playbook(emu)
+    for check in (False, True):
+        emu.clear_log(0)
+        run = runner.run_target("encedo_login", check=check)
+        run.assert_ok()
+        # ONE login for the three tasks: one challenge, one proof
+        assert token_requests(emu) == [("GET", "/api/auth/token"), ("POST", "/api/auth/token")], check
+        config_reads = [e for e in emu.log(0) if e["path"] == "/api/system/config"]
+        assert len(config_reads) == 2 and all(e["auth"] == "bearer" and e["status"] == 200 for e in config_reads)
+        # the login result is hidden from every callback, even without no_log on the task
+        login = run.results(task="Log in")[0]
+        assert login.censored and "token" not in login.result
+
+
+def test_token_from_the_task_beats_passphrase_from_the_environment(emulator, hem_playbook):
+    """AWX-style credentials in ENCEDO_HEM_*; the play still logs in once and passes token:."""
+    emu = emulator(passphrase=PASSPHRASE, rtc_set=True)
+    playbook = [{
+        "name": "Login once with credentials from the environment", "hosts": "hem", "gather_facts": False,
+        "tasks": [
+            {"name": "Log in", "encedo.hem.encedo_login": {}, "register": "hem_login"},
+            {"name": "Read with the token", "encedo.hem.encedo_info": {"token": "{{ hem_login.token }}"}, "register": "info"},
+            {"ansible.builtin.assert": {"that": ["info.config.hostname is string"]}},
+        ],
+    }]
+    env = {"ENCEDO_HEM_URL": emu.url(0), "ENCEDO_HEM_CA_PATH": emu.ca_file, "ENCEDO_HEM_PASSPHRASE": PASSPHRASE}
+    run = hem_playbook(emu).run_playbook(playbook, env=env)
+    run.assert_ok()
+    assert token_requests(emu) == [("GET", "/api/auth/token"), ("POST", "/api/auth/token")]
+
+
+def test_login_lifetime_and_scope(emulator, hem_playbook):
+    emu = emulator(passphrase=PASSPHRASE, rtc_set=True)
+    playbook = [{
+        "name": "Short-lived token", "hosts": "hem", "gather_facts": False,
+        "tasks": [
+            {"name": "Log in for ten minutes", "register": "hem_login",
+             "encedo.hem.encedo_login": {"url": "{{ hem_url }}", "ca_path": "{{ hem_ca_path }}", "passphrase": "{{ hem_passphrase }}",
+                                         "scope": "logger:get", "lifetime": 600}},
+            {"name": "Check the expiry", "ansible.builtin.assert": {"that": [
+                "hem_login.scope == 'logger:get'",
+                "hem_login.expires - (now(utc=true).timestamp() | int) <= 600",
+                "hem_login.expires - (now(utc=true).timestamp() | int) >= 590"]}},
+        ],
+    }]
+    hem_playbook(emu).run_playbook(playbook).assert_ok()
+
+
+def test_wrong_passphrase_fails_clearly(emulator, hem_playbook):
+    emu = emulator(passphrase=PASSPHRASE, rtc_set=True)
+    run = hem_playbook(emu).run_playbook([{
+        "name": "Wrong passphrase", "hosts": "hem", "gather_facts": False,
+        "tasks": [{"name": "Log in", "encedo.hem.encedo_login": {
+            "url": "{{ hem_url }}", "ca_path": "{{ hem_ca_path }}", "passphrase": "not-the-passphrase"}}],
+    }])
+    assert run.rc != 0
+    failed = run.failed()
+    assert len(failed) == 1 and failed[0].task == "Log in"
+    assert failed[0].msg == ("POST /api/auth/token answered HTTP 401: login refused: the passphrase is wrong "
+                             "(or the login challenge expired)")
+    assert failed[0].result["status"] == 401
+    assert not failed[0].censored            # a failed login stays readable
+    assert "passphrase is wrong" in run.stdout
+    assert "not-the-passphrase" not in run.output
+
+
+def test_clock_unset_asks_for_a_checkin(emulator, hem_playbook):
+    emu = emulator(passphrase=PASSPHRASE, rtc_set=False)
+    run = hem_playbook(emu).run_playbook([{
+        "name": "Clock unset", "hosts": "hem", "gather_facts": False,
+        "tasks": [{"name": "Read the configuration", "encedo.hem.encedo_info": {
+            "url": "{{ hem_url }}", "ca_path": "{{ hem_ca_path }}", "passphrase": "{{ hem_passphrase }}"}}],
+    }])
+    assert run.rc != 0
+    msg = run.failed()[0].msg
+    assert msg.startswith("GET /api/auth/token answered HTTP 403: the device clock is not set")
+    assert "check-in" in msg and "encedo.hem.encedo_checkin" in msg and "encedo.hem.encedo_reboot" in msg
+    assert token_requests(emu) == [("GET", "/api/auth/token")]  # a 403 is not retried
+
+
+def _tls_play(ca_path=None, **extra):
+    args = {"url": "{{ hem_url }}"}
+    if ca_path:
+        args["ca_path"] = ca_path
+    args.update(extra)
+    return [{"name": "TLS", "hosts": "hem", "gather_facts": False,
+             "tasks": [{"name": "Read facts", "encedo.hem.encedo_info": args, "register": "info"}]}]
+
+
+def test_wrong_ca_is_a_tls_error(emulator, hem_playbook):
+    emu = emulator(passphrase=PASSPHRASE, rtc_set=True)
+    run = hem_playbook(emu).run_playbook(_tls_play("{{ hem_custody_ca_path }}"))
+    assert run.rc != 0
+    msg = run.failed()[0].msg
+    assert msg.startswith("GET /api/system/status: TLS certificate verification")
+    assert "CERTIFICATE_VERIFY_FAILED" in msg and "ca_path" in msg
+    assert emu.log(0) == []  # nothing got through
+
+
+def test_requests_ca_bundle_cannot_override_the_choice(emulator, hem_playbook):
+    emu = emulator(passphrase=PASSPHRASE, rtc_set=True)
+    runner = hem_playbook(emu)
+    # The environment trusts the emulator CA, the task does not: the task's choice wins.
+    run = runner.run_playbook(_tls_play(), env={"REQUESTS_CA_BUNDLE": emu.ca_file, "CURL_CA_BUNDLE": emu.ca_file})
+    assert run.rc != 0 and "CERTIFICATE_VERIFY_FAILED" in run.failed()[0].msg
+    # The environment points at another bundle, the task at the emulator CA: the task's choice wins.
+    other = emu.custody_ca_file
+    run = runner.run_playbook(_tls_play("{{ hem_ca_path }}"), env={"REQUESTS_CA_BUNDLE": other, "CURL_CA_BUNDLE": other})
+    run.assert_ok()
+    # validate_certs: false is not undone by the environment either, and it warns.
+    run = runner.run_playbook(_tls_play(validate_certs=False), env={"REQUESTS_CA_BUNDLE": other})
+    run.assert_ok()
+    warnings = run.result("Read facts")["warnings"]
+    assert any("validate_certs is false" in w for w in warnings)
+
+
+def test_bad_url_fails_before_any_request(emulator, hem_playbook):
+    emu = emulator()
+    run = hem_playbook(emu).run_playbook([{"name": "Bad url", "hosts": "hem", "gather_facts": False,
+                                           "tasks": [{"name": "Read facts", "encedo.hem.encedo_info": {"url": "hem0:8443"}}]}])
+    assert run.rc != 0 and run.failed()[0].msg.startswith("option url:")
+    assert emu.log(0) == []
+
+
+def test_vvv_output_shows_neither_passphrase_nor_token(emulator, hem_playbook, tmp_path):
+    emu = emulator(passphrase=PASSPHRASE, rtc_set=True)
+    token_file = tmp_path / "token"
+    playbook = [{
+        "name": "Secrets stay out of the output", "hosts": "hem", "gather_facts": False,
+        "module_defaults": {"group/encedo.hem.hem": {"url": "{{ hem_url }}", "ca_path": "{{ hem_ca_path }}"}},
+        "tasks": [
+            {"name": "Log in", "encedo.hem.encedo_login": {"passphrase": "{{ hem_passphrase }}"}, "register": "hem_login"},
+            {"name": "Read facts with the token", "encedo.hem.encedo_info": {"token": "{{ hem_login.token }}"}},
+            {"name": "Keep the token for the test", "no_log": True, "delegate_to": "localhost",
+             "ansible.builtin.copy": {"content": "{{ hem_login.token }}", "dest": str(token_file), "mode": "0600"}},
+        ],
+    }]
+    run = hem_playbook(emu).run_playbook(playbook, verbosity=3)
+    run.assert_ok()
+    token = token_file.read_text()
+    assert token.count(".") == 2 and len(token) > 40
+    assert "Log in" in run.stdout and "Read facts with the token" in run.stdout and "<hem0> EXEC" in run.stdout
+    for secret in (PASSPHRASE, token) + tuple(token.split(".")):
+        assert secret not in run.stdout and secret not in run.stderr
+        for task in run.tasks:
+            assert secret not in repr(task.result)
+    assert "VALUE_SPECIFIED_IN_NO_LOG_PARAMETER" in run.stdout  # the token option is masked in the invocation
+    assert token_requests(emu) == [("GET", "/api/auth/token"), ("POST", "/api/auth/token")]
+    assert os.stat(token_file).st_mode & 0o077 == 0

@@ -1,0 +1,352 @@
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""encedo_tls: real ansible-playbook runs against the emulator.
+
+- the target tests/integration/targets/encedo_tls (bad input, state=csr and state=present in
+  the four-step shape, a reboot between them, verification with the user's CA only);
+- the renewal flow of playbooks/tls.yml: CSR on the device, signed by a CA generated here,
+  uploaded, the emulated device rebooted, then a client that trusts ONLY that CA verifies
+  an HTTPS request to the device; a second run changes nothing and POSTs nothing;
+- a key import (vendor-style encrypted key) with its certificate.
+
+Every CA and key is generated at run time; nothing secret is committed. The devices are
+personalised with hostname "localhost" and ip 127.0.0.1/8, so that the CSR the device
+makes names the address the tests reach it at (as a real device names its own).
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import json
+import os
+import socket
+import ssl
+import sys
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from cryptography.x509.oid import NameOID
+
+from tests.emulator.harness import Emulator
+from tests.emulator_tests.hemclient import Hem
+from tests.integration.helpers.playbook import PlaybookRunner
+
+REPO = Path(__file__).resolve().parents[2]
+PW = "tls-integration-pass"
+CONFIG = "/api/system/config"
+UTC = datetime.timezone.utc
+CA_CN = "encedo.hem test CA"
+
+
+# ------------------------------------------------------------------ PKI generated at run time
+
+def _name(cn):
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+
+
+def make_ca(cn):
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.datetime.now(UTC)
+    cert = (x509.CertificateBuilder().subject_name(_name(cn)).issuer_name(_name(cn)).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=3650))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True, content_commitment=False,
+                                         key_encipherment=False, data_encipherment=False, key_agreement=False,
+                                         encipher_only=False, decipher_only=False), critical=True)
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+            .sign(key, hashes.SHA256()))
+    return key, cert
+
+
+def issue(ca_key, ca_cert, public_key, start=None, days=90, names=("localhost",), ips=("127.0.0.1",)):
+    import ipaddress
+    start = start or datetime.datetime.now(UTC) - datetime.timedelta(minutes=5)
+    sans = [x509.DNSName(n) for n in names] + [x509.IPAddress(ipaddress.ip_address(i)) for i in ips]
+    return (x509.CertificateBuilder().subject_name(_name(names[0] if names else "device")).issuer_name(ca_cert.subject)
+            .public_key(public_key).serial_number(x509.random_serial_number())
+            .not_valid_before(start).not_valid_after(start + datetime.timedelta(days=days))
+            .add_extension(x509.SubjectAlternativeName(sans), critical=False)
+            .sign(ca_key, hashes.SHA256()))
+
+
+def pem(obj):
+    return obj.public_bytes(serialization.Encoding.PEM).decode()
+
+
+def key_pem(key):
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                             serialization.NoEncryption()).decode()
+
+
+def b64(data):
+    return base64.b64encode(data).decode()
+
+
+def encrypt_key_for_device(new_key, device_public_key):
+    """The emulator's key transport (tests/emulator/__init__.py): ECDH P-256 of an ephemeral key
+    with the device's TLS key, AES-256-CBC (key = SHA-256 of the shared secret, no padding) of
+    d || Qx. Returns the key_import option {emp: b64 uncompressed point, key: "<b64 IV>.<b64 ct>"}."""
+    eph = ec.generate_private_key(ec.SECP256R1())
+    shared = eph.exchange(ec.ECDH(), device_public_key)
+    digest = hashes.Hash(hashes.SHA256())
+    digest.update(shared)
+    aes = digest.finalize()
+    numbers = new_key.private_numbers()
+    plain = numbers.private_value.to_bytes(32, "big") + numbers.public_numbers.x.to_bytes(32, "big")
+    iv = os.urandom(16)
+    enc = Cipher(algorithms.AES(aes), modes.CBC(iv)).encryptor()
+    ct = enc.update(plain) + enc.finalize()
+    emp = eph.public_key().public_bytes(serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
+    blob = b64(iv) + "." + b64(ct)
+    assert len(blob) == 113
+    return {"emp": b64(emp), "key": blob}
+
+
+@pytest.fixture(scope="module")
+def user_ca(tmp_path_factory):
+    d = tmp_path_factory.mktemp("user-ca")
+    key, cert = make_ca(CA_CN)
+    (d / "ca.pem").write_text(pem(cert))
+    key_file = d / "ca.key"
+    key_file.write_text(key_pem(key))
+    key_file.chmod(0o600)
+    return {"key": key, "cert": cert, "cert_path": str(d / "ca.pem"), "key_path": str(key_file),
+            "subject": cert.subject.rfc4514_string()}
+
+
+# ------------------------------------------------------------------ emulated devices
+
+@pytest.fixture(scope="module")
+def emu(tmp_path_factory):
+    """Three factory-fresh devices, each personalised here as "localhost" / 127.0.0.1."""
+    emulator = Emulator(devices=3, rtc_set=True, auth_delay=0.0, control=True, reboot_seconds=1.0,
+                        tmp_path=tmp_path_factory.mktemp("tls-emulator"))
+    emulator.start()
+    try:
+        for i in range(emulator.devices):
+            answer = Hem(emulator.url(i), emulator.ca_file).personalise(PW, hostname="localhost", ip="127.0.0.1/8")
+            assert answer.status == 200, answer
+            emulator.clear_log(i)
+        yield emulator
+    finally:
+        emulator.stop()
+
+
+def runner_for(emulator, index, workdir):
+    return PlaybookRunner(emulator, workdir, devices=[index], host_vars={"hem_passphrase": PW})
+
+
+def served_pem(emulator, index):
+    return emulator.state(index)["tls_cert_pem"]
+
+
+def served_cert(emulator, index):
+    return x509.load_pem_x509_certificate(served_pem(emulator, index).encode())
+
+
+def trust_bundle(emulator, user_ca, path):
+    path.write_text(Path(emulator.ca_file).read_text() + "\n" + Path(user_ca["cert_path"]).read_text())
+    return str(path)
+
+
+def reboot(emulator, index):
+    boot = emulator.state(index)["boot_id"]
+    emulator.fault(index, "reboot")
+    assert emulator.wait_up(index, timeout=30), "the device did not come back"
+    assert emulator.state(index)["boot_id"] != boot
+    assert not emulator.state(index)["pending_tls"]
+
+
+def https_status(url, cafile):
+    """GET /api/system/status over a TLS connection verified with `cafile` only (hostname checked)."""
+    parts = url.split("://", 1)[1].split(":")
+    host, port = parts[0], int(parts[1].split("/")[0])
+    ctx = ssl.create_default_context(cafile=cafile)   # trusts this file only: no system CAs
+    with socket.create_connection((host, port), timeout=10) as sock:
+        with ctx.wrap_socket(sock, server_hostname=host) as tls:
+            tls.sendall(b"GET /api/system/status HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n" % host.encode())
+            data = b""
+            while True:
+                chunk = tls.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+            return int(data.split(b" ", 2)[1]), tls.getpeercert(binary_form=True)
+
+
+def config_posts(emulator, index):
+    return [e for e in emulator.log(index) if e["method"] == "POST" and e["path"] == CONFIG]
+
+
+# ------------------------------------------------------------------ the target
+
+def test_tls_target(emu, user_ca, tmp_path):
+    i = 0
+    device_key = served_cert(emu, i).public_key()
+    other_ca_key, other_ca = make_ca("Somebody Else CA")
+    throwaway = ec.generate_private_key(ec.SECP256R1())
+    throwaway_cert = issue(user_ca["key"], user_ca["cert"], throwaway.public_key())
+    expired = issue(user_ca["key"], user_ca["cert"], device_key, start=datetime.datetime.now(UTC) - datetime.timedelta(days=60), days=30)
+    (tmp_path / "expired.pem").write_text(pem(expired))
+    (tmp_path / "notes.txt").write_text("important notes, not a CSR\n")
+    good_import = encrypt_key_for_device(throwaway, device_key)
+    spki = throwaway.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    work = tmp_path / "work"
+    work.mkdir()
+    bad = {
+        "chain_pem": pem(throwaway_cert) + pem(user_ca["cert"]),
+        "key_and_cert_pem": key_pem(throwaway) + pem(throwaway_cert),
+        "csr_pem": pem(x509.CertificateSigningRequestBuilder().subject_name(_name("x")).sign(throwaway, hashes.SHA256())),
+        "expired_path": str(tmp_path / "expired.pem"),
+        "wrong_issuer_pem": pem(issue(other_ca_key, other_ca, device_key)),
+        "other_key_pem": pem(throwaway_cert),
+        "key_import_short": {"emp": good_import["emp"], "key": good_import["key"][:-1]},
+        "key_import_spki": {"emp": b64(spki), "key": good_import["key"]},
+        "not_a_csr_path": str(tmp_path / "notes.txt"),
+    }
+    runner = runner_for(emu, i, tmp_path / "runner")
+    run = runner.run_target("encedo_tls", extra_vars={
+        "hem_tls_dir": str(work),
+        "hem_tls_trust": trust_bundle(emu, user_ca, tmp_path / "trust.pem"),
+        "hem_tls_ca_cert": user_ca["cert_path"],
+        "hem_tls_ca_key": user_ca["key_path"],
+        "hem_tls_ca_subject": user_ca["subject"],
+        "hem_tls_emulator_ca": emu.ca_file,
+        "hem_tls_bad": bad,
+    })
+    run.assert_ok()
+    # The python side: the device serves exactly the certificate the target signed, issued by the user's CA.
+    signed = x509.load_pem_x509_certificate((work / "device.crt").read_bytes())
+    assert served_cert(emu, i) == signed
+    assert signed.issuer == user_ca["cert"].subject
+    assert (tmp_path / "notes.txt").read_text() == "important notes, not a CSR\n"
+    status, der = https_status(emu.url(i), user_ca["cert_path"])
+    assert status == 200 and der == signed.public_bytes(serialization.Encoding.DER)
+    # The key_import key never reaches the output.
+    assert good_import["key"][:-1] not in run.output
+
+
+# ------------------------------------------------------------------ the example playbook
+
+def test_tls_playbook_renewal_flow(emu, user_ca, tmp_path):
+    i = 1
+    old = served_cert(emu, i)
+    runner = runner_for(emu, i, tmp_path / "runner")
+    extra = {"hem_tls_ca_cert_path": user_ca["cert_path"], "hem_tls_ca_key_path": user_ca["key_path"],
+             "hem_tls_work_dir": str(tmp_path / "work"), "hem_tls_not_after": "+60d"}
+    playbook = str(REPO / "playbooks" / "tls.yml")
+
+    # Before the renewal a client that trusts only the user's CA is refused.
+    with pytest.raises(ssl.SSLCertVerificationError):
+        https_status(emu.url(i), user_ca["cert_path"])
+
+    emu.clear_log(i)
+    first = runner.run_playbook(playbook, extra_vars=extra).assert_ok()
+    csr = first.result("Have the device generate a CSR when its certificate needs renewal")
+    assert csr["changed"] and csr["csr_needed"] and csr["sent"] == ["gen_csr"]
+    upload = first.result("Upload the certificate (served after the reboot)")
+    assert upload["changed"] and upload["reboot_required"] and upload["sent"] == ["tls.crt"]
+    assert upload["uploaded"]["issuer"] == user_ca["subject"]
+    assert upload["key_match"] == "served"
+    assert first.results(task="Reboot the device", status="ok"), "the reboot handler did not run"
+    assert first.results(task="Verify the device with a client that trusts only our CA", status="skipped")
+    posts = config_posts(emu, i)
+    assert [p["keys"] for p in posts] == [["gen_csr"], ["tls"]]
+    assert posts[1]["tls_keys"] == ["crt"]
+    assert emu.state(i)["pending_tls"]
+    assert served_cert(emu, i) == old            # not served before the reboot
+
+    reboot(emu, i)
+    new = served_cert(emu, i)
+    crt = x509.load_pem_x509_certificate((tmp_path / "work" / "hem1.crt").read_bytes())
+    assert new == crt and new.issuer == user_ca["cert"].subject and new.public_key() == old.public_key()
+
+    # A client that trusts ONLY the user's CA verifies an HTTPS request to the device.
+    status, der = https_status(emu.url(i), user_ca["cert_path"])
+    assert status == 200 and der == crt.public_bytes(serialization.Encoding.DER)
+    # ... and the emulator CA alone no longer does.
+    with pytest.raises(ssl.SSLCertVerificationError):
+        https_status(emu.url(i), emu.ca_file)
+
+    # The second run changes nothing, POSTs nothing, and verifies the device with the user's CA.
+    emu.clear_log(i)
+    second = runner.run_playbook(playbook, extra_vars=extra).assert_ok()
+    assert second.stats["hem1"]["changed"] == 0, second.tail()
+    assert not second.result("Have the device generate a CSR when its certificate needs renewal")["csr_needed"]
+    assert second.results(task="Verify the device with a client that trusts only our CA", status="ok")
+    assert [e for e in emu.log(i) if e["method"] == "POST"] == []
+
+
+def test_tls_playbook_check_mode_sends_nothing(emu, user_ca, tmp_path):
+    i = 2
+    old = served_pem(emu, i)
+    runner = runner_for(emu, i, tmp_path / "runner")
+    emu.clear_log(i)
+    run = runner.run_playbook(str(REPO / "playbooks" / "tls.yml"), check=True, extra_vars={
+        "hem_tls_ca_cert_path": user_ca["cert_path"], "hem_tls_ca_key_path": user_ca["key_path"],
+        "hem_tls_work_dir": str(tmp_path / "work")})
+    run.assert_ok()
+    # Check mode predicts a CSR but has none to sign: signing and upload are skipped, nothing is sent.
+    csr = run.result("Have the device generate a CSR when its certificate needs renewal")
+    assert csr["changed"] and csr["csr_needed"] and csr["csr"] is None and csr["sent"] == []
+    assert run.results(task="Sign the CSR with our CA", status="skipped")
+    assert run.results(task="Upload the certificate (served after the reboot)", status="skipped")
+    assert not (tmp_path / "work" / "hem2.csr").exists()
+    assert emu.log(i) == []
+    assert served_pem(emu, i) == old and not emu.state(i)["pending_tls"]
+
+
+# ------------------------------------------------------------------ key import
+
+def test_tls_key_import(emu, user_ca, tmp_path):
+    i = 2
+    old = served_cert(emu, i)
+    new_key = ec.generate_private_key(ec.SECP256R1())
+    new_cert = issue(user_ca["key"], user_ca["cert"], new_key.public_key())
+    key_import = encrypt_key_for_device(new_key, old.public_key())
+    runner = runner_for(emu, i, tmp_path / "runner")
+    trust = trust_bundle(emu, user_ca, tmp_path / "trust.pem")
+
+    def task(with_import=True):
+        args = {"url": "{{ hem_url }}", "ca_path": trust, "passphrase": "{{ hem_passphrase }}", "certificate": pem(new_cert)}
+        if with_import:
+            args["key_import"] = key_import
+        return [{"hosts": "hem", "gather_facts": False,
+                 "tasks": [{"name": "tls", "encedo.hem.encedo_tls": args, "register": "r"}]}]
+
+    emu.clear_log(i)
+    run = runner.run_playbook(task(), verbosity=3).assert_ok()
+    res = run.result("tls")
+    assert res["changed"] and res["reboot_required"] and res["key_match"] == "key_import"
+    assert res["sent"] == ["tls.crt", "tls.emp", "tls.key"]
+    assert [(p["keys"], p["tls_keys"]) for p in config_posts(emu, i)] == [(["tls"], ["crt", "emp", "key"])]
+    assert key_import["key"] not in run.output, "the encrypted key leaked into the output (-vvv)"
+
+    # Before the reboot, without key_import: the served certificate is for the old key, the
+    # device's pending key (read from a fresh CSR) matches, so the certificate alone is accepted.
+    emu.clear_log(i)
+    res = runner.run_playbook(task(with_import=False)).assert_ok().result("tls")
+    assert res["changed"] and res["key_match"] == "csr" and res["sent"] == ["tls.crt"]
+    assert [p["keys"] for p in config_posts(emu, i)] == [["gen_csr"], ["tls"]]
+
+    reboot(emu, i)
+    assert served_cert(emu, i) == new_cert
+    status, dummy = https_status(emu.url(i), user_ca["cert_path"])
+    assert status == 200
+
+    # Idempotent after the reboot: same DER served, nothing sent (no login either).
+    emu.clear_log(i)
+    res = runner.run_playbook(task()).assert_ok().result("tls")
+    assert not res["changed"] and res["sent"] == [] and "uploaded" not in res
+    assert res["certificate"]["spki_sha256"].replace(":", "") == _spki_hex(new_key.public_key())
+    assert emu.log(i) == []
+
+
+def _spki_hex(public_key):
+    import hashlib
+    return hashlib.sha256(public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)).hexdigest()

@@ -1,0 +1,353 @@
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Unit tests of the encedo_config comparison and normalisation logic (pure logic, no device)."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import sys
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric import x25519
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+try:
+    from ansible_collections.encedo.hem.plugins.module_utils import _config as C
+except ImportError:  # run without the collection link on sys.path
+    sys.path.insert(0, str(Path(__file__).resolve().parents[4] / "build" / "collections"))
+    from ansible_collections.encedo.hem.plugins.module_utils import _config as C
+
+
+def ppa_config(**over):
+    cfg = {
+        "iat": 1700000000, "uts": 1700000000, "devid": "2023b758c209269a", "instanceid": "f4980240-da72-13e3-f45c-2ffbde2a1800",
+        "eid": "ff6/rpgprw6OjcPbedIB5LbsxjZqmnf43J1zeK1x82I=", "eid_sign": "T61jY1AgV5XUW++eAcQibRDFOl5KjKwLGdo+U0def8A=",
+        "user": "John Doe", "email": "john@example.com", "hostname": "example.ence.do", "dnsd": True, "trusted_ts": True,
+        "trusted_backend": True, "allow_keysearch": True, "origin": "*", "ctx": 0, "http_option_hsts": True,
+        "http_option_dosprot_mode": 1, "ip": "192.168.11.1/24", "genuine_id": "0123eb561f5ea073ee", "storage_mode": 81,
+        "storage_disk0size": 8388607, "storage_capacity": 120979451,
+        "spk": "fi2bgSQwaGhLkRi016q9saqeTWvrLyU08nM8hJUpTBg=", "nonce": "fOw1YvMYWIqbTfrxgQFzEuvcJozIRqEVKluO9KDza0w=",
+    }
+    cfg.update(over)
+    return cfg
+
+
+def epa_config(**over):
+    cfg = ppa_config(**over)
+    for key in ("genuine_id", "storage_mode", "storage_disk0size", "storage_capacity"):
+        cfg.pop(key, None)
+    return cfg
+
+
+# ------------------------------------------------------------------ normalisation
+
+@pytest.mark.parametrize("raw", [True, "yes", "Yes", "true", "TRUE", "on", "1", 1, "y", "t", " true "])
+def test_true_spellings(raw):
+    assert C.to_bool(raw) is True
+
+
+@pytest.mark.parametrize("raw", [False, "no", "false", "False", "off", "0", 0, "n", "f"])
+def test_false_spellings(raw):
+    assert C.to_bool(raw) is False
+
+
+@pytest.mark.parametrize("raw", ["maybe", 2, -1, None, "", [], {}])
+def test_not_booleans(raw):
+    with pytest.raises(ValueError):
+        C.to_bool(raw)
+
+
+@pytest.mark.parametrize("raw,want", [(2, 2), ("2", 2), (" 2 ", 2), ("+2", 2), (2.0, 2), ("-3", -3), ("007", 7)])
+def test_int_spellings(raw, want):
+    assert C.to_int(raw) == want
+
+
+@pytest.mark.parametrize("raw", [True, False, "2.5", 2.5, "two", "", None, [2]])
+def test_not_ints(raw):
+    with pytest.raises(ValueError):
+        C.to_int(raw)
+
+
+def test_string_two_equals_int_two_for_a_number_field():
+    assert C.normalise("http_option_dosprot_mode", "2") == C.normalise("http_option_dosprot_mode", 2) == 2
+
+
+def test_yes_equals_true_for_a_boolean_field():
+    assert C.normalise("trusted_ts", "yes") is C.normalise("trusted_ts", "true") is C.normalise("trusted_ts", True) is True
+
+
+def test_numbers_given_for_a_string_field_become_strings():
+    assert C.normalise("user", 42) == "42"
+
+
+def test_hostname_is_case_and_trailing_dot_insensitive():
+    assert C.normalise("hostname", "Example.Ence.Do.") == "example.ence.do"
+
+
+# ------------------------------------------------------------------ validation before any request
+
+def test_unset_options_are_left_alone():
+    assert C.validate({"user": None, "ctx": None, "trusted_ts": False}) == {"trusted_ts": False}
+
+
+def test_user_longer_than_32_is_refused_naming_the_option():
+    with pytest.raises(C.ConfigError) as err:
+        C.validate({"user": "x" * 33})
+    msg = str(err.value)
+    assert "'user'" in msg and "33 characters" in msg and "at most 32" in msg and "nothing was sent" in msg
+
+
+def test_user_of_32_is_accepted():
+    assert C.validate({"user": "x" * 32}) == {"user": "x" * 32}
+
+
+@pytest.mark.parametrize("value", [-1, 5, 100])
+def test_dosprot_out_of_range(value):
+    with pytest.raises(C.ConfigError) as err:
+        C.validate({"http_option_dosprot_mode": value})
+    assert "'http_option_dosprot_mode'" in str(err.value) and "0 (off) to 4" in str(err.value)
+
+
+@pytest.mark.parametrize("value", [0, 4, "3"])
+def test_dosprot_in_range(value):
+    assert C.validate({"http_option_dosprot_mode": value}) == {"http_option_dosprot_mode": int(value)}
+
+
+@pytest.mark.parametrize("email", ["not-an-email", "a@b@c", "with space@example.com", "@example.com", "me@"])
+def test_email_shape(email):
+    with pytest.raises(C.ConfigError) as err:
+        C.validate({"email": email})
+    assert "'email'" in str(err.value)
+
+
+@pytest.mark.parametrize("email", ["admin@example.com", "a.b+c@sub.example.org", ""])
+def test_email_accepted(email):
+    assert C.validate({"email": email}) == {"email": email}
+
+
+def test_every_problem_is_named_at_once():
+    with pytest.raises(C.ConfigError) as err:
+        C.validate({"user": "x" * 40, "ctx": -2, "trusted_ts": "perhaps", "storage_mode": 300})
+    msg = str(err.value)
+    for name in ("'user'", "'ctx'", "'trusted_ts'", "'storage_mode'"):
+        assert name in msg
+
+
+def test_bad_ip_is_refused():
+    with pytest.raises(C.ConfigError, match="'ip'"):
+        C.validate({"ip": "300.1.1.1"})
+
+
+# ------------------------------------------------------------------ the plan (delta)
+
+def test_only_differing_fields_are_in_the_delta():
+    desired = C.validate({"user": "John Doe", "email": "ops@example.com", "trusted_ts": "yes", "http_option_dosprot_mode": "1"})
+    plan = C.plan_update(ppa_config(), desired)
+    assert plan.delta == {"email": "ops@example.com"}
+    assert plan.before == {"email": "john@example.com"}
+    assert plan.after == {"email": "ops@example.com"}
+    assert plan.reboot_required is False
+
+
+def test_device_side_is_normalised_too():
+    # Some firmware builds report booleans and numbers as strings.
+    current = ppa_config(trusted_ts="true", dnsd="1", ctx="0", http_option_dosprot_mode="2")
+    desired = C.validate({"trusted_ts": True, "dnsd": "yes", "ctx": 0, "http_option_dosprot_mode": 2})
+    assert C.plan_update(current, desired).delta == {}
+
+
+def test_no_options_no_delta():
+    assert C.plan_update(ppa_config(), {}).delta == {}
+
+
+def test_values_sent_have_device_types():
+    desired = C.validate({"ctx": "5", "allow_keysearch": "no", "http_option_hsts": "off"})
+    plan = C.plan_update(ppa_config(), desired)
+    assert plan.delta == {"ctx": 5, "allow_keysearch": False, "http_option_hsts": False}
+    assert isinstance(plan.delta["ctx"], int) and not isinstance(plan.delta["ctx"], bool)
+
+
+def test_network_and_storage_changes_need_a_reboot():
+    assert C.plan_update(ppa_config(), {"dnsd": False}).reboot_required is True
+    assert C.plan_update(ppa_config(), {"storage_mode": 17}).reboot_required is True
+    assert C.plan_update(ppa_config(), {"dnsd": True}).reboot_required is False
+
+
+def test_msc_fields_on_an_epa_are_refused():
+    with pytest.raises(C.ConfigError) as err:
+        C.plan_update(epa_config(), {"storage_mode": 81, "dnsd": True, "user": "x"})
+    msg = str(err.value)
+    assert "'storage_mode'" in msg and "'dnsd'" in msg and "EPA" in msg and "nothing was sent" in msg
+
+
+def test_model_detection():
+    assert C.model(ppa_config()) == "ppa"
+    assert C.model(epa_config()) == "epa"
+
+
+def test_hostname_change_after_personalisation_is_refused():
+    with pytest.raises(C.ConfigError) as err:
+        C.plan_update(ppa_config(), {"hostname": "other.example.com"})
+    msg = str(err.value)
+    assert "'hostname'" in msg and "personalisation" in msg and "example.ence.do" in msg
+
+
+def test_same_hostname_and_ip_are_fine():
+    desired = C.validate({"hostname": "EXAMPLE.ence.do", "ip": "192.168.11.1/24"})
+    assert C.plan_update(ppa_config(), desired).delta == {}
+
+
+def test_bare_ip_compares_the_address_only():
+    assert C.plan_update(ppa_config(), C.validate({"ip": "192.168.11.1"})).delta == {}
+    with pytest.raises(C.ConfigError, match="'ip'"):
+        C.plan_update(ppa_config(), C.validate({"ip": "192.168.11.2"}))
+    with pytest.raises(C.ConfigError, match="'ip'"):
+        C.plan_update(ppa_config(), C.validate({"ip": "192.168.11.1/16"}))
+
+
+def test_disk0_resize_needs_allow_reformat():
+    with pytest.raises(C.ConfigError) as err:
+        C.plan_update(ppa_config(), {"storage_disk0size": 4096})
+    assert "allow_reformat" in str(err.value) and "erase" in str(err.value)
+    plan = C.plan_update(ppa_config(), {"storage_disk0size": 4096}, allow_reformat=True)
+    assert plan.delta == {"storage_disk0size": 4096} and plan.reboot_required
+
+
+def test_disk0_same_size_needs_no_opt_in():
+    assert C.plan_update(ppa_config(), {"storage_disk0size": 8388607}).delta == {}
+
+
+def test_disk0_larger_than_capacity_is_refused():
+    with pytest.raises(C.ConfigError, match="storage_capacity"):
+        C.plan_update(ppa_config(), {"storage_disk0size": 120979452}, allow_reformat=True)
+
+
+def test_public_config_has_no_noise():
+    out = C.public_config(ppa_config(dnsd="true"))
+    for key in ("nonce", "spk", "iat", "uts"):
+        assert key not in out
+    assert out["dnsd"] is True and out["devid"] == "2023b758c209269a"
+
+
+def test_diff_masks_the_passphrase():
+    d = C.diff({"user": "a"}, {"user": "b"}, rotation=True)
+    assert d["before"] == {"user": "a", "passphrase": C.MASK}
+    assert d["after"]["passphrase"].startswith(C.MASK) and d["after"]["user"] == "b"
+
+
+def test_rotation_proof_verifies_from_the_device_side():
+    device_session = x25519.X25519PrivateKey.generate()
+    spk = base64.b64encode(device_session.public_key().public_bytes_raw()).decode()
+    nonce = base64.b64encode(b"\x01" * 32).decode()
+    seed = hashlib.pbkdf2_hmac("sha256", b"new-pass", b"eid-text", 1000, 32)
+    pub = base64.b64encode(x25519.X25519PrivateKey.from_private_bytes(seed).public_key().public_bytes_raw()).decode()
+    fields = C.rotation_fields(seed, pub, {"spk": spk, "nonce": nonce})
+    assert sorted(fields) == sorted(C.ROTATION_FIELDS)
+    assert fields["userkey"] == pub and fields["userkey_nonce"] == nonce
+    shared = device_session.exchange(x25519.X25519PublicKey.from_public_bytes(base64.b64decode(fields["userkey"])))
+    want = hmac.new(shared, base64.b64decode(nonce), hashlib.sha256).digest()
+    assert base64.b64decode(fields["userkey_hmac"]) == want
+
+
+# ------------------------------------------------------------------ properties
+
+def _spellings(name, value):
+    """Strategy: the ways a user or a device may write a canonical value."""
+    kind = C.FIELDS[name].kind
+    if kind == "bool":
+        words = ["true", "yes", "on", "1", "True", "YES"] if value else ["false", "no", "off", "0", "False", "NO"]
+        return st.sampled_from([value, int(value)] + words)
+    if kind == "int":
+        return st.sampled_from([value, str(value), " %d " % value, float(value)])
+    return st.just(value)
+
+
+_TEXT = st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126), max_size=32)
+_EMAILS = st.builds(lambda a, b: "%s@%s.example" % (a, b), st.from_regex(r"[a-z0-9.]{1,10}", fullmatch=True),
+                    st.from_regex(r"[a-z0-9]{1,10}", fullmatch=True)) | st.just("")
+
+_CANONICAL = {
+    "user": _TEXT,
+    "email": _EMAILS,
+    "origin": st.sampled_from(["*", "https://app.example.com", "*.example.com", ""]),
+    "allow_keysearch": st.booleans(),
+    "trusted_ts": st.booleans(),
+    "trusted_backend": st.booleans(),
+    "ctx": st.integers(min_value=0, max_value=1000),
+    "http_option_hsts": st.booleans(),
+    "http_option_dosprot_mode": st.integers(min_value=0, max_value=4),
+    "dnsd": st.booleans(),
+    "storage_mode": st.integers(min_value=0, max_value=255),
+    "storage_disk0size": st.integers(min_value=0, max_value=120979451),
+}
+
+
+@st.composite
+def raw_config(draw, msc):
+    """A device answer with random values, each written in a random (device-acceptable) spelling."""
+    cfg = ppa_config() if msc else epa_config()
+    for name, strategy in _CANONICAL.items():
+        if C.FIELDS[name].msc_only and not msc:
+            cfg.pop(name, None)
+            continue
+        cfg[name] = draw(strategy.flatmap(lambda v, n=name: _spellings(n, v)))
+    return cfg
+
+
+@st.composite
+def scenario(draw):
+    msc = draw(st.booleans())
+    current = draw(raw_config(msc))
+    names = [n for n in _CANONICAL if msc or not C.FIELDS[n].msc_only]
+    chosen = draw(st.lists(st.sampled_from(names), unique=True))
+    wanted = {}
+    for name in chosen:
+        if draw(st.booleans()) and name in current:
+            value = C.normalise(name, current[name])  # ask for what is already there
+        else:
+            value = draw(_CANONICAL[name])
+        wanted[name] = draw(_spellings(name, value))
+    return current, wanted
+
+
+@settings(max_examples=400, deadline=None)
+@given(scenario())
+def test_applying_the_delta_yields_the_desired_state_and_a_second_delta_is_empty(case):
+    current, wanted = case
+    desired = C.validate(wanted)
+    plan = C.plan_update(current, desired, allow_reformat=True)
+    # Only options the user set, and only those that really differ, are sent.
+    assert set(plan.delta) <= set(desired)
+    have = C.current_values(current)
+    for name in plan.delta:
+        assert have.get(name) != desired[name]
+    for name in set(desired) - set(plan.delta):
+        assert have[name] == desired[name]
+    after = C.apply_delta(current, plan.delta)
+    assert C.plan_update(after, desired, allow_reformat=True).delta == {}
+    after_values = C.current_values(after)
+    for name, value in desired.items():
+        assert after_values[name] == value
+    # Fields the user did not set are untouched.
+    for key in set(current) - set(desired):
+        assert after[key] == current[key]
+    assert plan.reboot_required == any(C.FIELDS[n].reboot for n in plan.delta)
+
+
+@settings(max_examples=200, deadline=None)
+@given(scenario(), st.randoms())
+def test_the_delta_does_not_depend_on_how_values_are_spelled(case, rnd):
+    current, wanted = case
+    desired = C.validate(wanted)
+    respelled = {}
+    for name, value in desired.items():
+        if C.FIELDS[name].kind == "bool":
+            respelled[name] = rnd.choice([("no", "yes"), ("false", "true"), (0, 1)])[int(value)]
+        elif C.FIELDS[name].kind == "int":
+            respelled[name] = str(value)
+        else:
+            respelled[name] = value
+    assert C.plan_update(current, C.validate(respelled), True).delta == C.plan_update(current, desired, True).delta

@@ -1,0 +1,153 @@
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Unit tests of the connection options: spec <-> doc fragment, url checks, env precedence."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from ansible.module_utils.testing import patch_module_args
+
+try:
+    from ansible_collections.encedo.hem.plugins.module_utils import _module as M
+except ImportError:  # run without the collection link on sys.path
+    sys.path.insert(0, str(Path(__file__).resolve().parents[4] / "build" / "collections"))
+    from ansible_collections.encedo.hem.plugins.module_utils import _module as M
+from ansible_collections.encedo.hem.plugins.doc_fragments.connection import ModuleDocFragment
+
+
+def fragment_options():
+    return yaml.safe_load(ModuleDocFragment.DOCUMENTATION)["options"]
+
+
+def test_doc_fragment_matches_argument_spec():
+    spec = M.hem_argument_spec()
+    docs = fragment_options()
+    assert sorted(docs) == sorted(spec)
+    for name, option in spec.items():
+        doc = docs[name]
+        assert doc["type"] == option["type"], name
+        assert doc.get("default") == option.get("default"), name
+        assert bool(doc.get("required", False)) == bool(option.get("required", False)), name
+        assert doc.get("choices") == option.get("choices"), name
+        # every option falls back to its documented environment variable
+        strategy, args = option["fallback"]
+        assert strategy is M.env_fallback and args == [M.ENV_VARS[name]]
+        assert "E(%s)" % M.ENV_VARS[name] in " ".join(doc["description"]), name
+
+
+def test_secrets_are_no_log_and_nothing_else():
+    spec = M.hem_argument_spec()
+    assert {name for name, option in spec.items() if option.get("no_log")} == {"passphrase", "token"}
+
+
+def test_argument_spec_is_a_fresh_copy():
+    spec = M.hem_argument_spec()
+    spec["url"]["required"] = False
+    assert M.hem_argument_spec()["url"]["required"] is True
+
+
+@pytest.mark.parametrize("url", ["https://my.ence.do", "https://127.0.0.1:8443", "http://192.168.7.1/", "https://[::1]:443"])
+def test_valid_urls(url):
+    assert M.validate_url(url) is None
+
+
+@pytest.mark.parametrize("url,reason", [
+    ("my.ence.do", "scheme"), ("ftp://my.ence.do", "scheme"), ("https://", "host"),
+    ("https://host:99999", "range"), ("https://host/?a=1", "query"), ("https://host:abc", "port"),
+])
+def test_invalid_urls(url, reason):
+    problem = M.validate_url(url)
+    assert problem and reason in problem.lower()
+
+
+def run_module(args, capsys, env=None, monkeypatch=None):
+    """Build a HemModule from args; return (module or None, exit json or None)."""
+    for name in M.ENV_VARS.values():
+        monkeypatch.delenv(name, raising=False)
+    for key, value in (env or {}).items():
+        monkeypatch.setenv(key, value)
+    with patch_module_args(args):
+        try:
+            return M.HemModule(argument_spec={}, supports_check_mode=True), None
+        except SystemExit:
+            return None, json.loads(capsys.readouterr().out)
+
+
+def test_bad_url_fails_naming_the_option(capsys, monkeypatch):
+    module, out = run_module({"url": "my.ence.do"}, capsys, monkeypatch=monkeypatch)
+    assert out["failed"] and out["msg"].startswith("option url:")
+
+
+def test_url_from_environment(capsys, monkeypatch):
+    module, out = run_module({}, capsys, env={"ENCEDO_HEM_URL": "https://from-env.test", "ENCEDO_HEM_TIMEOUT": "7",
+                                              "ENCEDO_HEM_VALIDATE_CERTS": "false"}, monkeypatch=monkeypatch)
+    assert out is None
+    assert module.params["url"] == "https://from-env.test"
+    assert module.params["timeout"] == 7 and module.params["validate_certs"] is False
+
+
+def test_passphrase_and_token_on_the_task_are_exclusive(capsys, monkeypatch):
+    module, out = run_module({"url": "https://h", "passphrase": "secret-pass", "token": "secret-token"}, capsys, monkeypatch=monkeypatch)
+    assert out["failed"] and "mutually exclusive" in out["msg"]
+
+
+def test_task_token_wins_over_environment_passphrase(capsys, monkeypatch):
+    module, out = run_module({"url": "https://h", "token": "tok"}, capsys, env={"ENCEDO_HEM_PASSPHRASE": "envpw"},
+                             monkeypatch=monkeypatch)
+    assert out is None
+    assert module.params["token"] == "tok" and module.params["passphrase"] is None
+
+
+def test_task_passphrase_wins_over_environment_token(capsys, monkeypatch):
+    module, out = run_module({"url": "https://h", "passphrase": "pw"}, capsys, env={"ENCEDO_HEM_TOKEN": "envtok"},
+                             monkeypatch=monkeypatch)
+    assert out is None
+    assert module.params["passphrase"] == "pw" and module.params["token"] is None
+
+
+def test_environment_credentials_apply_when_the_task_sets_none(capsys, monkeypatch):
+    module, out = run_module({"url": "https://h"}, capsys, env={"ENCEDO_HEM_PASSPHRASE": "envpw"}, monkeypatch=monkeypatch)
+    assert module.params["passphrase"] == "envpw"
+    assert "envpw" in module.no_log_values
+
+
+def test_validate_certs_false_warns_once(capsys, monkeypatch):
+    module, out = run_module({"url": "https://h", "validate_certs": False}, capsys, monkeypatch=monkeypatch)
+    warnings = []
+    monkeypatch.setattr(module, "warn", warnings.append)
+    first = module.client()
+    assert module.client() is first
+    assert len(warnings) == 1 and "validate_certs is false" in warnings[0]
+    assert first.validate_certs is False
+
+
+def test_run_turns_hem_error_into_one_failure(capsys, monkeypatch):
+    for name in M.ENV_VARS.values():
+        monkeypatch.delenv(name, raising=False)
+
+    def boom(mod, client):
+        raise M.HemError("the device is busy", "GET /api/system/config", 409)
+
+    with patch_module_args({"url": "https://h"}):
+        module = M.HemModule(argument_spec={}, supports_check_mode=True)
+        with pytest.raises(SystemExit):
+            module.run(boom)
+    result = json.loads(capsys.readouterr().out)
+    assert result["failed"] is True
+    assert result["msg"] == "GET /api/system/config answered HTTP 409: the device is busy"
+    assert result["status"] == 409 and result["endpoint"] == "GET /api/system/config"
+
+
+def test_run_exits_with_the_result(capsys, monkeypatch):
+    for name in M.ENV_VARS.values():
+        monkeypatch.delenv(name, raising=False)
+    with patch_module_args({"url": "https://h"}):
+        module = M.HemModule(argument_spec={}, supports_check_mode=True)
+        with pytest.raises(SystemExit):
+            module.run(lambda mod, client: {"model": "ppa"})
+    result = json.loads(capsys.readouterr().out)
+    assert result["changed"] is False and result["model"] == "ppa" and "failed" not in result

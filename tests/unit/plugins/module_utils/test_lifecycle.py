@@ -1,0 +1,251 @@
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Unit tests of the lifecycle helpers (check-in flow, reboot proof and wait loop): pure logic with fake clients."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+try:
+    from ansible_collections.encedo.hem.plugins.module_utils import _lifecycle as L
+except ImportError:  # run without the collection link on sys.path
+    sys.path.insert(0, str(Path(__file__).resolve().parents[4] / "build" / "collections"))
+    from ansible_collections.encedo.hem.plugins.module_utils import _lifecycle as L
+
+from ansible_collections.encedo.hem.plugins.module_utils._client import HemError, HemOutcomeUnknown
+
+
+# ---------------------------------------------------------------------------- fakes
+
+class FakeDevice:
+    """Stands in for HemClient: records calls, answers from a script."""
+
+    def __init__(self, clock_set=False, answer=None, lose_answer=False, set_clock=True):
+        self.clock_set = clock_set
+        self.answer = {"status": "OK"} if answer is None else answer
+        self.lose_answer = lose_answer
+        self.set_clock = set_clock
+        self.calls = []
+        self.url = "https://hem.test"
+
+    def status(self):
+        self.calls.append(("GET", "/api/system/status", None))
+        out = {"uptime": 5, "ctx": 0}
+        if self.clock_set:
+            out.update(time=1700000000, ts="2023-11-14T22:13:20Z")
+        return out
+
+    def get(self, path, auth=True):
+        self.calls.append(("GET", path, auth))
+        assert path == "/api/system/checkin"
+        return {"check": "device.check.blob"}
+
+    def post(self, path, body, auth=True):
+        self.calls.append(("POST", path, body, auth))
+        if self.set_clock:
+            self.clock_set = True
+        if self.lose_answer:
+            raise HemOutcomeUnknown("lost", "POST " + path)
+        return dict(self.answer)
+
+
+class FakeBackend:
+    def __init__(self, reply=None, error=None):
+        self.reply = {"checked": "backend.checked.blob"} if reply is None else reply
+        self.error = error
+        self.calls = []
+        self.url = "http://backend.test"
+
+    def post(self, path, body, auth=True):
+        self.calls.append((path, body, auth))
+        if self.error:
+            raise self.error
+        return self.reply
+
+
+def posts(device):
+    return [c for c in device.calls if c[0] == "POST"]
+
+
+# ---------------------------------------------------------------------------- check-in
+
+def test_clock_is_set_reads_time_or_ts():
+    assert L.clock_is_set({"time": 1})
+    assert L.clock_is_set({"ts": "2026-01-01T00:00:00Z"})
+    assert not L.clock_is_set({"uptime": 3})
+    assert not L.clock_is_set(None)
+
+
+def test_checkin_forwards_both_blobs_untouched_and_unauthenticated():
+    device, backend = FakeDevice(), FakeBackend()
+    result = L.checkin(device, backend)
+    assert backend.calls == [("/checkin", {"check": "device.check.blob"}, False)]
+    assert posts(device) == [("POST", "/api/system/checkin", {"checked": "backend.checked.blob"}, False)]
+    assert all(c[2] is False for c in device.calls if c[0] == "GET" and c[1] != "/api/system/status")
+    assert result["changed"] is True and result["clock_was_set"] is False
+    assert result["status"] == "OK" and result["time"] == 1700000000
+
+
+def test_checkin_with_clock_already_set_is_not_a_change():
+    result = L.checkin(FakeDevice(clock_set=True), FakeBackend())
+    assert result["changed"] is False and result["clock_was_set"] is True
+
+
+@pytest.mark.parametrize("action", ["L", "W", "B", "U"])
+def test_backend_actions_count_as_change_and_warn(action):
+    result = L.checkin(FakeDevice(clock_set=True, answer={"status": action}), FakeBackend())
+    assert result["changed"] is True
+    assert any(action in w for w in L.checkin_warnings(result))
+
+
+def test_hints_are_reported():
+    answer = {"status": "OK", "newfws": "FWS", "newuis": "UIS", "newcrt": "ERROR"}
+    result = L.checkin(FakeDevice(answer=answer), FakeBackend())
+    assert (result["newfws"], result["newuis"], result["newcrt"]) == ("FWS", "UIS", "ERROR")
+    assert any("newcrt" in w for w in L.checkin_warnings(result))
+
+
+def test_check_mode_posts_nothing():
+    device, backend = FakeDevice(), FakeBackend()
+    result = L.checkin(device, backend, check_mode=True)
+    assert result == {"changed": True, "clock_was_set": False}
+    assert backend.calls == [] and posts(device) == []
+    assert [c[1] for c in device.calls] == ["/api/system/status"]
+
+
+def test_lost_answer_with_clock_now_set_is_success_with_unknown_action():
+    result = L.checkin(FakeDevice(lose_answer=True), FakeBackend())
+    assert result["status"] == "unknown" and result["changed"] is True
+    assert any("lost" in w for w in L.checkin_warnings(result))
+
+
+def test_lost_answer_with_clock_still_unset_fails():
+    with pytest.raises(HemError, match="still unset"):
+        L.checkin(FakeDevice(lose_answer=True, set_clock=False), FakeBackend())
+
+
+def test_accepted_but_clock_unset_fails():
+    with pytest.raises(HemError, match="clock is still unset"):
+        L.checkin(FakeDevice(set_clock=False), FakeBackend())
+
+
+def test_backend_refusal_names_the_backend_not_the_device():
+    backend = FakeBackend(error=HemError("whatever", "POST /checkin", 401))
+    with pytest.raises(HemError) as info:
+        L.checkin(FakeDevice(), backend)
+    assert "check-in backend http://backend.test" in str(info.value) and "HTTP 401" in str(info.value)
+
+
+def test_backend_unreachable_is_reworded():
+    backend = FakeBackend(error=HemError("cannot reach the device at http://backend.test (refused)", "POST /checkin"))
+    with pytest.raises(HemError) as info:
+        L.checkin(FakeDevice(), backend)
+    text = str(info.value)
+    assert "cannot reach it (refused)" in text and "the device at" not in text
+
+
+def test_backend_reply_without_checked_fails():
+    with pytest.raises(HemError, match="without a reply token"):
+        L.checkin(FakeDevice(), FakeBackend(reply={"nope": 1}))
+
+
+# ---------------------------------------------------------------------------- reboot proof
+
+@pytest.mark.parametrize("before,seen_before,now,seen_now,expected", [
+    (100, 0.0, 1, 8.0, True),       # restarted: uptime far below 100 + 8
+    (100, 0.0, 108, 8.0, False),    # kept running
+    (100, 0.0, 107, 8.0, False),    # rounding of whole seconds is tolerated
+    (0, 0.0, 1, 8.0, True),         # even a device that had just booted
+    (100, 0.0, None, 8.0, False),   # no uptime: no proof
+])
+def test_rebooted(before, seen_before, now, seen_now, expected):
+    assert L.rebooted(before, seen_before, now, seen_now) is expected
+
+
+class FakeTime:
+    def __init__(self):
+        self.now = 1000.0
+
+    def clock(self):
+        return self.now
+
+    def sleep(self, seconds):
+        assert seconds >= 0
+        self.now += seconds
+
+
+def poller(fake, script):
+    """script: list of (uptime or exception); each poll consumes one entry and costs 0.1 s."""
+    items = list(script)
+
+    def poll():
+        fake.now += 0.1
+        item = items.pop(0) if len(items) > 1 else items[0]
+        if isinstance(item, Exception):
+            raise item
+        return {"uptime": item}
+    return poll
+
+
+def test_wait_returns_when_the_device_is_back_with_a_lower_uptime():
+    fake = FakeTime()
+    down = HemError("cannot reach the device at x (refused)", "GET /api/system/status")
+    status, waited = L.wait_for_reboot(poller(fake, [down, down, 0]), 500, fake.now, delay=2, timeout=60, interval=1,
+                                       clock=fake.clock, sleep=fake.sleep)
+    assert status == {"uptime": 0}
+    assert 4 <= waited < 5
+
+
+def test_wait_ignores_answers_before_the_device_went_down():
+    fake = FakeTime()
+    down = HemError("refused", "GET /api/system/status")
+    # Still up right after the request (uptime keeps counting), then down, then back.
+    status, _waited = L.wait_for_reboot(poller(fake, [501, 502, down, 1]), 500, fake.now, delay=0, timeout=60, interval=1,
+                                        clock=fake.clock, sleep=fake.sleep)
+    assert status == {"uptime": 1}
+
+
+def test_never_back_fails_with_time_waited_and_last_error():
+    fake = FakeTime()
+    down = HemError("cannot reach the device at https://hem.test (Connection refused)", "GET /api/system/status")
+    with pytest.raises(HemError) as info:
+        L.wait_for_reboot(poller(fake, [down]), 500, fake.now, delay=1, timeout=5, interval=1, clock=fake.clock, sleep=fake.sleep)
+    text = str(info.value)
+    assert "did not come back within 5 s" in text and "timeout 5 s" in text and "Connection refused" in text
+    assert fake.now - 1000.0 < 7      # bounded by the timeout (plus the last poll)
+
+
+def test_kept_answering_fails_saying_it_did_not_reboot():
+    fake = FakeTime()
+    counter = iter(range(501, 10000))
+
+    def poll():
+        fake.now += 0.1
+        return {"uptime": next(counter)}
+    with pytest.raises(HemError, match="did not reboot"):
+        L.wait_for_reboot(poll, 500, fake.now, delay=0, timeout=5, interval=1, clock=fake.clock, sleep=fake.sleep)
+
+
+def test_backend_client_refuses_a_non_http_url():
+    class M:
+        params = {"backend_url": "ftp://x", "backend_validate_certs": True, "backend_ca_path": None, "timeout": 5}
+
+        def warn(self, msg):
+            raise AssertionError(msg)
+    with pytest.raises(HemError, match="backend_url"):
+        L.backend_client(M())
+
+
+def test_backend_client_warns_when_not_verifying_https():
+    warnings = []
+
+    class M:
+        params = {"backend_url": "https://api.example.test/", "backend_validate_certs": False, "backend_ca_path": None, "timeout": 5}
+
+        def warn(self, msg):
+            warnings.append(msg)
+    client = L.backend_client(M())
+    assert client.url == "https://api.example.test" and client.retries == 0 and client.validate_certs is False
+    assert warnings and "backend_validate_certs" in warnings[0]
