@@ -29,7 +29,7 @@ description:
     secure element (C(POST /api/system/config/provisioning)). This works once, on a device that is not personalised.
   - The EPA (rack) model has no attestation; the module reports RV(supported=false) for it.
 author:
-  - encedo.hem contributors (!UNKNOWN)
+  - encedo.hem maintainers (@encedo)
 extends_documentation_fragment:
   - encedo.hem.connection
   - encedo.hem.connection.action_group

@@ -21,7 +21,6 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from tests.emulator.harness import Emulator
-from tests.integration.helpers.playbook import PlaybookRunner
 
 PW = "attestation-pass-1"
 ATTESTATION = "/api/system/config/attestation"
@@ -111,10 +110,6 @@ def genuine_id(emu, i):
 
 # ------------------------------------------------------------------ running tasks
 
-def runner_for(emu, i, tmp_path, name="run"):
-    return PlaybookRunner(emu, tmp_path / ("%s-%d" % (name, i)), devices=[i])
-
-
 def run_tasks(runner, tasks, check=False, diff=False):
     play = {"hosts": runner.group, "gather_facts": False,
             "module_defaults": {"group/encedo.hem.hem": {"url": "{{ hem_url }}", "ca_path": "{{ hem_ca_path }}"}},
@@ -141,11 +136,11 @@ def attestation_requests(emu, i):
 
 # ------------------------------------------------------------------ the target: four steps, twice
 
-def test_target_verified_and_provisioned(ppa, fresh, tmp_path):
+def test_target_verified_and_provisioned(ppa, fresh, hem_playbook):
     ca_key, ca_cert = make_ca()
     gid = genuine_id(fresh, 0)
     cert = issue(ca_key, ca_cert, se_public_key(fresh, 0), gid)
-    runner = runner_for(ppa, 0, tmp_path, "target")
+    runner = hem_playbook(ppa, devices=[0])
     run = runner.run_target("encedo_attestation", extra_vars={
         "hem_fresh_url": fresh.url(0), "hem_fresh_ca_path": fresh.ca_file, "hem_fresh_control_url": fresh.control_url,
         "hem_fresh_device": 0, "hem_fresh_genuine_id": gid, "hem_fresh_certificate": pem(cert),
@@ -163,8 +158,8 @@ def test_target_verified_and_provisioned(ppa, fresh, tmp_path):
 
 # ------------------------------------------------------------------ state=verified failures
 
-def test_wrong_anchor_fails_chain(ppa, tmp_path):
-    runner = runner_for(ppa, 1, tmp_path)
+def test_wrong_anchor_fails_chain(ppa, hem_playbook):
+    runner = hem_playbook(ppa, devices=[1])
     _key, other = make_ca()
     res = attest(runner, passphrase=PW, trust_anchor=pem(other))
     assert res.failed
@@ -183,8 +178,8 @@ def test_wrong_anchor_fails_chain(ppa, tmp_path):
     assert res.result["attestation"]["verified"] is False
 
 
-def test_stale_token_fails_freshness(ppa, tmp_path):
-    runner = runner_for(ppa, 2, tmp_path)
+def test_stale_token_fails_freshness(ppa, hem_playbook):
+    runner = hem_playbook(ppa, devices=[2])
     ppa.clock(2, -3600)
     try:
         res = attest(runner, passphrase=PW, trust_anchor_path=ppa.custody_ca_file, max_age=60)
@@ -207,8 +202,8 @@ def test_stale_token_fails_freshness(ppa, tmp_path):
     assert not res.failed and res.result["attestation"]["verified"] is True
 
 
-def test_tampered_attestation_fails_signature(ppa, tmp_path):
-    runner = runner_for(ppa, 3, tmp_path)
+def test_tampered_attestation_fails_signature(ppa, hem_playbook):
+    runner = hem_playbook(ppa, devices=[3])
     ppa.fault(3, "tamper_attestation")
     res = attest(runner, passphrase=PW, trust_anchor_path=ppa.custody_ca_file)
     assert res.failed
@@ -220,8 +215,8 @@ def test_tampered_attestation_fails_signature(ppa, tmp_path):
     assert not res.failed and res.result["attestation"]["verified"] is True
 
 
-def test_any_scope_token_and_explicit_genuine_id(ppa, tmp_path):
-    runner = runner_for(ppa, 4, tmp_path)
+def test_any_scope_token_and_explicit_genuine_id(ppa, hem_playbook):
+    runner = hem_playbook(ppa, devices=[4])
     gid = genuine_id(ppa, 4)
     tasks = [
         {"name": "login", "encedo.hem.encedo_login": {"passphrase": PW, "scope": "keymgmt:list"}, "register": "hem_login"},
@@ -252,8 +247,8 @@ def test_any_scope_token_and_explicit_genuine_id(ppa, tmp_path):
     assert all(e["status"] == 200 and e["auth"] == "bearer" for e in log if e["path"] == ATTESTATION)
 
 
-def test_epa_is_not_supported(epa, tmp_path):
-    runner = runner_for(epa, 0, tmp_path)
+def test_epa_is_not_supported(epa, hem_playbook):
+    runner = hem_playbook(epa, devices=[0])
     res = attest(runner, passphrase=PW, trust_anchor_path=epa.custody_ca_file)
     assert res.failed
     assert "EPA" in res.msg and "cannot attest" in res.msg
@@ -267,8 +262,8 @@ def test_epa_is_not_supported(epa, tmp_path):
     assert [e for e in epa.log(0) if e["method"] == "POST" and e["path"] != "/api/auth/token"] == []
 
 
-def test_bad_input_fails_clearly(ppa, tmp_path):
-    runner = runner_for(ppa, 5, tmp_path)
+def test_bad_input_fails_clearly(ppa, hem_playbook, tmp_path):
+    runner = hem_playbook(ppa, devices=[5])
     with open(ppa.custody_ca_file) as fh:
         custody_pem = fh.read()
     leaf = ppa.state(5)["tls_cert_pem"]           # the device's TLS certificate: not a CA
@@ -292,8 +287,8 @@ def test_bad_input_fails_clearly(ppa, tmp_path):
 
 # ------------------------------------------------------------------ factory-fresh devices
 
-def test_fresh_device_without_credentials(fresh, tmp_path):
-    runner = runner_for(fresh, 1, tmp_path)
+def test_fresh_device_without_credentials(fresh, hem_playbook):
+    runner = hem_playbook(fresh, devices=[1])
     fresh.clear_log(1)
     res = attest(runner, trust_anchor_path=fresh.custody_ca_file, genuine_id=genuine_id(fresh, 1), fail_on_invalid=False)
     assert not res.failed and not res.changed
@@ -309,8 +304,8 @@ def test_fresh_device_without_credentials(fresh, tmp_path):
     assert fresh.state(1)["se_provisioned"] is False
 
 
-def test_provisioned_with_another_certificate_fails(fresh, tmp_path):
-    runner = runner_for(fresh, 2, tmp_path)
+def test_provisioned_with_another_certificate_fails(fresh, hem_playbook):
+    runner = hem_playbook(fresh, devices=[2])
     ca_key, ca_cert = make_ca()
     key = se_public_key(fresh, 2)
     first = issue(ca_key, ca_cert, key, genuine_id(fresh, 2))
@@ -329,8 +324,8 @@ def test_provisioned_with_another_certificate_fails(fresh, tmp_path):
     assert [r for r in attestation_requests(fresh, 2) if r[0] == "POST"] == []
 
 
-def test_provisioning_checks_the_certificate_before_writing(fresh, tmp_path):
-    runner = runner_for(fresh, 3, tmp_path)
+def test_provisioning_checks_the_certificate_before_writing(fresh, hem_playbook):
+    runner = hem_playbook(fresh, devices=[3])
     ca_key, ca_cert = make_ca()
     gid = genuine_id(fresh, 3)
     key = se_public_key(fresh, 3)

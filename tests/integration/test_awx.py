@@ -51,6 +51,13 @@ FORBIDDEN_TOP = {".venv", ".venv-sanity", "build", ".pytest_cache", ".hypothesis
 FORBIDDEN_ANY = {"__pycache__", ".pytest_cache", ".hypothesis", ".mypy_cache", ".tox"}
 
 
+def _clean_env(**extra):
+    """The caller's environment without Ansible or encedo.hem settings (`make` exports ANSIBLE_CONFIG)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ANSIBLE_", "ENCEDO_HEM_"))}
+    env.update(extra)
+    return env
+
+
 def _run(argv, cwd=None, env=None, timeout=600):
     proc = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=False)
     assert proc.returncode == 0, "%s failed (rc=%s):\n%s\n%s" % (" ".join(argv), proc.returncode, proc.stdout[-4000:],
@@ -65,7 +72,8 @@ def _run(argv, cwd=None, env=None, timeout=600):
 def collection_artifact(tmp_path_factory):
     """`ansible-galaxy collection build` of the working tree (as a user or CI builds it)."""
     out = tmp_path_factory.mktemp("artifact")
-    _run([os.path.join(BIN, "ansible-galaxy"), "collection", "build", "--force", "--output-path", str(out), REPO])
+    _run([os.path.join(BIN, "ansible-galaxy"), "collection", "build", "--force", "--output-path", str(out), REPO],
+         cwd=str(out), env=_clean_env())
     found = glob.glob(os.path.join(str(out), "encedo-hem-*.tar.gz"))
     assert len(found) == 1, found
     return found[0]
@@ -155,9 +163,8 @@ def test_builder_context_installs_collection_and_lists_its_python_requirements(c
     coll_root = tmp_path / "usr-share-ansible-collections"
     only_file = tmp_path / "requirements-file-only.yml"
     only_file.write_text(yaml.safe_dump({"collections": file_reqs}))
-    env = dict(os.environ, ANSIBLE_GALAXY_DISABLE_GPG_VERIFY="1")
-    _run([os.path.join(BIN, "ansible-galaxy"), "collection", "install", "-r", str(only_file), "-p", str(coll_root)],
-         cwd=str(build), env=env)
+    _run([os.path.join(BIN, "ansible-galaxy"), "collection", "install", "--force", "-r", str(only_file), "-p", str(coll_root)],
+         cwd=str(build), env=_clean_env(ANSIBLE_GALAXY_DISABLE_GPG_VERIFY="1"))
     assert (coll_root / "ansible_collections" / "encedo" / "hem" / "meta" / "execution-environment.yml").is_file()
 
     # Builder stage: the context's own introspect command, run on the installed collections.
@@ -262,3 +269,258 @@ def test_credential_type_defaults_are_safe(credential_type, tmp_path):
                    "ENCEDO_HEM_CA_PATH": ""}
     insecure = awx_inject(credential_type, {"passphrase": "pw", "skip_tls_verify": True}, str(tmp_path))
     assert insecure["ENCEDO_HEM_VALIDATE_CERTS"] == "false"
+
+
+# ---------------------------------------------------------------------------------------------- ansible-runner
+
+# Secrets and bearer tokens must not appear anywhere in a job's artifacts.
+JWT = re.compile(r"eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}")
+
+
+@pytest.fixture(scope="module")
+def installed_collection(collection_artifact, tmp_path_factory):
+    """The artifact installed as an EE holds it: <root>/ansible_collections/encedo/hem."""
+    root = tmp_path_factory.mktemp("ee-collections")
+    _run([os.path.join(BIN, "ansible-galaxy"), "collection", "install", "--force", "--offline", "-p", str(root),
+          collection_artifact], cwd=str(root), env=_clean_env(ANSIBLE_GALAXY_DISABLE_GPG_VERIFY="1"))
+    path = root / "ansible_collections" / "encedo" / "hem"
+    assert (path / "playbooks" / "site.yml").is_file() and (path / "roles" / "device" / "tasks" / "main.yml").is_file()
+    return root
+
+
+class AwxJob:
+    """One job as AWX launches it: a private data dir whose env/ holds what the credential
+    injected, ansible-runner (the executor AWX uses) running the project's playbook."""
+
+    def __init__(self, workdir, collections_root, inventory, injected_env, limit=None, verbosity=0, name="job"):
+        self.pdd = os.path.join(str(workdir), name)
+        self.collections_root = str(collections_root)
+        self.project = os.path.join(self.collections_root, "ansible_collections", "encedo", "hem")
+        self.inventory = inventory
+        self.limit = limit
+        self.verbosity = verbosity
+        os.makedirs(os.path.join(self.pdd, "env"), exist_ok=True)
+        self.injected_env = injected_env
+        self.rc = None
+        self.events = []
+
+    def run(self, timeout=600):
+        envvars = dict(self.injected_env)
+        envvars["ANSIBLE_COLLECTIONS_PATH"] = self.collections_root
+        with open(os.path.join(self.pdd, "env", "envvars"), "w") as handle:
+            yaml.safe_dump(envvars, handle)
+        # The runner's own environment: nothing of the caller's (no ENCEDO_HEM_*, no ANSIBLE_*).
+        home = os.path.join(self.pdd, "home")
+        os.makedirs(home, exist_ok=True)
+        env = {"PATH": BIN + os.pathsep + "/usr/bin:/bin", "HOME": home, "LANG": "C.UTF-8", "TMPDIR": home}
+        argv = [os.path.join(BIN, "ansible-runner"), "run", self.pdd, "--ident", "job", "-p", "playbooks/site.yml",
+                "--project-dir", self.project, "--inventory", self.inventory, "-q"]
+        if self.limit:
+            argv += ["--limit", self.limit]
+        if self.verbosity:
+            argv.append("-" + "v" * self.verbosity)
+        proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=timeout, check=False)
+        self.rc = proc.returncode
+        self.runner_output = proc.stdout + proc.stderr
+        events_dir = os.path.join(self.artifacts, "job_events")
+        for name in sorted(os.listdir(events_dir), key=lambda n: int(n.split("-", 1)[0])):
+            with open(os.path.join(events_dir, name)) as handle:
+                self.events.append(json.load(handle))
+        return self
+
+    @property
+    def artifacts(self):
+        return os.path.join(self.pdd, "artifacts", "job")
+
+    @property
+    def stdout(self):
+        with open(os.path.join(self.artifacts, "stdout")) as handle:
+            return handle.read()
+
+    @property
+    def stats(self):
+        stats = [e["event_data"] for e in self.events if e.get("event") == "playbook_on_stats"]
+        assert len(stats) == 1, self.stdout[-3000:]
+        return stats[0]
+
+    def host_summary(self):
+        """{host: {"ok", "changed", "failures", "dark", "skipped"}} from the stats event."""
+        stats = self.stats
+        hosts = set(stats.get("processed", {}))
+        return {h: {k: stats.get(k, {}).get(h, 0) for k in ("ok", "changed", "failures", "dark", "skipped")} for h in hosts}
+
+    def task_hosts(self):
+        return {e["event_data"]["host"] for e in self.events
+                if e.get("event", "").startswith("runner_on_") and "host" in e.get("event_data", {})}
+
+    def assert_converged(self, hosts):
+        assert self.rc == 0, "job failed (rc=%s):\n%s\n%s" % (self.rc, self.stdout[-6000:], self.runner_output[-2000:])
+        with open(os.path.join(self.artifacts, "status")) as handle:
+            assert handle.read().strip() == "successful"
+        summary = self.host_summary()
+        assert set(summary) == set(hosts), "the job ran on %s, expected %s" % (sorted(summary), sorted(hosts))
+        for host, counts in summary.items():
+            assert counts["failures"] == 0 and counts["dark"] == 0, (host, counts, self.stdout[-4000:])
+            assert counts["ok"] > 0, (host, counts)
+        return summary
+
+    def command(self):
+        """ansible-runner's record of what it started: {"command": argv, "cwd", "env"}."""
+        with open(os.path.join(self.artifacts, "command")) as handle:
+            return json.load(handle)
+
+    def scan_for_secrets(self, secrets):
+        """Every event file, stdout and every other artifact of the job -> list of findings.
+
+        Skipped: `command`, ansible-runner's record of the environment it was given (the
+        injected variables themselves; AWX keeps only a masked copy and deletes the private
+        data dir), checked separately by the caller.
+        """
+        findings = []
+        scanned = 0
+        for dirpath, _dirs, files in os.walk(self.artifacts):
+            for name in files:
+                path = os.path.join(dirpath, name)
+                if path == os.path.join(self.artifacts, "command"):
+                    continue
+                scanned += 1
+                with open(path, "rb") as handle:
+                    text = handle.read().decode("utf-8", "replace")
+                for secret in secrets:
+                    if secret in text:
+                        findings.append("%s: a secret" % os.path.relpath(path, self.pdd))
+                if JWT.search(text):
+                    findings.append("%s: a JWT (bearer or login token) %s..." % (os.path.relpath(path, self.pdd),
+                                                                               JWT.search(text).group(0)[:12]))
+                if re.search(r"Bearer\s+[A-Za-z0-9]", text):
+                    findings.append("%s: an Authorization header" % os.path.relpath(path, self.pdd))
+        assert scanned > len(self.events), "the job's events were not all scanned"
+        return findings
+
+
+def _write_inventory(path, emu, hosts_vars):
+    """A fleet inventory with NO connection secret: only where each device is and what to apply."""
+    hosts = {}
+    for i, extra in hosts_vars.items():
+        hostvars = {
+            "encedo_hem_backend_url": emu.backend_url,
+            "encedo_hem_attestation_trust_anchor_path": emu.custody_ca_file,
+            "encedo_hem_config": {"user": "awx-hem%d" % i, "dnsd": False},
+            "ansible_connection": "local",
+            "ansible_python_interpreter": "{{ ansible_playbook_python }}",
+        }
+        hostvars.update(extra)
+        hosts["hem%d" % i] = hostvars
+    with open(path, "w") as handle:
+        yaml.safe_dump({"all": {"children": {"hem": {"hosts": hosts}}}}, handle, sort_keys=True)
+    return str(path)
+
+
+def _login_posts(entries):
+    return [e for e in entries if e["method"] == "POST" and e["path"].startswith("/api/auth/token")]
+
+
+def _write_posts(entries):
+    return [e for e in entries if e["method"] == "POST" and not e["path"].startswith("/api/auth/token")]
+
+
+def _passphrase():
+    import secrets
+    return "awx-" + secrets.token_urlsafe(12)
+
+
+def test_site_playbook_through_ansible_runner_with_injected_credentials(emulator, installed_collection, credential_type,
+                                                                       tmp_path):
+    passphrase = _passphrase()
+    emu = emulator(devices=3, passphrase=passphrase, rtc_set=False, auth_delay=0.0)
+    with open(emu.ca_file) as handle:
+        ca_bundle = handle.read()
+    # The credential as a user fills it in for this job template. hem0 and hem1 have their
+    # URL in the inventory (a fleet); hem2 has none and is the device of the credential's
+    # URL (as in a single-device job template): ENCEDO_HEM_URL is its only address.
+    injected = awx_inject(credential_type, {"url": emu.url(2), "passphrase": passphrase, "ca_bundle": ca_bundle},
+                          str(tmp_path / "converge"))
+    inventory = _write_inventory(tmp_path / "inventory.yml", emu, {
+        0: {"encedo_hem_url": emu.url(0)}, 1: {"encedo_hem_url": emu.url(1)}, 2: {}})
+    with open(inventory) as handle:
+        text = handle.read()
+    assert passphrase not in text and "ca_path" not in text and "validate_certs" not in text
+    hosts = ["hem0", "hem1", "hem2"]
+
+    # Converge at AWX's "3 (Debug)" verbosity: even then nothing secret may reach an event.
+    job = AwxJob(tmp_path, installed_collection, inventory, injected, verbosity=3, name="converge").run()
+    summary = job.assert_converged(hosts)
+    assert all(summary[h]["changed"] > 0 for h in hosts), summary
+    for i in range(3):
+        state = emu.state(i)
+        assert state["rtc_set"] and state["config"]["user"] == "awx-hem%d" % i and state["config"]["dnsd"] is False, state
+    # The role ran from the installed artifact, as inside an execution environment.
+    paths = {e.get("event_data", {}).get("task_path") for e in job.events} - {None}
+    assert paths and all(p.startswith(str(installed_collection)) for p in paths), sorted(paths)[:3]
+    assert job.scan_for_secrets([passphrase]) == []
+    # The passphrase reached ansible-playbook only through the injected environment.
+    record = job.command()
+    assert record["env"]["ENCEDO_HEM_PASSPHRASE"] == passphrase and passphrase not in " ".join(record["command"])
+    assert not any(k.startswith("ENCEDO_HEM_") and k not in injected for k in record["env"])
+
+    # A second job is a no-op: nothing changed, no device written to, one login per device.
+    for i in range(3):
+        emu.clear_log(i)
+    again = AwxJob(tmp_path, installed_collection, inventory,
+                   awx_inject(credential_type, {"url": emu.url(2), "passphrase": passphrase, "ca_bundle": ca_bundle},
+                              str(tmp_path / "noop")), name="noop").run()
+    summary = again.assert_converged(hosts)
+    assert all(summary[h]["changed"] == 0 for h in hosts), summary
+    for i in range(3):
+        log = emu.log(i)
+        assert _write_posts(log) == [] and len(_login_posts(log)) == 1, (i, log)
+    assert again.scan_for_secrets([passphrase]) == []
+
+
+def awx_slices(hosts, count):
+    """AWX job slicing: hosts ordered by name, slice k (1-based) gets hosts[k-1::count]."""
+    ordered = sorted(hosts)
+    return [ordered[k::count] for k in range(count)]
+
+
+def test_job_slices_converge_independently(emulator, installed_collection, credential_type, tmp_path):
+    passphrase = _passphrase()
+    emu = emulator(devices=4, passphrase=passphrase, rtc_set=False, auth_delay=0.0)
+    with open(emu.ca_file) as handle:
+        ca_bundle = handle.read()
+    inventory = _write_inventory(tmp_path / "inventory.yml", emu, {i: {"encedo_hem_url": emu.url(i)} for i in range(4)})
+    index = {"hem%d" % i: i for i in range(4)}
+    slices = awx_slices(index, 2)
+    assert slices == [["hem0", "hem2"], ["hem1", "hem3"]]
+
+    for number, members in enumerate(slices, 1):
+        for i in range(4):
+            emu.clear_log(i)
+        others = [h for h in index if h not in members]
+        before = {h: emu.state(index[h])["config"] for h in others}
+        # Each slice is its own job (AWX may run it on another node): own private data dir,
+        # own credential injection, the same inventory cut down with --limit.
+        injected = awx_inject(credential_type, {"passphrase": passphrase, "ca_bundle": ca_bundle},
+                              str(tmp_path / ("slice%d" % number)))
+        job = AwxJob(tmp_path, installed_collection, inventory, injected, limit=",".join(members),
+                     name="slice%d" % number).run()
+        summary = job.assert_converged(members)
+        assert all(summary[h]["changed"] > 0 for h in members), summary
+        assert job.task_hosts() == set(members)
+        for h in members:
+            assert emu.state(index[h])["config"]["user"] == "awx-%s" % h
+        # The other slice's devices saw no request at all and kept their state.
+        for h in others:
+            assert emu.log(index[h]) == [], (number, h)
+            assert emu.state(index[h])["config"] == before[h]
+        assert job.scan_for_secrets([passphrase]) == []
+
+    # The whole inventory afterwards: nothing left to do anywhere.
+    for i in range(4):
+        emu.clear_log(i)
+    injected = awx_inject(credential_type, {"passphrase": passphrase, "ca_bundle": ca_bundle}, str(tmp_path / "full"))
+    full = AwxJob(tmp_path, installed_collection, inventory, injected, name="full").run()
+    summary = full.assert_converged(list(index))
+    assert all(counts["changed"] == 0 for counts in summary.values()), summary
+    for i in range(4):
+        assert _write_posts(emu.log(i)) == [], i

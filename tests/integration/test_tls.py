@@ -169,6 +169,7 @@ def https_status(url, cafile):
     ctx = ssl.create_default_context(cafile=cafile)   # trusts this file only: no system CAs
     with socket.create_connection((host, port), timeout=10) as sock:
         with ctx.wrap_socket(sock, server_hostname=host) as tls:
+            der = tls.getpeercert(binary_form=True)
             tls.sendall(b"GET /api/system/status HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n" % host.encode())
             data = b""
             while True:
@@ -176,7 +177,7 @@ def https_status(url, cafile):
                 if not chunk:
                     break
                 data += chunk
-            return int(data.split(b" ", 2)[1]), tls.getpeercert(binary_form=True)
+            return int(data.split(b" ", 2)[1]), der
 
 
 def config_posts(emulator, index):

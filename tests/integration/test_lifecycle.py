@@ -1,0 +1,255 @@
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Integration tests of encedo_checkin, encedo_init and encedo_reboot: real ansible-playbook
+runs against the emulator over HTTPS with CA verification, checked from the emulator's
+request log and state, and (for the passphrases set by encedo_init) with an independent
+login written here from PROTOCOL.md rather than with the collection's client."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import socket
+import time
+
+import pytest
+import requests
+from cryptography.hazmat.primitives.asymmetric import x25519
+
+PASS = "pw-lifecycle-1"
+MASTER = "pw-lifecycle-master"
+
+
+# ---------------------------------------------------------------------------- helpers
+
+def _b64url(data):
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def independent_login(url, ca_file, passphrase):
+    """Log in as PROTOCOL.md describes; return the bearer token's claims (or raise on failure)."""
+    challenge = requests.get(url + "/api/auth/token", verify=ca_file, timeout=10)
+    challenge.raise_for_status()
+    ch = challenge.json()
+    seed = hashlib.pbkdf2_hmac("sha256", passphrase.encode(), ch["eid"].encode(), 600000, 32)
+    private = x25519.X25519PrivateKey.from_private_bytes(seed)
+    iss = base64.b64encode(private.public_key().public_bytes_raw()).decode()
+    shared = private.exchange(x25519.X25519PublicKey.from_public_bytes(base64.b64decode(ch["spk"])))
+    now = ch["exp"] - 60
+    head = _b64url(b'{"ecdh":"x25519","alg":"HS256","typ":"JWT"}')
+    body = _b64url(json.dumps({"jti": ch["jti"], "aud": ch["spk"], "exp": 0, "iat": now, "iss": iss,
+                               "scope": "system:config"}).encode())
+    sig = _b64url(hmac.new(shared, (head + "." + body).encode(), hashlib.sha256).digest())
+    answer = requests.post(url + "/api/auth/token", json={"auth": head + "." + body + "." + sig}, verify=ca_file, timeout=10)
+    answer.raise_for_status()
+    payload = answer.json()["token"].split(".")[1]
+    return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+
+
+def closed_port():
+    """A loopback port nothing listens on (bound once, then released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def requests_of(emu, i, method=None, path=None):
+    return [e for e in emu.log(i) if (method is None or e["method"] == method) and (path is None or e["path"] == path)]
+
+
+def module_play(module, args, check=False):
+    """A one-task play on the group 'hem' (connection options from the inventory)."""
+    task = {"name": "Run " + module, "encedo.hem." + module: args, "register": "out"}
+    if check:
+        task["check_mode"] = True
+    return [{"name": "Run " + module, "hosts": "hem", "gather_facts": False, "tasks": [task]}]
+
+
+CONNECTION = {"url": "{{ hem_url }}", "ca_path": "{{ hem_ca_path }}"}
+
+
+# ---------------------------------------------------------------------------- encedo_checkin
+
+def test_checkin_four_steps_and_logins_work_after(emulator, hem_playbook):
+    emu = emulator(passphrase=PASS)                      # personalised, trusted time on, clock unset
+    runner = hem_playbook(emu)
+    before = runner.run_playbook(module_play("encedo_login", dict(CONNECTION, passphrase="{{ hem_passphrase }}")))
+    assert before.rc != 0
+    assert "check-in" in before.result("Run encedo_login", host="hem0")["msg"]
+    emu.clear_log(0)
+
+    run = runner.run_target("encedo_checkin")
+    run.assert_ok()
+    assert emu.state(0)["rtc_set"] is True
+    posts = requests_of(emu, 0, method="POST")
+    # Two real check-ins (apply, again); the check-mode steps posted nothing.
+    assert [(p["path"], p["keys"], p["auth"]) for p in posts] == [("/api/system/checkin", ["checked"], "none")] * 2
+    assert len(requests_of(emu, 0, "GET", "/api/system/checkin")) == 2
+
+    after = runner.run_playbook(module_play("encedo_login", dict(CONNECTION, passphrase="{{ hem_passphrase }}")))
+    after.assert_ok()
+
+
+def test_checkin_unreachable_backend_fails_naming_it(emulator, hem_playbook):
+    emu = emulator()
+    dead = "http://127.0.0.1:%d" % closed_port()
+    run = hem_playbook(emu).run_playbook(module_play("encedo_checkin", dict(CONNECTION, backend_url=dead, timeout=3)))
+    assert run.rc != 0
+    msg = run.result("Run encedo_checkin", host="hem0")["msg"]
+    assert "check-in backend %s" % dead in msg and "cannot reach it" in msg
+    assert requests_of(emu, 0, method="POST") == []
+    assert emu.state(0)["rtc_set"] is False
+
+
+def test_checkin_backend_that_refuses_fails_clearly(emulator, hem_playbook):
+    emu = emulator()
+    # The device's own plain-HTTP port is a server, but not a check-in backend: it answers 404.
+    run = hem_playbook(emu).run_playbook(module_play("encedo_checkin", dict(CONNECTION, backend_url=emu.http_url(0))))
+    assert run.rc != 0
+    msg = run.result("Run encedo_checkin", host="hem0")["msg"]
+    assert "refused the device's check-in token (HTTP 404)" in msg
+    assert emu.state(0)["rtc_set"] is False
+
+
+# ---------------------------------------------------------------------------- encedo_init
+
+@pytest.mark.parametrize("ip", ["127.0.0.1/8", "192.168.7.1/24"])
+def test_init_four_steps(emulator, hem_playbook, ip):
+    emu = emulator(rtc_set=True)
+    run = hem_playbook(emu).run_target("encedo_init", extra_vars={
+        "hem_init_passphrase": PASS, "hem_init_master_passphrase": MASTER, "hem_init_ip": ip})
+    run.assert_ok()
+    # One personalisation request, carrying only the signed `init`.
+    posts = requests_of(emu, 0, method="POST")
+    assert [(p["path"], p["keys"]) for p in posts if p["path"] == "/api/auth/init"] == [("/api/auth/init", ["init"])]
+    # The second run proved its passphrase with one login; check mode never logged in.
+    assert [p["path"] for p in posts] == ["/api/auth/init", "/api/auth/token"]
+    state = emu.state(0)
+    assert state["personalised"] is True
+    cfg = state["config"]
+    assert (cfg["user"], cfg["email"], cfg["hostname"], cfg["ip"]) == ("Integration test", "it@example.com", "hem0.emulator.test", ip)
+    assert cfg["origin"] == "https://hem0.emulator.test"
+    assert (cfg["trusted_ts"], cfg["trusted_backend"], cfg["allow_keysearch"]) == (True, False, False)
+    assert run.result("Personalise", host="hem0")["instanceid"] == cfg["instanceid"]
+    # Both passphrases were turned into the keys the device stored: each logs in, with its role.
+    assert independent_login(emu.url(0), emu.ca_file, PASS)["sub"] == "U"
+    assert independent_login(emu.url(0), emu.ca_file, MASTER)["sub"] == "M"
+    for secret in (PASS, MASTER):
+        assert secret not in run.output
+
+
+def test_init_refuses_a_bad_option_before_any_request(emulator, hem_playbook):
+    emu = emulator(rtc_set=True)
+    emu.clear_log(0)
+    args = dict(CONNECTION, passphrase=PASS, master_passphrase=MASTER, user="u", hostname="hem0.test", ip="192.168.7.1")
+    run = hem_playbook(emu).run_playbook(module_play("encedo_init", args))
+    assert run.rc != 0
+    assert "option ip" in run.result("Run encedo_init", host="hem0")["msg"]
+    assert emu.log(0) == []
+
+
+def test_init_needs_the_clock_and_both_passphrases(emulator, hem_playbook):
+    emu = emulator()                                     # fresh, clock unset
+    runner = hem_playbook(emu)
+    run = runner.run_playbook(module_play("encedo_init", dict(CONNECTION, passphrase=PASS, master_passphrase=MASTER,
+                                                              user="u", hostname="hem0.test")))
+    assert run.rc != 0
+    assert "encedo.hem.encedo_checkin" in run.result("Run encedo_init", host="hem0")["msg"]
+    run = runner.run_playbook(module_play("encedo_init", dict(CONNECTION, passphrase=PASS, user="u", hostname="hem0.test")))
+    assert run.rc != 0
+    assert "needs master_passphrase" in run.result("Run encedo_init", host="hem0")["msg"]
+    assert requests_of(emu, 0, method="POST") == []
+    assert emu.state(0)["personalised"] is False
+
+
+def test_init_on_a_personalised_device_checks_the_passphrase(emulator, hem_playbook):
+    emu = emulator(passphrase=PASS, rtc_set=True)
+    runner = hem_playbook(emu)
+    args = dict(CONNECTION, user="u", hostname="hem0.emulator.test", master_passphrase=MASTER)
+    run = runner.run_playbook(module_play("encedo_init", dict(args, passphrase="not-the-passphrase")))
+    assert run.rc != 0
+    msg = run.result("Run encedo_init", host="hem0")["msg"]
+    assert "already personalised" in msg and "does not log in" in msg
+    ok = runner.run_playbook(module_play("encedo_init", dict(args, passphrase=PASS, hostname="other.example.com")))
+    ok.assert_ok()
+    result = ok.result("Run encedo_init", host="hem0")
+    assert result["changed"] is False and result["instanceid"]
+    assert any("hostname" in w and "cannot be changed" in w for w in result["warnings"])
+    assert [p["path"] for p in requests_of(emu, 0, method="POST")] == ["/api/auth/token", "/api/auth/token"]
+
+
+def test_init_on_an_epa(emulator, hem_playbook):
+    emu = emulator(model="epa", rtc_set=True)
+    runner = hem_playbook(emu)
+    args = dict(CONNECTION, passphrase=PASS, master_passphrase=MASTER, user="rack", hostname="epa0.example.com")
+    refused = runner.run_playbook(module_play("encedo_init", dict(args, ip="10.0.0.1/24")))
+    assert refused.rc != 0
+    assert "EPA" in refused.result("Run encedo_init", host="hem0")["msg"]
+    assert requests_of(emu, 0, method="POST") == []
+    run = runner.run_playbook(module_play("encedo_init", args))
+    run.assert_ok()
+    result = run.result("Run encedo_init", host="hem0")
+    assert result["model"] == "epa" and result["changed"] is True and "ip" not in result["sent"]
+    assert independent_login(emu.url(0), emu.ca_file, PASS)["sub"] == "U"
+
+
+# ---------------------------------------------------------------------------- encedo_reboot
+
+def test_reboot_target(emulator, hem_playbook):
+    emu = emulator(passphrase=PASS, rtc_set=True, reboot_seconds=2.0)
+    boot_before = emu.state(0)["boot_id"]
+    run = hem_playbook(emu).run_target("encedo_reboot")
+    run.assert_ok()
+    state = emu.state(0)
+    assert state["boot_id"] != boot_before and state["rtc_set"] is True
+    # Exactly one reboot: the check-mode steps did not send one.
+    assert len(requests_of(emu, 0, "GET", "/api/system/reboot")) == 1
+    assert PASS not in run.output
+
+
+def test_reboot_of_a_fresh_device_without_checkin(emulator, hem_playbook):
+    emu = emulator(reboot_seconds=1.0)
+    boot_before = emu.state(0)["boot_id"]
+    run = hem_playbook(emu).run_playbook(module_play("encedo_reboot", dict(CONNECTION, checkin=False, delay=0, poll_interval=0.3)))
+    run.assert_ok()
+    result = run.result("Run encedo_reboot", host="hem0")
+    assert result["rebooted"] is True and result["checkin"] is None
+    state = emu.state(0)
+    assert state["boot_id"] != boot_before and state["rtc_set"] is False
+    assert [e["auth"] for e in requests_of(emu, 0, "GET", "/api/system/reboot")] == ["none"]
+
+
+def test_reboot_device_never_back_fails_with_time_and_last_error(emulator, hem_playbook):
+    emu = emulator(passphrase=PASS, rtc_set=True, reboot_seconds=120.0)
+    args = dict(CONNECTION, passphrase=PASS, backend_url="{{ hem_backend_url }}", delay=1, reboot_timeout=4, poll_interval=0.5)
+    started = time.monotonic()
+    run = hem_playbook(emu).run_playbook(module_play("encedo_reboot", args))
+    took = time.monotonic() - started
+    assert run.rc != 0
+    msg = run.result("Run encedo_reboot", host="hem0")["msg"]
+    assert "did not come back within" in msg and "timeout 4 s" in msg and "last error" in msg
+    assert "cannot reach the device" in msg
+    assert took < 30
+
+
+def test_reboot_that_does_not_happen_fails_saying_so(emulator, hem_playbook):
+    emu = emulator(rtc_set=True)
+    # The reboot request is lost (connection dropped, not applied): the device keeps running.
+    emu.fault(0, "drop", path="/api/system/reboot")
+    boot_before = emu.state(0)["boot_id"]
+    args = dict(CONNECTION, checkin=False, delay=0, reboot_timeout=3, poll_interval=0.5)
+    run = hem_playbook(emu).run_playbook(module_play("encedo_reboot", args))
+    assert run.rc != 0
+    msg = run.result("Run encedo_reboot", host="hem0")["msg"]
+    assert "did not reboot" in msg and "uptime never went back" in msg and "got no answer" in msg
+    assert emu.state(0)["boot_id"] == boot_before
+
+
+def test_reboot_refused_by_the_device(emulator, hem_playbook):
+    emu = emulator(passphrase=PASS, rtc_set=True)
+    emu.fault(0, "busy", path="/api/system/reboot")
+    run = hem_playbook(emu).run_playbook(module_play("encedo_reboot", dict(CONNECTION, passphrase=PASS, reboot_timeout=5)))
+    assert run.rc != 0
+    result = run.result("Run encedo_reboot", host="hem0")
+    assert result["status"] == 409 and "refused to reboot" in result["msg"]

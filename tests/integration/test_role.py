@@ -1,0 +1,236 @@
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Integration tests of the encedo.hem.device role and playbooks/site.yml: real
+ansible-playbook runs against the emulator, checked from the emulator's request log and
+state and, for the TLS step, with a TLS client that trusts only the test CA."""
+
+from __future__ import annotations
+
+import datetime
+import re
+import socket
+import ssl
+import threading
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SITE = str(REPO_ROOT / "playbooks" / "site.yml")
+PASS = "pw-role-user"
+MASTER = "pw-role-master"
+JWT_RE = re.compile(r"eyJ[\w-]{10,}\.eyJ[\w-]{10,}\.[\w-]{20,}")
+
+# Requests a no-op run of the role makes per host with every step enabled (status,
+# check-in skipped, personalisation skipped, login, attestation, configuration, TLS):
+#   encedo_info        GET /api/system/status, GET /api/system/version
+#   encedo_login       GET /api/auth/token, POST /api/auth/token          (the one login)
+#   encedo_attestation GET /api/system/status, GET /api/system/version,
+#                      GET /api/system/config/attestation, GET /api/system/config
+#   encedo_config      GET /api/system/config
+#   encedo_tls (csr)   none: the served certificate is read from the TLS handshake
+NOOP_REQUESTS_PER_HOST = 9
+
+
+def make_ca(directory):
+    """A throw-away CA made at test time (no key is committed)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "encedo.hem tests"),
+                      x509.NameAttribute(NameOID.COMMON_NAME, "Role test CA")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(days=1)).not_valid_after(now + datetime.timedelta(days=30))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+            .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=False, key_encipherment=False,
+                                         data_encipherment=False, key_agreement=False, key_cert_sign=True, crl_sign=True,
+                                         encipher_only=False, decipher_only=False), critical=True)
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+            .sign(key, hashes.SHA256()))
+    cert_path, key_path = Path(directory) / "ca.pem", Path(directory) / "ca.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    key_path.chmod(0o600)
+    return cert, str(cert_path), str(key_path)
+
+
+def role_vars(emu, tmp_path, tls=True, attestation=True, **over):
+    """Host variables of the role for the emulator's devices (templated per host by the inventory)."""
+    values = {
+        "encedo_hem_url": "{{ hem_url }}",
+        "encedo_hem_ca_path": "{{ hem_ca_path }}",
+        "encedo_hem_passphrase": PASS,
+        "encedo_hem_master_passphrase": MASTER,
+        "encedo_hem_backend_url": "{{ hem_backend_url }}",
+        "encedo_hem_reboot_timeout": 60,
+        # 127.0.0.1 in the device's CSR makes its new certificate valid for the URL of the test.
+        "encedo_hem_init": {"ip": "127.0.0.1/8", "hostname": "{{ inventory_hostname }}.emulator.test", "email": "ops@example.com"},
+        "encedo_hem_config": {"user": "Role test", "http_option_hsts": True, "allow_keysearch": False},
+    }
+    if attestation:
+        values["encedo_hem_attestation_trust_anchor_path"] = "{{ hem_custody_ca_path }}"
+    if tls:
+        cert, cert_path, key_path = make_ca(tmp_path)
+        bundle = Path(tmp_path) / "trust.pem"
+        bundle.write_text(Path(emu.ca_file).read_text() + Path(cert_path).read_text())
+        values.update(encedo_hem_ca_path=str(bundle), encedo_hem_tls_issuer_cert_path=cert_path,
+                      encedo_hem_tls_issuer_key_path=key_path)
+    values.update(over)
+    return values
+
+
+def served_issuer_with_only(ca_path, url):
+    """TLS handshake trusting only ``ca_path`` (hostname checked); return the served certificate's issuer CN."""
+    parts = urlsplit(url)
+    ctx = ssl.create_default_context(cafile=ca_path)
+    with socket.create_connection((parts.hostname, parts.port), timeout=10) as raw:
+        with ctx.wrap_socket(raw, server_hostname=parts.hostname) as tls:
+            der = tls.getpeercert(binary_form=True)
+    return x509.load_der_x509_certificate(der).issuer.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value
+
+
+def per_host(emu, n):
+    return {i: emu.log(i) for i in range(n)}
+
+
+def assert_no_secret(run):
+    for secret in (PASS, MASTER):
+        assert secret not in run.output
+    assert not JWT_RE.search(run.output), "a bearer token was printed"
+
+
+# ---------------------------------------------------------------------------- tests
+
+def test_fresh_devices_to_desired_state_then_noop(emulator, hem_playbook, tmp_path):
+    n = 2
+    emu = emulator(devices=n, reboot_seconds=1.0)
+    boots = [emu.state(i)["boot_id"] for i in range(n)]
+    host_vars = role_vars(emu, tmp_path)
+    runner = hem_playbook(emu, host_vars=host_vars)
+
+    check = runner.run_playbook(SITE, check=True)
+    check.assert_ok()
+    for i in range(n):
+        assert [e for e in emu.log(i) if e["method"] == "POST"] == [], "check mode sent a POST"
+        assert emu.state(i)["personalised"] is False
+        emu.clear_log(i)
+
+    first = runner.run_playbook(SITE, diff=True)
+    first.assert_ok()
+    assert_no_secret(first)
+    for i in range(n):
+        host = "hem%d" % i
+        assert first.stats[host]["changed"] > 0 and first.stats[host]["failures"] == 0
+        state = emu.state(i)
+        assert state["personalised"] and state["rtc_set"] and state["boot_id"] != boots[i]
+        cfg = state["config"]
+        assert (cfg["user"], cfg["hostname"], cfg["ip"], cfg["http_option_hsts"]) == ("Role test", host + ".emulator.test",
+                                                                                      "127.0.0.1/8", True)
+        # One login before the reboot, one after it (the handler).
+        assert len([e for e in emu.log(i) if e["method"] == "POST" and e["path"] == "/api/auth/token"]) == 2
+        assert len([e for e in emu.log(i) if e["path"] == "/api/system/reboot"]) == 1
+        # The device now serves the certificate issued by the test CA, valid for its URL.
+        assert served_issuer_with_only(host_vars["encedo_hem_tls_issuer_cert_path"], emu.url(i)) == "Role test CA"
+        emu.clear_log(i)
+
+    second = runner.run_playbook(SITE, verbosity=3)
+    second.assert_ok()
+    assert_no_secret(second)
+    logs = per_host(emu, n)
+    for i in range(n):
+        host = "hem%d" % i
+        assert second.stats[host]["changed"] == 0, second.tail()
+        posts = [(e["method"], e["path"]) for e in logs[i] if e["method"] == "POST"]
+        assert posts == [("POST", "/api/auth/token")], "a no-op run may only POST its one login: %s" % posts
+        assert len([e for e in logs[i] if e["path"] == "/api/auth/token" and e["method"] == "GET"]) == 1
+        assert len(logs[i]) == NOOP_REQUESTS_PER_HOST, [(e["method"], e["path"]) for e in logs[i]]
+        assert all(e["scheme"] == "https" for e in logs[i])
+        # Every authenticated request used the one token (no request without it needed one).
+        assert all(e["status"] == 200 for e in logs[i])
+
+
+def test_argument_spec_refuses_unknown_options_before_any_request(emulator, hem_playbook, tmp_path):
+    emu = emulator()
+    emu.clear_log(0)
+    runner = hem_playbook(emu, host_vars=role_vars(emu, tmp_path, tls=False, encedo_hem_init={"hostnme": "typo"}))
+    run = runner.run_playbook(SITE)
+    assert run.rc != 0
+    assert "hostnme" in run.output
+    assert emu.log(0) == []
+
+
+def test_tls_step_without_community_crypto_fails_with_instructions(emulator, hem_playbook, tmp_path):
+    emu = emulator(passphrase=PASS, rtc_set=True)
+    runner = hem_playbook(emu, host_vars=role_vars(emu, tmp_path, attestation=False, encedo_hem_config={}))
+    # community.crypto comes from the `ansible` package on the Python path: hide it.
+    run = runner.run_playbook(SITE, env={"ANSIBLE_COLLECTIONS_SCAN_SYS_PATH": "false"})
+    assert run.rc != 0
+    failed = run.failed()
+    assert [t.task for t in failed] == ["Explain how to install community.crypto"]
+    assert "ansible-galaxy collection install community.crypto" in failed[0].msg
+    assert [e for e in emu.log(0) if e["method"] == "POST" and e["path"] != "/api/auth/token"] == []
+
+
+def test_unexpected_reboot_mid_play_fails_clearly_and_a_rerun_recovers(emulator, hem_playbook, tmp_path):
+    emu = emulator(passphrase=PASS, rtc_set=True, reboot_seconds=1.0)
+    runner = hem_playbook(emu, host_vars=role_vars(emu, tmp_path, tls=False, attestation=True))
+    boot = emu.state(0)["boot_id"]
+    emu.clear_log(0)
+    stop = threading.Event()
+
+    def reboot_after_login():
+        # As soon as the role's one login succeeded, the device reboots (power blip).
+        while not stop.is_set():
+            if any(e["method"] == "POST" and e["path"] == "/api/auth/token" and e["status"] == 200 for e in emu.log(0)):
+                emu.fault(0, "reboot")
+                return
+            time.sleep(0.02)
+
+    watcher = threading.Thread(target=reboot_after_login, daemon=True)
+    watcher.start()
+    try:
+        run = runner.run_playbook(SITE)
+    finally:
+        stop.set()
+        watcher.join(5)
+    assert emu.state(0)["boot_id"] != boot, "the fault did not fire"
+    assert run.rc != 0, "the play cannot use a token from before the reboot"
+    failed = run.failed()
+    assert len(failed) == 1
+    assert failed[0].task in ("Verify the device attestation", "Apply the configuration")
+    assert "rebooted since it was issued" in failed[0].msg
+    assert_no_secret(run)
+
+    again = runner.run_playbook(SITE)
+    again.assert_ok()
+    assert again.result("Check the device in (its clock is unset)", host="hem0")["changed"] is True
+    state = emu.state(0)
+    assert state["rtc_set"] and state["config"]["user"] == "Role test"
+
+
+def test_reboot_handler_when_the_device_never_comes_back(emulator, hem_playbook, tmp_path):
+    emu = emulator(rtc_set=True, reboot_seconds=120.0)
+    # A new IP needs a reboot after the personalisation; the device then stays away.
+    runner = hem_playbook(emu, host_vars=role_vars(emu, tmp_path, tls=False, attestation=False, encedo_hem_reboot_timeout=3))
+    started = time.monotonic()
+    run = runner.run_playbook(SITE)
+    assert time.monotonic() - started < 60
+    assert run.rc != 0
+    failed = run.failed()
+    assert [t.task for t in failed] == ["Reboot the device and wait until it is back"]
+    assert "did not come back within" in failed[0].msg and "timeout 3 s" in failed[0].msg
+
+
+def test_reboot_can_be_left_to_the_operator(emulator, hem_playbook, tmp_path):
+    emu = emulator(rtc_set=True)
+    runner = hem_playbook(emu, host_vars=role_vars(emu, tmp_path, tls=False, attestation=False, encedo_hem_reboot=False))
+    run = runner.run_playbook(SITE)
+    run.assert_ok()
+    warn = run.result("Warn that a reboot is needed but not allowed", host="hem0")
+    assert "reboot it yourself" in warn["msg"]
+    assert [e for e in emu.log(0) if e["path"] == "/api/system/reboot"] == []
