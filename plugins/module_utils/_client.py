@@ -296,7 +296,7 @@ class HemClient(object):
         client's scope. The PBKDF2 key is derived once per client and device identity.
         """
         if not self.passphrase:
-            raise HemError('logging in needs the passphrase (option passphrase); the token given was not usable', TOKEN_PATH)
+            raise HemError('this needs credentials: set passphrase, or token with a token from encedo.hem.encedo_login', 'POST ' + TOKEN_PATH)
         scope = scope or self.scope
         attempts = 2
         for attempt in range(attempts):

@@ -85,7 +85,7 @@ def _as_text(data):
 
 
 def _pem_blocks(text):
-    return [(label, body) for label, body in _PEM_BLOCK.findall(text)]
+    return list(_PEM_BLOCK.findall(text))
 
 
 def _describe_blocks(blocks):

@@ -88,7 +88,7 @@ EXAMPLES = r'''
     - name: Check in
       encedo.hem.encedo_checkin:
         url: https://my.ence.do
-      when: hem_info.status.time is not defined
+      when: not hem_info.rtc_set
 
 - name: Use an on-premises backend with its own CA
   encedo.hem.encedo_checkin:

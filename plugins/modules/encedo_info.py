@@ -15,7 +15,7 @@ description:
     (C(nonce), C(spk)) are never returned.
   - Never changes anything on the device.
 author:
-  - encedo.hem maintainers
+  - encedo.hem maintainers (@encedo)
 extends_documentation_fragment:
   - encedo.hem.connection
   - encedo.hem.connection.action_group

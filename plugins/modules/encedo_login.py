@@ -18,7 +18,7 @@ description:
     the output; the registered variable still holds it. A failed login stays visible.
   - Nothing changes on the device; the task also runs in check mode, so later tasks can use the token in check mode.
 author:
-  - encedo.hem maintainers
+  - encedo.hem maintainers (@encedo)
 options:
   scope:
     description:

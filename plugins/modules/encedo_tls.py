@@ -25,7 +25,7 @@ description:
   - Every input is checked before anything is sent; a bad certificate, a chain, an expired certificate, a certificate for
     another key or a malformed O(key_import) fails the task with nothing uploaded.
 author:
-  - encedo.hem contributors
+  - encedo.hem maintainers (@encedo)
 requirements:
   - cryptography >= 3.4 (Python library, on the host that runs the module)
 extends_documentation_fragment:
@@ -533,7 +533,7 @@ def main():
             state=dict(type='str', default='present', choices=['present', 'csr']),
             certificate=dict(type='str'),
             certificate_path=dict(type='path'),
-            key_import=dict(type='dict', options=dict(
+            key_import=dict(type='dict', no_log=False, options=dict(
                 emp=dict(type='str', required=True),
                 key=dict(type='str', required=True, no_log=True),
             )),

@@ -215,19 +215,25 @@ class Device:
         return str(uuid.UUID(bytes=raw))
 
     def stored_key(self, role: str):
-        """Public key (bytes) stored for role 'userkey'/'masterkey', deriving a lazy one first."""
-        value = self.p.get(role)
-        if value is None and role in self._lazy:
+        """Public key (bytes) stored for role 'userkey'/'masterkey', deriving a lazy one first.
+
+        The derivation runs under its own lock and never holds it while taking the device
+        lock (a login holding the device lock may call this too).
+        """
+        if self.p.get(role) is None and role in self._lazy:
+            pub = None
             with self._derive_lock:
-                if self.p.get(role) is None and role in self._lazy:
-                    eid_text = b64e(util.x25519_public(b64d(self.p["eid"])))
-                    pub = util.x25519_public(util.derive_private(self._lazy[role], eid_text))
-                    with self.lock:
-                        if self.p.get(role) is None and self.p["personalised"]:
-                            self.p[role] = b64e(pub)
-                            self.save()
+                passphrase = self._lazy.get(role)
+                if self.p.get(role) is None and passphrase is not None:
+                    eid_text = self.eid_public_b64()
+                    pub = b64e(util.x25519_public(util.derive_private(passphrase, eid_text)))
+            if pub is not None:
+                with self.lock:
+                    if self.p.get(role) is None and self._lazy.get(role) == passphrase and self.p["personalised"]:
+                        self.p[role] = pub
                         self._lazy.pop(role, None)
-            value = self.p.get(role)
+                        self.save()
+        value = self.p.get(role)
         return None if value is None else b64d(value)
 
     # ------------------------------------------------------------------ boot state

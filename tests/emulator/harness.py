@@ -19,6 +19,7 @@ Harness defaults differ from the CLI's where tests want speed: `auth_delay=0.0`,
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import random
@@ -35,8 +36,18 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__fi
 PORT_LOW, PORT_HIGH = 10000, 30000        # below the Linux ephemeral range
 
 
+_LIVE = set()          # processes started by this harness and not stopped yet
+
+
 class EmulatorError(RuntimeError):
     pass
+
+
+@atexit.register
+def _stop_leftovers():
+    """Never leave an emulator behind when a test run ends without stopping it."""
+    for proc in list(_LIVE):
+        _terminate(proc)
 
 
 def _port_free(port, addr="127.0.0.1"):
@@ -54,7 +65,7 @@ def _port_free(port, addr="127.0.0.1"):
 def pick_ports(devices, control=True, rng=random):
     """-> dict of base ports whose whole ranges are currently free."""
     need = 2 * devices + 2
-    for _ in range(200):
+    for _attempt in range(200):
         base = rng.randrange(PORT_LOW, PORT_HIGH - need)
         ports = list(range(base, base + need))
         if all(_port_free(p) for p in ports):
@@ -126,7 +137,7 @@ class Emulator:
         if self.proc is not None:
             raise EmulatorError("already started")
         last = None
-        for _ in range(attempts):
+        for _attempt in range(attempts):
             ports = pick_ports(self.devices, self.control)
             argv = self._argv(ports)
             try:
@@ -159,6 +170,7 @@ class Emulator:
                 raise _BindCollision(err.strip())
             raise EmulatorError("emulator did not become ready (rc=%s): %s %s" % (rc, line.strip(), err.strip()))
         self.proc = proc
+        _LIVE.add(proc)
         self.ready = json.loads(line[len("READY "):])
         threading.Thread(target=self._drain_stdout, args=(proc,), daemon=True).start()
 
@@ -306,6 +318,7 @@ class _BindCollision(EmulatorError):
 
 
 def _terminate(proc, timeout=10.0):
+    _LIVE.discard(proc)
     if proc.poll() is None:
         try:
             os.kill(proc.pid, signal.SIGTERM)

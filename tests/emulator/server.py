@@ -191,7 +191,7 @@ def read_request(conn, rfile, scheme, max_body=MAX_BODY):
         raise HttpError(400)
     method, target = parts[0], parts[1]
     headers = {}
-    for _ in range(MAX_HEADERS + 1):
+    for _line_no in range(MAX_HEADERS + 1):
         hline = rfile.readline(MAX_LINE + 1)
         if not hline or len(hline) > MAX_LINE or not hline.endswith(b"\n"):
             raise HttpError(400)
@@ -217,7 +217,7 @@ def read_request(conn, rfile, scheme, max_body=MAX_BODY):
         if method == "POST":
             raise HttpError(411)
         return req
-    if not length.isdigit():
+    if not re.fullmatch(r"[0-9]{1,9}", length):
         raise HttpError(400)
     length = int(length)
     if method == "POST" and length == 0:

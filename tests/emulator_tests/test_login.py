@@ -164,9 +164,9 @@ def test_auth_delay(emulator):
     t0 = time.monotonic()
     hem.login(PASS)
     ok_time = time.monotonic() - t0
-    assert 0.3 <= ok_time < 1.5
+    assert 0.3 <= ok_time < 2.0
     timings = []
-    for _ in range(4):
+    for _attempt in range(4):
         t0 = time.monotonic()
         assert hem.post("/api/auth/token", {"auth": "a.b.c"}).status == 401
         timings.append(time.monotonic() - t0)

@@ -23,8 +23,8 @@ def raw(emu, data: bytes, tls=True, i=0, shutdown=False, timeout=5.0):
         sock = ctx.wrap_socket(sock, server_hostname="localhost")
     try:
         sock.sendall(data)
-        if shutdown:
-            sock.shutdown(socket.SHUT_WR) if not tls else None
+        if shutdown and not tls:
+            sock.shutdown(socket.SHUT_WR)
         chunks = []
         while True:
             try:
@@ -39,7 +39,7 @@ def raw(emu, data: bytes, tls=True, i=0, shutdown=False, timeout=5.0):
     blob = b"".join(chunks)
     if not blob:
         return None, {}, b""
-    head, _, body = blob.partition(b"\r\n\r\n")
+    head, _sep, body = blob.partition(b"\r\n\r\n")
     lines = head.decode("latin-1").split("\r\n")
     status = int(lines[0].split(" ")[1])
     headers = {k.lower(): v.strip() for k, v in (ln.split(":", 1) for ln in lines[1:])}
@@ -107,8 +107,8 @@ def test_expect_100_continue(shared_emu):
     body = b'{"auth":"a.b.c"}'
     host, port = shared_emu.http_url(0).split("//")[1].split(":")
     with socket.create_connection((host, int(port)), timeout=5) as sock:
-        sock.sendall(request_bytes("POST", "/api/auth/token", b"", {"Expect": "100-continue",
-                                                                   "Content-Length": str(len(body))}, length=False))
+        head = {"Expect": "100-continue", "Content-Length": str(len(body))}
+        sock.sendall(request_bytes("POST", "/api/auth/token", b"", head, length=False))
         interim = sock.recv(100)
         assert interim == b"HTTP/1.1 100 Continue\r\n\r\n"
         sock.sendall(body)

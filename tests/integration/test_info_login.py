@@ -203,3 +203,27 @@ def test_vvv_output_shows_neither_passphrase_nor_token(emulator, hem_playbook, t
     assert "VALUE_SPECIFIED_IN_NO_LOG_PARAMETER" in run.stdout  # the token option is masked in the invocation
     assert token_requests(emu) == [("GET", "/api/auth/token"), ("POST", "/api/auth/token")]
     assert os.stat(token_file).st_mode & 0o077 == 0
+
+
+def test_harness_runs_a_playbook_file_with_switches(emulator, hem_playbook, tmp_path):
+    """The harness itself: a playbook path, --check/--diff/--limit, two hosts, per-host results."""
+    emu = emulator(devices=2)
+    runner = hem_playbook(emu)
+    path = tmp_path / "play.yml"
+    path.write_text(
+        "- name: Two devices\n"
+        "  hosts: hem\n"
+        "  gather_facts: false\n"
+        "  tasks:\n"
+        "    - name: Read facts\n"
+        "      encedo.hem.encedo_info:\n"
+        "        url: '{{ hem_url }}'\n"
+        "        ca_path: '{{ hem_ca_path }}'\n"
+    )
+    run = runner.run_playbook(path, check=True, diff=True).assert_ok()
+    assert "--check" in run.command and "--diff" in run.command
+    assert sorted(t.host for t in run.results(task="Read facts")) == ["hem0", "hem1"]
+    assert run.stats["hem1"]["ok"] == 1 and run.stats["hem1"]["failures"] == 0
+    run = runner.run_playbook(str(path), limit="hem1").assert_ok()
+    assert [t.host for t in run.tasks] == ["hem1"]
+    assert emu.log(0) and len(emu.log(1)) == 2 * len(emu.log(0))

@@ -52,7 +52,7 @@ def run(seconds, clients, pin):
             host, port = emu.url(0).split("//")[1].split(":")
             port = int(port)
             ctx = ssl.create_default_context(cafile=emu.ca_file)
-            for _ in range(20):                                   # warm-up
+            for _warm in range(20):                                  # warm-up
                 one_request(host, port, ctx)
             counts = [0] * clients
             errors = [0] * clients

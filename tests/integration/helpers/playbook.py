@@ -201,8 +201,12 @@ class PlaybookRunner:
     def run_playbook(self, playbook, *, extra_vars=None, check=False, diff=False, verbosity=0, limit=None, tags=None,
                      env=None, timeout=600):
         """Run ``playbook`` (a path, YAML text, or a list of plays); return a PlaybookRun."""
-        if isinstance(playbook, (str, os.PathLike)) and Path(playbook).suffix in (".yml", ".yaml") and Path(playbook).exists():
+        is_path = isinstance(playbook, os.PathLike)
+        is_path = is_path or (isinstance(playbook, str) and "\n" not in playbook and playbook.endswith((".yml", ".yaml")))
+        if is_path:
             path = str(playbook)
+            if not Path(path).is_file():
+                raise FileNotFoundError("no playbook %s" % path)
         else:
             path = self.write_playbook(playbook)
         n = next(self._counter)

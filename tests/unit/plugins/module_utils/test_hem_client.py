@@ -176,7 +176,7 @@ def test_login_derives_once_and_reuses_the_token(monkeypatch):
     assert client.get("/api/system/config") == {"b": 2}
     assert client.post("/api/system/config", {"user": "x"}) == {}
     assert calls == [device.eid]
-    assert [(m, p) for m, p, *_ in client.sent].count(("POST", "/api/auth/token")) == 1
+    assert [sent[:2] for sent in client.sent].count(("POST", "/api/auth/token")) == 1
     bearer = {h.get("Authorization") for m, p, d, h in client.sent if p == "/api/system/config"}
     assert len(bearer) == 1 and bearer.pop().startswith("Bearer ey")
     assert client.token_expires == device.now + 8 * 3600
@@ -189,7 +189,7 @@ def test_401_logs_in_again_once_and_repeats_once():
     device = FakeDevice("pw-abcdef")
     client = ScriptedClient([(401, None), (200, {"ok": True})], device=device, passphrase="pw-abcdef")
     assert client.get("/api/system/config") == {"ok": True}
-    assert [(m, p) for m, p, *_ in client.sent] == [
+    assert [sent[:2] for sent in client.sent] == [
         ("GET", "/api/auth/token"), ("POST", "/api/auth/token"), ("GET", "/api/system/config"),
         ("GET", "/api/auth/token"), ("POST", "/api/auth/token"), ("GET", "/api/system/config")]
     assert len(device.jtis) == 0
@@ -201,8 +201,8 @@ def test_401_twice_is_not_a_loop():
     with pytest.raises(C.HemError) as err:
         client.post("/api/system/config", {"user": "x"})
     assert err.value.status == 401
-    assert [p for m, p, *_ in client.sent].count("/api/system/config") == 2
-    assert [p for m, p, *_ in client.sent].count("/api/auth/token") == 4
+    assert [sent[1] for sent in client.sent].count("/api/system/config") == 2
+    assert [sent[1] for sent in client.sent].count("/api/auth/token") == 4
 
 
 def test_401_with_a_token_only_tells_to_log_in_again():
@@ -297,7 +297,7 @@ def test_retries_stop_at_the_timeout():
 def test_get_retries_connection_errors_and_timeouts():
     client = ScriptedClient([dropped(), requests.exceptions.ReadTimeout("slow"), (200, {"ok": 1})])
     assert client.get("/api/system/status", auth=False) == {"ok": 1}
-    assert [s for *_, s in client.requests] == [None, None, 200]
+    assert [entry[2] for entry in client.requests] == [None, None, 200]
 
 
 @pytest.mark.parametrize("status", [409, 500, 503])
@@ -338,7 +338,7 @@ def test_lost_login_answer_restarts_the_handshake():
 
     client = Flaky([], device=device, passphrase="pw")
     assert client.login()
-    assert [(m, p) for m, p, *_ in client.sent].count(("GET", "/api/auth/token")) == 2
+    assert [sent[:2] for sent in client.sent].count(("GET", "/api/auth/token")) == 2
 
 
 def test_tls_error_is_not_retried_and_says_tls():
@@ -402,3 +402,10 @@ def test_jwt_claims_and_base64_helpers():
     assert C.b64decode_any("-_8") == C.b64decode_any("+/8=") == b"\xfb\xff"
     assert C.jwt_claims("a." + C.b64url(b'{"exp": 5}') + ".c") == {"exp": 5}
     assert C.jwt_claims("garbage") == {}
+
+
+def test_authenticated_call_without_credentials_says_what_is_missing():
+    client = ScriptedClient([])
+    with pytest.raises(C.HemError) as err:
+        client.get("/api/system/config")
+    assert "needs credentials" in str(err.value) and client.sent == []

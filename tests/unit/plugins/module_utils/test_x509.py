@@ -373,7 +373,7 @@ def test_fetch_with_a_ca_directory(served, pki, tmp_path):
     ctx = ssl.create_default_context(cafile=str(ca_file))
     assert ctx.cert_store_stats()["x509_ca"] == 1
     import subprocess
-    h = subprocess.run(["openssl", "x509", "-hash", "-noout", "-in", str(cadir / "ca.pem")], capture_output=True, text=True)
+    h = subprocess.run(["openssl", "x509", "-hash", "-noout", "-in", str(cadir / "ca.pem")], capture_output=True, text=True, check=False)
     if h.returncode != 0:
         pytest.fail("openssl is needed to hash a CA directory: %s" % h.stderr)
     os.symlink("ca.pem", str(cadir / (h.stdout.strip() + ".0")))
