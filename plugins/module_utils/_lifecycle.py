@@ -127,35 +127,42 @@ def backend_error(backend, exc):
     return HemError("the check-in backend %s failed: %s" % (backend.url, reason), endpoint="POST /checkin")
 
 
-def rebooted(uptime_before, seen_before, uptime_now, seen_now, slack=UPTIME_SLACK):
-    """Proof of a restart: the uptime is lower than it would be had the device kept running.
+def rebooted(uptime_before, seen_before, uptime_now, seen_now, requested_at, slack=UPTIME_SLACK):
+    """Proof of a restart since the reboot request, from the device uptime (whole seconds).
 
-    ``seen_*`` are monotonic controller timestamps of the two status answers.
+    Both must hold: the uptime is lower than it would be had the device kept running
+    (``uptime_before`` answered at ``seen_before``), and the device booted after the reboot
+    request was sent (``requested_at``), so a slow answer cannot pass for a restart.
+    ``seen_*`` and ``requested_at`` are monotonic controller times.
     """
     if not isinstance(uptime_now, (int, float)) or not isinstance(uptime_before, (int, float)):
         return False
-    expected = uptime_before + (seen_now - seen_before)
-    return uptime_now + slack < expected
+    went_back = uptime_now + slack < uptime_before + (seen_now - seen_before)
+    booted_since_request = uptime_now <= (seen_now - requested_at) + slack
+    return went_back and booted_since_request
 
 
-def wait_for_reboot(poll_status, uptime_before, seen_before, delay, timeout, interval, clock=time.monotonic, sleep=time.sleep):
+def wait_for_reboot(poll_status, uptime_before, seen_before, delay, timeout, interval, requested_at=None,
+                    clock=time.monotonic, sleep=time.sleep):
     """Wait until ``poll_status()`` answers with an uptime that proves a restart.
 
-    ``poll_status`` returns the status dict or raises HemError. Returns ``(status, waited)``.
-    Raises HemError when the device never comes back, or comes back without having restarted.
+    ``poll_status`` returns the status dict or raises HemError. Returns ``(status, waited)``,
+    ``waited`` counted from the call. Raises HemError when the device never comes back, or
+    comes back without having restarted.
     """
     start = clock()
+    if requested_at is None:
+        requested_at = start
     deadline = start + timeout
     sleep(min(delay, timeout))
     last_error = None
     last_uptime = None
     while True:
-        now = clock()
         try:
             status = poll_status()
             seen = clock()
             uptime = status.get("uptime") if isinstance(status, dict) else None
-            if rebooted(uptime_before, seen_before, uptime, seen):
+            if rebooted(uptime_before, seen_before, uptime, seen, requested_at):
                 return status, seen - start
             last_error, last_uptime = None, uptime
         except HemError as exc:

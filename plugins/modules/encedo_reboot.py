@@ -80,6 +80,9 @@ options:
       - If not set, the environment variable E(ENCEDO_HEM_BACKEND_CA_PATH) is used.
     type: path
 notes:
+  - The proof of a restart is that the device uptime is lower than it would be had the device kept running, and low enough
+    that the device booted after the reboot request. It cannot tell a restart from a slow answer of a device that had been
+    up for less than a few seconds when the reboot was requested.
   - A device that installs a new TLS certificate at boot presents it when it is back. If O(ca_path) does not cover the new
     certificate, the polls fail with a certificate error until O(reboot_timeout), and the failure names it.
 seealso:
@@ -179,12 +182,13 @@ def run(module, client):
         return dict(changed=True, rebooted=False)
     backend = backend_client(module) if params['checkin'] else None
 
+    requested_at = time.monotonic()
     lost = request_reboot(client, personalised)
     poller = HemClient(params['url'], validate_certs=params['validate_certs'], ca_path=params['ca_path'],
                        timeout=min(params['timeout'], POLL_REQUEST_TIMEOUT), retries=0)
     try:
         status, waited = wait_for_reboot(poller.status, before.get('uptime'), seen_before, params['delay'],
-                                         params['reboot_timeout'], params['poll_interval'])
+                                         params['reboot_timeout'], params['poll_interval'], requested_at=requested_at)
     except HemError as exc:
         if lost:
             exc.msg += '; the reboot request itself got no answer (%s)' % lost

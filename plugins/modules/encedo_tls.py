@@ -371,6 +371,8 @@ def _check_inputs(module):
                 inputs['key_import'] = _x509.validate_key_import(p['key_import']['emp'], p['key_import']['key'])
             except X509Error as exc:
                 raise InputError('option %s' % exc)
+    elif p['csr_path'] and not os.path.isdir(os.path.dirname(os.path.abspath(p['csr_path']))):
+        raise InputError('option csr_path: the directory %s does not exist' % os.path.dirname(os.path.abspath(p['csr_path'])))
     elif p['csr_path'] and os.path.exists(p['csr_path']):
         data = _read_option_file(p['csr_path'], 'csr_path')
         try:
@@ -410,10 +412,7 @@ def _write_csr(module, path, pem):
                 return False
     if module.check_mode:
         return True
-    directory = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(directory):
-        raise InputError('option csr_path: the directory %s does not exist' % directory)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix='.encedo_tls.')
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), prefix='.encedo_tls.')
     with os.fdopen(fd, 'wb') as f:
         f.write(data)
     module.atomic_move(tmp, path)
@@ -522,9 +521,10 @@ def run(module, client):
         return state_present(module, client, inputs, served)
     except (InputError, X509Error) as exc:
         msg = str(exc)
-        if 'Nothing was' not in msg:
+        posted = any(method == 'POST' and path == CONFIG for method, path, dummy in client.requests)
+        if not posted and 'Nothing was' not in msg:
             msg = msg.rstrip('.') + '. Nothing was sent to the device.'
-        module.fail_json(msg=msg, changed=False, sent=[])
+        module.fail_json(msg=msg, changed=False, sent=['gen_csr'] if posted else [])
 
 
 def main():

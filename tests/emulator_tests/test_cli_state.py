@@ -27,11 +27,21 @@ def test_help_lists_every_option():
         assert opt in out
 
 
+def _cpu_seconds(pid):
+    with open("/proc/%d/stat" % pid, encoding="ascii") as fh:
+        fields = fh.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def test_hundred_devices_start_fast(tmp_path):
     t0 = time.monotonic()
     with Emulator(devices=100, passphrase=PASS, tmp_path=tmp_path, control=False) as emu:
         elapsed = time.monotonic() - t0
-        assert elapsed < 5, elapsed
+        cpu = _cpu_seconds(emu.proc.pid)
+        # CPU time to READY does not depend on what else runs on the machine; wall time does.
+        assert cpu < 5, cpu
+        if os.getloadavg()[0] < (os.cpu_count() or 1):
+            assert elapsed < 5, elapsed
         assert len(emu.ready["devices"]) == 100
         assert emu.ready["control_url"] is None
         assert len({d["devid"] for d in emu.ready["devices"]}) == 100

@@ -237,6 +237,11 @@ def test_credential_type_shape(credential_type):
     assert fields["passphrase"].get("secret") is True
     assert fields["ca_bundle"].get("multiline") is True
     assert {f["type"] for f in fields.values()} <= {"string", "boolean"}
+    # The keys AWX's credential type schema accepts (CredentialTypeInputField / InjectorField).
+    allowed = {"id", "label", "type", "help_text", "secret", "multiline", "format", "choices", "ask_at_runtime", "default"}
+    assert all(set(f) <= allowed and {"id", "label", "type"} <= set(f) for f in fields.values())
+    assert set(credential_type["injectors"]) <= {"file", "env", "extra_vars"}
+    assert all(re.fullmatch(r"template(\.[a-zA-Z_][a-zA-Z0-9_]*)?", k) for k in credential_type["injectors"]["file"])
     assert set(credential_type["inputs"]["required"]) <= set(fields)
     assert set(credential_type["injectors"]["env"]) == {
         "ENCEDO_HEM_URL", "ENCEDO_HEM_PASSPHRASE", "ENCEDO_HEM_VALIDATE_CERTS", "ENCEDO_HEM_CA_PATH"}

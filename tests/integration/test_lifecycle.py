@@ -238,7 +238,7 @@ def test_reboot_that_does_not_happen_fails_saying_so(emulator, hem_playbook):
     # The reboot request is lost (connection dropped, not applied): the device keeps running.
     emu.fault(0, "drop", path="/api/system/reboot")
     boot_before = emu.state(0)["boot_id"]
-    args = dict(CONNECTION, checkin=False, delay=0, reboot_timeout=3, poll_interval=0.5)
+    args = dict(CONNECTION, checkin=False, delay=0, reboot_timeout=6, poll_interval=0.5)
     run = hem_playbook(emu).run_playbook(module_play("encedo_reboot", args))
     assert run.rc != 0
     msg = run.result("Run encedo_reboot", host="hem0")["msg"]

@@ -120,7 +120,7 @@ def test_fresh_devices_to_desired_state_then_noop(emulator, hem_playbook, tmp_pa
         assert emu.state(i)["personalised"] is False
         emu.clear_log(i)
 
-    first = runner.run_playbook(SITE, diff=True)
+    first = runner.run_playbook(SITE, diff=True, verbosity=3)
     first.assert_ok()
     assert_no_secret(first)
     for i in range(n):

@@ -153,15 +153,27 @@ def test_backend_reply_without_checked_fails():
 
 # ---------------------------------------------------------------------------- reboot proof
 
-@pytest.mark.parametrize("before,seen_before,now,seen_now,expected", [
-    (100, 0.0, 1, 8.0, True),       # restarted: uptime far below 100 + 8
-    (100, 0.0, 108, 8.0, False),    # kept running
-    (100, 0.0, 107, 8.0, False),    # rounding of whole seconds is tolerated
-    (0, 0.0, 1, 8.0, True),         # even a device that had just booted
-    (100, 0.0, None, 8.0, False),   # no uptime: no proof
+@pytest.mark.parametrize("before,now,seen_now,expected", [
+    (100, 1, 8.0, True),        # restarted after the request: uptime far below 100 + 8
+    (100, 108, 8.0, False),     # kept running
+    (100, 107, 8.0, False),     # rounding of whole seconds is tolerated
+    (0, 1, 8.0, True),          # even a device that had just booted
+    (100, None, 8.0, False),    # no uptime: no proof
+    (100, 6, 8.0, True),        # booted 2 s after the request (0.5 s), within the slack
+    (100, 30, 40.0, True),      # booted 10 s after the request
 ])
-def test_rebooted(before, seen_before, now, seen_now, expected):
-    assert L.rebooted(before, seen_before, now, seen_now) is expected
+def test_rebooted(before, now, seen_now, expected):
+    # The status before was seen at t=0, the reboot request sent at t=0.5.
+    assert L.rebooted(before, 0.0, now, seen_now, requested_at=0.5) is expected
+
+
+def test_a_slow_answer_does_not_pass_for_a_restart():
+    """No reboot, up 30 s; a status answer computed at t=5 arrives at t=10 (uptime 35, where
+    40 was expected): its uptime "went back" by more than the slack, but the device clearly
+    did not boot after the request."""
+    assert L.rebooted(30, 0.0, 35, 10.0, requested_at=0.5) is False
+    # A real restart seen at the same time passes.
+    assert L.rebooted(30, 0.0, 4, 10.0, requested_at=0.5) is True
 
 
 class FakeTime:
