@@ -39,11 +39,13 @@ BIN = os.path.dirname(sys.executable)
 CREDENTIAL_TYPE = os.path.join(REPO, "docs", "awx", "credential_type.yml")
 EXAMPLE_EE = os.path.join(REPO, "docs", "examples", "execution-environment.yml")
 
-# A real PEM private key block: BEGIN line, optional RFC 1421 headers, base64 body, END line.
+# A real PEM private key block: BEGIN line, optional RFC 1421 headers, base64 body, END line;
+# lines end with a newline, or with an escaped one as in a JSON file (emulator --state-dir).
+_EOL = r"(?:\r?\n|\\r?\\n)"
 PEM_PRIVATE_KEY = re.compile(
-    r"-----BEGIN (?P<kind>[A-Z0-9 ]*)PRIVATE KEY-----\r?\n"
-    r"(?:[A-Za-z-]+: [^\n]*\r?\n)*\r?\n?"
-    r"(?:[A-Za-z0-9+/=]{16,}\r?\n)+"
+    r"-----BEGIN (?P<kind>[A-Z0-9 ]*)PRIVATE KEY-----" + _EOL +
+    r"(?:[A-Za-z-]+: [^\n\\]*" + _EOL + r")*" + _EOL + r"?"
+    r"(?:[A-Za-z0-9+/=]{16,}" + _EOL + r")+"
     r"-----END (?P=kind)PRIVATE KEY-----")
 
 # Paths that must never be in the artifact (first path component, or any component for caches).
@@ -89,7 +91,10 @@ def test_pem_detector_is_not_fooled():
     fake_body = "\n".join(["MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7"] * 3)
     assert PEM_PRIVATE_KEY.search("x\n-----BEGIN PRIVATE KEY-----\n%s\n-----END PRIVATE KEY-----\n" % fake_body)
     assert PEM_PRIVATE_KEY.search("-----BEGIN EC PRIVATE KEY-----\n%s\n-----END EC PRIVATE KEY-----" % fake_body)
+    as_json = json.dumps({"ca_key": "-----BEGIN PRIVATE KEY-----\n%s\n-----END PRIVATE KEY-----\n" % fake_body})
+    assert PEM_PRIVATE_KEY.search(as_json)
     assert not PEM_PRIVATE_KEY.search('MARK = b"-----BEGIN OPENSSH PRIVATE KEY-----"\nEND = b"-----END OPENSSH PRIVATE KEY-----"')
+    assert not PEM_PRIVATE_KEY.search("-----BEGIN CERTIFICATE-----\n%s\n-----END CERTIFICATE-----\n" % fake_body)
 
 
 def test_artifact_ships_ee_metadata(collection_artifact):

@@ -124,7 +124,7 @@ class FleetRunner(PlaybookRunner):
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.group = group
         self.hosts = sorted(hosts)
-        self.inventory = str(self.workdir / "inventory-%d.yml" % id(self))
+        self.inventory = str(self.workdir / ("inventory-%d.yml" % id(self)))
         self._counter = itertools.count(1)
         inventory = {}
         for name, (emu, index, extra) in hosts.items():

@@ -331,31 +331,47 @@ class Batch:
         pending = {name: self.place[name] for name in self.main_hosts if name.endswith("__expire")}
         while pending and not stop.is_set():
             for name, (emu, i) in list(pending.items()):
-                if logins(emu.log(i)):
-                    emu.fault(i, "expire_tokens")
-                    pending.pop(name)
-            time.sleep(0.05)
+                try:
+                    if logins(emu.log(i)):
+                        emu.fault(i, "expire_tokens")
+                        pending.pop(name)
+                except OSError:
+                    pass
+            time.sleep(0.1)
 
     def restart_watcher(self, stop):
-        """When every restart device holds its write, keep the logs and restart its emulator (same ports, state dir)."""
+        """When every restart device of an emulator holds its write, keep their logs and restart that emulator
+        (same ports, same state dir): a device process that dies in the middle of a write and comes back."""
         by_emu = {}
         for name in self.restart_hosts:
-            emu, i = self.place[name]
+            emu, _i = self.place[name]
             by_emu.setdefault(id(emu), (emu, []))[1].append(name)
-        for emu, names in by_emu.values():
-            def reached(names=names, emu=emu):
-                for name in names:
-                    method, path = ROW[name.split("__")[0]].marker
-                    _e, i = self.place[name]
-                    if not [e for e in on(emu.log(i), method, path) if e["status"] == 200]:
-                        return False
-                return True
-            seen = wait_for(lambda: reached() or stop.is_set(), timeout=120, interval=0.1)
-            time.sleep(1.0)        # the writes are now held by the device (25 s latency)
+        threads = [threading.Thread(target=self._restart_one, args=(emu, names, stop), daemon=True) for emu, names in by_emu.values()]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(300)
+
+    def _restart_one(self, emu, names, stop):
+        def reached():
             for name in names:
-                self.log1[name] = list(emu.log(self.place[name][1]))
-            self.restart_info[id(emu)] = {"markers_reached": seen and not stop.is_set(), "at": time.monotonic()}
-            emu.restart_in_place()
+                method, path = ROW[name.split("__")[0]].marker
+                try:
+                    log = emu.log(self.place[name][1])
+                except OSError:
+                    return False
+                if not [e for e in on(log, method, path) if e["status"] == 200]:
+                    return False
+            return True
+
+        seen = wait_for(lambda: stop.is_set() or reached(), timeout=120, interval=0.2)
+        if stop.is_set():
+            return
+        time.sleep(1.0)        # the writes are now held by the device (25 s latency)
+        for name in names:
+            self.log1[name] = list(emu.log(self.place[name][1]))
+        self.restart_info[id(emu)] = {"markers_reached": seen, "hosts": names}
+        emu.restart_in_place()
 
     def go(self):
         self.start()
@@ -366,10 +382,12 @@ class Batch:
                     threading.Thread(target=self.restart_watcher, args=(stop,), daemon=True)]
         for w in watchers:
             w.start()
-        restart_job = Background(self.run, self.restart_hosts, 1)
-        self.run1 = self.run(self.main_hosts, 1)
-        self.restart_run1 = restart_job.result()
-        stop.set()
+        try:
+            restart_job = Background(self.run, self.restart_hosts, 1)
+            self.run1 = self.run(self.main_hosts, 1)
+            self.restart_run1 = restart_job.result()
+        finally:
+            stop.set()
         for w in watchers:
             w.join(30)
         # between the runs: no fault left; follow the instructions of the failures; reboot between tasks
