@@ -262,7 +262,7 @@ import time
 from ansible.module_utils.basic import missing_required_lib
 
 from ansible_collections.encedo.hem.plugins.module_utils import _attestation as att
-from ansible_collections.encedo.hem.plugins.module_utils._client import HemError
+from ansible_collections.encedo.hem.plugins.module_utils._client import HemError, HemOutcomeUnknown
 from ansible_collections.encedo.hem.plugins.module_utils._module import HemModule
 
 ATTESTATION = '/api/system/config/attestation'
@@ -398,8 +398,11 @@ def run_provisioned(module, client, anchors, status):
     if module.check_mode:
         out['attestation'] = before
         return out
+    lost = None
     try:
         client.post(PROVISIONING, {'crt': att.cert_b64(wanted), 'genuine': data['genuine']}, auth=False)
+    except HemOutcomeUnknown as exc:
+        lost = exc  # never sent again blindly: the re-read below tells whether the certificate was written
     except HemError as exc:
         if exc.status == 403:
             raise AttestationFailure('the device %s refused provisioning (HTTP 403): it is personalised' % url) from exc
@@ -407,13 +410,26 @@ def run_provisioned(module, client, anchors, status):
             raise AttestationFailure('the device %s refused provisioning (HTTP 406): the secure element already holds a certificate, '
                                      'the certificate does not hold its key, or writing it failed' % url) from exc
         raise
-    after_data = read_attestation(module, client, personalised)
+    try:
+        after_data = read_attestation(module, client, personalised)
+    except HemError as exc:
+        if lost is None:
+            raise
+        raise AttestationFailure('outcome unknown: the provisioning was sent but its answer was lost (%s), and the attestation data '
+                                 'could not be re-read (%s); check the device before running the task again' % (lost, exc)) from exc
     if after_data is None:
         raise AttestationFailure('the device %s accepted the provisioning but its attestation endpoint is gone (404)' % url)
     after, stored = verify_data(module, after_data, anchors, genuine_ids, hint)
     if stored is None or att.cert_der(stored) != att.cert_der(wanted):
+        if lost is not None:
+            raise AttestationFailure('outcome unknown: the provisioning was sent but its answer was lost (%s); a re-read shows the secure '
+                                     'element is %s, so the certificate was not written. Run the task again.'
+                                     % (lost, 'not provisioned' if stored is None else 'provisioned with another certificate'),
+                                     attestation=after)
         raise AttestationFailure('the device %s accepted the provisioning but does not report the certificate given' % url,
                                  attestation=after)
+    if lost is not None:
+        module.warn('the answer to the provisioning was lost, but a re-read shows the secure element holds the certificate given')
     out['attestation'] = after
     return out
 

@@ -23,6 +23,7 @@ import glob
 import json
 import os
 import re
+import secrets
 import shlex
 import shutil
 import stat
@@ -33,6 +34,7 @@ import tempfile
 
 import pytest
 import yaml
+from jinja2 import sandbox
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BIN = os.path.dirname(sys.executable)
@@ -41,7 +43,7 @@ EXAMPLE_EE = os.path.join(REPO, "docs", "examples", "execution-environment.yml")
 
 # A real PEM private key block: BEGIN line, optional RFC 1421 headers, base64 body, END line;
 # lines end with a newline, or with an escaped one as in a JSON file (emulator --state-dir).
-_EOL = r"(?:\r?\n|\\r?\\n)"
+_EOL = r"(?:\r?\n|(?:\\r)?\\n)"
 PEM_PRIVATE_KEY = re.compile(
     r"-----BEGIN (?P<kind>[A-Z0-9 ]*)PRIVATE KEY-----" + _EOL +
     r"(?:[A-Za-z-]+: [^\n\\]*" + _EOL + r")*" + _EOL + r"?"
@@ -196,8 +198,6 @@ def awx_inject(credential_type, inputs, private_data_dir):
     `<private_data_dir>/env/` whose path is `tower.filename.<label>`, then every `env`
     template is rendered. Returns the injected environment (dict).
     """
-    from jinja2 import sandbox
-
     class Namespace:
         pass
 
@@ -435,7 +435,6 @@ def _write_posts(entries):
 
 
 def _passphrase():
-    import secrets
     return "awx-" + secrets.token_urlsafe(12)
 
 

@@ -3,9 +3,11 @@
 
 - the target tests/integration/targets/encedo_tls (bad input, state=csr and state=present in
   the four-step shape, a reboot between them, verification with the user's CA only);
-- the renewal flow of playbooks/tls.yml: CSR on the device, signed by a CA generated here,
-  uploaded, the emulated device rebooted, then a client that trusts ONLY that CA verifies
-  an HTTPS request to the device; a second run changes nothing and POSTs nothing;
+- the renewal flow of playbooks/tls.yml, with the variables of the role encedo.hem.device:
+  CSR on the device, signed by a CA generated here, uploaded, the emulated device rebooted
+  and checked in by the playbook's handler (encedo.hem.encedo_reboot), then a client that
+  trusts ONLY that CA verifies an HTTPS request to the device; a second run changes
+  nothing and POSTs nothing;
 - a key import (vendor-style encrypted key) with its certificate.
 
 Every CA and key is generated at run time; nothing secret is committed. The devices are
@@ -230,72 +232,137 @@ def test_tls_target(emu, user_ca, tmp_path):
 
 # ------------------------------------------------------------------ the example playbook
 
+PLAYBOOK = str(REPO / "playbooks" / "tls.yml")
+CSR_TASK = "Have the device generate a CSR when its certificate needs renewal"
+LOGIN_TASK = "Log in once (devices whose certificate is renewed)"
+UPLOAD_TASK = "Upload the certificate (served after the reboot)"
+REBOOT_HANDLER = "Reboot the device and wait until it is back"
+VERIFY_TASK = "Verify the device with a client that trusts only our CA"
+
+
+def playbook_runner(emulator, index, workdir, user_ca):
+    """tls.yml takes the variables of the role encedo.hem.device: an inventory like the one of
+    playbooks/site.yml (connection, passphrase, backend, issuer CA), nothing tls.yml-specific."""
+    return PlaybookRunner(emulator, workdir, devices=[index], host_vars={
+        "encedo_hem_url": "{{ hem_url }}",
+        "encedo_hem_ca_path": "{{ hem_ca_path }}",
+        "encedo_hem_passphrase": PW,
+        "encedo_hem_backend_url": "{{ hem_backend_url }}",
+        "encedo_hem_tls_issuer_cert_path": user_ca["cert_path"],
+        "encedo_hem_tls_issuer_key_path": user_ca["key_path"],
+        "encedo_hem_tls_validity_days": 60,
+        "encedo_hem_reboot_timeout": 60,
+    })
+
+
+def requests_of(emulator, index, method, path):
+    return [e for e in emulator.log(index) if e["method"] == method and e["path"] == path]
+
+
 def test_tls_playbook_renewal_flow(emu, user_ca, tmp_path):
     i = 1
     old = served_cert(emu, i)
-    runner = runner_for(emu, i, tmp_path / "runner")
-    extra = {"hem_tls_ca_cert_path": user_ca["cert_path"], "hem_tls_ca_key_path": user_ca["key_path"],
-             "hem_tls_work_dir": str(tmp_path / "work"), "hem_tls_not_after": "+60d"}
-    playbook = str(REPO / "playbooks" / "tls.yml")
+    boot_before = emu.state(i)["boot_id"]
+    runner = playbook_runner(emu, i, tmp_path / "runner", user_ca)
+    extra = {"encedo_hem_tls_work_dir": str(tmp_path / "work")}
 
     # Before the renewal a client that trusts only the user's CA is refused.
     with pytest.raises(ssl.SSLCertVerificationError):
         https_status(emu.url(i), user_ca["cert_path"])
 
     emu.clear_log(i)
-    first = runner.run_playbook(playbook, extra_vars=extra).assert_ok()
-    csr = first.result("Have the device generate a CSR when its certificate needs renewal")
+    first = runner.run_playbook(PLAYBOOK, extra_vars=extra, verbosity=3).assert_ok()
+    assert PW not in first.output, "the passphrase leaked into the output (-vvv)"
+    login = first.results(task=LOGIN_TASK, status="ok")
+    assert len(login) == 1 and login[0].censored and "token" not in login[0].result
+    csr = first.result(CSR_TASK)
     assert csr["changed"] and csr["csr_needed"] and csr["sent"] == ["gen_csr"]
-    upload = first.result("Upload the certificate (served after the reboot)")
+    upload = first.result(UPLOAD_TASK)
     assert upload["changed"] and upload["reboot_required"] and upload["sent"] == ["tls.crt"]
     assert upload["uploaded"]["issuer"] == user_ca["subject"]
     assert upload["key_match"] == "served"
-    assert first.results(task="Reboot the device", status="ok"), "the reboot handler did not run"
-    assert first.results(task="Verify the device with a client that trusts only our CA", status="skipped")
+
+    # The playbook's handler (encedo.hem.encedo_reboot) rebooted the device, waited for it, and
+    # checked it in through the emulator's backend (a reboot unsets the clock).
+    rebooted = first.result(REBOOT_HANDLER)
+    assert rebooted["changed"] and rebooted["rebooted"] and rebooted["elapsed"] >= 1
+    assert rebooted["checkin"] is not None and rebooted["checkin"]["clock_was_set"] is False
+    state = emu.state(i)
+    assert state["boot_id"] != boot_before and not state["pending_tls"] and state["rtc_set"]
+    assert len(requests_of(emu, i, "GET", "/api/system/reboot")) == 1
+    assert len(requests_of(emu, i, "POST", "/api/system/checkin")) == 1
+    # One login for the whole run; the token served the CSR, the upload and the reboot.
+    assert len(requests_of(emu, i, "POST", "/api/auth/token")) == 1
     posts = config_posts(emu, i)
     assert [p["keys"] for p in posts] == [["gen_csr"], ["tls"]]
     assert posts[1]["tls_keys"] == ["crt"]
-    assert emu.state(i)["pending_tls"]
-    assert served_cert(emu, i) == old            # not served before the reboot
+    assert {p["auth"] for p in posts} == {"bearer"}
 
-    reboot(emu, i)
+    # In the same run, after the reboot, the playbook verified the device trusting only the user's CA.
+    verify = first.result(VERIFY_TASK)
+    assert first.results(task=VERIFY_TASK, status="ok") and verify["status"] == 200
+
     new = served_cert(emu, i)
     crt = x509.load_pem_x509_certificate((tmp_path / "work" / "hem1.crt").read_bytes())
     assert new == crt and new.issuer == user_ca["cert"].subject and new.public_key() == old.public_key()
+    assert (crt.not_valid_after_utc - crt.not_valid_before_utc).days in (59, 60)
 
-    # A client that trusts ONLY the user's CA verifies an HTTPS request to the device.
+    # Independently of Ansible: a client that trusts ONLY the user's CA verifies an HTTPS request.
     status, der = https_status(emu.url(i), user_ca["cert_path"])
     assert status == 200 and der == crt.public_bytes(serialization.Encoding.DER)
     # ... and the emulator CA alone no longer does.
     with pytest.raises(ssl.SSLCertVerificationError):
         https_status(emu.url(i), emu.ca_file)
 
-    # The second run changes nothing, POSTs nothing, and verifies the device with the user's CA.
+    # The second run changes nothing, POSTs nothing (not even a login), does not reboot, and
+    # verifies the device with the user's CA.
+    boot_after = emu.state(i)["boot_id"]
     emu.clear_log(i)
-    second = runner.run_playbook(playbook, extra_vars=extra).assert_ok()
+    second = runner.run_playbook(PLAYBOOK, extra_vars=extra).assert_ok()
     assert second.stats["hem1"]["changed"] == 0, second.tail()
-    assert not second.result("Have the device generate a CSR when its certificate needs renewal")["csr_needed"]
-    assert second.results(task="Verify the device with a client that trusts only our CA", status="ok")
+    assert not second.result(CSR_TASK)["csr_needed"]
+    assert second.results(task=LOGIN_TASK, status="skipped")
+    assert second.results(task=UPLOAD_TASK, status="skipped")
+    assert not second.results(task=REBOOT_HANDLER)
+    assert second.results(task=VERIFY_TASK, status="ok")
     assert [e for e in emu.log(i) if e["method"] == "POST"] == []
+    assert emu.state(i)["boot_id"] == boot_after
 
 
 def test_tls_playbook_check_mode_sends_nothing(emu, user_ca, tmp_path):
     i = 2
     old = served_pem(emu, i)
-    runner = runner_for(emu, i, tmp_path / "runner")
+    boot = emu.state(i)["boot_id"]
+    runner = playbook_runner(emu, i, tmp_path / "runner", user_ca)
     emu.clear_log(i)
-    run = runner.run_playbook(str(REPO / "playbooks" / "tls.yml"), check=True, extra_vars={
-        "hem_tls_ca_cert_path": user_ca["cert_path"], "hem_tls_ca_key_path": user_ca["key_path"],
-        "hem_tls_work_dir": str(tmp_path / "work")})
+    run = runner.run_playbook(PLAYBOOK, check=True, extra_vars={"encedo_hem_tls_work_dir": str(tmp_path / "work")})
     run.assert_ok()
     # Check mode predicts a CSR but has none to sign: signing and upload are skipped, nothing is sent.
-    csr = run.result("Have the device generate a CSR when its certificate needs renewal")
+    csr = run.result(CSR_TASK)
     assert csr["changed"] and csr["csr_needed"] and csr["csr"] is None and csr["sent"] == []
+    assert run.results(task=LOGIN_TASK, status="skipped")
     assert run.results(task="Sign the CSR with our CA", status="skipped")
-    assert run.results(task="Upload the certificate (served after the reboot)", status="skipped")
+    assert run.results(task=UPLOAD_TASK, status="skipped")
+    assert not run.results(task=REBOOT_HANDLER)
     assert not (tmp_path / "work" / "hem2.csr").exists()
     assert emu.log(i) == []
-    assert served_pem(emu, i) == old and not emu.state(i)["pending_tls"]
+    state = emu.state(i)
+    assert state["tls_cert_pem"] == old and not state["pending_tls"] and state["boot_id"] == boot
+
+
+def test_tls_playbook_refuses_missing_variables(emu, user_ca, tmp_path):
+    i = 2
+    runner = PlaybookRunner(emu, tmp_path / "runner", devices=[i], host_vars={
+        "hem_passphrase": PW, "encedo_hem_url": "{{ hem_url }}", "encedo_hem_ca_path": "{{ hem_ca_path }}",
+        "encedo_hem_passphrase": PW, "encedo_hem_tls_issuer_cert_path": user_ca["cert_path"],
+        "encedo_hem_tls_issuer_key_path": user_ca["key_path"], "encedo_hem_reboot": False})
+    emu.clear_log(i)
+    run = runner.run_playbook(PLAYBOOK, extra_vars={"encedo_hem_tls_work_dir": str(tmp_path / "work")})
+    assert run.rc != 0
+    failed = run.failed()
+    assert [f.task for f in failed] == ["Check the variables"]
+    assert "encedo_hem_reboot is false" in failed[0].msg
+    assert emu.log(i) == []
 
 
 # ------------------------------------------------------------------ key import

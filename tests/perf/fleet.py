@@ -30,7 +30,8 @@ emulator is not part of it. The target is a no-op within 1.5 x floor plus one lo
 is the JSON object of the last size.
 
 The emulator runs on the same machine and competes for its CPUs: its CPU time per run is
-shown in the table.
+shown in the table, with the machine's 1-minute load average at the end of the no-op and
+floor runs (figures taken while other work loads the machine are not comparable).
 """
 
 from __future__ import annotations
@@ -198,7 +199,7 @@ class Job:
         self.emu = emu
         self.events = []
         self.logs = {}
-        self.wall = self.peak_bytes = self.controller_cpu = self.emulator_cpu = None
+        self.wall = self.peak_bytes = self.controller_cpu = self.emulator_cpu = self.load = None
         self.rc = None
 
     def run(self, record_requests=True):
@@ -227,6 +228,7 @@ class Job:
         usage1 = resource.getrusage(resource.RUSAGE_CHILDREN)
         self.controller_cpu = (usage1.ru_utime - usage0.ru_utime) + (usage1.ru_stime - usage0.ru_stime)
         self.emulator_cpu = sum(emulator.cpu_times()[:2]) - emu_cpu0
+        self.load = os.getloadavg()[0]      # the machine's 1-minute load average at the end of the run
         self.rc = proc.returncode
         self.runner_output = output
         events_dir = os.path.join(self.pdd, "artifacts", "run", "job_events")
@@ -376,6 +378,7 @@ def run_size(devices, forks, keep=False):
             "noop_controller_cpu_s": round(noop.controller_cpu, 1),
             "noop_emulator_cpu_s": round(noop.emulator_cpu, 1),
             "floor_peak_mb": round(floor.peak_bytes / 2 ** 20, 1),
+            "load": "%.1f / %.1f" % (noop.load, floor.load),
             "workdir": workdir if keep else None,
         },
     }
@@ -397,6 +400,7 @@ COLUMNS = [
     ("rss", "peak MB", lambda r, x: r["peak_rss_mb"]),
     ("debug", "floor debug-only s", lambda r, x: x["floor_debug_s"]),
     ("cpu", "no-op CPU s ctrl/emu", lambda r, x: "%s / %s" % (x["noop_controller_cpu_s"], x["noop_emulator_cpu_s"])),
+    ("load", "load no-op/floor", lambda r, x: x["load"]),
 ]
 
 
