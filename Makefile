@@ -64,7 +64,7 @@ unit: venv link
 test: sanity lint pytest
 
 demo: venv link
-	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python tests/demo.py
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m tests.demo
 
 clean:
 	rm -rf build $(VENV) $(SANITY_VENV) .pytest_cache

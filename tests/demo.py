@@ -15,7 +15,6 @@ Exit status 0 when every step worked.
 
 from __future__ import annotations
 
-import datetime
 import json
 import os
 import re
@@ -27,10 +26,8 @@ import sys
 import threading
 from pathlib import Path
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from tests.emulator.util import write_ca
+
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO_DIR = ROOT / "build" / "demo"
@@ -61,27 +58,6 @@ def ports_in_use():
             except OSError:
                 busy.append(port)
     return busy
-
-
-def make_demo_ca():
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "encedo.hem demo"),
-                      x509.NameAttribute(NameOID.COMMON_NAME, "encedo.hem demo CA")])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=30))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-            .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=False, key_encipherment=False,
-                                         data_encipherment=False, key_agreement=False, key_cert_sign=True, crl_sign=True,
-                                         encipher_only=False, decipher_only=False), critical=True)
-            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-            .sign(key, hashes.SHA256()))
-    (DEMO_DIR / "demo-ca.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_file = DEMO_DIR / "demo-ca.key"
-    key_file.touch(mode=0o600)
-    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
 
 
 def start_emulator():
@@ -169,7 +145,7 @@ def main():
         step("Preparing %s (emulator CA files, demo CA, trust bundle)" % DEMO_DIR.relative_to(ROOT))
         shutil.rmtree(DEMO_DIR, ignore_errors=True)
         DEMO_DIR.mkdir(parents=True)
-        make_demo_ca()
+        write_ca(DEMO_DIR, "encedo.hem demo CA", "encedo.hem demo", stem="demo-ca")
         print("    demo CA: %s (made now, key kept in %s)"
               % ((DEMO_DIR / "demo-ca.pem").relative_to(ROOT), (DEMO_DIR / "demo-ca.key").relative_to(ROOT)))
 

@@ -171,6 +171,24 @@ def make_ca(common_name: str, organisation: str):
     return key, cert
 
 
+def write_ca(directory, common_name: str, organisation: str = "encedo.hem tests", stem: str = "ca"):
+    """Make a CA with make_ca() and write it as <stem>.pem and <stem>.key (mode 0600) in directory.
+
+    For tests, the demo and benchmarks: no CA key is ever committed, they are made at run time.
+    Returns (certificate, certificate path, key path) with the paths as strings.
+    """
+    key, cert = make_ca(common_name, organisation)
+    cert_path = os.path.join(str(directory), stem + ".pem")
+    key_path = os.path.join(str(directory), stem + ".key")
+    with open(cert_path, "wb") as handle:
+        handle.write(cert.public_bytes(serialization.Encoding.PEM))
+    fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                       serialization.NoEncryption()))
+    return cert, cert_path, key_path
+
+
 def _aki(ca_cert):
     ski = ca_cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
     return x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski)

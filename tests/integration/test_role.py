@@ -5,7 +5,6 @@ state and, for the TLS step, with a TLS client that trusts only the test CA."""
 
 from __future__ import annotations
 
-import datetime
 import re
 import socket
 import ssl
@@ -15,9 +14,9 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+
+from tests.emulator.util import write_ca
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SITE = str(REPO_ROOT / "playbooks" / "site.yml")
@@ -36,29 +35,6 @@ JWT_RE = re.compile(r"eyJ[\w-]{10,}\.eyJ[\w-]{10,}\.[\w-]{20,}")
 NOOP_REQUESTS_PER_HOST = 9
 
 
-def make_ca(directory):
-    """A throw-away CA made at test time (no key is committed)."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "encedo.hem tests"),
-                      x509.NameAttribute(NameOID.COMMON_NAME, "Role test CA")])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(days=1)).not_valid_after(now + datetime.timedelta(days=30))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-            .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=False, key_encipherment=False,
-                                         data_encipherment=False, key_agreement=False, key_cert_sign=True, crl_sign=True,
-                                         encipher_only=False, decipher_only=False), critical=True)
-            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-            .sign(key, hashes.SHA256()))
-    cert_path, key_path = Path(directory) / "ca.pem", Path(directory) / "ca.key"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
-    key_path.chmod(0o600)
-    return cert, str(cert_path), str(key_path)
-
-
 def role_vars(emu, tmp_path, tls=True, attestation=True, **over):
     """Host variables of the role for the emulator's devices (templated per host by the inventory)."""
     values = {
@@ -75,7 +51,7 @@ def role_vars(emu, tmp_path, tls=True, attestation=True, **over):
     if attestation:
         values["encedo_hem_attestation_trust_anchor_path"] = "{{ hem_custody_ca_path }}"
     if tls:
-        cert, cert_path, key_path = make_ca(tmp_path)
+        cert, cert_path, key_path = write_ca(tmp_path, "Role test CA")
         bundle = Path(tmp_path) / "trust.pem"
         bundle.write_text(Path(emu.ca_file).read_text() + Path(cert_path).read_text())
         values.update(encedo_hem_ca_path=str(bundle), encedo_hem_tls_issuer_cert_path=cert_path,
