@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import copy
+import os
 from urllib.parse import urlsplit
 
 from ansible.module_utils import basic
@@ -108,6 +109,10 @@ class HemModule(AnsibleModule):
             self.fail_json(msg='option url: %r is not a device address (%s); expected e.g. https://my.ence.do' % (self.params['url'], problem))
         if self.params['timeout'] <= 0:
             self.fail_json(msg='option timeout: must be a positive number of seconds, got %d' % self.params['timeout'])
+        ca_path = self.params['ca_path']
+        if ca_path and not (os.path.exists(ca_path) and os.access(ca_path, os.R_OK)):
+            self.fail_json(msg='option ca_path: %s does not exist or cannot be read; give a PEM file (or directory) with the CA that '
+                               'signed the device certificate' % ca_path)
 
     def has_credentials(self):
         """True when a passphrase or a token is available."""

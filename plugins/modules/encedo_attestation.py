@@ -484,6 +484,8 @@ def main():
         module.fail_json(msg='option max_age: must be a positive number of seconds, got %d' % module.params['max_age'])
     try:
         anchors = att.load_trust_anchors(module.params['trust_anchor'], module.params['trust_anchor_path'])
+        if module.params['state'] == 'provisioned':
+            att.load_certificate(module.params['certificate'], 'option certificate')  # refused before any request
     except att.AttestationError as exc:
         module.fail_json(msg=str(exc))
 

@@ -105,6 +105,7 @@ msg:
   sample: the device wiped its configuration, passphrases and keys and rebooted into factory state
 '''
 
+import re
 import time
 
 from ansible_collections.encedo.hem.plugins.module_utils._client import HemClient, HemError, HemOutcomeUnknown
@@ -138,6 +139,12 @@ def run(module, client):
     want = (p['confirm_devid'] or '').strip().lower()
     if not want:
         module.fail_json(msg="option 'confirm_devid' is empty; allowed: the devid of the device to wipe. Nothing was sent.",
+                         changed=False, sent=[])
+    if not re.match(r'^[0-9a-f]{16}$', want):
+        module.fail_json(msg="option 'confirm_devid' is %r; allowed: the devid of the device to wipe, 16 hex digits. Nothing was sent."
+                         % p['confirm_devid'], changed=False, sent=[])
+    if p['wait_timeout'] < 1:
+        module.fail_json(msg="option 'wait_timeout' is %d; allowed: 1 second or more. Nothing was sent." % p['wait_timeout'],
                          changed=False, sent=[])
     result = dict(changed=False, sent=[], rebooted=False, reboot_required=False)
     if client.status().get('inited') is False:

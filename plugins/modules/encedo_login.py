@@ -125,6 +125,9 @@ def login(module, client):
     if lifetime is not None and lifetime <= 0:
         module.fail_json(msg='option lifetime: must be a positive number of seconds, got %d' % lifetime)
     scope = module.params['scope']
+    if not scope or len(scope) > 127 or any(c.isspace() for c in scope):
+        module.fail_json(msg='option scope: must be 1 to 127 characters without spaces (the device refuses other scopes), got %d characters'
+                         % len(scope or ''))
     # Ansible masks every no_log value wherever it appears in a result, even inside another
     # string: a token that happens to contain the (short) passphrase would come back damaged.
     # A new login gives a different token.

@@ -64,8 +64,8 @@ def _clean_env(**extra):
 
 def _run(argv, cwd=None, env=None, timeout=600):
     proc = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=False)
-    assert proc.returncode == 0, "%s failed (rc=%s):\n%s\n%s" % (" ".join(argv), proc.returncode, proc.stdout[-4000:],
-                                                                  proc.stderr[-4000:])
+    assert proc.returncode == 0, "%s failed (rc=%s):\n%s\n%s" % (
+        " ".join(argv), proc.returncode, proc.stdout[-4000:], proc.stderr[-4000:])
     return proc
 
 
@@ -85,7 +85,7 @@ def collection_artifact(tmp_path_factory):
 
 def _members(artifact):
     with tarfile.open(artifact) as tar:
-        return [m for m in tar.getmembers()]
+        return list(tar.getmembers())
 
 
 def test_pem_detector_is_not_fooled():
@@ -400,8 +400,7 @@ class AwxJob:
                     if secret in text:
                         findings.append("%s: a secret" % os.path.relpath(path, self.pdd))
                 if JWT.search(text):
-                    findings.append("%s: a JWT (bearer or login token) %s..." % (os.path.relpath(path, self.pdd),
-                                                                               JWT.search(text).group(0)[:12]))
+                    findings.append("%s: a JWT (bearer or login token)" % os.path.relpath(path, self.pdd))
                 if re.search(r"Bearer\s+[A-Za-z0-9]", text):
                     findings.append("%s: an Authorization header" % os.path.relpath(path, self.pdd))
         assert scanned > len(self.events), "the job's events were not all scanned"
@@ -438,8 +437,8 @@ def _passphrase():
     return "awx-" + secrets.token_urlsafe(12)
 
 
-def test_site_playbook_through_ansible_runner_with_injected_credentials(emulator, installed_collection, credential_type,
-                                                                       tmp_path):
+def test_site_playbook_through_ansible_runner_with_injected_credentials(
+        emulator, installed_collection, credential_type, tmp_path):
     passphrase = _passphrase()
     emu = emulator(devices=3, passphrase=passphrase, rtc_set=False, auth_delay=0.0)
     with open(emu.ca_file) as handle:

@@ -34,6 +34,7 @@ from tests.integration.helpers import PlaybookRunner, ensure_collection_link
 
 TOKEN_PATH = "/api/auth/token"
 CONFIG = "/api/system/config"
+ATTESTATION_PATH = "/api/system/config/attestation"
 # Requests that change a device although they are GETs.
 WRITE_GETS = ("/api/system/reboot", "/api/system/shutdown")
 
@@ -307,3 +308,7 @@ def host_warnings(run, host):
 
 def read_text(path):
     return Path(path).read_text(encoding="utf-8") if os.path.exists(path) else ""
+
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_MODULES = REPO_ROOT / "plugins" / "modules"
