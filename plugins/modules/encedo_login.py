@@ -23,6 +23,7 @@ options:
   scope:
     description:
       - The scope of the token. Scopes are checked as prefixes; V(system:config) covers every configuration endpoint.
+      - 1 to 127 characters without spaces; checked before the login.
     type: str
     default: system:config
   lifetime:

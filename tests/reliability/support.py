@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import datetime
 import itertools
-import json
 import os
 import socket
 import ssl
@@ -28,7 +27,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from tests.emulator.harness import Emulator
+from tests.emulator.harness import Emulator, EmulatorError
 from tests.emulator_tests.hemclient import Hem
 from tests.integration.helpers import PlaybookRunner, ensure_collection_link
 
@@ -70,7 +69,7 @@ class Emu(Emulator):
             try:
                 self._launch(argv)
                 return self
-            except Exception:  # pylint: disable=broad-except  # a port still held for a moment: try again
+            except EmulatorError:  # a port still held for a moment: try again
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.2)

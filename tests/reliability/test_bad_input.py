@@ -33,7 +33,7 @@ AUTH = dict(CONN, passphrase="{{ hem_passphrase }}")
 
 
 def _material():
-    ca_key, ca_cert, ca_pem, _ = make_ca("Bad input CA")
+    ca_key, ca_cert, ca_pem, _unused = make_ca("Bad input CA")
     key = ec.generate_private_key(ec.SECP256R1())
     leaf = issue(ca_key, ca_cert, key.public_key(), "hem.example.test", dns=["hem.example.test"])
     now = datetime.datetime.now(datetime.timezone.utc)
@@ -42,7 +42,7 @@ def _material():
                .not_valid_after(now - datetime.timedelta(days=1)).sign(ca_key, hashes.SHA256()))
     csr = (x509.CertificateSigningRequestBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "x")]))
            .sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM).decode())
-    _other_key, _other, other_pem, _ = make_ca("Another CA")
+    _other_key, _other, other_pem, _unused = make_ca("Another CA")
     point = key.public_key().public_bytes(serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
     return {"ca": ca_pem, "leaf": pem(leaf), "expired": pem(expired), "csr": csr, "other_ca": other_pem,
             "emp": base64.b64encode(point).decode(), "key113": base64.b64encode(b"\0" * 16).decode() + "." + base64.b64encode(b"\0" * 64).decode()}

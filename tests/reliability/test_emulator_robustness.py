@@ -84,7 +84,7 @@ def test_https_port_survives_garbage_and_broken_handshakes(emu):
     addr = _addr(emu.url(0))
     rng = random.Random(9)
     for size in (1, 7, 512, 70000):
-        _send(addr, bytes(rng.getrandbits(8) for _ in range(size)))          # not TLS at all
+        _send(addr, bytes(rng.getrandbits(8) for _n in range(size)))          # not TLS at all
     _send(addr, b"GET /api/system/status HTTP/1.1\r\nHost: x\r\n\r\n")        # plain HTTP on the TLS port
     _send(addr, CLIENT_HELLO_START)                                            # a handshake that stops half-way
     _send(addr, CLIENT_HELLO_START, rst=True)                                  # ... and is reset

@@ -198,8 +198,8 @@ class Batch:
 
     def __init__(self, tmp_path_factory):
         self.tmp = tmp_path_factory.mktemp("faults")
-        self.ca_key, self.ca_cert, self.ca_pem, _ = make_ca("Reliability TLS CA")
-        self.custody_key, self.custody_cert, self.custody_pem, _ = make_ca("Reliability custody CA")
+        self.ca_key, self.ca_cert, self.ca_pem, _unused = make_ca("Reliability TLS CA")
+        self.custody_key, self.custody_cert, self.custody_pem, _unused = make_ca("Reliability custody CA")
         self.place = {}          # host -> (emu, index)
         self.vars = {}           # host -> extra host vars
         self.log1, self.log2 = {}, {}

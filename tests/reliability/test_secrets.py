@@ -121,16 +121,16 @@ class Material:
         self.fresh = start_emu(tmp_path_factory, "secrets-fresh-se", devices=2, se_fresh=True, rtc_set=True)
         self.role = start_emu(tmp_path_factory, "secrets-role", devices=2)
         self.emus = [self.plain, self.fresh, self.role]
-        self.ca_key, self.ca_cert, self.ca_pem, _ = make_ca("Secrets TLS CA")
-        _k, _c, _p, encrypted = make_ca("Secrets role CA", key_passphrase=SECRETS["pw_cakey"])
+        self.ca_key, self.ca_cert, self.ca_pem, _unused = make_ca("Secrets TLS CA")
+        _key, _cert, role_ca_pem, encrypted = make_ca("Secrets role CA", key_passphrase=SECRETS["pw_cakey"])
         self.role_ca = self.tmp / "role-ca.pem"
-        self.role_ca.write_text(_p)
+        self.role_ca.write_text(role_ca_pem)
         self.role_ca_key = self.tmp / "role-ca.key"
         self.role_ca_key.write_text(encrypted)
         self.role_ca_key.chmod(0o600)
         self.role_trust = self.tmp / "role-trust.pem"
-        self.role_trust.write_text(Path(self.role.ca_file).read_text() + _p)
-        self.custody_key, self.custody_cert, self.custody_pem, _ = make_ca("Secrets custody CA")
+        self.role_trust.write_text(Path(self.role.ca_file).read_text() + role_ca_pem)
+        self.custody_key, self.custody_cert, self.custody_pem, _unused = make_ca("Secrets custody CA")
         key = ec.generate_private_key(ec.SECP256R1())
         self.tls_cert = pem(issue(self.ca_key, self.ca_cert, key.public_key(), "hem0.emulator.test", dns=["hem0.emulator.test"]))
         self.emp = base64.b64encode(key.public_key().public_bytes(serialization.Encoding.X962,
@@ -430,7 +430,7 @@ def test_tls_verification_cannot_be_weakened(tls_runs, module, case):
         else:
             assert not insecure, warnings
     # check mode and probes never write
-    assert [e for e in writes(logs[name])] == [], logs[name]
+    assert writes(logs[name]) == [], logs[name]
 
 
 # ---------------------------------------------------------------------------- nothing destructive by default
