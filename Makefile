@@ -10,7 +10,7 @@ COLL_LINK := build/collections/ansible_collections/encedo/hem
 SANITY_DIR := build/sanity/ansible_collections/encedo/hem
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 
-.PHONY: all venv link test sanity lint pytest unit demo clean
+.PHONY: all venv link test sanity lint pytest unit demo bench clean
 
 all: test
 
@@ -65,6 +65,10 @@ test: sanity lint pytest
 
 demo: venv link
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m tests.demo
+
+# Fleet benchmark (not part of `make test`): N = 1, 10, 100 emulated devices; BENCH_ARGS e.g. --devices 10 --forks 10
+bench: venv link
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python tests/perf/fleet.py $(BENCH_ARGS)
 
 clean:
 	rm -rf build $(VENV) $(SANITY_VENV) .pytest_cache

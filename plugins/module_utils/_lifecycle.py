@@ -10,6 +10,8 @@
 
 from __future__ import annotations
 
+import os
+
 import time
 
 from ansible.module_utils.basic import env_fallback
@@ -45,12 +47,22 @@ def clock_is_set(status):
     return isinstance(status, dict) and ("time" in status or "ts" in status)
 
 
+def check_backend_options(module):
+    """Refuse unusable backend options before the first request to the device."""
+    params = module.params
+    url = (params.get("backend_url") or "").rstrip("/")
+    if not url.startswith(("https://", "http://")):
+        module.fail_json(msg="option backend_url: must be an http:// or https:// URL, got %r" % url)
+    ca_path = params.get("backend_ca_path")
+    if ca_path and not (os.path.exists(ca_path) and os.access(ca_path, os.R_OK)):
+        module.fail_json(msg="option backend_ca_path: %s does not exist or cannot be read; give a PEM file with the CA "
+                             "of the check-in backend" % ca_path)
+
+
 def backend_client(module):
     """A client for the vendor backend: its own URL and TLS settings, never the device's CA."""
     params = module.params
     url = (params.get("backend_url") or "").rstrip("/")
-    if not url.startswith(("https://", "http://")):
-        raise HemError("backend_url must be an http:// or https:// URL, got %r" % url)
     if url.startswith("https://") and not params.get("backend_validate_certs"):
         module.warn("backend_validate_certs is false: the check-in backend's TLS certificate is not verified.")
     return HemClient(url, validate_certs=params.get("backend_validate_certs"), ca_path=params.get("backend_ca_path"),

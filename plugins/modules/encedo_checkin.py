@@ -137,6 +137,7 @@ ts:
 
 from ansible_collections.encedo.hem.plugins.module_utils._lifecycle import (
     backend_client,
+    check_backend_options,
     checkin,
     checkin_argument_spec,
     checkin_warnings,
@@ -154,6 +155,7 @@ def run(module, client):
 
 def main():
     module = HemModule(argument_spec=checkin_argument_spec(), supports_check_mode=True)
+    check_backend_options(module)
     module.run(run)
 
 

@@ -142,6 +142,7 @@ import time
 from ansible_collections.encedo.hem.plugins.module_utils._client import HemClient, HemError
 from ansible_collections.encedo.hem.plugins.module_utils._lifecycle import (
     backend_client,
+    check_backend_options,
     checkin,
     checkin_argument_spec,
     checkin_warnings,
@@ -216,6 +217,8 @@ def main():
     )
     argument_spec.update(checkin_argument_spec())
     module = HemModule(argument_spec=argument_spec, supports_check_mode=True)
+    if module.params.get("checkin", True):
+        check_backend_options(module)
     for name, low in (('delay', 0), ('reboot_timeout', 1)):
         if module.params[name] < low:
             module.fail_json(msg='option %s: must be at least %d, got %s' % (name, low, module.params[name]))

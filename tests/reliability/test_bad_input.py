@@ -176,11 +176,7 @@ MODULE_CASES = [
 
 # Cases that fail today because a module checks the option only after talking to the device.
 # strict: when the module is fixed the case passes, and this entry must go.
-KNOWN_GAPS = {
-    ("encedo_checkin", "backend_ca_path_missing"): "encedo_checkin reads the device before it opens backend_ca_path",
-    ("encedo_reboot", "backend_url_scheme"): "encedo_reboot reads the device status before it checks backend_url",
-    ("encedo_reboot", "backend_ca_path_missing"): "encedo_reboot reboots the device before it opens backend_ca_path",
-}
+KNOWN_GAPS = {}
 
 
 def _cases():

@@ -240,14 +240,31 @@ def test_kept_answering_fails_saying_it_did_not_reboot():
         L.wait_for_reboot(poll, 500, fake.now, delay=0, timeout=5, interval=1, clock=fake.clock, sleep=fake.sleep)
 
 
-def test_backend_client_refuses_a_non_http_url():
-    class M:
-        params = {"backend_url": "ftp://x", "backend_validate_certs": True, "backend_ca_path": None, "timeout": 5}
+class _Failed(Exception):
+    pass
 
-        def warn(self, msg):
-            raise AssertionError(msg)
-    with pytest.raises(HemError, match="backend_url"):
-        L.backend_client(M())
+
+def _options_module(**params):
+    class M:
+        def fail_json(self, msg):
+            raise _Failed(msg)
+    module = M()
+    module.params = dict({"backend_url": "https://api.example.test", "backend_validate_certs": True,
+                          "backend_ca_path": None, "timeout": 5}, **params)
+    return module
+
+
+def test_backend_options_refuse_a_non_http_url():
+    with pytest.raises(_Failed, match="option backend_url"):
+        L.check_backend_options(_options_module(backend_url="ftp://x"))
+
+
+def test_backend_options_refuse_an_unreadable_ca_path(tmp_path):
+    with pytest.raises(_Failed, match="option backend_ca_path"):
+        L.check_backend_options(_options_module(backend_ca_path=str(tmp_path / "missing.pem")))
+    ca = tmp_path / "ca.pem"
+    ca.write_text("x")
+    L.check_backend_options(_options_module(backend_ca_path=str(ca)))
 
 
 def test_backend_client_warns_when_not_verifying_https():
