@@ -40,7 +40,6 @@ and their ratio are shown too: unlike wall time, they hardly depend on the machi
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import math
 import os
@@ -55,15 +54,12 @@ import time
 
 import psutil
 import yaml
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, REPO)
 
 from tests.emulator.harness import Emulator  # noqa: E402  pylint: disable=wrong-import-position
+from tests.emulator.util import write_ca  # noqa: E402  pylint: disable=wrong-import-position
 
 BIN = os.path.dirname(sys.executable)
 SITE = os.path.join(REPO, "playbooks", "site.yml")
@@ -85,34 +81,9 @@ def log(msg):
 
 # ---------------------------------------------------------------------------------------------- set-up
 
-def make_ca(directory):
-    """A CA made for this run (its key never leaves the work directory)."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "encedo.hem benchmark"),
-                      x509.NameAttribute(NameOID.COMMON_NAME, "Fleet benchmark CA")])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(days=1)).not_valid_after(now + datetime.timedelta(days=30))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-            .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=False, key_encipherment=False,
-                                         data_encipherment=False, key_agreement=False, key_cert_sign=True, crl_sign=True,
-                                         encipher_only=False, decipher_only=False), critical=True)
-            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-            .sign(key, hashes.SHA256()))
-    cert_path, key_path = os.path.join(directory, "ca.pem"), os.path.join(directory, "ca.key")
-    with open(cert_path, "wb") as handle:
-        handle.write(cert.public_bytes(serialization.Encoding.PEM))
-    fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                       serialization.NoEncryption()))
-    return cert_path, key_path
-
-
 def write_inventory(path, emu, workdir):
     """Every device with the full role: personalisation, attestation, configuration, TLS."""
-    cert_path, key_path = make_ca(workdir)
+    _cert, cert_path, key_path = write_ca(workdir, "Fleet benchmark CA", "encedo.hem benchmark")
     bundle = os.path.join(workdir, "trust.pem")
     with open(bundle, "w") as out, open(emu.ca_file) as emu_ca, open(cert_path) as our_ca:
         out.write(emu_ca.read() + our_ca.read())
