@@ -24,19 +24,25 @@ options:
     description:
       - The user passphrase of the device, used to log in.
       - The key derived from it is computed once per task; the token obtained is reused for every request of the task.
-      - Mutually exclusive with O(token) on a task.
-      - If neither O(passphrase) nor O(token) is set on the task, the environment variables E(ENCEDO_HEM_PASSPHRASE)
-        and E(ENCEDO_HEM_TOKEN) are used. A task that sets O(token) ignores E(ENCEDO_HEM_PASSPHRASE).
+      - Given together with O(token), it is used only when the device refuses the token (it expired, or the device
+        rebooted), to log in again once; see O(token).
+      - If not set, the environment variable E(ENCEDO_HEM_PASSPHRASE) is used, also when the task sets O(token). Set it to
+        an empty string to keep a task from logging in.
     type: str
   token:
     description:
       - A bearer token from M(encedo.hem.encedo_login), to log in once per host and reuse the token in later tasks.
       - The token must have a scope that covers the task (V(system:config) covers every configuration endpoint).
-      - A token stops working when it expires or when the device reboots; with O(token) alone the task then fails and
-        the play must log in again.
-      - Mutually exclusive with O(passphrase) on a task.
-      - If neither O(passphrase) nor O(token) is set on the task, the environment variable E(ENCEDO_HEM_TOKEN) is used.
-        A task that sets O(passphrase) ignores E(ENCEDO_HEM_TOKEN).
+      - A token stops working when it expires or when the device reboots. With O(token) alone the task then fails, saying so.
+        With O(passphrase) too (on the task or from E(ENCEDO_HEM_PASSPHRASE)) the task logs in again, once, and
+        repeats the refused request (the device refuses it before applying anything).
+      - Precedence, for each of O(token) and O(passphrase) on its own - the value on the task, else its environment
+        variable. When both are available the token is used first and the passphrase only for that one new login.
+      - A task that logged in again returns the new token as C(token) in its result (registered variable), and its output
+        is then hidden like with C(no_log). Give that token to the later tasks (for example the expression
+        C(previous.token | default(login.token))), so that they do not log in again.
+      - If not set, the environment variable E(ENCEDO_HEM_TOKEN) is used, also when the task sets O(passphrase). Set it to an
+        empty string to ignore that variable.
     type: str
   validate_certs:
     description:

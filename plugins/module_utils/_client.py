@@ -24,36 +24,31 @@ import re
 import time
 import warnings
 
-try:
+from importlib.util import find_spec
+
+# requests and cryptography are imported when first needed, not when a module starts: a
+# module run that sends no API request (or does not log in) skips their import cost, which
+# is paid once per task and host in a fleet. Whether they are installed is known up front.
+HAS_REQUESTS = find_spec('requests') is not None
+REQUESTS_IMPORT_ERROR = None if HAS_REQUESTS else ImportError('No module named requests')
+HAS_CRYPTOGRAPHY = find_spec('cryptography') is not None
+CRYPTOGRAPHY_IMPORT_ERROR = None if HAS_CRYPTOGRAPHY else ImportError('No module named cryptography')
+
+
+def _requests():
+    """The ``requests`` module (imported on first use)."""
     import requests
-    from requests.exceptions import ConnectionError as _ReqConnectionError
-    from requests.exceptions import ConnectTimeout as _ReqConnectTimeout
-    from requests.exceptions import SSLError as _ReqSSLError
-    from requests.exceptions import Timeout as _ReqTimeout
-    from requests.exceptions import RequestException as _ReqException
-    HAS_REQUESTS = True
-    REQUESTS_IMPORT_ERROR = None
-except ImportError as exc:  # pragma: no cover - exercised only on hosts without requests
-    HAS_REQUESTS = False
-    REQUESTS_IMPORT_ERROR = exc
+    return requests
 
-try:
-    from urllib3.exceptions import InsecureRequestWarning as _InsecureRequestWarning
-    from urllib3.exceptions import MaxRetryError as _MaxRetryError
-    from urllib3.exceptions import NewConnectionError as _NewConnectionError
-except ImportError:  # pragma: no cover
-    _InsecureRequestWarning = None
-    _MaxRetryError = None
-    _NewConnectionError = None
 
-try:
-    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
-    from cryptography.hazmat.primitives import serialization
-    HAS_CRYPTOGRAPHY = True
-    CRYPTOGRAPHY_IMPORT_ERROR = None
-except ImportError as exc:  # pragma: no cover
-    HAS_CRYPTOGRAPHY = False
-    CRYPTOGRAPHY_IMPORT_ERROR = exc
+def _x25519():
+    """``cryptography``'s X25519 and serialization modules (imported on first use); HemError when missing."""
+    try:
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import x25519
+    except ImportError as exc:
+        raise HemError('the Python library "cryptography" is required to log in: %s' % exc)
+    return x25519, serialization
 
 
 #: JSON request bodies above this size are refused by the device (413); checked before sending.
@@ -158,11 +153,6 @@ def b64decode_any(text):
     return base64.b64decode(text + b'=' * (-len(text) % 4), validate=True)
 
 
-def _require_cryptography():
-    if not HAS_CRYPTOGRAPHY:
-        raise HemError('the Python library "cryptography" is required to log in: %s' % CRYPTOGRAPHY_IMPORT_ERROR)
-
-
 def derive_seed(passphrase, eid):
     """PBKDF2-HMAC-SHA256 of the passphrase, salted with the eid as its base64 text."""
     return hashlib.pbkdf2_hmac('sha256', passphrase.encode('utf-8'), eid.encode('utf-8'), PBKDF2_ITERATIONS, 32)
@@ -170,19 +160,17 @@ def derive_seed(passphrase, eid):
 
 def derive_keypair(passphrase, eid):
     """The X25519 key of a passphrase on a device: ``(private_bytes, public_b64)``."""
-    _require_cryptography()
+    x25519, serialization = _x25519()
     seed = derive_seed(passphrase, eid)
-    private = X25519PrivateKey.from_private_bytes(seed)
-    public = private.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    public = x25519.X25519PrivateKey.from_private_bytes(seed).public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
     return seed, b64(public)
 
 
 def x25519_shared(private_bytes, peer_public_b64):
     """X25519(private, peer public given as base64)."""
-    _require_cryptography()
-    private = X25519PrivateKey.from_private_bytes(private_bytes)
-    peer = X25519PublicKey.from_public_bytes(b64decode_any(peer_public_b64))
-    return private.exchange(peer)
+    x25519 = _x25519()[0]
+    private = x25519.X25519PrivateKey.from_private_bytes(private_bytes)
+    return private.exchange(x25519.X25519PublicKey.from_public_bytes(b64decode_any(peer_public_b64)))
 
 
 def build_auth_jwt(challenge, private_bytes, public_b64, scope, iat, exp):
@@ -228,12 +216,13 @@ def _parse_retry_after(value):
 
 def _connect_failed(exc):
     """True when a connection error happened before any byte of the request was sent."""
-    if isinstance(exc, _ReqConnectTimeout):
+    from urllib3.exceptions import MaxRetryError, NewConnectionError
+    if isinstance(exc, _requests().exceptions.ConnectTimeout):
         return True
     reason = exc.args[0] if exc.args else None
-    if _MaxRetryError is not None and isinstance(reason, _MaxRetryError):
+    if isinstance(reason, MaxRetryError):
         reason = reason.reason
-    return _NewConnectionError is not None and isinstance(reason, _NewConnectionError)
+    return isinstance(reason, NewConnectionError)
 
 
 class _Answer(object):
@@ -355,7 +344,12 @@ class HemClient(object):
         # The token was refused (expired, or the device rebooted): one new login, one repeat.
         # A 401 is answered before the request is applied, so repeating a POST is safe.
         self.token = None
-        self.login()
+        try:
+            self.login()
+        except HemError as exc:
+            # e.g. the clock is unset after a reboot: say why a login was tried at all
+            exc.msg += ' (logging in again because %s %s refused the bearer token: %s)' % (method, path, STATUS_MEANINGS[401].split(': ', 1)[1])
+            raise
         return self._request(method, path, body, auth)
 
     def _request(self, method, path, body, auth, retry_statuses=RETRY_STATUSES):
@@ -371,6 +365,7 @@ class HemClient(object):
         if auth and self.token:
             headers['Authorization'] = 'Bearer ' + self.token
 
+        errors = _requests().exceptions
         deadline = time.monotonic() + self.timeout
         attempt = 0
         while True:
@@ -381,23 +376,23 @@ class HemClient(object):
             wait = remaining / 2 if method == 'GET' and attempt < self.retries else remaining
             try:
                 answer = self._send(method, path, data, headers, max(wait, min(remaining, 1.0), 0.1))
-            except _ReqSSLError as exc:
+            except errors.SSLError as exc:
                 self.requests.append((method, path, None))
                 raise HemError('TLS certificate verification or handshake failed with %s (%s). Set ca_path to the CA that signed '
                                'the device certificate, or validate_certs to false (not recommended)' % (self.url, _reason(exc)), endpoint)
-            except _ReqTimeout as exc:
+            except errors.Timeout as exc:
                 self.requests.append((method, path, None))
                 if method != 'GET' and not _connect_failed(exc):
                     raise HemOutcomeUnknown('no answer within %.0f s after the request was sent: it may or may not have been applied; '
                                             'check the device state before trying again' % self.timeout, endpoint)
                 error = HemError('no answer within the timeout of %.0f s (%s)' % (self.timeout, _reason(exc)), endpoint)
-            except _ReqConnectionError as exc:
+            except errors.ConnectionError as exc:
                 self.requests.append((method, path, None))
                 if method != 'GET' and not _connect_failed(exc):
                     raise HemOutcomeUnknown('the connection was lost after the request was sent: it may or may not have been applied; '
                                             'check the device state before trying again (%s)' % _reason(exc), endpoint)
                 error = HemError('cannot reach the device at %s (%s)' % (self.url, _reason(exc)), endpoint)
-            except _ReqException as exc:
+            except errors.RequestException as exc:
                 self.requests.append((method, path, None))
                 raise HemError('request failed (%s)' % _reason(exc), endpoint)
             else:
@@ -422,6 +417,8 @@ class HemClient(object):
 
     def _send(self, method, path, data, headers, timeout):
         """One request on a fresh connection; returns an _Answer."""
+        requests = _requests()
+        from urllib3.exceptions import InsecureRequestWarning
         session = requests.Session()
         # trust_env=False: REQUESTS_CA_BUNDLE/CURL_CA_BUNDLE must not replace the CA chosen here,
         # and ~/.netrc must not replace the Authorization header. Proxies from the environment
@@ -432,8 +429,7 @@ class HemClient(object):
         try:
             proxies = requests.utils.get_environ_proxies(url)
             with warnings.catch_warnings():
-                if _InsecureRequestWarning is not None:
-                    warnings.simplefilter('ignore', _InsecureRequestWarning)
+                warnings.simplefilter('ignore', InsecureRequestWarning)
                 resp = session.request(method, url, data=data, headers=headers, verify=verify, proxies=proxies,
                                        timeout=(min(timeout, 10.0), timeout), allow_redirects=False)
             content = resp.content

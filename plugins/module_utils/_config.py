@@ -18,11 +18,7 @@ import hmac
 import ipaddress
 import re
 
-try:
-    from cryptography.hazmat.primitives.asymmetric import x25519
-    HAS_CRYPTOGRAPHY = True
-except ImportError:  # pragma: no cover - reported by the module with missing_required_lib
-    HAS_CRYPTOGRAPHY = False
+from ansible_collections.encedo.hem.plugins.module_utils._client import x25519_shared
 
 MASK = "********"
 
@@ -357,9 +353,8 @@ def rotation_fields(new_private, new_public_b64, current):
 
     ``new_private``: the raw 32-byte X25519 private key derived from the new passphrase.
     """
-    spk = base64.b64decode(current["spk"])
     nonce = current["nonce"]
-    shared = x25519.X25519PrivateKey.from_private_bytes(new_private).exchange(x25519.X25519PublicKey.from_public_bytes(spk))
+    shared = x25519_shared(new_private, current["spk"])
     mac = hmac.new(shared, base64.b64decode(nonce), hashlib.sha256).digest()
     return {
         "userkey": new_public_b64,

@@ -13,16 +13,15 @@
 
 from __future__ import annotations
 
-import copy
 import os
 from urllib.parse import urlsplit
 
-from ansible.module_utils import basic
 from ansible.module_utils.basic import AnsibleModule, env_fallback, missing_required_lib
 
 from ansible_collections.encedo.hem.plugins.module_utils._client import (
     HAS_REQUESTS,
     REQUESTS_IMPORT_ERROR,
+    TOKEN_PATH,
     HemClient,
     HemError,
 )
@@ -36,8 +35,6 @@ ENV_VARS = {
     'ca_path': 'ENCEDO_HEM_CA_PATH',
     'timeout': 'ENCEDO_HEM_TIMEOUT',
 }
-
-CREDENTIALS = ('passphrase', 'token')
 
 
 def hem_argument_spec():
@@ -53,15 +50,6 @@ def hem_argument_spec():
         ca_path=dict(type='path', fallback=env('ca_path')),
         timeout=dict(type='int', default=30, fallback=env('timeout')),
     )
-
-
-def _task_params():
-    """The options the task itself set (before defaults and environment fallbacks)."""
-    try:
-        params = basic._load_params()
-    except Exception:  # no arguments at all (e.g. documentation tooling): nothing was set
-        return {}
-    return params if isinstance(params, dict) else {}
 
 
 def validate_url(url):
@@ -85,22 +73,18 @@ def validate_url(url):
 class HemModule(AnsibleModule):
     """AnsibleModule with the connection options merged in.
 
-    ``passphrase`` and ``token`` are mutually exclusive on the task. Environment
-    fallbacks have the lowest precedence: a task that sets ``token`` ignores
-    ``ENCEDO_HEM_PASSPHRASE`` and one that sets ``passphrase`` ignores ``ENCEDO_HEM_TOKEN``.
+    ``passphrase`` and ``token`` may be given together, each from the task or else from
+    its environment variable: the token is used first, the passphrase logs in when there
+    is no token, or once when the device refuses the token (HTTP 401). A module that had
+    to replace the token it was given returns the new one as ``token`` in its result (the
+    action plugin hides such a result; ``register`` still gets it). Not as a fact: facts go to
+    the fact cache, which ansible-runner (so AWX) keeps on disk.
     """
 
-    def __init__(self, argument_spec=None, mutually_exclusive=None, **kwargs):
+    def __init__(self, argument_spec=None, **kwargs):
         spec = hem_argument_spec()
-        task = _task_params()
-        given = [name for name in CREDENTIALS if task.get(name) is not None]
-        if len(given) == 1:
-            other = CREDENTIALS[1 - CREDENTIALS.index(given[0])]
-            spec[other] = copy.deepcopy(spec[other])
-            del spec[other]['fallback']
         spec.update(argument_spec or {})
-        exclusive = [list(CREDENTIALS)] + list(mutually_exclusive or [])
-        super(HemModule, self).__init__(argument_spec=spec, mutually_exclusive=exclusive, **kwargs)
+        super(HemModule, self).__init__(argument_spec=spec, **kwargs)
         self._hem_client = None
         if not HAS_REQUESTS:
             self.fail_json(msg=missing_required_lib('requests'), exception=str(REQUESTS_IMPORT_ERROR))
@@ -150,4 +134,23 @@ class HemModule(AnsibleModule):
                 extra['status'] = exc.status
             self.fail_json(msg=str(exc), **extra)
         result.setdefault('changed', False)
+        renewed = self.renewed_token()
+        if renewed:
+            result['token'] = renewed
         self.exit_json(**result)
+
+    def renewed_token(self):
+        """The token that replaced the one given to the task after the device refused it, else None.
+
+        None also when the new token contains a ``no_log`` value (Ansible would mask it in
+        the result): the next task then logs in again by itself.
+        """
+        client = self._hem_client
+        given = self.params['token']
+        if client is None or not given or not client.token or client.token == given:
+            return None
+        if not any(status == 401 and path != TOKEN_PATH for dummy, path, status in client.requests):
+            return None
+        if any(secret and secret in client.token for secret in self.no_log_values):
+            return None
+        return client.token

@@ -20,7 +20,6 @@ import socket
 import ssl
 import time
 
-from urllib import request as urllib_request
 from urllib.parse import unquote, urlsplit
 
 try:
@@ -472,10 +471,13 @@ def _ssl_context(validate_certs, ca_path):
 
 def proxy_for(url):
     """The proxy the API requests of the module use for url (from the environment), or None."""
+    if not any(name.lower().endswith("_proxy") for name in os.environ):
+        return None     # the common case, decided without importing requests
     try:
         from requests.utils import get_environ_proxies
         proxies = get_environ_proxies(url)
     except ImportError:
+        from urllib import request as urllib_request
         host = urlsplit(url).hostname or ""
         proxies = {} if urllib_request.proxy_bypass_environment(host) else urllib_request.getproxies_environment()
     return proxies.get("https") or proxies.get("all") or None

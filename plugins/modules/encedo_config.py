@@ -99,6 +99,12 @@ options:
       - Allow a change of O(storage_disk0size), which erases the data on disk 0.
     type: bool
     default: false
+  full_config:
+    description:
+      - Return the whole device configuration in RV(config), not only the fields the task declares.
+      - Off by default so that results stay small when a play runs over a fleet.
+    type: bool
+    default: false
   hostname:
     description:
       - The host name the device was personalised with. The device does not allow changing it afterwards.
@@ -207,22 +213,28 @@ sent:
   sample: [email, user]
 config:
   description:
-    - The device configuration after the task (re-read after a change; predicted in check mode), without the per-request
+    - The declared fields of the device configuration after the task (re-read after a change; predicted in check mode),
+      in the types of the options. With O(full_config=true), the whole configuration, without the per-request
       C(nonce), C(spk) and timestamps. Never a secret.
   returned: success
   type: dict
   sample:
-    devid: 2023b758c209269a
     user: Operations
     email: ops@example.com
-    hostname: my.ence.do
-    trusted_ts: true
     http_option_dosprot_mode: 2
+token:
+  description:
+    - The new bearer token, when the device refused O(token) (it expired, or the device rebooted) and the task logged in
+      again with O(passphrase). Pass it to the next tasks instead of the old one.
+    - The output of a task that returns it is hidden, like with C(no_log); the registered variable still holds it.
+  returned: when the task logged in again because the device refused O(token)
+  type: str
+  sample: eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzY29wZSI6InN5c3RlbTpjb25maWcifQ.c2lnbmF0dXJl
 '''
 
-from ansible_collections.encedo.hem.plugins.module_utils._client import HemClient, HemError, HemOutcomeUnknown, TOKEN_PATH, derive_keypair
+from ansible_collections.encedo.hem.plugins.module_utils._client import HAS_CRYPTOGRAPHY, HemClient, HemError, HemOutcomeUnknown, TOKEN_PATH, derive_keypair
 from ansible_collections.encedo.hem.plugins.module_utils._config import (
-    FIELDS, HAS_CRYPTOGRAPHY, ROTATION_FIELDS, ConfigError, apply_delta, current_values, diff, plan_update, public_config,
+    FIELDS, ROTATION_FIELDS, ConfigError, apply_delta, current_values, diff, plan_update, public_config,
     rotation_fields, same, validate, wire,
 )
 from ansible_collections.encedo.hem.plugins.module_utils._module import HemModule
@@ -268,7 +280,14 @@ def _outcome_unknown(module, client, exc, plan, desired, sent, rotate):
     if rotate:
         msg += (' Whether the passphrase was rotated cannot be read back: run the task again, it tries new_passphrase first and '
                 'rotates only if that login fails.')
-    _fail(module, msg, changed=bool(applied), sent=sent, config=public_config(now), applied=applied, not_applied=pending)
+    _fail(module, msg, changed=bool(applied), sent=sent, config=_shown(module, public_config(now)), applied=applied, not_applied=pending)
+
+
+def _shown(module, config):
+    """The configuration to return: the declared fields only, or all of it with full_config (results stay small in a fleet)."""
+    if module.params['full_config']:
+        return config
+    return dict((name, value) for name, value in config.items() if module.params.get(name) is not None)
 
 
 def run(module, client):
@@ -306,15 +325,15 @@ def run(module, client):
     try:
         plan = plan_update(current, desired, p['allow_reformat'])
     except ConfigError as exc:
-        _fail(module, str(exc), config=public_config(current))
+        _fail(module, str(exc), config=_shown(module, public_config(current)))
 
     sent = sorted(list(plan.delta) + (list(ROTATION_FIELDS) if rotate else []))
     result = dict(changed=bool(sent), sent=sent, updated=False, reboot_required=plan.reboot_required)
     if not sent:
-        result['config'] = public_config(current)
+        result['config'] = _shown(module, public_config(current))
         return result
     if module.check_mode:
-        result['config'] = public_config(apply_delta(current, plan.delta))
+        result['config'] = _shown(module, public_config(apply_delta(current, plan.delta)))
         if module._diff:
             result['diff'] = diff(plan.before, plan.after, rotate)
         return result
@@ -347,7 +366,7 @@ def run(module, client):
     result.update(
         updated=bool(answer.get('updated', False)),
         reboot_required=plan.reboot_required or bool(answer.get('reboot_required')),
-        config=public_config(after),
+        config=_shown(module, public_config(after)),
     )
     if module._diff:
         result['diff'] = diff(plan.before, dict((n, wire(n, have[n]) if n in have else None) for n in plan.delta), rotate)
@@ -369,6 +388,7 @@ def main():
         storage_mode=dict(type='int'),
         storage_disk0size=dict(type='int'),
         allow_reformat=dict(type='bool', default=False),
+        full_config=dict(type='bool', default=False),
         hostname=dict(type='str'),
         ip=dict(type='str'),
         new_passphrase=dict(type='str', no_log=True),

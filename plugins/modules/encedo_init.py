@@ -42,8 +42,8 @@ options:
     description:
       - The user passphrase to set, and later to log in with.
       - Required to personalise a device. On a personalised device, when given, the module checks that it logs in.
-      - Mutually exclusive with O(token). If neither is set on the task, the environment variable E(ENCEDO_HEM_PASSPHRASE)
-        is used.
+      - A token (O(token)) cannot personalise a device; it is not used by this module.
+      - If not set, the environment variable E(ENCEDO_HEM_PASSPHRASE) is used.
     type: str
   master_passphrase:
     description:

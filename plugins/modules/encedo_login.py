@@ -14,6 +14,9 @@ description:
   - Later tasks pass the token as O(encedo.hem.encedo_info#module:token) (every encedo.hem module has that option), so a
     play logs in once per host instead of once per task. A login costs at least half a second on the device, plus the
     key derivation.
+  - A later task given both O(encedo.hem.encedo_info#module:token) and O(encedo.hem.encedo_info#module:passphrase) logs in
+    again, once, when the device refuses the token (it expired, or the device rebooted), and returns the new token as
+    C(token) in its result (hidden like this one), for the tasks after it.
   - The output of a successful task is hidden, like with C(no_log), also with C(-vvv), so the token never appears in
     the output; the registered variable still holds it. A failed login stays visible.
   - Nothing changes on the device; the task also runs in check mode, so later tasks can use the token in check mode.
@@ -62,8 +65,9 @@ attributes:
   platform:
     platforms: posix
 notes:
-  - O(passphrase) is required (directly or through E(ENCEDO_HEM_PASSPHRASE)); O(token) makes no sense here.
+  - O(passphrase) is required (directly or through E(ENCEDO_HEM_PASSPHRASE)); O(token) is ignored here.
   - Do not print the registered variable (for example with M(ansible.builtin.debug)), because it holds the token.
+  - The token is not returned as a fact on purpose - facts go to the fact cache, which ansible-runner (so AWX) keeps on disk.
 seealso:
   - module: encedo.hem.encedo_info
 '''
@@ -87,6 +91,32 @@ EXAMPLES = r'''
       encedo.hem.encedo_info:
         token: "{{ hem_login.token }}"
       register: hem
+
+# A long play: the token first, the passphrase only to log in again once if the token dies
+# (expiry, reboot). A task that logged in again returns the new token: the next tasks take it.
+- name: Configure HEM devices, surviving a token that dies mid-play
+  hosts: hem
+  gather_facts: false
+  module_defaults:
+    group/encedo.hem.hem:
+      url: "{{ hem_url }}"
+      ca_path: "{{ hem_ca_path }}"
+      passphrase: "{{ hem_passphrase }}"
+  tasks:
+    - name: Log in once
+      encedo.hem.encedo_login:
+      register: hem_login
+
+    - name: Verify the attestation
+      encedo.hem.encedo_attestation:
+        token: "{{ hem_login.token }}"
+        trust_anchor_path: custody-ca.pem
+      register: hem_attestation
+
+    - name: Apply the configuration with the newest token
+      encedo.hem.encedo_config:
+        token: "{{ hem_attestation.token | default(hem_login.token) }}"
+        user: HEM 1
 
 - name: A short-lived token with a narrower scope
   encedo.hem.encedo_login:

@@ -288,6 +288,14 @@ csr_path_changed:
   description: Whether O(csr_path) was (or, in check mode, would be) written.
   returned: when O(state=csr)
   type: bool
+token:
+  description:
+    - The new bearer token, when the device refused O(token) (it expired, or the device rebooted) and the task logged in
+      again with O(passphrase). Pass it to the next tasks instead of the old one.
+    - The output of a task that returns it is hidden, like with C(no_log); the registered variable still holds it.
+  returned: when the task logged in again because the device refused O(token)
+  type: str
+  sample: eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzY29wZSI6InN5c3RlbTpjb25maWcifQ.c2lnbmF0dXJl
 '''
 
 import os

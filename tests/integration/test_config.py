@@ -261,10 +261,19 @@ def test_msc_fields_on_epa_fail_before_any_write(epa, hem_playbook):
 
 def test_epa_common_fields_work(epa, hem_playbook):
     epa.clear_log(0)
-    result = Task(hem_playbook, epa, 0)("encedo.hem.encedo_config", {"http_option_hsts": True})
+    result = Task(hem_playbook, epa, 0)("encedo.hem.encedo_config", {"http_option_hsts": True, "full_config": True})
     assert result["changed"] is True and result["reboot_required"] is False and result["sent"] == ["http_option_hsts"]
-    assert "storage_mode" not in result["config"]
+    assert "storage_mode" not in result["config"] and "devid" in result["config"]
     assert [e["keys"] for e in config_posts(epa, 0)] == [["http_option_hsts"]]
+
+
+def test_result_holds_only_the_declared_fields_unless_full_config(epa, hem_playbook):
+    task = Task(hem_playbook, epa, 0)
+    declared = task("encedo.hem.encedo_config", {"http_option_hsts": True, "user": "Small result"})
+    assert declared["config"] == {"http_option_hsts": True, "user": "Small result"}
+    full = task("encedo.hem.encedo_config", {"user": "Small result", "full_config": True})
+    assert full["changed"] is False
+    assert {"devid", "hostname", "user", "http_option_hsts"} <= set(full["config"])
 
 
 def test_disk0_resize_with_allow_reformat(ppa, dev, task):

@@ -4,6 +4,9 @@
 from __future__ import annotations
 
 import os
+import re
+
+import pytest
 
 PASSPHRASE = "integration-passphrase-4711"
 
@@ -68,8 +71,9 @@ def test_login_once_then_info_with_the_token(emulator, hem_playbook):
         assert login.censored and "token" not in login.result
 
 
-def test_token_from_the_task_beats_passphrase_from_the_environment(emulator, hem_playbook):
-    """AWX-style credentials in ENCEDO_HEM_*; the play still logs in once and passes token:."""
+def test_token_from_the_task_is_used_before_passphrase_from_the_environment(emulator, hem_playbook):
+    """AWX-style credentials in ENCEDO_HEM_*; the play still logs in once and passes token: (a valid token
+    is used; the passphrase from the environment is only for logging in again, see the next test)."""
     emu = emulator(passphrase=PASSPHRASE, rtc_set=True)
     playbook = [{
         "name": "Login once with credentials from the environment", "hosts": "hem", "gather_facts": False,
@@ -83,6 +87,101 @@ def test_token_from_the_task_beats_passphrase_from_the_environment(emulator, hem
     run = hem_playbook(emu).run_playbook(playbook, env=env)
     run.assert_ok()
     assert token_requests(emu) == [("GET", "/api/auth/token"), ("POST", "/api/auth/token")]
+
+
+JWT_RE = re.compile(r"eyJ[\w-]{4,}\.eyJ[\w-]{4,}\.[\w-]{10,}")
+CONFIG = "/api/system/config"
+
+
+def dead_token_playbook(token_file, renewed_file, passphrase_from_env=False):
+    """Log in, kill every token of the device (control interface), then: token alone -> clear failure;
+    token + passphrase -> one new login, the new token in the (hidden) result; that token alone -> no login."""
+    auth = {} if passphrase_from_env else {"passphrase": "{{ hem_passphrase }}"}
+    return [{
+        "name": "A token that dies between tasks", "hosts": "hem", "gather_facts": False,
+        "module_defaults": {"group/encedo.hem.hem": {"url": "{{ hem_url }}", "ca_path": "{{ hem_ca_path }}"}},
+        "tasks": [
+            {"name": "Log in", "encedo.hem.encedo_login": auth, "register": "hem_login"},
+            {"name": "The device forgets every token", "ansible.builtin.uri": {
+                "url": "{{ hem_control_url }}/devices/{{ hem_index }}/faults", "method": "POST", "body_format": "json",
+                "body": {"kind": "expire_tokens"}}},
+            {"name": "Token alone", "block": [
+                {"name": "Read with the dead token alone", "encedo.hem.encedo_info": {"token": "{{ hem_login.token }}", "passphrase": ""}},
+                {"name": "Dead token accepted", "ansible.builtin.fail": {"msg": "a dead token was accepted"}}],
+             "rescue": [{"name": "Dead token refused, saying why", "ansible.builtin.assert": {"that": [
+                 "ansible_failed_task.name == 'Read with the dead token alone'",
+                 "'expired, or the device rebooted since it was issued' in ansible_failed_result.msg",
+                 "'give passphrase' in ansible_failed_result.msg"]}}]},
+            {"name": "Read with the dead token and the passphrase", "encedo.hem.encedo_info": dict(auth, token="{{ hem_login.token }}"),
+             "register": "renewed"},
+            {"name": "Read with the renewed token alone", "encedo.hem.encedo_info": {"token": "{{ renewed.token }}"},
+             "register": "after"},
+            {"name": "The renewal is a new token", "ansible.builtin.assert": {"that": [
+                "renewed.token != hem_login.token", "after.token is undefined", "ansible_facts.encedo_hem_token is undefined",
+                "renewed.config.hostname == after.config.hostname"]}},
+            {"name": "Keep both tokens for the test", "no_log": True, "ansible.builtin.copy": {
+                "content": "{{ item.value }}", "dest": "{{ item.dest }}", "mode": "0600"}, "loop": [
+                {"value": "{{ hem_login.token }}", "dest": str(token_file)},
+                {"value": "{{ renewed.token }}", "dest": str(renewed_file)}]},
+        ],
+    }]
+
+
+@pytest.mark.parametrize("passphrase_from_env", [False, True], ids=["task", "environment"])
+def test_dead_token_with_the_passphrase_logs_in_again_once(emulator, hem_playbook, tmp_path, passphrase_from_env):
+    emu = emulator(passphrase=PASSPHRASE, rtc_set=True)
+    token_file, renewed_file = tmp_path / "token", tmp_path / "renewed"
+    env = {"ENCEDO_HEM_PASSPHRASE": PASSPHRASE} if passphrase_from_env else None
+    run = hem_playbook(emu).run_playbook(dead_token_playbook(token_file, renewed_file, passphrase_from_env), verbosity=4, env=env)
+    run.assert_ok()
+    assert [t.status for t in run.results(task="Dead token refused, saying why")] == ["ok"]
+    token, renewed = token_file.read_text(), renewed_file.read_text()
+    assert JWT_RE.fullmatch(token) and JWT_RE.fullmatch(renewed) and token != renewed
+    # exactly one new login: the first login and the one of the task that met the dead token
+    assert token_requests(emu) == [("GET", "/api/auth/token"), ("POST", "/api/auth/token")] * 2
+    reads = [(e["status"], e["auth"]) for e in emu.log(0) if e["path"] == CONFIG]
+    assert reads == [(401, "bearer"), (401, "bearer"), (200, "bearer"), (200, "bearer")], reads
+    # the result holding the new token is hidden, like encedo_login's; the next task's is not
+    assert run.results(task="Read with the dead token and the passphrase")[0].censored
+    assert not run.results(task="Read with the renewed token alone")[0].censored
+    # neither token nor passphrase shows anywhere, at -vvvv
+    assert "<hem0> EXEC" in run.stdout or "ESTABLISH LOCAL CONNECTION" in run.stdout
+    for secret in (PASSPHRASE, token, renewed) + tuple(token.split(".")[2:]) + tuple(renewed.split(".")[2:]):
+        assert secret not in run.stdout and secret not in run.stderr
+        for task in run.tasks:
+            assert secret not in repr(task.result)
+
+
+def test_renewal_with_a_persistent_fact_cache(emulator, hem_playbook, tmp_path):
+    """ansible-runner (so AWX) always caches facts on disk (jsonfile): the renewed token travels in the registered
+    result, never as a fact, so it never reaches the cache, and the next task uses it without logging in."""
+    emu = emulator(passphrase=PASSPHRASE, rtc_set=True)
+    cache = tmp_path / "facts"
+    playbook = [{
+        "name": "Persistent fact cache", "hosts": "hem", "gather_facts": False,
+        "module_defaults": {"group/encedo.hem.hem": {"url": "{{ hem_url }}", "ca_path": "{{ hem_ca_path }}"}},
+        "tasks": [
+            {"name": "Some fact for the cache", "ansible.builtin.set_fact": {"hem_marker": "cached", "cacheable": True}},
+            {"name": "Log in", "encedo.hem.encedo_login": {"passphrase": "{{ hem_passphrase }}"}, "register": "hem_login"},
+            {"name": "The device forgets every token", "ansible.builtin.uri": {
+                "url": "{{ hem_control_url }}/devices/{{ hem_index }}/faults", "method": "POST", "body_format": "json",
+                "body": {"kind": "expire_tokens"}}},
+            {"name": "Read with the dead token and the passphrase", "register": "renewed", "encedo.hem.encedo_info": {
+                "token": "{{ hem_login.token }}", "passphrase": "{{ hem_passphrase }}"}},
+            {"name": "Read with the renewed token and the passphrase", "encedo.hem.encedo_info": {
+                "token": "{{ renewed.token | default(hem_login.token) }}", "passphrase": "{{ hem_passphrase }}"}},
+        ],
+    }]
+    env = {"ANSIBLE_CACHE_PLUGIN": "jsonfile", "ANSIBLE_CACHE_PLUGIN_CONNECTION": str(cache)}
+    run = hem_playbook(emu).run_playbook(playbook, env=env)
+    run.assert_ok()
+    assert token_requests(emu) == [("GET", "/api/auth/token"), ("POST", "/api/auth/token")] * 2
+    assert run.results(task="Read with the dead token and the passphrase")[0].censored
+    assert not run.results(task="Read with the renewed token and the passphrase")[0].censored
+    files = [p for p in cache.rglob("*") if p.is_file()]
+    assert files and any("cached" in p.read_text() for p in files), "the fact cache was not written"
+    for path in files:
+        assert not JWT_RE.search(path.read_text()), "a token in the fact cache %s" % path
 
 
 def test_login_lifetime_and_scope(emulator, hem_playbook):

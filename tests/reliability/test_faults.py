@@ -11,6 +11,11 @@ the parametrized tests then judge each pair from the task results and the reques
 Adding a module is one row: its tasks, the read it does before writing (faulted), its
 write (dropped), the fields it may write, and what each scenario must end with.
 
+The token scenarios (expire, reboot_mid, reboot_mid_clock) kill the token right after the first
+login of the run: a task that has the passphrase too logs in again exactly once, and for the role
+the tasks after it use the new token (no further login); with the clock unset after a reboot no
+login is possible and the task says to check in.
+
 Invariants checked for every pair: no write carries a field the task did not declare;
 no field is applied twice in one run; for idempotent rows, no field is applied twice
 over both runs (a lost answer and the re-run included).
@@ -59,7 +64,9 @@ class Expect:
 @dataclass
 class Row:
     name: str
-    fleet: str                          # "personalised": PPA personalised, clock set; "fresh": factory-fresh PPA, clock set
+    # fleet: "personalised": PPA personalised, clock set; "fresh": factory-fresh PPA, clock set, secure element not
+    # provisioned; "blank": the same with the secure element provisioned
+    fleet: str
     tasks: list
     read: tuple                         # (method, path): the read before the write (faulted by read_fault, busy, slow)
     write: tuple                        # (method, path): the write (dropped by write_drop_*)
@@ -71,6 +78,11 @@ class Row:
     logins_after_reboot: int            # logins of a no-op run after a device reboot (reboot_between)
     expect: dict = field(default_factory=dict)
     hostvars: dict = field(default_factory=dict)
+    scenario_fleet: dict = field(default_factory=dict)       # scenario -> fleet, where it differs from `fleet`
+    scenario_hostvars: dict = field(default_factory=dict)    # scenario -> host vars added to `hostvars`
+
+    def fleet_of(self, scen):
+        return self.scenario_fleet.get(scen, self.fleet)
 
 
 def _read_fault(path):
@@ -149,12 +161,17 @@ ROWS = [
     Row("role", "fresh",
         tasks=[{"name": "role under test", "ansible.builtin.include_role": {"name": "encedo.hem.device"}}],
         read=("GET", CONFIG), write=("POST", CONFIG), declared=frozenset({"init", "checked", "user", "http_option_hsts"}),
-        marker=("GET", CONFIG), auth_request=("GET", CONFIG), idempotent=True, logins=1, logins_after_reboot=1,
+        marker=("GET", CONFIG), auth_request=("GET", ATTESTATION), idempotent=True, logins=1, logins_after_reboot=1,
         expect=dict(_common(("GET", CONFIG), False),
-                    # The role logs in once and hands the token to every task: a token that dies mid-play
-                    # cannot be renewed by a task (token and passphrase are exclusive). Either the role
-                    # renews it (one more login) or it fails saying why; the next run converges.
-                    expire=Expect(None),
+                    # The role logs in once; the token dies right after (expiry, or a reboot between
+                    # tasks) and the attestation is the first task to meet it. That task logs in again,
+                    # once, with the passphrase it gets too; the configuration after it uses the new
+                    # token (no third login). After a reboot with trusted_ts on, the clock is unset: no
+                    # login is possible, the task fails saying to check in (run 2 does and converges).
+                    expire=Expect(True),
+                    reboot_mid=Expect(True),
+                    reboot_mid_clock=Expect(False, (CHECKIN_HINT, "logging in again because GET %s refused the bearer token"
+                                                    % re.escape(ATTESTATION))),
                     write_drop_applied=Expect(False, ("outcome unknown", "as requested now: http_option_hsts, user")),
                     write_drop_lost=Expect(False, ("outcome unknown", "none of the changed fields applied"))),
         hostvars={
@@ -162,12 +179,19 @@ ROWS = [
             "encedo_hem_passphrase": PW, "encedo_hem_master_passphrase": MASTER, "encedo_hem_backend_url": "{{ hem_backend_url }}",
             "encedo_hem_init": {"hostname": "hem{{ hem_index }}.emulator.test", "trusted_ts": "{{ hem_trusted_ts }}"},
             "encedo_hem_config": {"user": "Role declared", "http_option_hsts": True},
-        }),
+        },
+        # the token scenarios: two tasks use the token after the login (attestation, then configuration)
+        scenario_fleet={scen: "blank" for scen in ("expire", "reboot_mid", "reboot_mid_clock")},
+        scenario_hostvars={scen: {"encedo_hem_attestation_trust_anchor_path": "{{ hem_custody_ca_path }}"}
+                           for scen in ("expire", "reboot_mid", "reboot_mid_clock")}),
 ]
 ROW = {row.name: row for row in ROWS}
 
 SCENARIOS = ["read_fault", "write_drop_applied", "write_drop_lost", "busy", "slow", "expire", "reboot_between",
-             "reboot_between_clock", "restart"]
+             "reboot_between_clock", "reboot_mid", "reboot_mid_clock", "restart"]
+# The device reboots right after the first login of the run (between tasks); with the clock then
+# unset, "reboot_mid" personalises with trusted_ts off (logins work), "reboot_mid_clock" with it on.
+MID_PLAY = ("expire", "reboot_mid", "reboot_mid_clock")
 
 # (row, scenario) pairs proven by another test: that test's node id.
 COVERED_ELSEWHERE = {
@@ -183,6 +207,10 @@ NOT_APPLICABLE = {
     ("checkin", "expire"): "the check-in uses no token",
     ("attestation", "expire"): "provisioning happens before personalisation, without a token",
 }
+for _row in ("config", "tls", "init", "checkin", "reboot", "factory_reset", "attestation"):
+    for _scen in ("reboot_mid", "reboot_mid_clock"):
+        NOT_APPLICABLE[(_row, _scen)] = ("one task, which logs in by itself: a reboot between tasks is reboot_between, "
+                                         "a token refused inside the task is expire")
 
 CASES = [(row.name, scen) for row in ROWS for scen in SCENARIOS if scen in row.expect]
 
@@ -204,6 +232,7 @@ class Batch:
         self.vars = {}           # host -> extra host vars
         self.log1, self.log2 = {}, {}
         self.boot0 = {}
+        self.boot1 = {}          # boot ids after run 1
         self.run1 = self.run2 = None
         self.restart_run1 = self.restart_run2 = None
         self.restart_info = {}
@@ -215,14 +244,14 @@ class Batch:
         again = [c for c in CASES if c[1] == "restart"]
         groups = {}
         for name, scen in CASES:
-            key = (ROW[name].fleet, scen == "restart")
+            key = (ROW[name].fleet_of(scen), scen == "restart")
             groups.setdefault(key, []).append(host(name, scen))
         self.emus = {}
         for (fleet, restart), hosts in sorted(groups.items()):
             kwargs = dict(devices=len(hosts), rtc_set=True, reboot_seconds=1.0)
             if fleet == "personalised":
                 kwargs["passphrase"] = PW
-            else:
+            elif fleet == "fresh":
                 kwargs["se_fresh"] = True
             if restart:
                 kwargs["state_dir"] = str(self.tmp / ("state-%s" % fleet))
@@ -246,9 +275,11 @@ class Batch:
             extra = {"hem_row": row, "hem_scenario": scen, "hem_passphrase": PW, "hem_master": MASTER,
                      "hem_timeout": {"slow": SLOW_TIMEOUT, "restart": HOLD + 30}.get(scen, 30),
                      "hem_wait_timeout": 4 if scen in ("write_drop_lost", "restart") else 20,
-                     "hem_trusted_ts": scen != "reboot_between"}
+                     "hem_trusted_ts": scen not in ("reboot_between", "reboot_mid")}
             extra.update(ROW[row].hostvars)
-            trusted_off = row == "tls" or (scen == "reboot_between" and ROW[row].fleet == "personalised")
+            extra.update(ROW[row].scenario_hostvars.get(scen, {}))
+            fleet = ROW[row].fleet_of(scen)
+            trusted_off = row == "tls" or (scen == "reboot_between" and fleet == "personalised")
             if trusted_off:
                 hem = emu.hem(i)
                 hem.login(PW)
@@ -271,7 +302,7 @@ class Batch:
                 extra.update(hem_att_cert=pem(cert), hem_att_anchor=self.custody_pem)
             if row == "checkin":
                 reboots.append((emu, i))
-            if ROW[row].fleet == "personalised" and not trusted_off:
+            if fleet == "personalised" and not trusted_off:
                 # the device derives its stored key at the first login (PBKDF2): not inside a timed scenario
                 emu.hem(i).login(PW)
             self.vars[name] = extra
@@ -304,8 +335,9 @@ class Batch:
                 emu.fault(i, "busy", count=2, path=read_path, method=read_method)
             elif scen == "slow":
                 emu.fault(i, "latency", count=RETRIES + 1, seconds=SLOW_TIMEOUT + 4, path=read_path, method=read_method)
-            elif scen == "expire":
-                # Holds the first authenticated request until the watcher has expired every token.
+            elif scen in MID_PLAY:
+                # Holds the first authenticated request until the watcher has expired every token (or
+                # rebooted the device, which is back after 1 s).
                 emu.fault(i, "latency", count=1, seconds=4, path=r.auth_request[1], method=r.auth_request[0])
             elif scen == "restart":
                 # The write waits at the device until the emulator process is killed under it.
@@ -333,13 +365,14 @@ class Batch:
         return runner.run_playbook(play, env=env, timeout=600)
 
     def expire_watcher(self, stop):
-        """Expire every token of a device as soon as its first login succeeded (the next request is held by latency)."""
-        pending = {name: self.place[name] for name in self.main_hosts if name.endswith("__expire")}
+        """Expire every token of a device (or reboot it) as soon as its first login succeeded (the next request
+        is held by latency)."""
+        pending = {name: self.place[name] for name in self.main_hosts if name.split("__")[1] in MID_PLAY}
         while pending and not stop.is_set():
             for name, (emu, i) in list(pending.items()):
                 try:
                     if logins(emu.log(i)):
-                        emu.fault(i, "expire_tokens")
+                        emu.fault(i, "expire_tokens" if name.endswith("__expire") else "reboot")
                         pending.pop(name)
                 except OSError:
                     pass
@@ -400,6 +433,7 @@ class Batch:
         for name, (emu, i) in self.place.items():
             emu.clear_faults(i)
             self.log1[name] = self.log1.get(name, []) + list(emu.log(i))
+            self.boot1[name] = emu.state(i)["boot_id"]
         between = [self.place[n] for n in self.main_hosts
                    if n.split("__")[1] in ("reboot_between", "reboot_between_clock")
                    or n in ("tls__write_drop_applied", "tls__write_drop_lost")]
@@ -530,14 +564,23 @@ def judge(batch, row, scen):
     elif scen in ("write_drop_applied", "write_drop_lost"):
         # no blind retry of the write
         assert [e["status"] for e in write] == [None], write
-    elif scen == "expire":
+    elif scen in MID_PLAY:
+        # one refusal of the dead token, then exactly one new login (none when the clock is unset)
+        new_logins = 0 if scen == "reboot_mid_clock" else 1
+        assert len(logins(log1)) == r.logins + new_logins, "exactly %d new login(s) after the fault: %s" % (new_logins, logins(log1))
         refused = [e for e in log1 if e["status"] == 401]
         assert [(e["method"], e["path"]) for e in refused] == [r.auth_request], refused
-        if ok:
-            assert len(logins(log1)) == r.logins + 1, "exactly one new login after the expiry: %s" % logins(log1)
-        else:
-            assert row == "role" and "it expired, or the device rebooted since it was issued" in msg, msg
-            assert len(logins(log1)) == r.logins
+        first = log1.index(logins(log1)[0])
+        after = log1[log1.index(refused[0]):]
+        if scen == "reboot_mid_clock":
+            assert logins(after, status=None) == [], logins(log1, status=None)
+            assert [e["status"] for e in on(after, "GET", TOKEN_PATH)] == [403], after
+        elif row == "role":   # the tasks after the one that logged in again use its token: no other login
+            assert len(logins(after, status=None)) == 1, after
+        # every authenticated request after the new login carried the new token (the device accepted them)
+        assert all(e["status"] == 200 for e in log1[first:] if e["auth"] == "bearer" and e is not refused[0]), log1[first:]
+        if scen != "expire":
+            assert batch.boot1[name] != batch.boot0[name], "the device did not reboot mid-play"
     elif scen == "restart":
         info = batch.restart_info
         assert info and all(v["markers_reached"] for v in info.values()), "the restart did not hit every write in flight: %s" % info

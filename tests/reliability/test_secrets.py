@@ -3,7 +3,8 @@
 
 1. Every module and the role run at -vvvv with --diff, with passphrases, a master
    passphrase, a rotated passphrase, a wrong passphrase, a TLS CA key passphrase, an
-   encrypted key import and bearer tokens all known to the test. None of them may appear
+   encrypted key import and bearer tokens (one of them renewed by a task after a reboot killed
+   the first) all known to the test. None of them may appear
    in stdout, stderr, the recorded JSON results (diffs included), the emulator's request
    log or its stdout/stderr. The same playbook runs through ansible-runner (the executor
    AWX uses) on twin devices, and every event and artifact is scanned the same way.
@@ -86,6 +87,11 @@ def secrets_playbook():
                 {"name": "Stale token", "encedo.hem.encedo_info": {"token": "{{ login.token }}"}},
                 {"name": "Stale token accepted", "ansible.builtin.fail": {"msg": "a token survived the reboot"}}],
              "rescue": [{"name": "Stale token refused", "ansible.builtin.assert": {"that": ["ansible_failed_task.name == 'Stale token'"]}}]},
+            {"name": "Renew the stale token with the passphrase", "diff": True, "register": "renewal",
+             "encedo.hem.encedo_config": {"token": "{{ login.token }}", "passphrase": "{{ pw_new }}", "ctx": 8}},
+            {"name": "Keep the renewed token for the test", "no_log": True,
+             "ansible.builtin.copy": {"content": "{{ renewal.token }}", "dest": "{{ renewed_file }}", "mode": "0600"}},
+            {"name": "Use the renewed token", "encedo.hem.encedo_info": {"token": "{{ renewal.token }}"}},
             {"name": "Wipe", "diff": True,
              "encedo.hem.encedo_factory_reset": {"passphrase": "{{ pw_new }}", "confirm_devid": "{{ hem_devid }}", "wait_timeout": 30}},
         ],
@@ -147,7 +153,7 @@ class Material:
         key_secret = base64.b64encode(secrets.token_bytes(16)).decode() + "." + base64.b64encode(secrets.token_bytes(64)).decode()
         assert len(key_secret) == 113
         self.key_secrets.append(key_secret)
-        tokens = [str(self.tmp / ("token-%d-%s" % (twin, h))) for h in ("modules", "role")]
+        tokens = [str(self.tmp / ("token-%d-%s" % (twin, h))) for h in ("modules", "role", "renewed")]
         self.token_files += tokens
         answer = self.fresh.hem(twin).get(ATTESTATION_PATH, auth=False)
         assert answer.status == 200, answer
@@ -155,7 +161,7 @@ class Material:
         att_cert = pem(issue(self.custody_key, self.custody_cert, se_key, "#" + self.fresh.device(twin)["genuine_id"]))
         self.fresh.clear_log(twin)
         common = dict(SECRETS)
-        modules = dict(common, token_file=tokens[0], csr_file=str(self.tmp / ("csr-%d.pem" % twin)), tls_cert=self.tls_cert,
+        modules = dict(common, token_file=tokens[0], renewed_file=tokens[2], csr_file=str(self.tmp / ("csr-%d.pem" % twin)), tls_cert=self.tls_cert,
                        emp=self.emp, key_secret=key_secret)
         fresh = dict(common, att_cert=att_cert, att_anchor=self.custody_pem)
         role = dict(common, token_file=tokens[1], **{
@@ -271,6 +277,13 @@ def test_the_secrets_were_really_used(secret_runs):
     for path in material.token_files:
         token = Path(path).read_text()
         assert JWT.fullmatch(token), "no bearer token captured in %s" % path
+    # the stale token was renewed: one new login, a new token, a hidden result, then used without a login
+    for twin in (0, 1):
+        first, renewed = (Path(material.tmp / ("token-%d-%s" % (twin, h))).read_text() for h in ("modules", "renewed"))
+        assert first != renewed
+    renewal = run.results(task="Renew the stale token with the passphrase", host="modules")
+    assert [(t.status, t.censored) for t in renewal] == [("ok", True)], renewal
+    assert [(t.status, t.censored) for t in run.results(task="Use the renewed token", host="modules")] == [("ok", False)]
     assert "VALUE_SPECIFIED_IN_NO_LOG_PARAMETER" in run.stdout, "-vvvv did not print the module invocations"
     assert "<modules> EXEC" in run.stdout or "ESTABLISH LOCAL CONNECTION" in run.stdout
     assert run.result("Rotate the passphrase", host="modules")["changed"] is True

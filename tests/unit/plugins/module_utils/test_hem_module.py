@@ -90,23 +90,85 @@ def test_url_from_environment(capsys, monkeypatch):
     assert module.params["timeout"] == 7 and module.params["validate_certs"] is False
 
 
-def test_passphrase_and_token_on_the_task_are_exclusive(capsys, monkeypatch):
+def test_passphrase_and_token_on_the_task_go_together(capsys, monkeypatch):
+    """The token is used first; the passphrase only logs in again when the device refuses it."""
     module, out = run_module({"url": "https://h", "passphrase": "secret-pass", "token": "secret-token"}, capsys, monkeypatch=monkeypatch)
-    assert out["failed"] and "mutually exclusive" in out["msg"]
+    assert out is None
+    assert module.params["token"] == "secret-token" and module.params["passphrase"] == "secret-pass"
+    client = module.client()
+    assert client.token == "secret-token" and client.passphrase == "secret-pass"
+    assert {"secret-pass", "secret-token"} <= module.no_log_values
 
 
-def test_task_token_wins_over_environment_passphrase(capsys, monkeypatch):
+def test_task_token_falls_back_to_environment_passphrase(capsys, monkeypatch):
     module, out = run_module({"url": "https://h", "token": "tok"}, capsys, env={"ENCEDO_HEM_PASSPHRASE": "envpw"},
                              monkeypatch=monkeypatch)
     assert out is None
-    assert module.params["token"] == "tok" and module.params["passphrase"] is None
+    assert module.params["token"] == "tok" and module.params["passphrase"] == "envpw"
+    assert "envpw" in module.no_log_values
 
 
-def test_task_passphrase_wins_over_environment_token(capsys, monkeypatch):
+def test_task_passphrase_falls_back_to_environment_token(capsys, monkeypatch):
     module, out = run_module({"url": "https://h", "passphrase": "pw"}, capsys, env={"ENCEDO_HEM_TOKEN": "envtok"},
                              monkeypatch=monkeypatch)
     assert out is None
-    assert module.params["passphrase"] == "pw" and module.params["token"] is None
+    assert module.params["passphrase"] == "pw" and module.params["token"] == "envtok"
+
+
+def test_task_values_win_over_environment(capsys, monkeypatch):
+    module, out = run_module({"url": "https://h", "passphrase": "pw", "token": "tok"}, capsys,
+                             env={"ENCEDO_HEM_PASSPHRASE": "envpw", "ENCEDO_HEM_TOKEN": "envtok"}, monkeypatch=monkeypatch)
+    assert (module.params["passphrase"], module.params["token"]) == ("pw", "tok")
+
+
+def test_empty_task_value_keeps_the_environment_out(capsys, monkeypatch):
+    """The role's status step sets both to "" so that it never logs in, whatever the environment holds."""
+    module, out = run_module({"url": "https://h", "passphrase": "", "token": ""}, capsys,
+                             env={"ENCEDO_HEM_PASSPHRASE": "envpw", "ENCEDO_HEM_TOKEN": "envtok"}, monkeypatch=monkeypatch)
+    assert (module.params["passphrase"], module.params["token"]) == ("", "")
+    assert module.has_credentials() is False
+
+
+class _Client:
+    """What HemModule.renewed_token reads from a HemClient: its token and request record."""
+
+    def __init__(self, token, requests):
+        self.token = token
+        self.requests = requests
+
+
+REFUSED = [("GET", "/api/system/config", 401), ("GET", "/api/auth/token", 200), ("POST", "/api/auth/token", 200),
+           ("GET", "/api/system/config", 200)]
+
+
+@pytest.mark.parametrize("given,client_token,requests,expected", [
+    ("old-token", "new-token", REFUSED, "new-token"),                       # refused, logged in again: returned
+    ("old-token", "old-token", [("GET", "/api/system/config", 200)], None),  # token worked
+    (None, "new-token", REFUSED[1:], None),                                  # no token given: the task's own login
+    ("old-token", "new-token", REFUSED[1:], None),                           # a login without a refusal (encedo_init)
+    ("old-token", None, REFUSED, None),                                      # token dropped (encedo_reboot)
+    ("old-token", "new-secret-pass-token", REFUSED, None),                   # would be masked by Ansible: not returned
+])
+def test_renewed_token(capsys, monkeypatch, given, client_token, requests, expected):
+    args = {"url": "https://h", "passphrase": "secret-pass"}
+    if given:
+        args["token"] = given
+    module, out = run_module(args, capsys, monkeypatch=monkeypatch)
+    module._hem_client = _Client(client_token, requests)
+    assert module.renewed_token() == expected
+
+
+def test_run_returns_the_renewed_token(capsys, monkeypatch):
+    for name in M.ENV_VARS.values():
+        monkeypatch.delenv(name, raising=False)
+    with patch_module_args({"url": "https://h", "passphrase": "pw", "token": "old-token"}):
+        module = M.HemModule(argument_spec={}, supports_check_mode=True)
+        module._hem_client = _Client("new-token", REFUSED)
+        with pytest.raises(SystemExit):
+            module.run(lambda mod, client: {"config": {"user": "u"}})
+    result = json.loads(capsys.readouterr().out)
+    assert result["token"] == "new-token" and "ansible_facts" not in result   # facts would reach the fact cache
+    assert result["config"] == {"user": "u"} and result["changed"] is False
 
 
 def test_environment_credentials_apply_when_the_task_sets_none(capsys, monkeypatch):

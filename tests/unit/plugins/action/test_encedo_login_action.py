@@ -1,0 +1,49 @@
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The one action plugin of the collection: which results it hides, and that every module is routed
+to it (meta/runtime.yml)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[4]
+try:
+    from ansible_collections.encedo.hem.plugins.action import encedo_login as A
+except ImportError:  # run without the collection link on sys.path
+    sys.path.insert(0, str(ROOT / "build" / "collections"))
+    from ansible_collections.encedo.hem.plugins.action import encedo_login as A
+
+TOKEN = "eyJhbGciOiJIUzI1NiJ9.eyJzY29wZSI6InN5c3RlbTpjb25maWcifQ.c2lnbmF0dXJlLXNpZ25hdHVyZQ"
+
+
+def test_every_module_runs_through_the_one_action_plugin():
+    modules = sorted(p.stem for p in (ROOT / "plugins" / "modules").glob("*.py") if p.stem != "__init__")
+    routing = yaml.safe_load((ROOT / "meta" / "runtime.yml").read_text())["plugin_routing"]["modules"]
+    routed = sorted(name for name, entry in routing.items() if entry.get("action_plugin") == "encedo.hem.encedo_login")
+    # encedo_login finds the plugin by its own name
+    assert routed == [m for m in modules if m != "encedo_login"]
+    assert sorted(p.stem for p in (ROOT / "plugins" / "action").glob("*.py")) == ["encedo_login"]
+
+
+def run_plugin(monkeypatch, module_result):
+    """ActionModule.run with the module's result given (the module itself is not run)."""
+    monkeypatch.setattr(A.NormalAction, "run", lambda self, tmp=None, task_vars=None: dict(module_result))
+    plugin = A.ActionModule.__new__(A.ActionModule)  # run() uses nothing set by __init__
+    return plugin.run(task_vars={})
+
+
+@pytest.mark.parametrize("module_result,hidden", [
+    ({"changed": False, "token": TOKEN, "expires": 1, "scope": "system:config"}, True),   # encedo_login
+    ({"changed": True, "config": {"user": "u"}, "token": TOKEN}, True),                   # logged in again
+    ({"changed": True, "config": {"user": "u"}}, False),                                  # the usual result
+    ({"changed": False, "token": None}, False),
+    ({"failed": True, "msg": "GET /api/system/config answered HTTP 401: ..."}, False),    # failures stay visible
+])
+def test_a_result_holding_a_token_is_hidden(monkeypatch, module_result, hidden):
+    result = run_plugin(monkeypatch, module_result)
+    assert bool(result.get("_ansible_no_log")) is hidden
+    assert {k: v for k, v in result.items() if k != "_ansible_no_log"} == module_result
