@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import os
-
 import time
 
 from ansible.module_utils.basic import env_fallback
