@@ -55,9 +55,11 @@ options:
   ca_path:
     description:
       - PEM file with the CA certificate(s) that signed the device TLS certificate (for example the vendor CA).
-      - If not set, the CA bundle of the Python C(requests) library (C(certifi)) is used.
-      - The environment variables E(REQUESTS_CA_BUNDLE) and E(CURL_CA_BUNDLE) are ignored on purpose, so that they never
-        silently replace this choice. Proxy environment variables (E(HTTPS_PROXY), E(NO_PROXY)) are honoured.
+      - A directory of hashed CA certificates (C(c_rehash)) works too.
+      - If not set, the CA bundle of the Python C(certifi) package is used when it is installed, else the system trust store.
+      - No environment variable replaces a CA given here (E(REQUESTS_CA_BUNDLE) and E(CURL_CA_BUNDLE) are not read at all,
+        E(SSL_CERT_FILE) is not read when this is set). Proxy environment variables (E(HTTPS_PROXY), E(NO_PROXY)) are
+        honoured; only C(http://) proxies are supported (HTTP CONNECT for the device's C(https://) URL).
       - If not set, the environment variable E(ENCEDO_HEM_CA_PATH) is used.
     type: path
   timeout:

@@ -7,9 +7,10 @@
 
 """HemClient: the one HTTP client every encedo.hem module uses.
 
-Transport: ``requests``, one fresh connection per request (the device closes every
-connection), TLS verification on by default and never overridden by
-``REQUESTS_CA_BUNDLE``/``CURL_CA_BUNDLE``; login as the device's eJWT
+Transport: the standard library's ``http.client`` and ``ssl``, one fresh connection per
+request (the device closes every connection), TLS verification on by default with the CA
+chosen by the module (no environment variable such as ``REQUESTS_CA_BUNDLE`` or
+``CURL_CA_BUNDLE`` replaces it), proxies from the environment; login as the device's eJWT
 challenge-response; bounded retries for reads only; one error type, ``HemError``.
 """
 
@@ -19,26 +20,19 @@ import base64
 import hashlib
 import hmac
 import json
+import os
 import random
 import re
 import time
-import warnings
 
 from importlib.util import find_spec
+from urllib.parse import unquote, urlsplit
 
-# requests and cryptography are imported when first needed, not when a module starts: a
-# module run that sends no API request (or does not log in) skips their import cost, which
-# is paid once per task and host in a fleet. Whether they are installed is known up front.
-HAS_REQUESTS = find_spec('requests') is not None
-REQUESTS_IMPORT_ERROR = None if HAS_REQUESTS else ImportError('No module named requests')
+# cryptography (and http.client, ssl) are imported when first needed, not when a module
+# starts: a module run that does not log in (or sends no API request) skips their import
+# cost, which is paid once per task and host in a fleet. Whether it is installed is known up front.
 HAS_CRYPTOGRAPHY = find_spec('cryptography') is not None
 CRYPTOGRAPHY_IMPORT_ERROR = None if HAS_CRYPTOGRAPHY else ImportError('No module named cryptography')
-
-
-def _requests():
-    """The ``requests`` module (imported on first use)."""
-    import requests
-    return requests
 
 
 def _x25519():
@@ -214,15 +208,100 @@ def _parse_retry_after(value):
     return max(0.0, min(seconds, MAX_RETRY_AFTER))
 
 
-def _connect_failed(exc):
-    """True when a connection error happened before any byte of the request was sent."""
-    from urllib3.exceptions import MaxRetryError, NewConnectionError
-    if isinstance(exc, _requests().exceptions.ConnectTimeout):
-        return True
-    reason = exc.args[0] if exc.args else None
-    if isinstance(reason, MaxRetryError):
-        reason = reason.reason
-    return isinstance(reason, NewConnectionError)
+class _TransportError(Exception):
+    """No complete answer came. ``sent``: the request may have reached the device (False:
+    the connection or TLS handshake failed first); ``timeout``: time ran out; ``tls``: the
+    TLS handshake or certificate verification failed."""
+
+    def __init__(self, reason, sent, timeout=False, tls=False):
+        super().__init__(reason)
+        self.reason = reason
+        self.sent = sent
+        self.timeout = timeout
+        self.tls = tls
+
+
+def env_proxy(url):
+    """The proxy the environment sets for url (``https_proxy``, ``http_proxy`` or ``all_proxy``,
+    upper or lower case; none when ``no_proxy`` names the host), or None."""
+    if not any(name.lower().endswith('_proxy') for name in os.environ):
+        return None     # the common case, decided without importing urllib.request
+    from urllib import request as urllib_request
+    parts = urlsplit(url)
+    if urllib_request.proxy_bypass_environment(parts.hostname or ''):
+        return None
+    proxies = urllib_request.getproxies_environment()
+    return proxies.get(parts.scheme.lower()) or proxies.get('all') or None
+
+
+def _default_ca_file():
+    """certifi's CA bundle when certifi is installed (what Python HTTP clients commonly trust),
+    else None: the system's trust store."""
+    try:
+        import certifi
+    except ImportError:
+        return None
+    return certifi.where()
+
+
+def tls_context(validate_certs=True, ca_path=None):
+    """The TLS context of every connection to a device: verification on unless
+    ``validate_certs`` is false; trust from ``ca_path`` (a PEM file or a hashed directory),
+    else certifi's bundle, else the system store. Never from environment variables."""
+    import ssl
+    if not validate_certs:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        return ctx
+    try:
+        if ca_path and os.path.isdir(ca_path):
+            return ssl.create_default_context(capath=ca_path)
+        return ssl.create_default_context(cafile=ca_path or _default_ca_file())
+    except (OSError, ValueError) as exc:
+        raise HemError('ca_path %s cannot be read as a PEM CA bundle (%s)' % (ca_path or _default_ca_file(), exc))
+
+
+def _hostport(host, port):
+    return '[%s]:%d' % (host, port) if ':' in host else '%s:%d' % (host, port)
+
+
+def open_connection(url, context, timeout, proxy=None):
+    """A connected ``http.client`` connection to the host of url (for https, TLS handshake
+    done with context), through the http:// proxy when one is given (CONNECT for https).
+    Returns ``(connection, target_prefix, headers)``: what to put before each request path,
+    and the headers to add to each request. Connection errors propagate as raised."""
+    import http.client
+    parts = urlsplit(url)
+    https = parts.scheme.lower() == 'https'
+    host, port = parts.hostname, parts.port or (443 if https else 80)
+    prefix, headers, tunnel = '', {}, {}
+    if proxy:
+        proxy_parts = urlsplit(proxy if '://' in proxy else 'http://' + proxy)
+        if proxy_parts.scheme.lower() != 'http' or not proxy_parts.hostname:
+            # the proxy URL may hold credentials: name its scheme and host only
+            raise HemError('the %s proxy %s set in the environment is not supported: only http:// proxies are (CONNECT for https)'
+                           % (proxy_parts.scheme or '?', proxy_parts.hostname or '?'))
+        if proxy_parts.username:
+            credentials = '%s:%s' % (unquote(proxy_parts.username), unquote(proxy_parts.password or ''))
+            tunnel['Proxy-Authorization'] = 'Basic ' + base64.b64encode(credentials.encode('utf-8')).decode('ascii')
+        connect_to = (proxy_parts.hostname, proxy_parts.port or 80)
+        if not https:
+            prefix, headers = '%s://%s' % (parts.scheme.lower(), _hostport(host, port)), tunnel
+    else:
+        connect_to = (host, port)
+    if https:
+        conn = http.client.HTTPSConnection(connect_to[0], connect_to[1], timeout=timeout, context=context)
+        if proxy:
+            conn.set_tunnel(host, port, headers=tunnel)
+    else:
+        conn = http.client.HTTPConnection(connect_to[0], connect_to[1], timeout=timeout)
+    try:
+        conn.connect()
+    except BaseException:
+        conn.close()
+        raise
+    return conn, prefix, headers
 
 
 class _Answer(object):
@@ -245,8 +324,6 @@ class HemClient(object):
 
     def __init__(self, url, passphrase=None, token=None, validate_certs=True, ca_path=None,
                  timeout=30, retries=3, scope='system:config', warn=None):
-        if not HAS_REQUESTS:
-            raise HemError('the Python library "requests" is required: %s' % REQUESTS_IMPORT_ERROR)
         self.url = url.rstrip('/')
         self.passphrase = passphrase
         self.token = token
@@ -261,6 +338,7 @@ class HemClient(object):
         self.last_login = None
         self._keys = {}
         self._sleep = time.sleep
+        self._context = None
 
     # -- public API ------------------------------------------------------------------
 
@@ -365,7 +443,6 @@ class HemClient(object):
         if auth and self.token:
             headers['Authorization'] = 'Bearer ' + self.token
 
-        errors = _requests().exceptions
         deadline = time.monotonic() + self.timeout
         attempt = 0
         while True:
@@ -376,25 +453,21 @@ class HemClient(object):
             wait = remaining / 2 if method == 'GET' and attempt < self.retries else remaining
             try:
                 answer = self._send(method, path, data, headers, max(wait, min(remaining, 1.0), 0.1))
-            except errors.SSLError as exc:
+            except _TransportError as exc:
                 self.requests.append((method, path, None))
-                raise HemError('TLS certificate verification or handshake failed with %s (%s). Set ca_path to the CA that signed '
-                               'the device certificate, or validate_certs to false (not recommended)' % (self.url, _reason(exc)), endpoint)
-            except errors.Timeout as exc:
-                self.requests.append((method, path, None))
-                if method != 'GET' and not _connect_failed(exc):
-                    raise HemOutcomeUnknown('no answer within %.0f s after the request was sent: it may or may not have been applied; '
-                                            'check the device state before trying again' % self.timeout, endpoint)
-                error = HemError('no answer within the timeout of %.0f s (%s)' % (self.timeout, _reason(exc)), endpoint)
-            except errors.ConnectionError as exc:
-                self.requests.append((method, path, None))
-                if method != 'GET' and not _connect_failed(exc):
+                if exc.tls:
+                    raise HemError('TLS certificate verification or handshake failed with %s (%s). Set ca_path to the CA that signed '
+                                   'the device certificate, or validate_certs to false (not recommended)' % (self.url, exc.reason), endpoint)
+                if exc.sent and method != 'GET':
+                    if exc.timeout:
+                        raise HemOutcomeUnknown('no answer within %.0f s after the request was sent: it may or may not have been applied; '
+                                                'check the device state before trying again' % self.timeout, endpoint)
                     raise HemOutcomeUnknown('the connection was lost after the request was sent: it may or may not have been applied; '
-                                            'check the device state before trying again (%s)' % _reason(exc), endpoint)
-                error = HemError('cannot reach the device at %s (%s)' % (self.url, _reason(exc)), endpoint)
-            except errors.RequestException as exc:
-                self.requests.append((method, path, None))
-                raise HemError('request failed (%s)' % _reason(exc), endpoint)
+                                            'check the device state before trying again (%s)' % exc.reason, endpoint)
+                if exc.timeout:
+                    error = HemError('no answer within the timeout of %.0f s (%s)' % (self.timeout, exc.reason), endpoint)
+                else:
+                    error = HemError('cannot reach the device at %s (%s)' % (self.url, exc.reason), endpoint)
             else:
                 self.requests.append((method, path, answer.status))
                 if 200 <= answer.status < 300:
@@ -416,26 +489,30 @@ class HemClient(object):
             self._sleep(delay)
 
     def _send(self, method, path, data, headers, timeout):
-        """One request on a fresh connection; returns an _Answer."""
-        requests = _requests()
-        from urllib3.exceptions import InsecureRequestWarning
-        session = requests.Session()
-        # trust_env=False: REQUESTS_CA_BUNDLE/CURL_CA_BUNDLE must not replace the CA chosen here,
-        # and ~/.netrc must not replace the Authorization header. Proxies from the environment
-        # are still honoured, explicitly.
-        session.trust_env = False
-        url = self.url + path
-        verify = (self.ca_path or True) if self.validate_certs else False
+        """One request on a fresh connection; returns an _Answer or raises _TransportError."""
+        import http.client
+        import ssl
+        if self._context is None and self.url.lower().startswith('https:'):
+            self._context = tls_context(self.validate_certs, self.ca_path)
         try:
-            proxies = requests.utils.get_environ_proxies(url)
-            with warnings.catch_warnings():
-                warnings.simplefilter('ignore', InsecureRequestWarning)
-                resp = session.request(method, url, data=data, headers=headers, verify=verify, proxies=proxies,
-                                       timeout=(min(timeout, 10.0), timeout), allow_redirects=False)
-            content = resp.content
-            return _Answer(resp.status_code, content, resp.headers)
+            conn, prefix, extra = open_connection(self.url, self._context, min(timeout, 10.0), env_proxy(self.url))
+        except ssl.SSLError as exc:     # includes certificate verification failures
+            raise _TransportError(_reason(exc), sent=False, tls=True)
+        except TimeoutError:
+            raise _TransportError('timed out connecting', sent=False, timeout=True)
+        except (OSError, http.client.HTTPException) as exc:
+            raise _TransportError(_reason(exc), sent=False)
+        try:
+            conn.sock.settimeout(timeout)
+            conn.request(method, prefix + path, body=data, headers=dict(headers, **extra))
+            resp = conn.getresponse()
+            return _Answer(resp.status, resp.read(), resp.headers)
+        except TimeoutError:
+            raise _TransportError('timed out waiting for the answer', sent=True, timeout=True)
+        except (OSError, http.client.HTTPException) as exc:
+            raise _TransportError(_reason(exc) or type(exc).__name__, sent=True)
         finally:
-            session.close()
+            conn.close()
 
     @staticmethod
     def _decode(answer, endpoint):
@@ -448,12 +525,9 @@ class HemClient(object):
 
 
 def _reason(exc):
-    """A short description of a requests exception (URLs and reasons only, never a secret)."""
+    """A short description of a connection error (host names and reasons only, never a secret)."""
     text = str(exc)
     ssl_reason = re.search(r'\[SSL: ([A-Z0-9_]+)\] ([^(]*)', text)
     if ssl_reason:
         return '%s: %s' % (ssl_reason.group(1), ssl_reason.group(2).strip())
-    # requests wraps urllib3 errors ("... (Caused by X(...))"): keep the innermost part.
-    if 'Caused by ' in text:
-        text = text.split('Caused by ', 1)[1].rstrip(')')
     return text[:300]

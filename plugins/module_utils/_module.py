@@ -16,15 +16,9 @@ from __future__ import annotations
 import os
 from urllib.parse import urlsplit
 
-from ansible.module_utils.basic import AnsibleModule, env_fallback, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule, env_fallback
 
-from ansible_collections.encedo.hem.plugins.module_utils._client import (
-    HAS_REQUESTS,
-    REQUESTS_IMPORT_ERROR,
-    TOKEN_PATH,
-    HemClient,
-    HemError,
-)
+from ansible_collections.encedo.hem.plugins.module_utils._client import TOKEN_PATH, HemClient, HemError
 
 #: option name -> environment variable used when the task does not set the option.
 ENV_VARS = {
@@ -86,8 +80,6 @@ class HemModule(AnsibleModule):
         spec.update(argument_spec or {})
         super(HemModule, self).__init__(argument_spec=spec, **kwargs)
         self._hem_client = None
-        if not HAS_REQUESTS:
-            self.fail_json(msg=missing_required_lib('requests'), exception=str(REQUESTS_IMPORT_ERROR))
         problem = validate_url(self.params['url'])
         if problem:
             self.fail_json(msg='option url: %r is not a device address (%s); expected e.g. https://my.ence.do' % (self.params['url'], problem))

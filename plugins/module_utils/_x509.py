@@ -14,13 +14,13 @@ import binascii
 import datetime
 import hashlib
 import ipaddress
-import os
 import re
-import socket
 import ssl
 import time
 
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
+
+from ansible_collections.encedo.hem.plugins.module_utils._client import HemError, env_proxy, open_connection, tls_context
 
 try:
     from cryptography import x509
@@ -444,96 +444,20 @@ def parse_url(url):
     return parts.hostname, port
 
 
-def _default_ca_file():
-    """The CA bundle requests uses when verify=True (certifi), so that the handshake here
-    trusts exactly what the module's API requests trust; None means the system store."""
+def _handshake(url, ctx, timeout, proxy):
+    conn = open_connection(url, ctx, timeout, proxy)[0]
     try:
-        from requests.utils import DEFAULT_CA_BUNDLE_PATH
-        return DEFAULT_CA_BUNDLE_PATH
-    except ImportError:
-        return None
-
-
-def _ssl_context(validate_certs, ca_path):
-    if not validate_certs:
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
-        return ctx
-    if ca_path:
-        if os.path.isdir(ca_path):
-            return ssl.create_default_context(capath=ca_path)
-        if not os.path.isfile(ca_path):
-            raise X509Error("ca_path %s does not exist" % ca_path)
-        return ssl.create_default_context(cafile=ca_path)
-    return ssl.create_default_context(cafile=_default_ca_file())
-
-
-def proxy_for(url):
-    """The proxy the API requests of the module use for url (from the environment), or None."""
-    if not any(name.lower().endswith("_proxy") for name in os.environ):
-        return None     # the common case, decided without importing requests
-    try:
-        from requests.utils import get_environ_proxies
-        proxies = get_environ_proxies(url)
-    except ImportError:
-        from urllib import request as urllib_request
-        host = urlsplit(url).hostname or ""
-        proxies = {} if urllib_request.proxy_bypass_environment(host) else urllib_request.getproxies_environment()
-    return proxies.get("https") or proxies.get("all") or None
-
-
-def _hostport(host, port):
-    return "[%s]:%d" % (host, port) if ":" in host else "%s:%d" % (host, port)
-
-
-def _open(host, port, timeout, proxy):
-    """A TCP connection to host:port, through an HTTP CONNECT proxy when one is set."""
-    if not proxy:
-        return socket.create_connection((host, port), timeout=timeout)
-    parts = urlsplit(proxy if "://" in proxy else "http://" + proxy)
-    if parts.scheme.lower() != "http" or not parts.hostname:
-        raise X509Error("the proxy %s is not supported for reading the served certificate (only http:// CONNECT proxies)"
-                        % _hostport(parts.hostname or "?", parts.port or 0))
-    sock = socket.create_connection((parts.hostname, parts.port or 8080), timeout=timeout)
-    try:
-        target = _hostport(host, port)
-        lines = ["CONNECT %s HTTP/1.1" % target, "Host: %s" % target]
-        if parts.username:
-            creds = "%s:%s" % (unquote(parts.username), unquote(parts.password or ""))
-            lines.append("Proxy-Authorization: Basic %s" % b64encode(creds.encode("utf-8")))
-        sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("ascii"))
-        head = b""
-        while b"\r\n\r\n" not in head:
-            chunk = sock.recv(4096)
-            if not chunk or len(head) > 65536:
-                raise X509Error("the proxy %s closed the CONNECT tunnel to %s" % (_hostport(parts.hostname, parts.port or 8080), target))
-            head += chunk
-        status = head.split(b"\r\n", 1)[0].split()
-        if len(status) < 2 or status[1] != b"200":
-            raise X509Error("the proxy %s refused the CONNECT tunnel to %s (%s)"
-                            % (_hostport(parts.hostname, parts.port or 8080), target, b" ".join(status[1:]).decode("ascii", "replace")))
-    except BaseException:
-        sock.close()
-        raise
-    return sock
-
-
-def _handshake(host, port, ctx, timeout, proxy):
-    sock = _open(host, port, timeout, proxy)
-    try:
-        with ctx.wrap_socket(sock, server_hostname=host) as tls:
-            return tls.getpeercert(binary_form=True)
+        return conn.sock.getpeercert(binary_form=True)
     finally:
-        sock.close()
+        conn.close()
 
 
-def _handshake_retrying(host, port, ctx, timeout, proxy, sleep, attempts=3):
+def _handshake_retrying(url, ctx, timeout, proxy, sleep, attempts=3):
     deadline = time.monotonic() + timeout
     delay = 0.5
     for attempt in range(attempts):
         try:
-            return _handshake(host, port, ctx, max(deadline - time.monotonic(), 0.5), proxy)
+            return _handshake(url, ctx, max(deadline - time.monotonic(), 0.5), proxy)
         except ssl.SSLError:
             raise
         except OSError:
@@ -546,24 +470,26 @@ def _handshake_retrying(host, port, ctx, timeout, proxy, sleep, attempts=3):
 def fetch_served_certificate(url, validate_certs=True, ca_path=None, timeout=30, sleep=time.sleep):
     """Return the DER certificate the device presents in a TLS handshake (or None).
 
-    The handshake verifies the certificate like every other request of the module
-    (validate_certs; ca_path, else the CA bundle of requests; the proxy from the
-    environment). It never uses the CA the user wants the device to move to: that CA
-    does not trust today's certificate yet. When verification fails the certificate is
+    The handshake verifies the certificate like every other request of the module (the
+    same TLS context and environment proxy as the API requests). It never uses the CA the
+    user wants the device to move to: that CA does not trust today's certificate yet. When verification fails the certificate is
     read again without verification, only to say in the error which certificate the
     device serves and why it is not trusted. Connection errors are retried (like the
     client's reads) with a short backoff within timeout.
     """
     host, port = parse_url(url)
-    ctx = _ssl_context(validate_certs, ca_path)
-    proxy = proxy_for(url)
     try:
-        return _handshake_retrying(host, port, ctx, timeout, proxy, sleep)
+        ctx = tls_context(validate_certs, ca_path)
+    except HemError as exc:
+        raise X509Error(str(exc))
+    proxy = env_proxy(url)
+    try:
+        return _handshake_retrying(url, ctx, timeout, proxy, sleep)
     except ssl.SSLCertVerificationError as exc:
         reason = getattr(exc, "verify_message", None) or str(exc)
         detail = ""
         try:
-            der = _handshake(host, port, _ssl_context(False, None), timeout, proxy)
+            der = _handshake(url, tls_context(False), timeout, proxy)
             if der:
                 facts = certificate_facts(x509.load_der_x509_certificate(der))
                 detail = " The device serves subject %s, issuer %s, valid until %s, names %s." % (
@@ -576,7 +502,7 @@ def fetch_served_certificate(url, validate_certs=True, ca_path=None, timeout=30,
             "(a bundle of the old and the new CA works before and after the reboot)." % (host, port, reason, detail))
     except ssl.SSLError as exc:
         raise X509Error("TLS handshake with %s:%d failed: %s" % (host, port, exc))
-    except socket.timeout:
+    except TimeoutError:
         raise X509Error("TLS connection to %s:%d timed out after %s s" % (host, port, timeout))
     except OSError as exc:
         raise X509Error("cannot connect to %s:%d to read its TLS certificate: %s" % (host, port, exc))

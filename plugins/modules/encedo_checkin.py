@@ -59,8 +59,8 @@ options:
   backend_ca_path:
     description:
       - PEM file with the CA certificate(s) to verify the backend with.
-      - If not set, the CA bundle of the Python C(requests) library (C(certifi)) is used, which verifies the vendor's
-        public backend.
+      - If not set, the CA bundle of the Python C(certifi) package is used when it is installed, else the system trust
+        store; both verify the vendor's public backend.
       - If not set, the environment variable E(ENCEDO_HEM_BACKEND_CA_PATH) is used.
     type: path
 notes:

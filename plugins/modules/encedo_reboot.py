@@ -76,7 +76,7 @@ options:
   backend_ca_path:
     description:
       - PEM file with the CA certificate(s) to verify the check-in backend with. If not set, the CA bundle of the Python
-        C(requests) library (C(certifi)) is used.
+        C(certifi) package is used when it is installed, else the system trust store.
       - If not set, the environment variable E(ENCEDO_HEM_BACKEND_CA_PATH) is used.
     type: path
 notes:

@@ -112,7 +112,8 @@ def test_artifact_ships_ee_metadata(collection_artifact):
         pip = tar.extractfile(deps["python"]).read().decode()
     reqs = [re.split(r"[<>=!~;\[ ]", line.strip())[0].lower() for line in pip.splitlines()
             if line.strip() and not line.startswith("#")]
-    assert {"requests", "cryptography"} <= set(reqs), reqs
+    # the modules' one third-party import (HTTP is the standard library's)
+    assert reqs == ["cryptography"], reqs
     assert "ansible-core" not in reqs and "ansible" not in reqs, "the EE brings its own ansible-core"
     assert all(not re.search(r"[<>=~]", line) for line in pip.splitlines() if not line.startswith("#")), \
         "EE requirements must stay unpinned"
@@ -183,7 +184,7 @@ def test_builder_context_installs_collection_and_lists_its_python_requirements(c
     proc = _run(argv, cwd=str(build))
     written = (out_dir / "requirements.txt").read_text().splitlines()
     from_us = sorted(line.split()[0] for line in written if line.endswith("# from collection encedo.hem"))
-    assert from_us == ["cryptography", "requests"], proc.stdout
+    assert from_us == ["cryptography"], proc.stdout
     assert not any(line.split()[0].lower() in ("ansible-core", "ansible") for line in written)
 
 
@@ -273,7 +274,7 @@ def test_credential_type_injects_env_and_ca_file(credential_type, tmp_path):
 
 def test_credential_type_defaults_are_safe(credential_type, tmp_path):
     """Only the passphrase set (as an API-created credential may be): verification stays on,
-    no CA path (the modules then use the requests CA bundle), no URL (the inventory gives it)."""
+    no CA path (the modules then use certifi's bundle or the system store), no URL (the inventory gives it)."""
     env = awx_inject(credential_type, {"passphrase": "pw"}, str(tmp_path))
     assert env == {"ENCEDO_HEM_URL": "", "ENCEDO_HEM_PASSPHRASE": "pw", "ENCEDO_HEM_VALIDATE_CERTS": "true",
                    "ENCEDO_HEM_CA_PATH": ""}

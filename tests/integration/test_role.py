@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import pytest
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
@@ -130,14 +131,29 @@ def test_fresh_devices_to_desired_state_then_noop(emulator, hem_playbook, tmp_pa
         assert all(e["status"] == 200 for e in logs[i])
 
 
-def test_argument_spec_refuses_unknown_options_before_any_request(emulator, hem_playbook, tmp_path):
+@pytest.mark.parametrize("typo", [{"encedo_hem_init": {"hostnme": "typo"}},
+                                  # the role hands encedo_hem_config to encedo_config as it is
+                                  {"encedo_hem_config": {"user": "x", "hostnme": "typo"}}])
+def test_argument_spec_refuses_unknown_options_before_any_request(emulator, hem_playbook, tmp_path, typo):
     emu = emulator()
     emu.clear_log(0)
-    runner = hem_playbook(emu, host_vars=role_vars(emu, tmp_path, tls=False, encedo_hem_init={"hostnme": "typo"}))
+    runner = hem_playbook(emu, host_vars=role_vars(emu, tmp_path, tls=False, **typo))
     run = runner.run_playbook(SITE)
     assert run.rc != 0
     assert "hostnme" in run.output
     assert emu.log(0) == []
+
+
+def test_site_playbook_runs_on_the_hosts_pattern_given(emulator, hem_playbook, tmp_path):
+    emu = emulator(devices=2, passphrase=PASS, rtc_set=True)
+    for i in range(2):
+        emu.clear_log(i)
+    runner = hem_playbook(emu, host_vars=role_vars(emu, tmp_path, tls=False, attestation=False))
+    run = runner.run_playbook(SITE, extra_vars={"encedo_hem_hosts": "hem1"})
+    run.assert_ok()
+    assert set(run.stats) == {"hem1"}
+    assert emu.log(0) == [] and emu.log(1) != []
+    assert set(runner.run_playbook(SITE).stats) == {"hem0", "hem1"}     # default: all
 
 
 def test_tls_step_without_community_crypto_fails_with_instructions(emulator, hem_playbook, tmp_path):

@@ -17,10 +17,8 @@ import sys
 from pathlib import Path
 
 import pytest
-import requests
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import x25519
-from urllib3.exceptions import MaxRetryError, NewConnectionError, ProtocolError
 
 try:
     from ansible_collections.encedo.hem.plugins.module_utils import _client as C
@@ -117,12 +115,19 @@ class ScriptedClient(C.HemClient):
 
 
 def refused():
-    reason = NewConnectionError(None, "Failed to establish a new connection: [Errno 111] Connection refused")
-    return requests.exceptions.ConnectionError(MaxRetryError(None, "/x", reason))
+    return C._TransportError("[Errno 111] Connection refused", sent=False)
 
 
 def dropped():
-    return requests.exceptions.ConnectionError(ProtocolError("Connection aborted.", ConnectionResetError(104, "reset")))
+    return C._TransportError("[Errno 104] Connection reset by peer", sent=True)
+
+
+def read_timeout():
+    return C._TransportError("timed out waiting for the answer", sent=True, timeout=True)
+
+
+def connect_timeout():
+    return C._TransportError("timed out connecting", sent=False, timeout=True)
 
 
 # ------------------------------------------------------------------ derivation
@@ -295,7 +300,7 @@ def test_retries_stop_at_the_timeout():
 
 
 def test_get_retries_connection_errors_and_timeouts():
-    client = ScriptedClient([dropped(), requests.exceptions.ReadTimeout("slow"), (200, {"ok": 1})])
+    client = ScriptedClient([dropped(), read_timeout(), (200, {"ok": 1})])
     assert client.get("/api/system/status", auth=False) == {"ok": 1}
     assert [entry[2] for entry in client.requests] == [None, None, 200]
 
@@ -308,7 +313,7 @@ def test_post_is_never_retried_on_status(status):
     assert err.value.status == status and len(client.sent) == 1
 
 
-@pytest.mark.parametrize("exc", [dropped(), requests.exceptions.ReadTimeout("slow")])
+@pytest.mark.parametrize("exc", [dropped(), read_timeout()])
 def test_post_with_lost_answer_is_outcome_unknown(exc):
     client = ScriptedClient([exc, (200, {})], token="t.t.t")
     with pytest.raises(C.HemOutcomeUnknown) as err:
@@ -317,7 +322,7 @@ def test_post_with_lost_answer_is_outcome_unknown(exc):
     assert len(client.sent) == 1
 
 
-@pytest.mark.parametrize("exc", [refused(), requests.exceptions.ConnectTimeout("connect")])
+@pytest.mark.parametrize("exc", [refused(), connect_timeout()])
 def test_post_is_retried_when_nothing_was_sent(exc):
     client = ScriptedClient([exc, (200, {"updated": True})], token="t.t.t")
     assert client.post("/api/system/config", {"user": "x"}) == {"updated": True}
@@ -342,7 +347,7 @@ def test_lost_login_answer_restarts_the_handshake():
 
 
 def test_tls_error_is_not_retried_and_says_tls():
-    client = ScriptedClient([requests.exceptions.SSLError("CERTIFICATE_VERIFY_FAILED"), (200, {})])
+    client = ScriptedClient([C._TransportError("CERTIFICATE_VERIFY_FAILED: certificate verify failed", sent=False, tls=True), (200, {})])
     with pytest.raises(C.HemError) as err:
         client.get("/api/system/status", auth=False)
     assert "TLS" in str(err.value) and "ca_path" in str(err.value)

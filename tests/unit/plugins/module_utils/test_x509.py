@@ -13,7 +13,7 @@ import hashlib
 import os
 import socket
 import ssl
-import threading
+import sys
 
 import pytest
 from cryptography import x509
@@ -21,8 +21,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
-from ansible_collections.encedo.hem.plugins.module_utils import _x509
+from ansible_collections.encedo.hem.plugins.module_utils import _client, _x509
 from ansible_collections.encedo.hem.plugins.module_utils._x509 import X509Error
+from tests.unit.loopback import ConnectProxy, LoopbackServer
 
 UTC = datetime.timezone.utc
 NOW = datetime.datetime(2030, 6, 1, 12, 0, 0, tzinfo=UTC)
@@ -307,7 +308,7 @@ def test_key_import_bad_emp(emp):
 
 # ----------------------------------------------------------------------------- TLS handshake
 
-class TLSServer:
+class TLSServer(LoopbackServer):
     """A minimal TLS server on 127.0.0.1 (free port) presenting one certificate."""
 
     def __init__(self, tmp_path, key, cert):
@@ -316,34 +317,20 @@ class TLSServer:
             serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
         self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         self.ctx.load_cert_chain(str(self.certfile))
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(8)
-        self.sock.settimeout(0.2)
-        self.port = self.sock.getsockname()[1]
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
+        super().__init__()
 
-    def _serve(self):
-        while not self.stop.is_set():
-            try:
-                conn, dummy = self.sock.accept()
-            except OSError:
-                continue
-            try:
-                conn.settimeout(2)
-                with self.ctx.wrap_socket(conn, server_side=True):
-                    pass
-            except (OSError, ssl.SSLError):
+    def handle(self, conn):
+        try:
+            conn.settimeout(2)
+            with self.ctx.wrap_socket(conn, server_side=True):
                 pass
-            finally:
-                conn.close()
+        except (OSError, ssl.SSLError):
+            pass
+        finally:
+            conn.close()
 
     def close(self):
-        self.stop.set()
-        self.thread.join(5)
-        self.sock.close()
+        super().close()
         os.unlink(self.certfile)
 
 
@@ -417,7 +404,7 @@ def test_fetch_without_verification(served, pki):
 def test_fetch_errors():
     with pytest.raises(X509Error, match="https://"):
         _x509.fetch_served_certificate("http://127.0.0.1:1")
-    with pytest.raises(X509Error, match="does not exist"):
+    with pytest.raises(X509Error, match="ca_path /nonexistent/ca.pem cannot be read as a PEM CA bundle"):
         _x509.fetch_served_certificate("https://127.0.0.1:1", ca_path="/nonexistent/ca.pem")
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
@@ -425,66 +412,6 @@ def test_fetch_errors():
     s.close()  # nothing listens there now
     with pytest.raises(X509Error, match="cannot connect"):
         _x509.fetch_served_certificate("https://127.0.0.1:%d" % port, validate_certs=False, timeout=2)
-
-
-class ConnectProxy:
-    """A minimal HTTP CONNECT proxy on 127.0.0.1 that records the tunnels it opened."""
-
-    def __init__(self):
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(8)
-        self.sock.settimeout(0.2)
-        self.port = self.sock.getsockname()[1]
-        self.tunnels = []
-        self.auth = []
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
-
-    def _pipe(self, a, b):
-        try:
-            while True:
-                data = a.recv(65536)
-                if not data:
-                    break
-                b.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for s in (a, b):
-                try:
-                    s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-
-    def _serve(self):
-        while not self.stop.is_set():
-            try:
-                conn, dummy = self.sock.accept()
-            except OSError:
-                continue
-            conn.settimeout(5)
-            head = b""
-            while b"\r\n\r\n" not in head:
-                chunk = conn.recv(4096)
-                if not chunk:
-                    break
-                head += chunk
-            lines = head.decode().split("\r\n")
-            target = lines[0].split()[1]
-            self.tunnels.append(target)
-            self.auth.extend(line for line in lines if line.lower().startswith("proxy-authorization"))
-            host, port = target.rsplit(":", 1)
-            upstream = socket.create_connection((host, int(port)), timeout=5)
-            conn.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
-            threading.Thread(target=self._pipe, args=(conn, upstream), daemon=True).start()
-            threading.Thread(target=self._pipe, args=(upstream, conn), daemon=True).start()
-
-    def close(self):
-        self.stop.set()
-        self.thread.join(5)
-        self.sock.close()
 
 
 def test_fetch_goes_through_the_environment_proxy_like_the_api_requests(served, pki, monkeypatch):
@@ -505,10 +432,12 @@ def test_fetch_goes_through_the_environment_proxy_like_the_api_requests(served, 
         proxy.close()
 
 
-def test_default_trust_is_the_requests_bundle(served, monkeypatch):
+def test_default_trust_is_certifi_else_the_system_store(served, monkeypatch):
     server, dummy = served
     # the test CA is in no public bundle: verification on without ca_path must refuse it
     with pytest.raises(X509Error, match="TLS verification"):
         _x509.fetch_served_certificate("https://127.0.0.1:%d" % server.port, timeout=5)
-    from requests.utils import DEFAULT_CA_BUNDLE_PATH
-    assert _x509._default_ca_file() == DEFAULT_CA_BUNDLE_PATH
+    import certifi
+    assert _client._default_ca_file() == certifi.where()
+    monkeypatch.setitem(sys.modules, "certifi", None)      # not installed: the system store
+    assert _client._default_ca_file() is None
