@@ -269,13 +269,14 @@ def _hostport(host, port):
 def open_connection(url, context, timeout, proxy=None):
     """A connected ``http.client`` connection to the host of url (for https, TLS handshake
     done with context), through the http:// proxy when one is given (CONNECT for https).
-    Returns ``(connection, target_prefix, headers)``: what to put before each request path,
-    and the headers to add to each request. Connection errors propagate as raised."""
+    Returns ``(connection, target_prefix, headers)``: what to put before each request path
+    (the URL's own path, e.g. behind a reverse proxy), and the headers to add to each
+    request. Connection errors propagate as raised."""
     import http.client
     parts = urlsplit(url)
     https = parts.scheme.lower() == 'https'
     host, port = parts.hostname, parts.port or (443 if https else 80)
-    prefix, headers, tunnel = '', {}, {}
+    prefix, headers, tunnel = parts.path.rstrip('/'), {}, {}
     if proxy:
         proxy_parts = urlsplit(proxy if '://' in proxy else 'http://' + proxy)
         if proxy_parts.scheme.lower() != 'http' or not proxy_parts.hostname:
@@ -287,7 +288,7 @@ def open_connection(url, context, timeout, proxy=None):
             tunnel['Proxy-Authorization'] = 'Basic ' + base64.b64encode(credentials.encode('utf-8')).decode('ascii')
         connect_to = (proxy_parts.hostname, proxy_parts.port or 80)
         if not https:
-            prefix, headers = '%s://%s' % (parts.scheme.lower(), _hostport(host, port)), tunnel
+            prefix, headers = '%s://%s%s' % (parts.scheme.lower(), _hostport(host, port), prefix), tunnel
     else:
         connect_to = (host, port)
     if https:

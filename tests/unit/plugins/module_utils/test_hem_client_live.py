@@ -68,6 +68,22 @@ def test_wire_format_and_one_connection_per_request(capture):
     assert auth_get["headers"]["authorization"] == "Bearer aaa.bbb.ccc"
 
 
+def test_a_path_in_the_url_prefixes_every_request(capture):
+    C.HemClient(capture.url + "/hem/7/", token="aaa.bbb.ccc").get("/api/system/config")
+    assert capture.requests[0]["line"] == "GET /hem/7/api/system/config HTTP/1.1"
+
+
+def test_plain_http_goes_through_the_proxy_in_absolute_form(capture, monkeypatch):
+    for name in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy", "HTTP_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("http_proxy", "http://u:p%%40ss@127.0.0.1:%d" % capture.port)   # the capture server plays the proxy
+    assert C.HemClient("http://backend.invalid:8080/base", token="aaa.bbb.ccc").get("/checkin") == {}
+    request = capture.requests[0]
+    assert request["line"] == "GET http://backend.invalid:8080/base/checkin HTTP/1.1"
+    assert request["headers"]["host"] == "backend.invalid:8080"
+    assert request["headers"]["proxy-authorization"] == "Basic " + C.b64(b"u:p@ss")
+
+
 def test_transport_is_the_standard_library(capture):
     """A request imports no third-party HTTP stack (importing requests cost ~35 ms of CPU per
     module run, the largest part of a no-op fleet run's overhead) and no cryptography."""
