@@ -285,7 +285,7 @@ def open_connection(url, context, timeout, proxy=None):
                            % (proxy_parts.scheme or '?', proxy_parts.hostname or '?'))
         if proxy_parts.username:
             credentials = '%s:%s' % (unquote(proxy_parts.username), unquote(proxy_parts.password or ''))
-            tunnel['Proxy-Authorization'] = 'Basic ' + base64.b64encode(credentials.encode('utf-8')).decode('ascii')
+            tunnel['Proxy-Authorization'] = 'Basic ' + b64(credentials.encode('utf-8'))
         connect_to = (proxy_parts.hostname, proxy_parts.port or 80)
         if not https:
             prefix, headers = '%s://%s%s' % (parts.scheme.lower(), _hostport(host, port), prefix), tunnel
@@ -511,7 +511,7 @@ class HemClient(object):
         except TimeoutError:
             raise _TransportError('timed out waiting for the answer', sent=True, timeout=True)
         except (OSError, http.client.HTTPException) as exc:
-            raise _TransportError(_reason(exc) or type(exc).__name__, sent=True)
+            raise _TransportError(_reason(exc), sent=True)
         finally:
             conn.close()
 
@@ -531,4 +531,4 @@ def _reason(exc):
     ssl_reason = re.search(r'\[SSL: ([A-Z0-9_]+)\] ([^(]*)', text)
     if ssl_reason:
         return '%s: %s' % (ssl_reason.group(1), ssl_reason.group(2).strip())
-    return text[:300]
+    return text[:300] or type(exc).__name__

@@ -69,11 +69,6 @@ def b64decode_strict(text):
         raise ValueError("not base64") from exc
 
 
-def b64encode(data):
-    """Standard base64 with padding, as the device expects in JSON fields."""
-    return base64.b64encode(data).decode("ascii")
-
-
 def _as_text(data):
     if isinstance(data, bytes):
         try:

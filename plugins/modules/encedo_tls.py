@@ -304,7 +304,7 @@ import tempfile
 from ansible.module_utils.basic import missing_required_lib
 from ansible.module_utils.common.text.converters import to_bytes, to_native
 
-from ansible_collections.encedo.hem.plugins.module_utils._client import HemOutcomeUnknown
+from ansible_collections.encedo.hem.plugins.module_utils._client import HemOutcomeUnknown, b64
 from ansible_collections.encedo.hem.plugins.module_utils._module import HemModule
 from ansible_collections.encedo.hem.plugins.module_utils import _x509
 from ansible_collections.encedo.hem.plugins.module_utils._x509 import X509Error
@@ -503,7 +503,7 @@ def state_present(module, client, inputs, served):
     tls = {}
     if key_import is not None:
         tls.update(key_import)
-    tls['crt'] = _x509.b64encode(_x509.cert_der(cert))
+    tls['crt'] = b64(_x509.cert_der(cert))
     sent = ['tls.%s' % k for k in sorted(tls)]
     result.update(changed=True, reboot_required=True, uploaded=new_facts, key_match=key_match)
     if module._diff:
