@@ -153,6 +153,21 @@ def rebooted(uptime_before, seen_before, uptime_now, seen_now, requested_at, sla
     return went_back and booted_since_request
 
 
+def uptime_baseline(read_status, status, seen, clock=time.monotonic, sleep=time.sleep):
+    """The status to compare the polls with: one whose uptime can prove a restart.
+
+    A device up for ``UPTIME_SLACK`` seconds or less gives no proof (a restart of a few seconds
+    would bring its uptime back to about where it would be anyway), so wait until it has been up
+    ``UPTIME_SLACK + 1`` seconds and read the status again. Returns ``(status, seen)``.
+    """
+    uptime = status.get("uptime") if isinstance(status, dict) else None
+    if isinstance(uptime, (int, float)) and uptime <= UPTIME_SLACK:
+        sleep(UPTIME_SLACK + 1 - uptime)
+        status = read_status()
+        seen = clock()
+    return status, seen
+
+
 def wait_for_reboot(poll_status, uptime_before, seen_before, delay, timeout, interval, requested_at=None,
                     clock=time.monotonic, sleep=time.sleep):
     """Wait until ``poll_status()`` answers with an uptime that proves a restart.

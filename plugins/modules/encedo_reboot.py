@@ -81,8 +81,8 @@ options:
     type: path
 notes:
   - The proof of a restart is that the device uptime is lower than it would be had the device kept running, and low enough
-    that the device booted after the reboot request. It cannot tell a restart from a slow answer of a device that had been
-    up for less than a few seconds when the reboot was requested.
+    that the device booted after the reboot request. A device that has been up for 2 seconds or less could not prove it,
+    so the module waits until the device has been up for 3 seconds before it requests the reboot.
   - A device that installs a new TLS certificate at boot presents it when it is back. If O(ca_path) does not cover the new
     certificate, the polls fail with a certificate error until O(reboot_timeout), and the failure names it.
 seealso:
@@ -147,6 +147,7 @@ from ansible_collections.encedo.hem.plugins.module_utils._lifecycle import (
     checkin_argument_spec,
     checkin_warnings,
     clock_is_set,
+    uptime_baseline,
     wait_for_reboot,
 )
 from ansible_collections.encedo.hem.plugins.module_utils._module import HemModule
@@ -183,6 +184,7 @@ def run(module, client):
         return dict(changed=True, rebooted=False)
     backend = backend_client(module) if params['checkin'] else None
 
+    before, seen_before = uptime_baseline(client.status, before, seen_before)
     requested_at = time.monotonic()
     lost = request_reboot(client, personalised)
     poller = HemClient(params['url'], validate_certs=params['validate_certs'], ca_path=params['ca_path'],

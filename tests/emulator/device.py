@@ -982,7 +982,8 @@ class Device:
             if isinstance(body_obj.get("tls"), dict):
                 tls_keys = sorted(str(k) for k in body_obj["tls"])
         entry = {"t": time.time(), "method": req.method, "path": req.path, "status": status, "scheme": req.scheme,
-                 "keys": keys, "tls_keys": tls_keys, "auth": "bearer" if req.header("authorization") else "none"}
+                 "keys": keys, "tls_keys": tls_keys, "auth": "bearer" if req.header("authorization") else "none",
+                 "uptime": self.uptime()}
         with self.lock:
             self.log.append(entry)
             if len(self.log) > MAX_LOG:

@@ -240,6 +240,68 @@ def test_kept_answering_fails_saying_it_did_not_reboot():
         L.wait_for_reboot(poll, 500, fake.now, delay=0, timeout=5, interval=1, clock=fake.clock, sleep=fake.sleep)
 
 
+class SimulatedDevice:
+    """A device whose whole-second uptime counts from its boot; ``reboot()`` takes it down
+    for ``downtime`` seconds. Every status read costs 0.05 s."""
+
+    def __init__(self, fake, up_for, downtime):
+        self.fake, self.downtime = fake, downtime
+        self.boot = fake.now - up_for
+        self.down_until = None
+
+    def reboot(self):
+        self.down_until = self.fake.now + self.downtime
+        self.boot = self.down_until
+
+    def status(self):
+        self.fake.now += 0.05
+        if self.down_until is not None and self.fake.now < self.down_until:
+            raise HemError("cannot reach the device at x (Connection refused)", "GET /api/system/status")
+        return {"uptime": int(self.fake.now - self.boot)}
+
+
+def reboot_and_wait(up_for, downtime, baseline=True):
+    fake = FakeTime()
+    device = SimulatedDevice(fake, up_for, downtime)
+    before, seen = device.status(), fake.now
+    if baseline:
+        before, seen = L.uptime_baseline(device.status, before, seen, clock=fake.clock, sleep=fake.sleep)
+    requested_at = fake.now
+    device.reboot()
+    status, _waited = L.wait_for_reboot(device.status, before["uptime"], seen, delay=0, timeout=30, interval=0.3,
+                                        requested_at=requested_at, clock=fake.clock, sleep=fake.sleep)
+    return before, status
+
+
+@pytest.mark.parametrize("up_for", [0.0, 0.4, 0.99, 1.0, 1.7, 2.0, 2.6, 3.0, 3.5, 40.0])
+@pytest.mark.parametrize("downtime", [0.5, 1.0, 1.9, 4.0])
+def test_a_short_reboot_of_a_device_that_just_booted_is_proven(up_for, downtime):
+    before, status = reboot_and_wait(up_for, downtime)
+    assert before["uptime"] >= L.UPTIME_SLACK + 1
+    assert status["uptime"] < before["uptime"]
+
+
+def test_without_the_baseline_a_short_reboot_after_a_fresh_boot_is_not_proven():
+    """Why the baseline exists: up for under a second, down for one second, the uptime never
+    goes back far enough to prove the restart (CI once waited 300 s for this)."""
+    with pytest.raises(HemError, match="did not reboot"):
+        reboot_and_wait(0.5, 1.0, baseline=False)
+
+
+def test_the_baseline_reads_again_only_when_the_uptime_is_too_low():
+    fake = FakeTime()
+    reads = []
+
+    def read():
+        reads.append(fake.now)
+        return {"uptime": 3}
+    assert L.uptime_baseline(read, {"uptime": 3}, 5.0, clock=fake.clock, sleep=fake.sleep) == ({"uptime": 3}, 5.0)
+    assert L.uptime_baseline(read, {"ctx": "x"}, 5.0, clock=fake.clock, sleep=fake.sleep) == ({"ctx": "x"}, 5.0)
+    assert reads == [] and fake.now == 1000.0
+    status, seen = L.uptime_baseline(read, {"uptime": 1}, 5.0, clock=fake.clock, sleep=fake.sleep)
+    assert status == {"uptime": 3} and seen == fake.now == 1002.0 and reads == [1002.0]
+
+
 class _Failed(Exception):
     pass
 
