@@ -70,15 +70,14 @@ options:
       - If not set, the environment variable E(ENCEDO_HEM_TIMEOUT) is used.
     type: int
     default: 30
-'''
-
-    # Every module is in the action group `hem` (meta/runtime.yml), for module_defaults.
-    ACTION_GROUP = r'''
-options: {}
 attributes:
   action_group:
     description: Use C(group/encedo.hem.hem) in C(module_defaults) to set the connection options once for every module.
     support: full
     membership:
       - encedo.hem.hem
+  platform:
+    platforms: encedo_hem
+    support: full
+    details: Runs where the task runs, normally on the controller with a local connection; that host must reach the device API.
 '''

@@ -233,10 +233,6 @@ def is_msc(current):
     return any(key in current for key in MSC_MARKERS)
 
 
-def model(current):
-    return "ppa" if is_msc(current) else "epa"
-
-
 def current_values(current):
     """The device's fields in canonical form (fields it lacks or reports unreadably are left out)."""
     values = {}

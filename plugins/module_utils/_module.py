@@ -64,6 +64,17 @@ def validate_url(url):
     return None
 
 
+def device_model(status, version):
+    """'ppa' or 'epa', from the hardware version (GET /api/system/version) when it names the model,
+    else from the fields only the PPA's MSC build has (status ``storage``, version ``uis``)."""
+    hwv = str(version.get('hwv', '')).upper()
+    if 'PPA' in hwv:
+        return 'ppa'
+    if 'EPA' in hwv:
+        return 'epa'
+    return 'ppa' if ('storage' in status or 'uis' in version) else 'epa'
+
+
 class HemModule(AnsibleModule):
     """AnsibleModule with the connection options merged in.
 

@@ -32,20 +32,17 @@ author:
   - encedo.hem maintainers (@encedo)
 extends_documentation_fragment:
   - encedo.hem.connection
-  - encedo.hem.connection.action_group
   - ansible.builtin.action_common_attributes
 attributes:
   check_mode:
-    description: Reads and verifies as usual. With O(state=provisioned), predicts C(changed) and writes nothing.
+    details: Reads and verifies as usual. With O(state=provisioned), predicts C(changed) and writes nothing.
     support: full
   diff_mode:
-    description: With O(state=provisioned), shows the secure element's certificate before and after (fingerprint and subject).
+    details: With O(state=provisioned), shows the secure element's certificate before and after (fingerprint and subject).
     support: full
   idempotent:
     description: O(state=verified) never changes anything. O(state=provisioned) writes only when the secure element has no certificate yet.
     support: full
-  platform:
-    platforms: posix
 options:
   state:
     description:
@@ -271,7 +268,7 @@ from ansible.module_utils.basic import missing_required_lib
 
 from ansible_collections.encedo.hem.plugins.module_utils import _attestation as att
 from ansible_collections.encedo.hem.plugins.module_utils._client import HemError, HemOutcomeUnknown
-from ansible_collections.encedo.hem.plugins.module_utils._module import HemModule
+from ansible_collections.encedo.hem.plugins.module_utils._module import HemModule, device_model
 
 ATTESTATION = '/api/system/config/attestation'
 PROVISIONING = '/api/system/config/provisioning'
@@ -284,10 +281,6 @@ class AttestationFailure(Exception):
     def __init__(self, msg, **result):
         super().__init__(msg)
         self.result = result
-
-
-def is_epa(version):
-    return 'EPA' in str(version.get('hwv', '')).upper()
 
 
 def unsupported_result(why):
@@ -500,7 +493,7 @@ def main():
     def work(module, client):
         status = client.status()
         version = client.get('/api/system/version', auth=False)
-        if is_epa(version):
+        if device_model(status, version) == 'epa':
             if module.params['state'] == 'provisioned' or module.params['fail_on_invalid']:
                 raise AttestationFailure('the device %s is an EPA (%s): this model has no secure-element attestation, it cannot attest '
                                          'or be provisioned' % (module.params['url'], version.get('hwv')), supported=False)

@@ -38,9 +38,6 @@ attributes:
       - Each run performs a new check-in, which re-synchronises the clock; to check in only when needed, read the device
         status with M(encedo.hem.encedo_info) first, as the role C(encedo.hem.device) does.
     support: full
-  platform:
-    platforms: encedo_hem
-    support: full
 options:
   backend_url:
     description:

@@ -31,10 +31,6 @@ attributes:
   idempotent:
     description: When run twice with the same options, the second run reports no change and sends nothing.
     support: full
-  platform:
-    platforms: encedo_hem
-    support: full
-    details: Runs on the controller (or any host that reaches the device API over HTTPS).
 options:
   user:
     description:
@@ -351,7 +347,9 @@ def run(module, client):
     except HemError as exc:
         if exc.status == 400:
             _fail(module, 'the device rejected the configuration update (HTTP 400): at least one of the fields sent failed its '
-                          'validation (sent: %s). The device applies all or nothing, so nothing was applied.' % ', '.join(sent),
+                          'validation on the device (sent: %s). The device applies all or nothing, so nothing was changed. '
+                          'The module checked the documented ranges first; check these values against what this device and '
+                          'its firmware accept (encedo.hem.encedo_info shows the model and firmware).' % ', '.join(sent),
                   sent=sent, status=400, endpoint=exc.endpoint)
         if exc.status == 406 and rotate:
             exc.msg += ('; a passphrase rotation needs a login with the user role (the user passphrase or a token from it). '

@@ -30,10 +30,6 @@ attributes:
   idempotent:
     description: A device already in factory state is reported unchanged and nothing is sent.
     support: full
-  platform:
-    platforms: encedo_hem
-    support: full
-    details: Runs on the controller (or any host that reaches the device API over HTTPS).
 options:
   confirm_devid:
     description:

@@ -18,7 +18,6 @@ author:
   - encedo.hem maintainers (@encedo)
 extends_documentation_fragment:
   - encedo.hem.connection
-  - encedo.hem.connection.action_group
   - ansible.builtin.action_common_attributes
 attributes:
   check_mode:
@@ -34,8 +33,6 @@ attributes:
     support: full
     details:
       - This module does not change the device.
-  platform:
-    platforms: posix
 notes:
   - The model is taken from the hardware version (C(hwv) of C(GET /api/system/version), for example C(PPA rev 2.2)).
     When C(hwv) names neither model, a device that reports mass-storage (MSC) fields (C(storage) in the status, or
@@ -122,20 +119,10 @@ token:
   sample: eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzY29wZSI6InN5c3RlbTpjb25maWcifQ.c2lnbmF0dXJl
 '''
 
-from ansible_collections.encedo.hem.plugins.module_utils._module import HemModule
+from ansible_collections.encedo.hem.plugins.module_utils._module import HemModule, device_model
 
 # One-time handshake values of GET /api/system/config: not configuration, not worth returning.
 _CONFIG_VOLATILE = ('nonce', 'spk')
-
-
-def model_of(status, version):
-    """'ppa' or 'epa' from the hardware version, else from the presence of MSC fields."""
-    hwv = str(version.get('hwv', '')).upper()
-    if 'PPA' in hwv:
-        return 'ppa'
-    if 'EPA' in hwv:
-        return 'epa'
-    return 'ppa' if ('storage' in status or 'uis' in version) else 'epa'
 
 
 def gather(module, client):
@@ -144,7 +131,7 @@ def gather(module, client):
     personalised = status.get('inited') is not False
     result = dict(
         changed=False,
-        model=model_of(status, version),
+        model=device_model(status, version),
         personalised=personalised,
         rtc_set='time' in status or 'ts' in status,
         uptime=status.get('uptime'),

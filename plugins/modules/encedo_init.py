@@ -34,9 +34,6 @@ attributes:
   idempotent:
     description: Personalises only a factory-fresh device; a second run reports no change.
     support: full
-  platform:
-    platforms: encedo_hem
-    support: full
 options:
   passphrase:
     description:
@@ -207,7 +204,7 @@ from ansible_collections.encedo.hem.plugins.module_utils._client import (
     derive_keypair,
     x25519_shared,
 )
-from ansible_collections.encedo.hem.plugins.module_utils._module import HemModule
+from ansible_collections.encedo.hem.plugins.module_utils._module import HemModule, device_model
 
 INIT_PATH = '/api/auth/init'
 CHALLENGE_LIFETIME = 60
@@ -331,8 +328,10 @@ def personalise(module, client, model):
         return result
     except HemError as exc:
         if exc.status == 400:
-            exc.msg = ('the device rejected the personalisation fields %s (a value is out of range, or the model does not '
-                       'accept a field); nothing was changed' % ', '.join(sorted(k for k in cfg if not k.endswith('key'))))
+            exc.msg = ('the device rejected the personalisation (HTTP 400): a field it requires is missing or a value is out of '
+                       'range (sent for a %s: %s). The device is still factory-fresh, nothing was changed. Check these options, and '
+                       'that the device is a %s (encedo.hem.encedo_info reports the model).'
+                       % (model.upper(), ', '.join(sorted(k for k in cfg if not k.endswith('key'))), model.upper()))
         raise
     result['reboot_required'] = bool(answer.get('reboot_required'))
     for key in ('instanceid', 'csr', 'genuine'):
@@ -370,7 +369,7 @@ def check_personalised(module, client, model):
 def run(module, client):
     params = module.params
     status = client.status()
-    model = 'ppa' if 'storage' in status else 'epa'
+    model = device_model(status, {})     # from the status alone (the MSC build reports its storage)
     if model == 'epa':
         given = [name for name in PPA_ONLY if params[name] is not None]
         if given:

@@ -37,7 +37,6 @@ options:
     type: int
 extends_documentation_fragment:
   - encedo.hem.connection
-  - encedo.hem.connection.action_group
   - ansible.builtin.action_common_attributes
   - ansible.builtin.action_common_attributes.flow
 attributes:
@@ -62,8 +61,6 @@ attributes:
     support: full
     details:
       - This module does not change the device (each run returns a new token).
-  platform:
-    platforms: posix
 notes:
   - O(passphrase) is required (directly or through E(ENCEDO_HEM_PASSPHRASE)); O(token) is ignored here.
   - Do not print the registered variable (for example with M(ansible.builtin.debug)), because it holds the token.

@@ -34,9 +34,6 @@ attributes:
   idempotent:
     description: Every run reboots the device and reports a change. Notify it from a handler, or guard it with C(when).
     support: none
-  platform:
-    platforms: encedo_hem
-    support: full
 options:
   delay:
     description:

@@ -48,10 +48,6 @@ attributes:
     description: When run twice with the same options, the second run reports no change and sends nothing (after the reboot
       that activates an uploaded certificate; see the description).
     support: full
-  platform:
-    platforms: encedo_hem
-    support: full
-    details: Runs on the controller (or any host that reaches the device over HTTPS).
 options:
   state:
     description:

@@ -37,7 +37,7 @@ REASONS = {200: "OK", 204: "No Content", 400: "Bad Request", 401: "Unauthorized"
 IO_TIMEOUT = 10.0
 MAX_LINE = 8192
 MAX_HEADERS = 64
-FAULT_KINDS = ("latency", "drop", "busy", "error500", "reboot", "tamper_attestation", "expire_tokens")
+FAULT_KINDS = ("latency", "drop", "busy", "error400", "error500", "reboot", "tamper_attestation", "expire_tokens")
 
 
 class Fleet:
@@ -356,6 +356,8 @@ class Hub:
                 time.sleep(fault.get("seconds", 1.0))
             elif kind == "busy":
                 resp = Response(409)
+            elif kind == "error400":
+                resp = Response(400)       # the body is refused, nothing applied
             elif kind == "error500":
                 resp = Response(500)
             elif kind == "drop":

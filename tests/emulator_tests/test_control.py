@@ -64,6 +64,10 @@ def test_busy_and_500_match_path_method_count(emu):
     emu.fault(0, "error500")
     ans = hem.get("/api/system/status")
     assert ans.status == 500 and ans.raw == b""
+    emu.fault(0, "error400", path="/api/system/config", method="POST")
+    ans = hem.post("/api/system/config", {"ctx": 7})
+    assert ans.status == 400 and ans.raw == b""
+    assert emu.state(0)["config"]["ctx"] != 7                         # refused: nothing applied
     emu.fault(0, "busy", count=5)
     emu.clear_faults(0)
     assert hem.get("/api/system/status").status == 200

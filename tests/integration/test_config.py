@@ -286,10 +286,11 @@ def test_disk0_resize_with_allow_reformat(ppa, dev, task):
     assert again["changed"] is False and config_posts(ppa, dev) == []
 
 
-def test_device_400_names_the_fields_and_says_nothing_applied(ppa, dev, task):
+def test_device_400_names_the_fields_and_says_nothing_changed(ppa, dev, task):
     # The emulator limits email to 64 characters; the module cannot know that, the device refuses it.
     result = task("encedo.hem.encedo_config", {"user": "changed", "email": "a" * 70 + "@example.com"})
-    assert result["failed"] and "HTTP 400" in result["msg"] and "nothing was applied" in result["msg"]
+    assert result["failed"] and "HTTP 400" in result["msg"] and "nothing was changed" in result["msg"]
+    assert "encedo.hem.encedo_info" in result["msg"]
     assert "email" in result["msg"] and "user" in result["msg"]
     assert [(e["keys"], e["status"]) for e in config_posts(ppa, dev)] == [(["email", "user"], 400)]
     assert ppa.state(dev)["config"]["user"] == "user"

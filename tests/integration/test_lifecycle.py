@@ -163,6 +163,19 @@ def test_init_needs_the_clock_and_both_passphrases(emulator, hem_playbook):
     assert emu.state(0)["personalised"] is False
 
 
+def test_init_refused_by_the_device_says_what_to_check(emulator, hem_playbook):
+    emu = emulator(rtc_set=True)
+    emu.fault(0, "error400", path="/api/auth/init", method="POST")
+    args = dict(CONNECTION, passphrase=PASS, master_passphrase=MASTER, user="u", hostname="hem0.test")
+    run = hem_playbook(emu).run_playbook(module_play("encedo_init", args))
+    assert run.rc != 0
+    msg = run.result("Run encedo_init", host="hem0")["msg"]
+    assert "HTTP 400" in msg and "still factory-fresh" in msg and "a PPA" in msg and "hostname" in msg
+    assert "masterkey" not in msg and PASS not in run.output and MASTER not in run.output
+    assert [p["status"] for p in requests_of(emu, 0, "POST", "/api/auth/init")] == [400]
+    assert emu.state(0)["personalised"] is False
+
+
 def test_init_on_a_personalised_device_checks_the_passphrase(emulator, hem_playbook):
     emu = emulator(passphrase=PASS, rtc_set=True)
     runner = hem_playbook(emu)

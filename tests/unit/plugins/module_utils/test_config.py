@@ -184,8 +184,8 @@ def test_msc_fields_on_an_epa_are_refused():
 
 
 def test_model_detection():
-    assert C.model(ppa_config()) == "ppa"
-    assert C.model(epa_config()) == "epa"
+    assert C.is_msc(ppa_config()) is True
+    assert C.is_msc(epa_config()) is False
 
 
 def test_hostname_change_after_personalisation_is_refused():

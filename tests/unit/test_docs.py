@@ -1,0 +1,77 @@
+# Copyright (c) encedo.hem contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Every module's documentation as ansible-doc renders it (fragments merged): full DOCUMENTATION,
+EXAMPLES and RETURN, the connection options, and the same attributes on every module."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "tests" / "integration"))
+from helpers.playbook import COLLECTION_LINK, ensure_collection_link  # noqa: E402
+
+MODULES = sorted(p.stem for p in (ROOT / "plugins" / "modules").glob("encedo_*.py"))
+CONNECTION_OPTIONS = {"url", "passphrase", "token", "validate_certs", "ca_path", "timeout"}
+
+
+def ansible_doc(*args):
+    ensure_collection_link()
+    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(COLLECTION_LINK.parents[2]), ANSIBLE_NOCOLOR="1")
+    exe = Path(sys.executable).parent / "ansible-doc"
+    proc = subprocess.run([str(exe), *args], env=env, cwd=str(ROOT), capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert "WARNING" not in proc.stderr and "ERROR" not in proc.stderr, proc.stderr
+    return proc.stdout
+
+
+@pytest.fixture(scope="module")
+def docs():
+    return json.loads(ansible_doc("--json", *("encedo.hem." + m for m in MODULES)))
+
+
+def test_every_module_is_documented(docs):
+    assert len(MODULES) == 9
+    assert sorted(docs) == ["encedo.hem." + m for m in MODULES]
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_module_doc_is_complete(docs, module):
+    entry = docs["encedo.hem." + module]
+    doc = entry["doc"]
+    assert doc["module"] == module and doc["short_description"] and doc["description"] and doc["author"]
+    assert CONNECTION_OPTIONS <= set(doc["options"]), "the encedo.hem.connection fragment is not merged"
+    for name, option in doc["options"].items():
+        assert option.get("description"), "option %s has no description" % name
+    examples = yaml.safe_load(entry["examples"])
+    assert any("encedo.hem." + module in task for task in examples), "no example uses the module"
+    assert entry["return"], "RETURN is empty"
+    for name, value in entry["return"].items():
+        assert value.get("description") and value.get("returned") and value.get("type"), name
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_module_attributes(docs, module):
+    attributes = docs["encedo.hem." + module]["doc"]["attributes"]
+    assert attributes["action_group"]["membership"] == ["encedo.hem.hem"]
+    assert attributes["platform"]["platforms"] == "encedo_hem" and attributes["platform"]["support"] == "full"
+    for name in ("check_mode", "diff_mode", "idempotent"):
+        assert attributes[name]["support"] in ("full", "partial", "none", "N/A"), name
+
+
+def test_module_text_output_renders():
+    text = ansible_doc("encedo.hem.encedo_config")
+    assert "ENCEDO_HEM_URL" in text and "EXAMPLES:" in text and "RETURN VALUES:" in text
+
+
+def test_role_argument_spec_renders():
+    doc = json.loads(ansible_doc("--json", "-t", "role", "encedo.hem.device"))["encedo.hem.device"]
+    main = doc["entry_points"]["main"]
+    assert main["short_description"] and "encedo_hem_config" in main["options"]
