@@ -5,7 +5,8 @@
 # This module_utils file is PRIVATE to the encedo.hem collection: its API may change
 # at any time without notice. Do not use it from other collections.
 
-"""The connection options shared by every encedo.hem module, and the HemModule base.
+"""The connection options shared by every encedo.hem module, the HemModule base, and
+``device_model()`` (PPA or EPA from the device's own answers).
 
 ``hem_argument_spec()`` is documented one-to-one by the doc fragment
 ``encedo.hem.connection`` (a unit test keeps the two equal).

@@ -329,9 +329,9 @@ def personalise(module, client, model):
     except HemError as exc:
         if exc.status == 400:
             exc.msg = ('the device rejected the personalisation (HTTP 400): a field it requires is missing or a value is out of '
-                       'range (sent for a %s: %s). The device is still factory-fresh, nothing was changed. Check these options, and '
-                       'that the device is a %s (encedo.hem.encedo_info reports the model).'
-                       % (model.upper(), ', '.join(sorted(k for k in cfg if not k.endswith('key'))), model.upper()))
+                       'range (sent for %s: %s). The device is still factory-fresh, nothing was changed. Check these options, and '
+                       'that the device really is that model (encedo.hem.encedo_info reports it).'
+                       % ('an EPA' if model == 'epa' else 'a PPA', ', '.join(sorted(k for k in cfg if not k.endswith('key')))))
         raise
     result['reboot_required'] = bool(answer.get('reboot_required'))
     for key in ('instanceid', 'csr', 'genuine'):
