@@ -41,6 +41,7 @@ FACTORY_IP = "192.168.7.1/24"
 FACTORY_HOSTNAME = "my.ence.do"
 STORAGE_CAPACITY = 120979451
 BACKEND_ISSUER = "hem-emulator-backend"
+CHECKIN_ACTIONS = ("OK", "L", "W", "R", "B", "U")   # OpenAPI POST /api/system/checkin
 FW_NAME = "nGINE 1.2.2 (HEM emulator)"
 
 PREFLIGHT_HEADERS = {
@@ -142,6 +143,7 @@ class Device:
         self.log = []
         self.faults = []
         self.tamper = 0
+        self.checkin_order = None         # control interface: the backend's next answer for this device
         self.clock_offset = 0.0
         self.up = True
         self.down_until = 0.0
@@ -947,7 +949,48 @@ class Device:
             return _err(401)
         self.rtc_set = True
         action = payload.get("action", "OK")
-        return Response(200, {"status": action if action in ("OK", "L", "W", "R", "B", "U") else "???"})
+        if action not in CHECKIN_ACTIONS:
+            action = "???"
+        out = {}
+        after = None
+        if self.cfg.get("trusted_backend"):
+            if "newcrt" in payload:
+                out["newcrt"] = self._checkin_install_crt(payload["newcrt"])
+            after = self._checkin_execute(action)
+        else:
+            action = "OK"           # suppressed: nothing was executed (see the package docstring)
+        out["status"] = action
+        return Response(200, out, after=after)
+
+    def _checkin_install_crt(self, crt) -> str:
+        """A certificate pushed by the backend: installed like a `tls` import of `crt` alone. -> OK | ERROR."""
+        try:
+            bundle = self._validate_tls({"crt": crt})
+        except (BadRequest, TypeError, ValueError):
+            return "ERROR"
+        self.p["pending_tls"] = bundle
+        self.save()
+        return "OK"
+
+    def _checkin_execute(self, action):
+        """Execute a backend action (trusted_backend on). -> the callable to run once the answer is sent, or None."""
+        if action == "L":
+            self.p["userkey"] = None
+            self._lazy.pop("userkey", None)
+            self.save()
+        elif action == "W":
+            return lambda: self.go_down(self.fleet.reboot_seconds, wipe=True)
+        elif action == "U":
+            return lambda: self.go_down(self.fleet.reboot_seconds)
+        elif action == "B":
+            return self._stop_web_servers
+        return None
+
+    def _stop_web_servers(self):
+        """Soft-brick: every connection is reset until a power cycle (control-interface `reboot` fault)."""
+        with self.lock:
+            self.up = False
+            self.down_until = float("inf")
 
     # ------------------------------------------------------------------ power
 

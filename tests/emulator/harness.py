@@ -6,7 +6,7 @@ from tests.emulator.harness import Emulator
 with Emulator(devices=2, passphrase="pw", rtc_set=True, auth_delay=0.0, tmp_path=p) as emu:
     emu.url(0); emu.http_url(0); emu.ca_file; emu.custody_ca_file; emu.backend_url
     emu.log(0); emu.clear_log(0); emu.fault(0, "busy", count=2, path="/api/system/config")
-    emu.state(0); emu.posts(0)
+    emu.state(0); emu.posts(0); emu.checkin_order(0, action="L", count=1)
 ```
 
 The emulator runs as a subprocess (`python -m tests.emulator`) on free ports: a random
@@ -281,6 +281,15 @@ class Emulator:
 
     def state(self, i=0):
         return self._control("GET", "/devices/%d/state" % i)
+
+    def checkin_order(self, i, action=None, newcrt=None, count=None):
+        """What the stand-in backend answers device i's next check-ins: an `action` (OK, L, W, R, B, U)
+        and/or a pushed certificate `newcrt` (base64 DER, any string), for `count` check-ins (None: until cleared)."""
+        body = {k: v for k, v in (("action", action), ("newcrt", newcrt), ("count", count)) if v is not None}
+        return self._control("POST", "/devices/%d/checkin" % i, body)
+
+    def clear_checkin_order(self, i=0):
+        return self._control("DELETE", "/devices/%d/checkin" % i)
 
     def clock(self, i, offset):
         return self._control("POST", "/devices/%d/clock" % i, {"offset": offset})

@@ -404,10 +404,53 @@ def backend_handler(fleet: Fleet):
             return Response(401)
         reply = {"jti": payload.get("jti"), "aud": payload.get("did"), "iss": BACKEND_ISSUER,
                  "iat": int(time.time()), "action": "OK"}
+        reply.update(_take_checkin_order(fleet, payload.get("did")))
         signing = util.b64url(util.json_bytes({"alg": "EdDSA", "typ": "JWT"})) + "." + util.b64url(util.json_bytes(reply))
         checked = signing + "." + util.b64url(fleet.backend_sign.sign(signing.encode("ascii")))
         return Response(200, {"checked": checked})
     return handle
+
+
+def _take_checkin_order(fleet, devid):
+    """The action / pushed certificate the control interface ordered for this device's next check-in."""
+    for dev in fleet.devices:
+        if dev.p["devid"] != devid:
+            continue
+        with dev.lock:
+            order = dev.checkin_order
+            if order is None:
+                return {}
+            if order["count"] is not None:
+                order["count"] -= 1
+                if order["count"] <= 0:
+                    dev.checkin_order = None
+            return {k: order[k] for k in ("action", "newcrt") if order.get(k) is not None}
+    return {}
+
+
+def _set_checkin_order(dev, body):
+    """POST /devices/<i>/checkin {"action", "newcrt", "count"}: what the backend answers this device."""
+    if not isinstance(body, dict) or not body or set(body) - {"action", "newcrt", "count"}:
+        return Response(400)
+    action, newcrt, count = body.get("action"), body.get("newcrt"), body.get("count")
+    if action is not None and (not isinstance(action, str) or not 1 <= len(action) <= 8):
+        return Response(400)        # any short string: one outside CHECKIN_ACTIONS tests the device's "???"
+    if newcrt is not None and not isinstance(newcrt, str):
+        return Response(400)
+    if action is None and newcrt is None:
+        return Response(400)
+    if count is not None and (not isinstance(count, int) or isinstance(count, bool) or count < 1):
+        return Response(400)
+    with dev.lock:
+        dev.checkin_order = {"action": action, "newcrt": newcrt, "count": count}
+    return Response(200, _checkin_order_view(dev))
+
+
+def _checkin_order_view(dev):
+    with dev.lock:
+        order = dev.checkin_order
+        return None if order is None else {"action": order["action"] or "OK", "newcrt": order["newcrt"] is not None,
+                                           "count": order["count"]}
 
 
 # ---------------------------------------------------------------------------- control interface
@@ -443,6 +486,14 @@ def control_handler(fleet: Fleet, urls):
             return Response(200, {})
         if what == "faults" and req.method == "POST":
             return _add_fault(fleet, dev, body)
+        if what == "checkin" and req.method == "POST":
+            return _set_checkin_order(dev, body)
+        if what == "checkin" and req.method == "GET":
+            return Response(200, {"order": _checkin_order_view(dev)})
+        if what == "checkin" and req.method == "DELETE":
+            with dev.lock:
+                dev.checkin_order = None
+            return Response(200, {})
         if what == "clock" and req.method == "POST":
             if not isinstance(body, dict) or not isinstance(body.get("offset"), (int, float)) or isinstance(body.get("offset"), bool):
                 return Response(400)
