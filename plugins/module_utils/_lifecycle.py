@@ -19,13 +19,34 @@ from ansible_collections.encedo.hem.plugins.module_utils._client import HemClien
 
 DEFAULT_BACKEND_URL = "https://api.encedo.com"
 
-# Management actions a check-in reply can make the device execute (POST /api/system/checkin
-# "status"). "OK" (none) and "R" (report) change nothing on the device.
+# Management actions a check-in reply can make the device execute (OpenAPI POST /api/system/checkin
+# "status": the executed action; the device executes one only while its trusted-backend option is on).
+# "OK" (none) and "R" (report) change nothing on the device; any other answer fails the task.
 CHECKIN_ACTIONS = {
-    "L": "lock (the user key was erased)",
-    "W": "full wipe and reboot",
-    "B": "soft-brick (web servers stopped)",
-    "U": "forced upgrade",
+    "OK": "none",
+    "R": "report (nothing changed on the device)",
+    "L": "user key erased",
+    "W": "wiped (factory reset) and rebooting",
+    "B": "web servers stopped (soft-brick)",
+    "U": "firmware upgrade forced",
+}
+HARMLESS_ACTIONS = ("OK", "R")
+# After these the device does not answer any more (W and U reboot it, B stops its web servers).
+GONE_ACTIONS = ("W", "B", "U")
+
+# What the device did and what to do next, per executed action (never "check in again": that is the step
+# that made the device do it).
+CHECKIN_ACTION_ADVICE = {
+    "L": "the device erased its user key: logins with the user passphrase now fail (HTTP 401). Log in with the master "
+         "key instead (give the master passphrase as passphrase) and set a new user passphrase with "
+         "encedo.hem.encedo_config new_passphrase, or re-personalise the device",
+    "W": "the device wiped itself (every key and the personalisation are gone) and is rebooting. When it is back it is "
+         "factory-fresh: run the role encedo.hem.device (or encedo.hem.encedo_init) to personalise it again",
+    "B": "the device stopped its web servers (soft-brick) and answers no request until it is power-cycled. Unplug and "
+         "re-plug it (PPA) or switch it off and on (EPA); ask the backend's operator why it ordered this before the "
+         "device checks in again",
+    "U": "the device was forced to upgrade its firmware and is rebooting into the bootloader. Wait until it answers "
+         "again, then check its firmware (encedo.hem.encedo_info, version fwv) before using it",
 }
 
 # Seconds of slack when comparing the device uptime (whole seconds) with the wall clock.
@@ -97,33 +118,61 @@ def checkin(client, backend, check_mode=False, status=None):
         lost = False
     except HemOutcomeUnknown:
         answer, lost = {}, True
+    if not isinstance(answer, dict):
+        answer = {}
+    action = answer.get("status")
+    result["status"] = action if action is not None else ("unknown" if lost else None)
+    result["action"] = describe_action(result["status"])
+    for key in ("newfws", "newuis", "newcrt"):
+        if key in answer:
+            result[key] = answer[key]
+    if action in GONE_ACTIONS:
+        # The device set its clock and then went away (reboot or stopped web servers): nothing more to read.
+        result["changed"] = True
+        return result
     after = client.status()
     if not clock_is_set(after):
         if lost:
             raise HemError("the answer to the check-in was lost and the device clock is still unset; run the check-in again",
                            endpoint="POST /api/system/checkin")
         raise HemError("the device accepted the check-in but its clock is still unset", endpoint="POST /api/system/checkin")
-
-    action = answer.get("status") if isinstance(answer, dict) else None
-    result["status"] = action if action is not None else ("unknown" if lost else None)
-    for key in ("newfws", "newuis", "newcrt"):
-        if isinstance(answer, dict) and key in answer:
-            result[key] = answer[key]
     result["time"] = after.get("time")
     result["ts"] = after.get("ts")
-    if action in CHECKIN_ACTIONS or answer.get("newcrt") == "OK":
+    if action not in HARMLESS_ACTIONS + (None,) or answer.get("newcrt") == "OK":
         result["changed"] = True
     return result
 
 
-def checkin_warnings(result):
-    """User-facing warnings about what the backend made the device do."""
-    warnings = []
+def describe_action(status):
+    """A short description of the executed action (RV ``action``)."""
+    if status == "unknown":
+        return "unknown (the device's answer was lost)"
+    if status in CHECKIN_ACTIONS:
+        return CHECKIN_ACTIONS[status]
+    return "not recognised by the device (%s)" % status
+
+
+def checkin_failure(result):
+    """The failure message when the device executed an action other than OK or R, else None."""
     action = result.get("status")
-    if action in CHECKIN_ACTIONS:
-        warnings.append("the check-in backend ordered action %s (%s) and the device executed it" % (action, CHECKIN_ACTIONS[action]))
+    if action in HARMLESS_ACTIONS or action in (None, "unknown"):
+        return None
+    if action in CHECKIN_ACTION_ADVICE:
+        return "the check-in backend ordered action %s and the device executed it: %s" % (action, CHECKIN_ACTION_ADVICE[action])
+    return ("the device answered the check-in with action %r, which it did not recognise: its clock is set, no known "
+            "action ran. Make sure backend_url points at the vendor backend (or one the device trusts)" % action)
+
+
+def checkin_warnings(result):
+    """User-facing warnings about what the backend made the device do (the failing actions are in the message)."""
+    warnings = []
+    if result.get("newcrt") == "OK":
+        warnings.append("the check-in backend pushed a TLS certificate and the device installed it (newcrt: OK): the device "
+                        "serves the new certificate from its next reboot on, so ca_path must then hold the CA that issued it "
+                        "(the backend's CA)")
     if result.get("newcrt") == "ERROR":
-        warnings.append("the check-in backend pushed a TLS certificate and the device failed to install it (newcrt: ERROR)")
+        warnings.append("the check-in backend pushed a TLS certificate and the device failed to install it (newcrt: ERROR); "
+                        "the device keeps serving its current certificate")
     if result.get("status") == "unknown":
         warnings.append("the answer to the check-in was lost; the device clock is set, the backend's action is unknown")
     return warnings

@@ -18,8 +18,15 @@ description:
   - The check-in needs no credentials. O(passphrase) and O(token) are accepted (they are shared connection options) but
     not used.
   - The backend's reply can carry a management action that the device executes when its trusted-backend option is on
-    (lock, wipe, soft-brick, forced upgrade) and a pushed TLS certificate. The module reports them in RV(status) and
-    RV(newcrt), warns about them, and counts them as a change.
+    (C(trusted_backend) of M(encedo.hem.encedo_config); with it off the device executes none and answers V(OK)). The
+    module returns the executed action in RV(status) and RV(action). V(OK) (none) and V(R) (report) change nothing.
+    Any other action (V(L) user key erased, V(W) wiped, V(B) web servers stopped, V(U) firmware upgrade forced, or one
+    the device did not recognise) is a change B(and fails the task), with a message that says what the device did and
+    what to do next.
+  - The reply can also push a TLS certificate for the device's current key. When the device installs it (RV(newcrt) is
+    V(OK)) the module reports a change and warns that the device serves the new certificate from its next reboot on, so
+    O(ca_path) must then hold the CA that issued it (the backend's CA). When the device cannot install it (V(ERROR)) the
+    module warns and the device keeps its certificate.
 author:
   - encedo.hem maintainers (@encedo)
 extends_documentation_fragment:
@@ -34,7 +41,8 @@ attributes:
     support: none
   idempotent:
     description:
-      - Reports a change only when the device clock was unset before (or when the backend made the device execute an action).
+      - Reports a change only when the device clock was unset before, or when the backend made the device execute an action
+        (which also fails the task) or install a pushed certificate.
       - Each run performs a new check-in, which re-synchronises the clock; to check in only when needed, read the device
         status with M(encedo.hem.encedo_info) first, as the role C(encedo.hem.device) does.
     support: full
@@ -87,6 +95,17 @@ EXAMPLES = r'''
         url: https://my.ence.do
       when: not hem_info.rtc_set
 
+- name: Check in, and see what the backend made the device do even when the task fails
+  block:
+    - name: Check in
+      encedo.hem.encedo_checkin:
+        url: https://my.ence.do
+      register: hem_checkin
+  rescue:
+    - name: Report the executed action
+      ansible.builtin.debug:
+        msg: "The device executed action {{ hem_checkin.status }} ({{ hem_checkin.action }}): {{ hem_checkin.msg }}"
+
 - name: Use an on-premises backend with its own CA
   encedo.hem.encedo_checkin:
     url: https://hem1.example.com
@@ -102,12 +121,19 @@ clock_was_set:
   sample: false
 status:
   description:
-    - The management action the device executed from the backend's reply.
-    - V(OK) (none) or V(R) (report) change nothing; V(L) (lock), V(W) (wipe), V(B) (soft-brick), V(U) (forced upgrade) do.
-    - V(unknown) when the device's answer was lost but its clock is now set.
-  returned: success and not check mode
+    - The management action the device executed from the backend's reply, as the device answered it.
+    - V(OK) (none) or V(R) (report) change nothing; V(L) (user key erased), V(W) (wiped and rebooting), V(B) (web servers
+      stopped), V(U) (firmware upgrade forced) do, and fail the task; V(???) is the device's answer to an action it did
+      not recognise (fails too).
+    - V(unknown) when the device's answer was lost but its clock is now set (a warning, not a failure).
+  returned: when the check-in was posted (not in check mode), also in the result of a failed task
   type: str
   sample: OK
+action:
+  description: What RV(status) means, in words (for example V(none) or V(user key erased)).
+  returned: when the check-in was posted (not in check mode), also in the result of a failed task
+  type: str
+  sample: none
 newfws:
   description: Signature of a newer firmware the backend announced.
   returned: when the backend announced one
@@ -122,12 +148,12 @@ newcrt:
   type: str
 time:
   description: The device clock after the check-in, as Unix time.
-  returned: success and not check mode
+  returned: when the device still answered after the check-in (not in check mode, not after V(W), V(B) or V(U))
   type: int
   sample: 1767225600
 ts:
   description: The device clock after the check-in, as an RFC 3339 UTC time.
-  returned: success and not check mode
+  returned: when the device still answered after the check-in (not in check mode, not after V(W), V(B) or V(U))
   type: str
   sample: "2026-01-01T00:00:00Z"
 '''
@@ -137,6 +163,7 @@ from ansible_collections.encedo.hem.plugins.module_utils._lifecycle import (
     check_backend_options,
     checkin,
     checkin_argument_spec,
+    checkin_failure,
     checkin_warnings,
 )
 from ansible_collections.encedo.hem.plugins.module_utils._module import HemModule
@@ -147,6 +174,9 @@ def run(module, client):
     result = checkin(client, backend, check_mode=module.check_mode)
     for warning in checkin_warnings(result):
         module.warn(warning)
+    failure = checkin_failure(result)
+    if failure:
+        module.fail_json(msg=failure, **result)
     return result
 
 

@@ -17,6 +17,10 @@ description:
     log in again (M(encedo.hem.encedo_login)).
   - Fails, saying how long it waited and the last error seen, when the device does not come back in time; fails, saying so,
     when the device kept answering without restarting.
+  - The check-in after the reboot returns the action the backend made the device execute in RV(checkin) (its C(status)
+    and C(action)), as M(encedo.hem.encedo_checkin) does. Any action other than V(OK) (none) or V(R) (report) is a change
+    and fails the task with a message that says what the device did and what to do next (RV(checkin) is in the result of
+    the failed task too); a pushed certificate is reported there as C(newcrt).
   - A personalised device needs O(passphrase) or O(token) (scope V(system:config)) to be rebooted; a factory-fresh one
     does not.
 author:
@@ -129,9 +133,10 @@ checkin:
   description:
     - What the check-in after the reboot did (the same keys as M(encedo.hem.encedo_checkin) returns), or V(null) when no
       check-in ran.
+    - Also in the result of a task that failed because of the action the check-in made the device execute.
   returned: when the device rebooted
   type: dict
-  sample: {changed: true, clock_was_set: false, status: OK, time: 1767225600, ts: "2026-01-01T00:00:00Z"}
+  sample: {changed: true, clock_was_set: false, status: OK, action: none, time: 1767225600, ts: "2026-01-01T00:00:00Z"}
 '''
 
 import time
@@ -142,6 +147,7 @@ from ansible_collections.encedo.hem.plugins.module_utils._lifecycle import (
     check_backend_options,
     checkin,
     checkin_argument_spec,
+    checkin_failure,
     checkin_warnings,
     clock_is_set,
     uptime_baseline,
@@ -204,6 +210,9 @@ def run(module, client):
             raise HemError('the device rebooted (back after %d s) but the check-in failed: %s' % (elapsed, exc))
         for warning in checkin_warnings(result['checkin']):
             module.warn(warning)
+        failure = checkin_failure(result['checkin'])
+        if failure:
+            module.fail_json(msg='the device rebooted (back after %d s) and checked in, and %s' % (elapsed, failure), **result)
     return result
 
 

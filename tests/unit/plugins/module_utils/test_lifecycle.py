@@ -93,11 +93,65 @@ def test_checkin_with_clock_already_set_is_not_a_change():
     assert result["changed"] is False and result["clock_was_set"] is True
 
 
-@pytest.mark.parametrize("action", ["L", "W", "B", "U"])
-def test_backend_actions_count_as_change_and_warn(action):
+@pytest.mark.parametrize("action", ["L", "W", "B", "U", "???"])
+def test_backend_actions_are_a_change_and_a_failure(action):
     result = L.checkin(FakeDevice(clock_set=True, answer={"status": action}), FakeBackend())
-    assert result["changed"] is True
-    assert any(action in w for w in L.checkin_warnings(result))
+    assert result["changed"] is True and result["status"] == action
+    assert L.checkin_failure(result) is not None
+
+
+@pytest.mark.parametrize("action", ["OK", "R"])
+def test_ok_and_report_are_no_change_and_no_failure(action):
+    result = L.checkin(FakeDevice(clock_set=True, answer={"status": action}), FakeBackend())
+    assert result["changed"] is False and result["status"] == action
+    assert L.checkin_failure(result) is None and L.checkin_warnings(result) == []
+    assert result["action"] == ("none" if action == "OK" else "report (nothing changed on the device)")
+
+
+@pytest.mark.parametrize("action", ["W", "B", "U"])
+def test_actions_that_take_the_device_away_do_not_read_its_status_again(action):
+    device = FakeDevice(answer={"status": action})
+    result = L.checkin(device, FakeBackend())
+    assert [c[1] for c in device.calls] == ["/api/system/status", "/api/system/checkin", "/api/system/checkin"]
+    assert "time" not in result and result["changed"] is True
+
+
+@pytest.mark.parametrize("action,did,next_step,not_advised", [
+    ("L", "erased its user key", "master", "check in"),
+    ("W", "wiped itself", "personalise it again", "check in"),
+    ("B", "stopped its web servers", "power-cycled", "check in again now"),
+    ("U", "upgrade its firmware", "check its firmware", "check in"),
+])
+def test_failure_says_what_the_device_did_and_what_to_do(action, did, next_step, not_advised):
+    msg = L.checkin_failure({"status": action, "action": L.CHECKIN_ACTIONS[action]})
+    assert msg.startswith("the check-in backend ordered action %s and the device executed it: " % action)
+    assert did in msg and next_step in msg
+    assert not_advised not in msg.lower().replace("before the device checks in again", "")
+
+
+def test_unrecognised_action_fails_naming_it():
+    msg = L.checkin_failure({"status": "???"})
+    assert "'???'" in msg and "did not recognise" in msg and "backend_url" in msg
+    assert L.describe_action("???") == "not recognised by the device (???)"
+
+
+def test_lost_answer_is_not_a_failure():
+    assert L.checkin_failure({"status": "unknown"}) is None
+    assert L.checkin_failure({"changed": True, "clock_was_set": False}) is None      # check mode
+
+
+def test_pushed_certificate_installed_is_a_change_with_a_warning_about_ca_path():
+    result = L.checkin(FakeDevice(clock_set=True, answer={"status": "OK", "newcrt": "OK"}), FakeBackend())
+    assert result["changed"] is True and result["newcrt"] == "OK" and L.checkin_failure(result) is None
+    [warning] = L.checkin_warnings(result)
+    assert "newcrt: OK" in warning and "next reboot" in warning and "ca_path" in warning
+
+
+def test_pushed_certificate_refused_is_a_warning_only():
+    result = L.checkin(FakeDevice(clock_set=True, answer={"status": "OK", "newcrt": "ERROR"}), FakeBackend())
+    assert result["changed"] is False and L.checkin_failure(result) is None
+    [warning] = L.checkin_warnings(result)
+    assert "newcrt: ERROR" in warning and "keeps serving its current certificate" in warning
 
 
 def test_hints_are_reported():
