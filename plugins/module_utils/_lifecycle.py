@@ -37,15 +37,15 @@ GONE_ACTIONS = ("W", "B", "U")
 # What the device did and what to do next, per executed action (never "check in again": that is the step
 # that made the device do it).
 CHECKIN_ACTION_ADVICE = {
-    "L": "the device erased its user key: logins with the user passphrase now fail (HTTP 401). Log in with the master "
+    "L": "it erased its user key: logins with the user passphrase now fail (HTTP 401). Log in with the master "
          "key instead (give the master passphrase as passphrase) and set a new user passphrase with "
          "encedo.hem.encedo_config new_passphrase, or re-personalise the device",
-    "W": "the device wiped itself (every key and the personalisation are gone) and is rebooting. When it is back it is "
+    "W": "it wiped itself (every key and the personalisation are gone) and is rebooting. When it is back it is "
          "factory-fresh: run the role encedo.hem.device (or encedo.hem.encedo_init) to personalise it again",
-    "B": "the device stopped its web servers (soft-brick) and answers no request until it is power-cycled. Unplug and "
+    "B": "it stopped its web servers (soft-brick) and answers no request until it is power-cycled. Unplug and "
          "re-plug it (PPA) or switch it off and on (EPA); ask the backend's operator why it ordered this before the "
          "device checks in again",
-    "U": "the device was forced to upgrade its firmware and is rebooting into the bootloader. Wait until it answers "
+    "U": "it was forced to upgrade its firmware and is rebooting into the bootloader. Wait until it answers "
          "again, then check its firmware (encedo.hem.encedo_info, version fwv) before using it",
 }
 

@@ -1,0 +1,184 @@
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Check-in actions and pushed certificates (OpenAPI POST /api/system/checkin): real ansible-playbook
+runs of encedo_checkin and encedo_reboot against the emulator, whose backend is told through the
+control interface what to answer each device. Checked from the task results, the emulator's request
+log and state, and with an independent login (tests/integration/test_lifecycle.py).
+
+One emulator and ONE playbook run serve every action: each device gets its own order, the play
+checks all of them in at once, and each test reads its device's outcome."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import requests
+from cryptography import x509
+
+from tests.emulator import util
+from tests.emulator_tests.hemclient import Hem
+from tests.integration.test_lifecycle import CONNECTION, independent_login, module_play, requests_of
+
+PASS = "pw-checkin-actions"
+MASTER = PASS + "-master"          # the emulator's default master passphrase for --passphrase
+TASK = "Run encedo_checkin"
+
+# device index -> what the backend is told to answer it
+OK, REPORT, LOCK, WIPE, BRICK, UPGRADE, CRT_OK, CRT_ERROR, SUPPRESSED, REBOOT = range(10)
+
+
+def pushed_cert(emu, i, matching=True):
+    """Base64 DER certificate from a test 'backend CA' for device i's current TLS key (or another key)."""
+    ca_key, ca_cert = util.make_ca("Backend test CA", "encedo.hem tests")
+    if matching:
+        pub = x509.load_pem_x509_certificate(emu.state(i)["tls_cert_pem"].encode()).public_key()
+    else:
+        pub = util.new_p256().public_key()
+    return util.b64e(util.cert_der(util.issue_tls_cert(ca_key, ca_cert, pub, ["localhost"], ["127.0.0.1"])))
+
+
+def wait_for(predicate, timeout=15.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+@pytest.fixture(scope="module")
+def emu(emulator_module):
+    return emulator_module(devices=10, passphrase=PASS, rtc_set=True, reboot_seconds=0.5)
+
+
+@pytest.fixture(scope="module")
+def checked_in(emu, tmp_path_factory):
+    """Order each device's answer, then run encedo_checkin once on devices 0-8."""
+    from tests.integration.helpers import PlaybookRunner
+
+    # trusted_backend off on one device (set with an independent client, not the collection).
+    hem = Hem(emu.url(SUPPRESSED), emu.ca_file)
+    hem.login(PASS)
+    assert hem.post("/api/system/config", {"trusted_backend": False}).status == 200
+    for i, action in ((REPORT, "R"), (LOCK, "L"), (WIPE, "W"), (BRICK, "B"), (UPGRADE, "U"), (SUPPRESSED, "L")):
+        emu.checkin_order(i, action=action, count=1)
+    emu.checkin_order(CRT_OK, newcrt=pushed_cert(emu, CRT_OK), count=1)
+    emu.checkin_order(CRT_ERROR, newcrt=pushed_cert(emu, CRT_ERROR, matching=False), count=1)
+    # The user key of LOCK is derived before the check-in, so that erasing it is what makes the login fail.
+    independent_login(emu.url(LOCK), emu.ca_file, PASS)
+    boots = {i: emu.state(i)["boot_id"] for i in range(10)}
+    for i in range(10):
+        emu.clear_log(i)
+    runner = PlaybookRunner(emu, tmp_path_factory.mktemp("checkin-actions"), devices=range(9))
+    play = module_play("encedo_checkin", dict(CONNECTION, backend_url="{{ hem_backend_url }}"))
+    play[0]["tasks"][0]["ignore_errors"] = True
+    run = runner.run_playbook(play)
+    return run, boots
+
+
+def result_of(run, i):
+    """The task result of device i, with "failed" from the task status (the recorder keeps it apart)."""
+    [task] = run.results(task=TASK, host="hem%d" % i)
+    return dict(task.result, failed=task.failed)
+
+
+def checkin_posts(emu, i):
+    return [e["status"] for e in requests_of(emu, i, "POST", "/api/system/checkin")]
+
+
+@pytest.mark.parametrize("i,action,words", [(OK, "OK", "none"), (REPORT, "R", "report (nothing changed on the device)")])
+def test_ok_and_report_are_ok_and_no_change(emu, checked_in, i, action, words):
+    run, _boots = checked_in
+    result = result_of(run, i)
+    assert not result["failed"] and result["changed"] is False
+    assert (result["status"], result["action"]) == (action, words)
+    assert "warnings" not in result
+    assert checkin_posts(emu, i) == [200]
+    assert emu.state(i)["personalised"] and emu.state(i)["up"]
+
+
+def test_lock_fails_saying_the_user_key_is_gone_and_the_master_key_still_logs_in(emu, checked_in):
+    run, _boots = checked_in
+    result = result_of(run, LOCK)
+    assert result["failed"] and result["changed"] is True
+    assert (result["status"], result["action"]) == ("L", "user key erased")
+    assert "ordered action L" in result["msg"] and "erased its user key" in result["msg"] and "master" in result["msg"]
+    assert checkin_posts(emu, LOCK) == [200]
+    with pytest.raises(requests.HTTPError) as info:
+        independent_login(emu.url(LOCK), emu.ca_file, PASS)
+    assert info.value.response.status_code == 401
+    assert independent_login(emu.url(LOCK), emu.ca_file, MASTER)["sub"] == "M"
+
+
+def test_wipe_fails_and_the_device_comes_back_factory_fresh(emu, checked_in):
+    run, boots = checked_in
+    result = result_of(run, WIPE)
+    assert result["failed"] and result["changed"] is True and result["status"] == "W"
+    assert "wiped itself" in result["msg"] and "personalise it again" in result["msg"]
+    # The module did not read the status of a device that was going down: the check-in POST is its last request.
+    assert emu.log(WIPE)[-1]["path"] == "/api/system/checkin" and emu.log(WIPE)[-1]["status"] == 200
+    assert wait_for(lambda: emu.state(WIPE)["boot_id"] != boots[WIPE] and emu.state(WIPE)["up"])
+    assert emu.state(WIPE)["personalised"] is False
+
+
+def test_soft_brick_fails_and_the_device_stays_away_until_power_cycled(emu, checked_in):
+    run, _boots = checked_in
+    result = result_of(run, BRICK)
+    assert result["failed"] and result["changed"] is True and result["status"] == "B"
+    assert "stopped its web servers" in result["msg"] and "power-cycled" in result["msg"]
+    assert emu.log(BRICK)[-1]["path"] == "/api/system/checkin"
+    assert emu.state(BRICK)["up"] is False and not emu._reachable(BRICK)
+    emu.fault(BRICK, "reboot")
+    assert emu.wait_up(BRICK, timeout=10) and emu.state(BRICK)["personalised"] is True
+
+
+def test_forced_upgrade_fails_and_the_device_reboots(emu, checked_in):
+    run, boots = checked_in
+    result = result_of(run, UPGRADE)
+    assert result["failed"] and result["changed"] is True and result["status"] == "U"
+    assert "upgrade its firmware" in result["msg"] and "check its firmware" in result["msg"]
+    assert wait_for(lambda: emu.state(UPGRADE)["boot_id"] != boots[UPGRADE] and emu.state(UPGRADE)["up"])
+    assert emu.state(UPGRADE)["rtc_set"] is False
+
+
+def test_pushed_certificate_installed_is_a_change_with_a_warning(emu, checked_in):
+    run, _boots = checked_in
+    result = result_of(run, CRT_OK)
+    assert not result["failed"] and result["changed"] is True
+    assert (result["status"], result["newcrt"]) == ("OK", "OK")
+    assert any("newcrt: OK" in w and "ca_path" in w for w in result["warnings"])
+    assert emu.state(CRT_OK)["pending_tls"] is True
+
+
+def test_pushed_certificate_refused_is_a_warning_only(emu, checked_in):
+    run, _boots = checked_in
+    result = result_of(run, CRT_ERROR)
+    assert not result["failed"] and result["changed"] is False
+    assert (result["status"], result["newcrt"]) == ("OK", "ERROR")
+    assert any("newcrt: ERROR" in w for w in result["warnings"])
+    assert emu.state(CRT_ERROR)["pending_tls"] is False
+
+
+def test_trusted_backend_off_suppresses_the_action(emu, checked_in):
+    run, _boots = checked_in
+    result = result_of(run, SUPPRESSED)
+    assert not result["failed"] and result["changed"] is False and result["status"] == "OK"
+    assert independent_login(emu.url(SUPPRESSED), emu.ca_file, PASS)["sub"] == "U"
+
+
+def test_only_the_failing_actions_failed(checked_in):
+    run, _boots = checked_in
+    assert sorted(t.host for t in run.results(task=TASK) if t.failed) == ["hem%d" % i for i in (LOCK, WIPE, BRICK, UPGRADE)]
+
+
+def test_reboot_then_check_in_that_locks_fails_with_the_action(emu, checked_in, hem_playbook):
+    emu.checkin_order(REBOOT, action="L", count=1)
+    args = dict(CONNECTION, passphrase=PASS, backend_url="{{ hem_backend_url }}", delay=0, poll_interval=0.3)
+    run = hem_playbook(emu, devices=[REBOOT]).run_playbook(module_play("encedo_reboot", args))
+    assert run.rc != 0
+    result = run.result("Run encedo_reboot", host="hem%d" % REBOOT)
+    assert result["changed"] is True and result["rebooted"] is True
+    assert (result["checkin"]["status"], result["checkin"]["action"]) == ("L", "user key erased")
+    assert result["msg"].startswith("the device rebooted (back after") and "erased its user key" in result["msg"]
+    assert len(requests_of(emu, REBOOT, "GET", "/api/system/reboot")) == 1
+    assert PASS not in run.output
