@@ -233,3 +233,43 @@ def test_reboot_can_be_left_to_the_operator(emulator, hem_playbook, tmp_path):
     assert "reboot it yourself" in notice["msg"]
     assert notice["changed"] is False, "no reboot allowed: the notice must not notify the reboot handler"
     assert [e for e in emu.log(0) if e["path"] == "/api/system/reboot"] == []
+
+
+def test_checkin_action_stops_the_host_with_the_modules_message(emulator, hem_playbook, tmp_path):
+    """The role's check-in (clock unset) gets action L: that host stops there, the result shows the action."""
+    emu = emulator(devices=2, passphrase=PASS, reboot_seconds=0.5)
+    emu.checkin_order(0, action="L")
+    runner = hem_playbook(emu, host_vars=role_vars(emu, tmp_path, tls=False, attestation=False))
+    run = runner.run_playbook(SITE)
+    assert run.rc != 0
+    failed = run.failed()
+    assert [(t.task, t.host) for t in failed] == [("Check the device in (its clock is unset)", "hem0")]
+    assert failed[0].changed and failed[0].result["status"] == "L" and failed[0].result["action"] == "user key erased"
+    assert "erased its user key" in failed[0].msg and "master" in failed[0].msg
+    # hem0 stopped at the check-in (no login after it); hem1 went on to the end.
+    assert [e for e in emu.log(0) if e["path"] == "/api/auth/token"] == []
+    assert run.stats["hem1"]["failures"] == 0 and emu.state(1)["config"]["user"] == "Role test"
+    assert_no_secret(run)
+
+
+def test_reboot_handler_reports_the_action_of_its_checkin(emulator, hem_playbook, tmp_path):
+    emu = emulator(rtc_set=True, reboot_seconds=0.5)
+    # A new IP needs a reboot after the personalisation; the handler's check-in then gets action W, which the
+    # device executes because the personalisation turned trusted_backend on.
+    emu.checkin_order(0, action="W")
+    host_vars = role_vars(emu, tmp_path, tls=False, attestation=False)
+    host_vars["encedo_hem_init"] = dict(host_vars["encedo_hem_init"], trusted_backend=True)
+    runner = hem_playbook(emu, host_vars=host_vars)
+    run = runner.run_playbook(SITE)
+    assert run.rc != 0
+    failed = run.failed()
+    assert [t.task for t in failed] == ["Reboot the device and wait until it is back"]
+    checkin = failed[0].result["checkin"]
+    assert (checkin["status"], checkin["action"]) == ("W", "wiped (factory reset) and rebooting")
+    assert failed[0].changed and "wiped itself" in failed[0].msg and "personalise it again" in failed[0].msg
+    assert len([e for e in emu.log(0) if e["path"] == "/api/system/reboot"]) == 1
+    deadline = time.monotonic() + 10
+    while not emu.state(0)["up"] and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert emu.state(0)["personalised"] is False, "the wipe was not executed"
+    assert_no_secret(run)
