@@ -123,10 +123,37 @@ Check-in (the blobs are opaque to clients)
   X25519(device session key, backend public key).
 - The stand-in backend (`POST /checkin {"check"}` -> `{"checked"}`) recomputes that key from
   `spk`, checks the HMAC (401 if bad, 400 if malformed) and answers an EdDSA (Ed25519) JWS
-  with claims jti, aud (= did), iss "hem-emulator-backend", iat (host time), action "OK".
+  with claims jti, aud (= did), iss "hem-emulator-backend", iat (host time), action "OK"
+  (or what the control interface ordered, below).
   Its keys are made per fleet (kept in --state-dir); only the emulated devices trust them.
 - `POST /api/system/checkin` verifies signature, issuer, aud and nonce (401 otherwise),
-  sets the clock and answers `{"status": "OK"}`.
+  sets the clock (also when it then executes an action) and answers `{"status": <executed action>}`.
+- Actions (OpenAPI POST /api/system/checkin; PROTOCOL.md "Check-in actions"): the backend's
+  reply carries `action` (default "OK") and optionally `newcrt` (base64 DER certificate):
+  both claim names are the emulator's (the backend's reply format is not documented; it is
+  opaque to clients). The control interface (`POST /devices/<i>/checkin`) orders them per
+  device. An action outside OK, L, W, R, B, U answers `"???"` (OpenAPI) and does nothing.
+- Actions run only while `trusted_backend` is on (OpenAPI: "Actions are suppressed when the
+  trusted-backend option is off"). Suppressed, the answer is `"status": "OK"`: the field is
+  the *executed* action (OpenAPI) and OK means none, so no client can take a suppressed
+  action for an executed one. A pushed certificate is suppressed too (no `newcrt` in the
+  answer): the OpenAPI lists the install with the actions, and an untrusted backend changing
+  the served certificate would defeat the option; the clock is still set.
+- Effects: `L` erases the stored user key (user logins then answer 401, the master key still
+  logs in; issued tokens stay valid until they expire); `W` = `wipeout` (answer, then full
+  wipe and reboot); `R` changes nothing; `B` stops the web servers after the answer: every
+  connection to the device (HTTPS and HTTP) is reset, state `up` false, until a power cycle,
+  which is the control-interface `reboot` fault (a check-in cannot undo it: the OpenAPI has no
+  way back but power); `U` reboots after the answer, as `GET /api/system/upgrade/install_fw`
+  does ("reboots into the bootloader to flash the image"): the emulator has no image, so the
+  device comes back with the same firmware and the clock unset (it does not show
+  `fw_upgrade`). Known limit: a device personalised by `--passphrase` whose user key `L`
+  erased gets it back when the emulator is restarted with `--state-dir` and `--passphrase`.
+- `newcrt` is installed like a `tls` import of `crt` alone: it must be a P-256 certificate for
+  the device's stored TLS key (the pending one if an import is pending), else `newcrt:
+  "ERROR"` and nothing changes; `"OK"` makes it pending: served from the next reboot on, as a
+  `tls` import (the OpenAPI says "installs" and names no reboot; the TLS server's certificate is
+  loaded at boot, and `reboot_required` is what the config import answers for the same material).
 
 Transport
 - One request per connection, `Connection: close`, `Content-Type: application/json` on

@@ -443,7 +443,7 @@ def _set_checkin_order(dev, body):
         return Response(400)
     with dev.lock:
         dev.checkin_order = {"action": action, "newcrt": newcrt, "count": count}
-    return Response(200, _checkin_order_view(dev))
+    return Response(200, {"order": _checkin_order_view(dev)})
 
 
 def _checkin_order_view(dev):
