@@ -147,7 +147,13 @@ def test_pushed_certificate_installed_is_a_change_with_a_warning(emu, checked_in
     assert not result["failed"] and result["changed"] is True
     assert (result["status"], result["newcrt"]) == ("OK", "OK")
     assert any("newcrt: OK" in w and "ca_path" in w for w in result["warnings"])
-    assert emu.state(CRT_OK)["pending_tls"] is True
+    state = emu.state(CRT_OK)
+    assert state["pending_tls"] is True
+    # Served from the next reboot on (the power cycle here is the emulator's).
+    emu.fault(CRT_OK, "reboot")
+    assert wait_for(lambda: emu.state(CRT_OK)["boot_id"] != state["boot_id"] and emu.state(CRT_OK)["up"])
+    served = x509.load_pem_x509_certificate(emu.state(CRT_OK)["tls_cert_pem"].encode())
+    assert "CN=Backend test CA" in served.issuer.rfc4514_string()
 
 
 def test_pushed_certificate_refused_is_a_warning_only(emu, checked_in):
