@@ -211,7 +211,12 @@ attestation:
       sample:
         signature: {"status": "passed", "reason": "the token's ECDSA P-256/SHA-256 signature over its timestamp verifies under the certificate's key"}
         chain: {"status": "not_run", "reason": "no trust anchor given (trust_anchor or trust_anchor_path)"}
-        validity: {"status": "failed", "reason": "the attestation certificate expired at 2023-10-05T19:29:33Z (valid 2020-10-05T19:29:33Z to 2023-10-05T19:29:33Z), now is 2026-11-27T21:00:00Z; not enforced (enforce_validity is false): genuine devices keep their factory attestation certificate after it expires"}
+        validity:
+          status: failed
+          reason: >-
+            the attestation certificate expired at 2023-10-05T19:29:33Z (valid 2020-10-05T19:29:33Z to 2023-10-05T19:29:33Z),
+            now is 2026-11-27T21:00:00Z; not enforced (enforce_validity is false): genuine devices keep their factory
+            attestation certificate after it expires
     provisioned:
       description: Whether the secure element holds an attestation certificate.
       type: bool
