@@ -226,11 +226,12 @@ def test_attestation_not_after_is_a_date():
 
 # ------------------------------------------------------------------ certificates on the device's names
 
-def served_certificate(url, ca_file):
+def served_certificate(url, ca_file, name=None):
+    """The certificate served at url, verified against ca_file for `name` (default: the URL's host)."""
     parts = urlsplit(url)
     ctx = ssl.create_default_context(cafile=ca_file)
     with socket.create_connection((parts.hostname, parts.port), timeout=10) as sock:
-        with ctx.wrap_socket(sock, server_hostname=parts.hostname) as tls:   # verifies the name too
+        with ctx.wrap_socket(sock, server_hostname=name or parts.hostname) as tls:   # verifies the name too
             return x509.load_der_x509_certificate(tls.getpeercert(True))
 
 
@@ -261,3 +262,7 @@ def test_default_bind_names(emulator):
     emu = emulator()
     dns, ips = names(served_certificate(emu.url(0), emu.ca_file))
     assert "my.ence.do" in dns and ips == {"127.0.0.1"}
+    # a client that reaches the device as https://my.ence.do (as the vendor's clients do) verifies it
+    assert served_certificate(emu.url(0), emu.ca_file, name="my.ence.do").serial_number
+    with pytest.raises(ssl.SSLCertVerificationError):
+        served_certificate(emu.url(0), emu.ca_file, name="other.ence.do")
