@@ -7,29 +7,51 @@
 
 Pure logic, no I/O except reading a trust-anchor bundle file. The device answers with
 an attestation certificate ``crt`` (base64 DER) and a ``genuine`` token
-``b64(key id) "." b64(timestamp) "." b64(signature)``. :func:`verify` runs five checks:
+``b64(key id) "." b64(timestamp) "." b64(signature)``. :func:`verify` runs six checks:
 
 ``signature``   the token's signature (ECDSA P-256/SHA-256 over the ASCII timestamp)
                 verifies under the certificate's public key;
 ``key_id``      the token's key id equals the certificate's Subject Key Identifier;
-``chain``       the certificate is issued directly by one of the trusted custody CAs;
+``chain``       the certificate is issued directly by one of the trusted custody CAs
+                (signature and names; no validity periods, see ``validity``);
 ``genuine_id``  the certificate's CN is ``#`` + the device's genuine_id;
-``freshness``   the token time is within ``max_age`` seconds of now, and the certificate
-                was valid at the token time.
+``freshness``   the token time is within ``max_age`` seconds of now; a token stamped by
+                an unset device clock fails with a request to check in;
+``validity``    the certificate (and the trust anchor that issued it) are within their
+                validity periods now.
 
 Each check ends ``passed``, ``failed`` (with the reason) or ``not_run`` (with why). A
 check that did not run never counts as passed: ``verified`` is true only when every
-check passed, except the ones the caller explicitly skipped.
+check passed, except the ones the caller explicitly skipped, and except ``validity``
+unless the caller enforces it.
+
+Why ``validity`` is reported but not enforced by default: the vendor's own sample
+attestation certificate was valid 2020-10-05 to 2023-10-05 (PROTOCOL.md "Attestation
+certificates expire") and provisioning the secure element is one-shot, so genuine devices
+present attestation certificates past ``notAfter``. The proof of genuineness is the
+signature chain (custody CA -> certificate -> token) plus a fresh token, not the
+certificate's period. The trust anchor's own period is treated the same way: RFC 5280
+section 6.1.1 (d) takes the trust anchor as an input (name and key) to path validation,
+the user chose to trust it, and an expired custody CA would otherwise declare the same
+genuine devices fake. That the anchor is a CA (basicConstraints CA:TRUE, keyCertSign when
+keyUsage is present) is still enforced when the anchors are loaded.
 
 Chain verification is done here rather than with ``cryptography.x509.verification``:
 that API enforces the CA/B Forum web PKI profile (for instance it rejects a CA whose
-basicConstraints extension is not critical) and only lets the profile be relaxed from
-cryptography 45 on. The attestation chain is always one certificate directly under a
-custody CA, so the rules are checked explicitly: the issuer name equals the anchor's
-subject, the signature verifies under the anchor's key (``verify_directly_issued_by``),
-the anchor is a CA (basicConstraints CA:TRUE, keyCertSign when keyUsage is present;
-enforced when the anchors are loaded), and both certificates are valid at the
-verification time.
+basicConstraints extension is not critical), only lets the profile be relaxed from
+cryptography 45 on, and always checks validity periods. The attestation chain is always
+one certificate directly under a custody CA, so the rules are checked explicitly: the
+issuer name equals the anchor's subject and the signature verifies under the anchor's key
+(``verify_directly_issued_by``).
+
+An unset device clock: after every power-up the device clock is unset until a check-in
+(PROTOCOL.md "Check-in"), and the token carries whatever the unset clock reads (the
+sources do not say what; an RTC counting from its reset value gives a time decades ago).
+A failing freshness check names the check-in as the fix when any of these holds: the
+device status shows no ``time`` (OpenAPI ``GET /api/system/status``: "present only when
+the RTC is set"), the token time is before 2000-01-01 (no set clock of a device made
+after 2019 gives that), or it is before the certificate's ``notBefore`` (the device
+cannot sign with its certificate before that was issued).
 """
 
 from __future__ import annotations
@@ -50,8 +72,12 @@ try:
 except ImportError:  # pragma: no cover - reported by the module with missing_required_lib
     HAS_CRYPTOGRAPHY = False
 
-CHECKS = ("signature", "key_id", "chain", "genuine_id", "freshness")
+CHECKS = ("signature", "key_id", "chain", "genuine_id", "freshness", "validity")
 SKIPPABLE_CHECKS = ("chain", "genuine_id", "freshness")
+# Before this, a token time comes from an unset device clock (see the module docstring).
+UNSET_CLOCK_BEFORE = 946684800      # 2000-01-01T00:00:00Z
+CHECKIN_FIX = ('run a check-in (encedo.hem.encedo_checkin, or encedo.hem.encedo_reboot with checkin enabled) to set '
+               'the device clock, then verify again')
 PASSED = "passed"
 FAILED = "failed"
 NOT_RUN = "not_run"
@@ -308,37 +334,68 @@ def check_key_id(token, cert):
 def _valid_at(cert, when):
     not_before, not_after = _validity(cert)
     if when < not_before:
-        return "not valid before %s" % iso(not_before)
+        return "is not valid before %s" % iso(not_before)
     if when > not_after:
-        return "expired %s" % iso(not_after)
+        return "expired at %s" % iso(not_after)
     return None
 
 
-def check_chain(cert, anchors, now):
-    """cert directly issued by one of anchors (already checked to be CAs), both valid at now."""
-    issuer = name_text(cert.issuer)
+def _issuing_anchor(cert, anchors):
+    """-> (the anchor whose signature on cert verifies, or None; the problems met)."""
     candidates = [a for a in anchors if a.subject == cert.issuer]
     if not candidates:
-        return _result(FAILED, "the certificate's issuer %s is not among the %d trust anchor(s) given (%s)"
-                       % (issuer, len(anchors), "; ".join(name_text(a.subject) for a in anchors)))
+        return None, ["the certificate's issuer %s is not among the %d trust anchor(s) given (%s)"
+                      % (name_text(cert.issuer), len(anchors), "; ".join(name_text(a.subject) for a in anchors))]
     problems = []
     for anchor in candidates:
         try:
             cert.verify_directly_issued_by(anchor)
         except (InvalidSignature, ValueError, TypeError, UnsupportedAlgorithm) as exc:
             problems.append("the signature by trust anchor %s (sha256 %s) does not verify (%s)"
-                            % (issuer, hashlib.sha256(cert_der(anchor)).hexdigest()[:16], exc or "invalid signature"))
+                            % (name_text(cert.issuer), hashlib.sha256(cert_der(anchor)).hexdigest()[:16],
+                               exc or "invalid signature"))
             continue
+        return anchor, []
+    return None, problems
+
+
+def check_chain(cert, anchors, now=None):
+    """cert directly issued by one of anchors (already checked to be CAs).
+
+    Validity periods are not part of this check (check_validity reports them); ``now`` is
+    accepted for callers of the former signature and ignored.
+    """
+    anchor, problems = _issuing_anchor(cert, anchors)
+    if anchor is None:
+        return _result(FAILED, "; ".join(problems))
+    return _result(PASSED, "issued and signed by trust anchor %s" % name_text(cert.issuer))
+
+
+def _period(cert):
+    not_before, not_after = _validity(cert)
+    return "valid %s to %s" % (iso(not_before), iso(not_after))
+
+
+def check_validity(cert, now, anchor=None, enforced=False):
+    """The certificate's (and its issuing trust anchor's) validity period at now."""
+    problems = []
+    late = _valid_at(cert, now)
+    if late:
+        problems.append("the attestation certificate %s (%s)" % (late, _period(cert)))
+    if anchor is not None:
         late = _valid_at(anchor, now)
         if late:
-            problems.append("trust anchor %s is %s" % (issuer, late))
-            continue
-        late = _valid_at(cert, now)
-        if late:
-            problems.append("the attestation certificate is %s" % late)
-            continue
-        return _result(PASSED, "issued and signed by trust anchor %s" % issuer)
-    return _result(FAILED, "; ".join(problems))
+            problems.append("trust anchor %s %s (%s)" % (name_text(anchor.subject), late, _period(anchor)))
+    if problems:
+        reason = "%s, now is %s" % ("; ".join(problems), iso(now))
+        if not enforced:
+            reason += ("; not enforced (enforce_validity is false): genuine devices keep their factory attestation "
+                       "certificate after it expires")
+        return _result(FAILED, reason)
+    what = "the attestation certificate (%s)" % _period(cert)
+    if anchor is not None:
+        what += " and trust anchor %s (%s)" % (name_text(anchor.subject), _period(anchor))
+    return _result(PASSED, "%s %s valid now, %s" % (what, "are" if anchor is not None else "is", iso(now)))
 
 
 def check_genuine_id(cert, genuine_ids):
@@ -354,28 +411,46 @@ def check_genuine_id(cert, genuine_ids):
                    % (cn, ", ".join(sorted(expected))))
 
 
-def check_freshness(token, cert, now, max_age):
+def unset_clock_evidence(token, cert=None, clock_set=None):
+    """-> why the token looks stamped by an unset device clock, or None."""
+    if clock_set is False:
+        return "the device status shows no time, so its clock is unset (no check-in since it powered up)"
+    if token.timestamp < UNSET_CLOCK_BEFORE:
+        return "a token time before 2000 comes from an unset device clock (no check-in since it powered up)"
+    if cert is not None:
+        not_before = _validity(cert)[0]
+        when = token.time
+        if when is not None and when < not_before:
+            return ("the token time is before the attestation certificate was issued (%s), so the device clock is "
+                    "unset or wrong" % iso(not_before))
+    return None
+
+
+def check_freshness(token, cert, now, max_age, clock_set=None):
+    """The token time within max_age of now (either way); the certificate's period is check_validity's.
+
+    clock_set: whether the device status shows its clock set (True/False), None when unknown.
+    """
     when = token.time
     if when is None:
         return _result(FAILED, "the token timestamp %d is not a representable time" % token.timestamp)
     age = (now - when).total_seconds()
     if age > max_age:
+        unset = unset_clock_evidence(token, cert, clock_set)
+        if unset:
+            return _result(FAILED, "the token is %d s old (token time %s), more than max_age %d s: %s; %s"
+                           % (age, iso(when), max_age, unset, CHECKIN_FIX))
         return _result(FAILED, "the token is %d s old (token time %s), more than max_age %d s; the device clock may "
                        "be wrong or unset (a check-in sets it)" % (age, iso(when), max_age))
     if -age > max_age:
         return _result(FAILED, "the token time %s is %d s in the future, more than max_age %d s; the device or "
                        "controller clock is wrong" % (iso(when), -age, max_age))
-    if cert is not None:
-        late = _valid_at(cert, when)
-        if late:
-            return _result(FAILED, "the attestation certificate was not valid at the token time %s: it is %s"
-                           % (iso(when), late))
-        return _result(PASSED, "token time %s is within %d s of now and the certificate was valid then" % (iso(when), max_age))
     return _result(PASSED, "token time %s is within %d s of now" % (iso(when), max_age))
 
 
-def verify(genuine, crt=None, anchors=None, genuine_ids=None, now=None, max_age=300, skip=(), se_key=None):
-    """Run the five checks on the device's attestation data.
+def verify(genuine, crt=None, anchors=None, genuine_ids=None, now=None, max_age=300, skip=(), se_key=None,
+           enforce_validity=False, clock_set=None):
+    """Run the six checks on the device's attestation data.
 
     genuine: the token text (parse errors raise AttestationError).
     crt: the certificate (x509 object, base64 DER or PEM), or None on a fresh secure element.
@@ -384,6 +459,8 @@ def verify(genuine, crt=None, anchors=None, genuine_ids=None, now=None, max_age=
     now: aware datetime (default: the current time); max_age: seconds.
     skip: names of checks the caller explicitly does not require.
     se_key: the secure element's public key, used for the signature when there is no crt.
+    enforce_validity: whether the validity check counts for ``verified`` (it is always reported).
+    clock_set: whether the device status shows its clock set (None: unknown), for freshness.
 
     Returns a dict: verified, checks {name: {status, reason}}, token_time, token_timestamp,
     token_key_id, and the certificate description keys (None without a certificate).
@@ -419,7 +496,7 @@ def verify(genuine, crt=None, anchors=None, genuine_ids=None, now=None, max_age=
     elif not anchors:
         checks["chain"] = _result(NOT_RUN, "no trust anchor given (trust_anchor or trust_anchor_path)")
     else:
-        checks["chain"] = check_chain(crt, anchors, now)
+        checks["chain"] = check_chain(crt, anchors)
 
     if "genuine_id" in skip:
         checks["genuine_id"] = _result(NOT_RUN, "skipped: listed in skip_checks")
@@ -434,9 +511,16 @@ def verify(genuine, crt=None, anchors=None, genuine_ids=None, now=None, max_age=
     if "freshness" in skip:
         checks["freshness"] = _result(NOT_RUN, "skipped: listed in skip_checks")
     else:
-        checks["freshness"] = check_freshness(token, crt, now, max_age)
+        checks["freshness"] = check_freshness(token, crt, now, max_age, clock_set)
 
-    verified = all(checks[name]["status"] == PASSED for name in CHECKS if name not in skip)
+    if crt is None:
+        checks["validity"] = _result(NOT_RUN, no_crt)
+    else:
+        # the anchor that signed the certificate, whether or not the chain check was asked for
+        anchor = _issuing_anchor(crt, anchors)[0] if anchors else None
+        checks["validity"] = check_validity(crt, now, anchor, enforce_validity)
+
+    verified = all(checks[name]["status"] == PASSED for name in required_checks(skip, enforce_validity))
     result = dict(
         verified=verified,
         checks=checks,
@@ -450,10 +534,15 @@ def verify(genuine, crt=None, anchors=None, genuine_ids=None, now=None, max_age=
     return result
 
 
-def failed_summary(result):
-    """One line naming every check that did not pass (for fail_json)."""
+def required_checks(skip=(), enforce_validity=False):
+    """The checks that must pass for ``verified``."""
+    return [name for name in CHECKS if name not in set(skip or ()) and (name != "validity" or enforce_validity)]
+
+
+def failed_summary(result, enforce_validity=False):
+    """One line naming every required check that did not pass (for fail_json)."""
     parts = []
-    for name in CHECKS:
+    for name in required_checks((), enforce_validity):
         check = result["checks"][name]
         if check["status"] == FAILED:
             parts.append("check %s failed: %s" % (name, check["reason"]))

@@ -11,20 +11,26 @@ short_description: Verify that an Encedo HEM is genuine, or provision its secure
 version_added: 0.1.0
 description:
   - Reads the attestation data of an Encedo HEM PPA (C(GET /api/system/config/attestation)) and verifies it. Fetching
-    the data proves nothing by itself; the module runs five checks.
+    the data proves nothing by itself; the module runs six checks.
   - C(signature) - the C(genuine) token's ECDSA P-256/SHA-256 signature over its timestamp verifies under the public key
     of the attestation certificate.
   - C(key_id) - the token's key id equals the certificate's Subject Key Identifier.
   - C(chain) - the certificate is issued and signed directly by one of the trusted custody CAs given by O(trust_anchor)
-    or O(trust_anchor_path), and both are valid now.
+    or O(trust_anchor_path) (issuer name and signature; the validity periods are the C(validity) check's).
   - C(genuine_id) - the certificate's common name is C(#) followed by the device's genuine_id. The expected genuine_id
     comes from O(genuine_id) and, when credentials allowed to read the configuration are given, from the device
     configuration; every source given must match.
-  - C(freshness) - the token time is within O(max_age) seconds of the controller's clock, and the certificate was valid
-    at the token time.
+  - C(freshness) - the token time is within O(max_age) seconds of the controller's clock. The device stamps the token
+    with its own clock, which is unset after every power-up until a check-in; such a token fails this check with a
+    message that asks for a check-in (M(encedo.hem.encedo_checkin)). The clock is taken as unset when the device status
+    shows no C(time), the token time is before 2000, or it is before the certificate's C(notBefore).
+  - C(validity) - the attestation certificate, and the trust anchor that issued it, are within their validity periods
+    now. It is always reported, and counts for RV(attestation.verified) only with O(enforce_validity=true) (see there
+    why not by default).
   - Each check ends C(passed), C(failed) with the reason, or C(not_run) with the reason it could not run (for example no
     trust anchor, or no known genuine_id). A check that did not run never counts as passed, so RV(attestation.verified)
-    is true only when all five passed, except the checks explicitly listed in O(skip_checks).
+    is true only when C(signature), C(key_id), C(chain), C(genuine_id) and C(freshness) passed (and C(validity) with
+    O(enforce_validity=true)), except the checks explicitly listed in O(skip_checks).
   - With O(state=provisioned) the module performs the factory step that writes the attestation certificate into the
     secure element (C(POST /api/system/config/provisioning)). This works once, on a device that is not personalised.
   - The EPA (rack) model has no attestation; the module reports RV(supported=false) for it.
@@ -80,6 +86,19 @@ options:
       - The device signs its current time; a device whose clock is unset or wrong fails the C(freshness) check.
     type: int
     default: 300
+  enforce_validity:
+    description:
+      - Whether the C(validity) check (the attestation certificate and its issuing trust anchor are within their validity
+        periods now) must pass for RV(attestation.verified). It is reported either way.
+      - Off by default because genuine devices present expired attestation certificates. The certificate is written into
+        the secure element once, at the factory (provisioning cannot be repeated), and is never renewed; the vendor's own
+        sample attestation certificate was valid from 2020-10-05 to 2023-10-05. The signature chain from the custody CA to
+        the certificate and a fresh token signed by its key prove the device genuine whatever the certificate's dates.
+      - Turn it on only when your policy requires a certificate within its dates (for example devices provisioned by
+        your own custody CA with long-lived certificates). With O(state=provisioned), the certificate to write must then be
+        within its dates too.
+    type: bool
+    default: false
   fail_on_invalid:
     description:
       - With O(state=verified), fail the task when a check failed or did not run (other than those in O(skip_checks)),
@@ -92,7 +111,8 @@ options:
   skip_checks:
     description:
       - Checks that are not required for RV(attestation.verified). They are reported as C(not_run).
-      - The C(signature) and C(key_id) checks cannot be skipped.
+      - The C(signature) and C(key_id) checks cannot be skipped. C(validity) is not required unless
+        O(enforce_validity=true), so it is not listed here.
       - Skipping C(chain) means that the device is only consistent with itself, not proven genuine.
     type: list
     elements: str
@@ -113,7 +133,7 @@ notes:
     device a token of any scope can read the attestation data; the configuration (for the device's genuine_id) needs the
     V(system:config) scope, which O(passphrase) logins use.
   - Times are judged with the controller's clock. Run a check-in (M(encedo.hem.encedo_checkin)) when the device clock is
-    unset.
+    unset (after every power-up or reboot), before verifying.
 seealso:
   - module: encedo.hem.encedo_info
   - module: encedo.hem.encedo_checkin
@@ -143,6 +163,13 @@ EXAMPLES = r'''
     fail_on_invalid: false
   register: hem_attestation
 
+- name: Also require the attestation certificate to be within its dates (off by default, see enforce_validity)
+  encedo.hem.encedo_attestation:
+    url: https://my.ence.do
+    token: "{{ hem_login.token }}"
+    trust_anchor_path: /etc/pki/encedo-custody-ca.pem
+    enforce_validity: true
+
 - name: Show the verdict
   ansible.builtin.debug:
     msg: "{{ hem_attestation.attestation.checks | dict2items | rejectattr('value.status', 'eq', 'passed') | list }}"
@@ -169,17 +196,27 @@ attestation:
   type: dict
   contains:
     verified:
-      description: True when every check passed, except those in O(skip_checks).
+      description:
+        - True when C(signature), C(key_id), C(chain), C(genuine_id) and C(freshness) passed, except those in
+          O(skip_checks), and C(validity) passed too with O(enforce_validity=true).
       type: bool
       sample: true
     checks:
       description:
-        - Each check by name (C(signature), C(key_id), C(chain), C(genuine_id), C(freshness)), with C(status) V(passed),
-          V(failed) or V(not_run), and C(reason).
+        - Each check by name (C(signature), C(key_id), C(chain), C(genuine_id), C(freshness), C(validity)), with
+          C(status) V(passed), V(failed) or V(not_run), and C(reason).
+        - C(validity) is always reported; a V(failed) C(validity) names the dates and, unless O(enforce_validity=true),
+          says that it is not enforced.
       type: dict
       sample:
         signature: {"status": "passed", "reason": "the token's ECDSA P-256/SHA-256 signature over its timestamp verifies under the certificate's key"}
         chain: {"status": "not_run", "reason": "no trust anchor given (trust_anchor or trust_anchor_path)"}
+        validity:
+          status: failed
+          reason: >-
+            the attestation certificate expired at 2023-10-05T19:29:33Z (valid 2020-10-05T19:29:33Z to 2023-10-05T19:29:33Z),
+            now is 2026-11-27T21:00:00Z; not enforced (enforce_validity is false): genuine devices keep their factory
+            attestation certificate after it expires
     provisioned:
       description: Whether the secure element holds an attestation certificate.
       type: bool
@@ -322,7 +359,12 @@ def expected_genuine_ids(module, client, personalised):
     return ids, None
 
 
-def verify_data(module, data, anchors, genuine_ids, hint=None):
+def clock_set(status):
+    """Whether the device status shows its clock set (OpenAPI: `time` is present only when the RTC is set); None if unknown."""
+    return ('time' in status) if isinstance(status, dict) else None
+
+
+def verify_data(module, data, anchors, genuine_ids, hint=None, status=None):
     """Run the checks on the device's answer; malformed device data fails the task naming the device."""
     url = module.params['url']
     try:
@@ -332,7 +374,8 @@ def verify_data(module, data, anchors, genuine_ids, hint=None):
             se_key = att.load_public_key(data['key'], 'the secure element public key (key)')
         result = att.verify(data['genuine'], crt, anchors=anchors, genuine_ids=genuine_ids,
                             now=datetime.datetime.fromtimestamp(time.time(), datetime.timezone.utc),
-                            max_age=module.params['max_age'], skip=module.params['skip_checks'], se_key=se_key)
+                            max_age=module.params['max_age'], skip=module.params['skip_checks'], se_key=se_key,
+                            enforce_validity=module.params['enforce_validity'], clock_set=clock_set(status))
     except att.AttestationError as exc:
         raise AttestationFailure('the device %s returned malformed attestation data: %s' % (url, exc)) from exc
     if hint and result['checks']['genuine_id']['status'] == att.NOT_RUN and 'skip_checks' not in result['checks']['genuine_id']['reason']:
@@ -356,10 +399,11 @@ def run_verified(module, client, anchors, status):
     if data is None:
         return unsupported_result('the device has no attestation endpoint (%s answered 404)' % ATTESTATION)
     genuine_ids, hint = expected_genuine_ids(module, client, personalised)
-    result, _crt = verify_data(module, data, anchors, genuine_ids, hint)
+    result, _crt = verify_data(module, data, anchors, genuine_ids, hint, status)
     out = dict(changed=False, supported=True, sent=[], attestation=result)
     if module.params['fail_on_invalid'] and not result['verified']:
-        raise AttestationFailure('the device %s is not verified as genuine: %s' % (url, att.failed_summary(result)), **out)
+        raise AttestationFailure('the device %s is not verified as genuine: %s'
+                                 % (url, att.failed_summary(result, module.params['enforce_validity'])), **out)
     return out
 
 
@@ -375,7 +419,7 @@ def run_provisioned(module, client, anchors, status):
         raise AttestationFailure('the device %s cannot be provisioned: it has no attestation endpoints (%s answered 404)'
                                  % (url, ATTESTATION))
     genuine_ids, hint = expected_genuine_ids(module, client, personalised)
-    before, current = verify_data(module, data, anchors, genuine_ids, hint)
+    before, current = verify_data(module, data, anchors, genuine_ids, hint, status)
     wanted_desc = att.describe_certificate(wanted)
     if current is not None:
         if att.cert_der(current) == att.cert_der(wanted):
@@ -420,7 +464,7 @@ def run_provisioned(module, client, anchors, status):
                                  'could not be re-read (%s); check the device before running the task again' % (lost, exc)) from exc
     if after_data is None:
         raise AttestationFailure('the device %s accepted the provisioning but its attestation endpoint is gone (404)' % url)
-    after, stored = verify_data(module, after_data, anchors, genuine_ids, hint)
+    after, stored = verify_data(module, after_data, anchors, genuine_ids, hint, status)
     if stored is None or att.cert_der(stored) != att.cert_der(wanted):
         if lost is not None:
             raise AttestationFailure('outcome unknown: the provisioning was sent but its answer was lost (%s); a re-read shows the secure '
@@ -453,9 +497,13 @@ def pre_write_problems(module, data, wanted, anchors, genuine_ids):
     if check['status'] != att.PASSED:
         problems.append(check['reason'])
     if anchors:
-        check = att.check_chain(wanted, anchors, datetime.datetime.now(datetime.timezone.utc))
+        check = att.check_chain(wanted, anchors)
         if check['status'] != att.PASSED:
             problems.append('chain: %s' % check['reason'])
+    if module.params['enforce_validity']:
+        check = att.check_validity(wanted, datetime.datetime.now(datetime.timezone.utc), enforced=True)
+        if check['status'] != att.PASSED:
+            problems.append('validity (enforce_validity is true): %s' % check['reason'])
     if genuine_ids:
         check = att.check_genuine_id(wanted, genuine_ids)
         if check['status'] != att.PASSED:
@@ -471,6 +519,7 @@ def main():
             trust_anchor_path=dict(type='path'),
             genuine_id=dict(type='str'),
             max_age=dict(type='int', default=300),
+            enforce_validity=dict(type='bool', default=False),
             fail_on_invalid=dict(type='bool', default=True),
             skip_checks=dict(type='list', elements='str', choices=list(att.SKIPPABLE_CHECKS), default=[]),
             certificate=dict(type='str'),

@@ -105,6 +105,19 @@ Attestation (PPA only; on EPA both paths answer 404)
   the ASCII time) by the secure-element key; key id = the SKI of the attestation
   certificate, or (fresh SE) the RFC 5280 method-1 SKI of the public key. EPA init answers
   still carry a `genuine` (the schema requires it).
+- The `genuine` time is the device clock (PROTOCOL.md "Attestation certificates expire":
+  unset until a check-in after every power-up): once set (check-in or `--rtc-set`), host
+  time plus the control offset. While unset, the sources do not say what the RTC reads;
+  the emulator's choice: the seconds since power-up (an RTC counting from 0 = 1970-01-01),
+  so such a token is decades old.
+- `--attestation-not-after YYYY-MM-DD`: the attestation certificates the emulator issues
+  at start (new devices; a `--state-dir` device keeps its stored one; provisioning stores
+  the client's certificate, the emulator issues none) are valid from that date three
+  years earlier to that date, both at 00:00:00 UTC, mimicking the vendor's sample (valid
+  2020-10-05 19:29:33 to 2023-10-05 19:29:33 UTC, exactly three years; the emulator takes
+  midnight). Default: from yesterday for three years. The custody CA stays valid now (ten
+  years) and its notBefore precedes the attestation certificates' (so the chain is
+  coherent at issuance time).
 - The attestation certificate: subject C=UK, O=HEM Emulator, CN=#<genuine_id>; keyUsage
   digitalSignature (critical); SKI; AKI; SAN otherName 1.3.6.1.4.1.56231.1 holding an
   OCTET STRING of 20 bytes (the emulator puts SHA-1 of the device eid public key there);
@@ -165,6 +178,11 @@ Transport
 - CORS: `origin` is a list split on commas/blanks; `*`, exact origins and `*.domain`
   wildcards match. A non-matching Origin answers 412, also on OPTIONS; OPTIONS otherwise
   answers 204 with the spec's preflight headers. HSTS header when http_option_hsts is on.
+- TLS certificates the emulator issues (at start, after a wipe) have CN `localhost` and
+  SANs `DNS:localhost`, `DNS:hem<i>.emulator.test`, `DNS:my.ence.do` (the vendor's default
+  device name, PROTOCOL.md "Certificates on the device's name"), `IP:127.0.0.1` and the
+  address the devices are reached on (`--bind`; an IP SAN, or a DNS SAN for a name; the
+  loopback for a wildcard bind).
 - Plain HTTP serves the same API; `/api/keymgmt/*` and `/api/crypto/*` answer 418 there
   (409 for the two documented quirks) and 404 over HTTPS. Storage, upgrade, external
   auth and logger families answer 404 on both (not implemented). Unknown paths 404.

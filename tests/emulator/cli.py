@@ -4,12 +4,22 @@
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import signal
 import sys
 import threading
 
-from .server import Fleet, Hub, Listener, backend_handler, bind_socket, control_handler
+from .server import Fleet, Hub, Listener, advertised_address, backend_handler, bind_socket, control_handler
+
+
+def utc_date(text):
+    """YYYY-MM-DD -> that day 00:00:00 UTC (aware datetime)."""
+    try:
+        day = datetime.datetime.strptime(text, "%Y-%m-%d")
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError("expected a date YYYY-MM-DD (UTC), got %r" % text) from exc
+    return day.replace(tzinfo=datetime.timezone.utc)
 
 
 def parse_args(argv=None):
@@ -46,6 +56,10 @@ def parse_args(argv=None):
                     help="the secure element starts with its attestation certificate (default)")
     se.add_argument("--se-fresh", dest="se_provisioned", action="store_false",
                     help="the secure element starts without a certificate (factory provisioning possible)")
+    ap.add_argument("--attestation-not-after", type=utc_date, default=None, metavar="YYYY-MM-DD",
+                    help="attestation certificates issued at start end their validity at that date 00:00:00 UTC, "
+                         "valid for three years before it (like the vendor's sample, 2020-10-05 to 2023-10-05); "
+                         "default: valid from yesterday for three years")
     args = ap.parse_args(argv)
     if args.devices < 1:
         ap.error("--devices must be at least 1")
@@ -58,9 +72,8 @@ def main(argv=None) -> int:
     try:
         fleet.build_devices(args.devices)
         ca_file, custody_file = fleet.write_ca_files(args.ca_file)
-        host = "127.0.0.1" if args.bind in ("0.0.0.0", "") else ("[%s]" % args.bind if ":" in args.bind else args.bind)
-        if args.bind == "::":
-            host = "[::1]"
+        address = advertised_address(args.bind)
+        host = "[%s]" % address if ":" in address else address
         urls = [("https://%s:%d" % (host, args.port + i), "http://%s:%d" % (host, args.http_port + i))
                 for i in range(args.devices)]
         hub = Hub(fleet, control_fn=control_handler(fleet, urls), backend_fn=backend_handler(fleet))

@@ -186,7 +186,7 @@ class Device:
     def _issue_att_cert(self, att_key, st):
         eid_pub = util.x25519_public(b64d(st["eid"]))
         return util.issue_attestation_cert(self.fleet.custody_key, self.fleet.custody_cert, att_key.public_key(),
-                                           st["genuine_id"], eid_pub)
+                                           st["genuine_id"], eid_pub, not_after=self.fleet.attestation_not_after)
 
     def save(self):
         if self.fleet.state_dir:
@@ -292,6 +292,11 @@ class Device:
     def now(self) -> int:
         return int(time.time() + self.clock_offset)
 
+    def rtc(self) -> int:
+        """What the device's real-time clock reads: now() once a check-in (or --rtc-set) set it;
+        while it is unset (every power-up), the seconds since power-up (an RTC counting from 0 = 1970)."""
+        return self.now() if self.rtc_set else self.uptime()
+
     def uptime(self) -> int:
         return int(time.monotonic() - self.boot_mono)
 
@@ -339,7 +344,7 @@ class Device:
         if self.tamper > 0:
             self.tamper -= 1
             tamper = True
-        return util.genuine_token(key, key_id, self.now(), tamper=tamper)
+        return util.genuine_token(key, key_id, self.rtc(), tamper=tamper)
 
     def tls_key(self, pending_first=True):
         pend = self.p.get("pending_tls")

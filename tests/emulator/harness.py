@@ -51,7 +51,7 @@ def _stop_leftovers():
 
 
 def _port_free(port, addr="127.0.0.1"):
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock = socket.socket(socket.AF_INET6 if ":" in addr else socket.AF_INET, socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((addr, port))
@@ -62,13 +62,13 @@ def _port_free(port, addr="127.0.0.1"):
         sock.close()
 
 
-def pick_ports(devices, control=True, rng=random):
-    """-> dict of base ports whose whole ranges are currently free."""
+def pick_ports(devices, control=True, rng=random, addr="127.0.0.1"):
+    """-> dict of base ports whose whole ranges are currently free (on addr; the control port on 127.0.0.1)."""
     need = 2 * devices + 2
     for _attempt in range(200):
         base = rng.randrange(PORT_LOW, PORT_HIGH - need)
         ports = list(range(base, base + need))
-        if all(_port_free(p) for p in ports):
+        if all(_port_free(p, addr) for p in ports[:-1]) and _port_free(ports[-1]):
             return {"port": base, "http_port": base + devices, "backend_port": base + 2 * devices,
                     "control_port": base + 2 * devices + 1 if control else None}
     raise EmulatorError("no free port range found")
@@ -79,7 +79,8 @@ class Emulator:
 
     def __init__(self, devices=1, passphrase=None, master_passphrase=None, rtc_set=False, auth_delay=0.0,
                  control=True, tmp_path=None, model="ppa", state_dir=None, reboot_seconds=1.0,
-                 se_fresh=False, extra_args=None, start_timeout=30.0, python=None):
+                 se_fresh=False, extra_args=None, start_timeout=30.0, python=None, attestation_not_after=None,
+                 bind=None):
         self.devices = devices
         self.passphrase = passphrase
         self.master_passphrase = master_passphrase
@@ -90,6 +91,8 @@ class Emulator:
         self.state_dir = str(state_dir) if state_dir is not None else None
         self.reboot_seconds = reboot_seconds
         self.se_fresh = se_fresh
+        self.attestation_not_after = attestation_not_after   # "YYYY-MM-DD" -> --attestation-not-after
+        self.bind = bind                                     # --bind (default: the CLI's 127.0.0.1)
         self.extra_args = list(extra_args or [])
         self.start_timeout = start_timeout
         self.python = python or sys.executable
@@ -131,6 +134,10 @@ class Emulator:
             argv += ["--state-dir", self.state_dir]
         if self.se_fresh:
             argv.append("--se-fresh")
+        if self.attestation_not_after:
+            argv += ["--attestation-not-after", str(self.attestation_not_after)]
+        if self.bind:
+            argv += ["--bind", self.bind]
         return argv + self.extra_args
 
     def start(self, attempts=6):
@@ -138,7 +145,7 @@ class Emulator:
             raise EmulatorError("already started")
         last = None
         for _attempt in range(attempts):
-            ports = pick_ports(self.devices, self.control)
+            ports = pick_ports(self.devices, self.control, addr=self.bind or "127.0.0.1")
             argv = self._argv(ports)
             try:
                 self._launch(argv)

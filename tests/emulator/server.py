@@ -9,6 +9,8 @@ thread, which does the TLS handshake, parses exactly one HTTP/1.1 request, answe
 
 from __future__ import annotations
 
+import datetime
+import ipaddress
 import json
 import os
 import re
@@ -37,6 +39,7 @@ REASONS = {200: "OK", 204: "No Content", 400: "Bad Request", 401: "Unauthorized"
 IO_TIMEOUT = 10.0
 MAX_LINE = 8192
 MAX_HEADERS = 64
+VENDOR_DEFAULT_NAME = "my.ence.do"   # the vendor's default device name (PROTOCOL.md, "Certificates on the device's name")
 FAULT_KINDS = ("latency", "drop", "busy", "error400", "error500", "reboot", "tamper_attestation", "expire_tokens")
 
 
@@ -50,6 +53,10 @@ class Fleet:
         self.auth_delay = max(0.0, args.auth_delay)
         self.reboot_seconds = max(0.0, args.reboot_seconds)
         self.se_provisioned = args.se_provisioned
+        # --bind: the address the devices are reached on goes into their TLS certificates
+        self.address = advertised_address(getattr(args, "bind", "127.0.0.1"))
+        # --attestation-not-after: end of validity of the attestation certificates issued at start (None: now + 3 years)
+        self.attestation_not_after = getattr(args, "attestation_not_after", None)
         self.state_dir = args.state_dir
         self.tmpdir = tempfile.mkdtemp(prefix="hem-emulator-")
         self._ctx_counter = 0
@@ -69,7 +76,10 @@ class Fleet:
                 data = json.loads(fh.read().decode("utf-8"))
         if data is None:
             ca_key, ca_cert = util.make_ca("HEM Emulator TLS CA", "HEM Emulator")
-            cu_key, cu_cert = util.make_ca("Encedo Custody CA (emulator)", "HEM Emulator")
+            # the custody CA stays valid now, and since before the attestation certificates it issues
+            att_not_before, _att_not_after = util.attestation_validity(self.attestation_not_after)
+            cu_key, cu_cert = util.make_ca("Encedo Custody CA (emulator)", "HEM Emulator",
+                                           not_before=att_not_before - datetime.timedelta(days=1))
             data = {"ca_key": util.key_pem(ca_key), "ca_crt": util.cert_pem(ca_cert),
                     "custody_key": util.key_pem(cu_key), "custody_crt": util.cert_pem(cu_cert),
                     "backend_x25519": b64e(util.new_x25519()), "backend_ed25519": b64e(util.new_ed25519())}
@@ -93,9 +103,27 @@ class Fleet:
         util.atomic_write(custody_file, util.cert_pem(self.custody_cert).encode("ascii"), mode=0o644)
         return ca_file, custody_file
 
+    def device_names(self, index):
+        """(DNS names, IP addresses) of device index's emulator-issued TLS certificates.
+
+        localhost, hem<i>.emulator.test and 127.0.0.1 (what tests use), the vendor's default
+        device name my.ence.do, and the address the device is bound to (--bind; a DNS name
+        when it is not an IP address).
+        """
+        names = ["localhost", "hem%d.emulator.test" % index, VENDOR_DEFAULT_NAME]
+        ips = ["127.0.0.1"]
+        try:
+            ip = str(ipaddress.ip_address(self.address))
+            if ip not in ips:
+                ips.append(ip)
+        except ValueError:
+            if self.address.lower() not in names:
+                names.append(self.address.lower())
+        return names, ips
+
     def issue_device_cert(self, index, public_key):
-        return util.issue_tls_cert(self.ca_key, self.ca_cert, public_key,
-                                   ["localhost", "hem%d.emulator.test" % index], ["127.0.0.1"])
+        names, ips = self.device_names(index)
+        return util.issue_tls_cert(self.ca_key, self.ca_cert, public_key, names, ips)
 
     def make_ssl_context(self, index, key_pem, crt_pem):
         with self._ctx_lock:
@@ -133,6 +161,15 @@ class Fleet:
 
     def cleanup(self):
         shutil.rmtree(self.tmpdir, ignore_errors=True)
+
+
+def advertised_address(bind):
+    """The address clients use for a device bound to `bind` (no brackets): the loopback for a wildcard."""
+    if bind in ("0.0.0.0", ""):
+        return "127.0.0.1"
+    if bind == "::":
+        return "::1"
+    return bind
 
 
 # ---------------------------------------------------------------------------- HTTP plumbing

@@ -153,14 +153,18 @@ def _now():
     return datetime.datetime.now(datetime.timezone.utc)
 
 
-def make_ca(common_name: str, organisation: str):
+def make_ca(common_name: str, organisation: str, not_before=None):
+    """Self-signed P-256 CA valid from not_before (default: yesterday) to 10 years from now."""
     key = new_p256()
     name = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, organisation),
                       x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
     ski = x509.SubjectKeyIdentifier.from_public_key(key.public_key())
+    start = _now() - datetime.timedelta(days=1)
+    if not_before is not None and not_before < start:
+        start = not_before
     cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
             .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(_now() - datetime.timedelta(days=1))
+            .not_valid_before(start)
             .not_valid_after(_now() + datetime.timedelta(days=3650))
             .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
             .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=False, key_encipherment=False,
@@ -195,7 +199,7 @@ def _aki(ca_cert):
 
 
 def issue_tls_cert(ca_key, ca_cert, public_key, hostnames, ips):
-    """Leaf TLS server certificate for a device."""
+    """Leaf TLS server certificate for a device: CN = hostnames[0], SANs = every name and address."""
     sans = [x509.DNSName(h) for h in hostnames] + [x509.IPAddress(ipaddress.ip_address(i)) for i in ips]
     cn = hostnames[0] if hostnames else "hem"
     return (x509.CertificateBuilder()
@@ -219,16 +223,36 @@ def genuine_san(eid_public: bytes):
     return x509.SubjectAlternativeName([x509.OtherName(GENUINE_SAN_OID, value)])
 
 
-def issue_attestation_cert(ca_key, ca_cert, public_key, genuine_id: str, eid_public: bytes):
-    """Attestation certificate in the shape of the vendor sample (CN '#<genuine_id>', SKI, AKI, SAN otherName)."""
+def attestation_validity(not_after=None):
+    """(notBefore, notAfter) of an emulator-issued attestation certificate.
+
+    Default: yesterday to three years from now. With not_after (an aware datetime, from
+    --attestation-not-after): three years ending then, like the vendor's sample (valid
+    2020-10-05 to 2023-10-05); 29 February falls back to 28 February.
+    """
+    if not_after is None:
+        return _now() - datetime.timedelta(days=1), _now() + datetime.timedelta(days=3 * 365)
+    try:
+        start = not_after.replace(year=not_after.year - 3)
+    except ValueError:
+        start = not_after.replace(year=not_after.year - 3, day=28)
+    return start, not_after
+
+
+def issue_attestation_cert(ca_key, ca_cert, public_key, genuine_id: str, eid_public: bytes, not_after=None):
+    """Attestation certificate in the shape of the vendor sample (CN '#<genuine_id>', SKI, AKI, SAN otherName).
+
+    not_after: see attestation_validity() (None: valid now for three years).
+    """
+    not_before, not_after = attestation_validity(not_after)
     return (x509.CertificateBuilder()
             .subject_name(x509.Name([x509.NameAttribute(NameOID.COUNTRY_NAME, "UK"),
                                      x509.NameAttribute(NameOID.ORGANIZATION_NAME, "HEM Emulator"),
                                      x509.NameAttribute(NameOID.COMMON_NAME, "#" + genuine_id)]))
             .issuer_name(ca_cert.subject).public_key(public_key)
             .serial_number(x509.random_serial_number())
-            .not_valid_before(_now() - datetime.timedelta(days=1))
-            .not_valid_after(_now() + datetime.timedelta(days=3 * 365))
+            .not_valid_before(not_before)
+            .not_valid_after(not_after)
             .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=False, key_encipherment=False,
                                          data_encipherment=False, key_agreement=False, key_cert_sign=False,
                                          crl_sign=False, encipher_only=False, decipher_only=False), critical=True)

@@ -1,5 +1,6 @@
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Attestation tokens and certificates, factory provisioning (PPA), and their absence on EPA."""
+"""Attestation tokens and certificates, factory provisioning (PPA), and their absence on EPA;
+the device clock in tokens, expired attestation certificates, and the names on TLS certificates."""
 
 from __future__ import annotations
 
@@ -7,7 +8,12 @@ import base64
 import datetime
 import os
 import re
+import socket
+import ssl
+import subprocess
+import sys
 import time
+from urllib.parse import urlsplit
 
 import pytest
 from cryptography import x509
@@ -169,3 +175,94 @@ def test_provisioning_refused_once_personalised(emulator):
     hem.personalise("pp")
     crt = issue(se_pub, emu.device(0)["genuine_id"])
     assert hem.post("/api/system/config/provisioning", {"genuine": ans["genuine"], "crt": b64der(crt)}).status == 403
+
+
+# ------------------------------------------------------------------ the device clock and expired certificates
+
+def test_genuine_is_stamped_by_the_device_clock(emulator):
+    """Unset clock (no check-in since power-up): the seconds since power-up; after a check-in: the real time."""
+    emu = emulator()                                            # --rtc-set not given: the clock starts unset
+    hem = client(emu)
+    status = hem.get("/api/system/status").json
+    assert "time" not in status and "ts" not in status
+    ans = hem.get("/api/system/config/attestation")             # factory-fresh: no token needed
+    cert = x509.load_der_x509_certificate(base64.b64decode(ans.json["crt"]))
+    ts = verify_genuine(ans.json["genuine"], cert)
+    assert 0 <= ts <= hem.get("/api/system/status").json["uptime"] + 1 < 120
+    emu.clock(0, -86400)                                        # the control offset moves a set clock only
+    assert verify_genuine(hem.get("/api/system/config/attestation").json["genuine"], cert) < 120
+    hem.checkin(emu.backend_url)
+    assert "time" in hem.get("/api/system/status").json
+    ts = verify_genuine(hem.get("/api/system/config/attestation").json["genuine"], cert)
+    assert abs(ts - (time.time() - 86400)) < 30
+    # a reboot unsets the clock again
+    emu.fault(0, "reboot")
+    assert emu.wait_down(0) and emu.wait_up(0)
+    assert verify_genuine(hem.get("/api/system/config/attestation").json["genuine"], cert) < 120
+
+
+def test_attestation_not_after(emulator):
+    emu = emulator(rtc_set=True, attestation_not_after="2023-10-05")
+    hem = client(emu)
+    ans = hem.get("/api/system/config/attestation").json
+    cert = x509.load_der_x509_certificate(base64.b64decode(ans["crt"]))
+    utc = datetime.timezone.utc
+    assert cert.not_valid_before_utc == datetime.datetime(2020, 10, 5, tzinfo=utc)
+    assert cert.not_valid_after_utc == datetime.datetime(2023, 10, 5, tzinfo=utc)
+    assert abs(verify_genuine(ans["genuine"], cert) - time.time()) < 30    # the device still signs now
+    custody = load_pem(emu.custody_ca_file)
+    cert.verify_directly_issued_by(custody)
+    now = datetime.datetime.now(utc)
+    assert custody.not_valid_before_utc < cert.not_valid_before_utc and custody.not_valid_after_utc > now
+    # the same shape as without the option
+    assert cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == "#" + emu.device(0)["genuine_id"]
+
+
+def test_attestation_not_after_is_a_date():
+    run = subprocess.run([sys.executable, "-m", "tests.emulator", "--attestation-not-after", "5 Oct 2023"],
+                         cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
+    assert run.returncode == 2 and "--attestation-not-after" in run.stderr and "YYYY-MM-DD" in run.stderr
+
+
+# ------------------------------------------------------------------ certificates on the device's names
+
+def served_certificate(url, ca_file, name=None):
+    """The certificate served at url, verified against ca_file for `name` (default: the URL's host)."""
+    parts = urlsplit(url)
+    ctx = ssl.create_default_context(cafile=ca_file)
+    with socket.create_connection((parts.hostname, parts.port), timeout=10) as sock:
+        with ctx.wrap_socket(sock, server_hostname=name or parts.hostname) as tls:   # verifies the name too
+            return x509.load_der_x509_certificate(tls.getpeercert(True))
+
+
+def names(cert):
+    san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    return set(san.get_values_for_type(x509.DNSName)), {str(ip) for ip in san.get_values_for_type(x509.IPAddress)}
+
+
+def test_served_certificate_names_my_ence_do_and_the_bind_address(emulator):
+    emu = emulator(devices=2, bind="127.0.0.2", passphrase=PASS, rtc_set=True, reboot_seconds=0.3)
+    assert emu.url(1).startswith("https://127.0.0.2:")
+    for i in (0, 1):
+        dns, ips = names(served_certificate(emu.url(i), emu.ca_file))
+        assert dns == {"localhost", "hem%d.emulator.test" % i, "my.ence.do"}, dns
+        assert ips == {"127.0.0.1", "127.0.0.2"}, ips
+    # a wiped device gets a new certificate on the same names
+    hem = client(emu, 1)
+    hem.login(PASS)
+    before = served_certificate(emu.url(1), emu.ca_file)
+    assert hem.post("/api/system/config", {"wipeout": True}).status == 200
+    assert emu.wait_up(1, timeout=10)
+    after = served_certificate(emu.url(1), emu.ca_file)
+    assert after.serial_number != before.serial_number
+    assert names(after) == ({"localhost", "hem1.emulator.test", "my.ence.do"}, {"127.0.0.1", "127.0.0.2"})
+
+
+def test_default_bind_names(emulator):
+    emu = emulator()
+    dns, ips = names(served_certificate(emu.url(0), emu.ca_file))
+    assert "my.ence.do" in dns and ips == {"127.0.0.1"}
+    # a client that reaches the device as https://my.ence.do (as the vendor's clients do) verifies it
+    assert served_certificate(emu.url(0), emu.ca_file, name="my.ence.do").serial_number
+    with pytest.raises(ssl.SSLCertVerificationError):
+        served_certificate(emu.url(0), emu.ca_file, name="other.ence.do")

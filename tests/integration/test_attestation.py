@@ -45,8 +45,26 @@ def ppa(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def fresh(tmp_path_factory):
-    """Factory-fresh PPAs (not personalised) whose secure elements hold no certificate."""
-    emu = _start(tmp_path_factory, "attestation-fresh", devices=4, se_fresh=True)
+    """Factory-fresh PPAs (not personalised) whose secure elements hold no certificate; clock set (as after a
+    check-in), since the device stamps its attestation tokens with its clock."""
+    emu = _start(tmp_path_factory, "attestation-fresh", devices=4, se_fresh=True, rtc_set=True)
+    yield emu
+    emu.stop()
+
+
+@pytest.fixture(scope="module")
+def expired(tmp_path_factory):
+    """Genuine PPAs whose attestation certificates, like the vendor's sample, ended their validity on 2023-10-05."""
+    emu = _start(tmp_path_factory, "attestation-expired", devices=1, passphrase=PW, rtc_set=True,
+                 attestation_not_after="2023-10-05")
+    yield emu
+    emu.stop()
+
+
+@pytest.fixture(scope="module")
+def unset_clock(tmp_path_factory):
+    """Factory-fresh PPAs (provisioned secure element) whose clock is unset: no check-in since power-up."""
+    emu = _start(tmp_path_factory, "attestation-unset-clock", devices=1)
     yield emu
     emu.stop()
 
@@ -165,7 +183,7 @@ def test_wrong_anchor_fails_chain(ppa, hem_playbook):
     assert res.failed
     assert "check chain failed" in res.msg and "is not among the 1 trust anchor" in res.msg
     assert statuses(res.result) == {"signature": "passed", "key_id": "passed", "chain": "failed",
-                                    "genuine_id": "passed", "freshness": "passed"}
+                                    "genuine_id": "passed", "freshness": "passed", "validity": "passed"}
     assert res.result["attestation"]["verified"] is False
     # same subject as the real custody CA, different key: the signature of the chain exposes it
     with open(ppa.custody_ca_file, "rb") as fh:
@@ -186,7 +204,8 @@ def test_stale_token_fails_freshness(ppa, hem_playbook):
         assert res.failed
         assert "check freshness failed" in res.msg and "more than max_age 60" in res.msg
         assert statuses(res.result) == {"signature": "passed", "key_id": "passed", "chain": "passed",
-                                        "genuine_id": "passed", "freshness": "failed"}
+                                        "genuine_id": "passed", "freshness": "failed", "validity": "passed"}
+        assert "encedo_checkin" not in res.msg        # the clock is set, just wrong: no check-in claim
         ppa.clock(2, 3600)
         res = attest(runner, passphrase=PW, trust_anchor_path=ppa.custody_ca_file, max_age=60, fail_on_invalid=False)
         assert not res.failed
@@ -209,7 +228,7 @@ def test_tampered_attestation_fails_signature(ppa, hem_playbook):
     assert res.failed
     assert "check signature failed" in res.msg
     assert statuses(res.result) == {"signature": "failed", "key_id": "passed", "chain": "passed",
-                                    "genuine_id": "passed", "freshness": "passed"}
+                                    "genuine_id": "passed", "freshness": "passed", "validity": "passed"}
     # the fault was one token: the next read verifies
     res = attest(runner, passphrase=PW, trust_anchor_path=ppa.custody_ca_file)
     assert not res.failed and res.result["attestation"]["verified"] is True
@@ -235,7 +254,7 @@ def test_any_scope_token_and_explicit_genuine_id(ppa, hem_playbook):
     assert statuses(unknown)["genuine_id"] == "not_run"
     assert "may not read the configuration" in unknown["attestation"]["checks"]["genuine_id"]["reason"]
     assert unknown["attestation"]["verified"] is False
-    assert [s for n, s in statuses(unknown).items() if n != "genuine_id"] == ["passed"] * 4
+    assert [s for n, s in statuses(unknown).items() if n != "genuine_id"] == ["passed"] * 5
     known = run.result("genuine_id from inventory")
     assert known["attestation"]["verified"] is True
     assert known["attestation"]["genuine_id_sources"] == ["option"]
@@ -285,6 +304,54 @@ def test_bad_input_fails_clearly(ppa, hem_playbook, tmp_path):
         "passphrase": PW, "trust_anchor_path": ppa.custody_ca_file}}]).output
 
 
+# ------------------------------------------------------------------ real-device conditions: expired certificate, unset clock
+
+def test_expired_attestation_certificate_verifies_unless_validity_is_enforced(expired, hem_playbook):
+    runner = hem_playbook(expired, devices=[0])
+    expired.clear_log(0)
+    res = attest(runner, passphrase=PW, trust_anchor_path=expired.custody_ca_file)
+    assert not res.failed and not res.changed, res.msg
+    att = res.result["attestation"]
+    assert att["verified"] is True
+    assert (att["not_before"], att["not_after"]) == ("2020-10-05T00:00:00Z", "2023-10-05T00:00:00Z")
+    assert statuses(res.result) == {"signature": "passed", "key_id": "passed", "chain": "passed",
+                                    "genuine_id": "passed", "freshness": "passed", "validity": "failed"}
+    reason = att["checks"]["validity"]["reason"]
+    assert "expired at 2023-10-05T00:00:00Z" in reason and "not enforced (enforce_validity is false)" in reason
+    # asked for: the same device fails, and the message names the check and the date
+    res = attest(runner, passphrase=PW, trust_anchor_path=expired.custody_ca_file, enforce_validity=True)
+    assert res.failed and not res.changed
+    assert "is not verified as genuine: check validity failed: the attestation certificate expired at 2023-10-05T00:00:00Z" in res.msg
+    assert "check chain" not in res.msg and "check freshness" not in res.msg
+    assert res.result["attestation"]["verified"] is False
+    # reported without failing when fail_on_invalid is false
+    res = attest(runner, passphrase=PW, trust_anchor_path=expired.custody_ca_file, enforce_validity=True, fail_on_invalid=False)
+    assert not res.failed and res.result["attestation"]["verified"] is False
+    # verifying only reads
+    assert [e for e in expired.log(0) if e["method"] == "POST" and e["path"] != "/api/auth/token"] == []
+
+
+def test_token_from_an_unset_clock_asks_for_a_check_in(unset_clock, hem_playbook):
+    runner = hem_playbook(unset_clock, devices=[0])
+    args = dict(trust_anchor_path=unset_clock.custody_ca_file, genuine_id=genuine_id(unset_clock, 0))
+    assert unset_clock.state(0)["rtc_set"] is False
+    res = attest(runner, **args)
+    assert res.failed
+    assert "check freshness failed" in res.msg
+    assert "the device status shows no time, so its clock is unset" in res.msg
+    assert "run a check-in (encedo.hem.encedo_checkin" in res.msg
+    assert statuses(res.result) == {"signature": "passed", "key_id": "passed", "chain": "passed",
+                                    "genuine_id": "passed", "freshness": "failed", "validity": "passed"}
+    assert res.result["attestation"]["token_timestamp"] < 3600       # seconds since power-up
+    # what the message asks for: a check-in, then the same task verifies
+    run = run_tasks(runner, [
+        {"name": "check in", "encedo.hem.encedo_checkin": {"backend_url": "{{ hem_backend_url }}"}},
+        {"name": TASK, "encedo.hem.encedo_attestation": args}])
+    run.assert_ok()
+    assert run.result(TASK)["attestation"]["verified"] is True
+    assert unset_clock.state(0)["rtc_set"] is True
+
+
 # ------------------------------------------------------------------ factory-fresh devices
 
 def test_fresh_device_without_credentials(fresh, hem_playbook):
@@ -295,7 +362,7 @@ def test_fresh_device_without_credentials(fresh, hem_playbook):
     att = res.result["attestation"]
     assert att["provisioned"] is False and att["verified"] is False
     assert statuses(res.result) == {"signature": "passed", "key_id": "not_run", "chain": "not_run",
-                                    "genuine_id": "not_run", "freshness": "passed"}
+                                    "genuine_id": "not_run", "freshness": "passed", "validity": "not_run"}
     assert "not provisioned" in att["checks"]["chain"]["reason"]
     assert isinstance(att["se_key"], str) and "BEGIN CERTIFICATE REQUEST" in att["csr"]
     assert all(e["auth"] == "none" for e in fresh.log(1))

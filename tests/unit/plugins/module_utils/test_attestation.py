@@ -3,7 +3,8 @@
 
 The vendor's real sample (tests/unit/fixtures/attestation_sample.json) is the anchor: it
 must pass the signature, key id and genuine_id checks, with freshness judged at the
-token's own time (the sample is from 2022). Tokens and certificates for the other cases
+token's own time (the sample is from 2022); judged now, its certificate (valid 2020-10-05
+to 2023-10-05) fails the validity check, which does not decide ``verified`` unless enforced. Tokens and certificates for the other cases
 are built here with ``cryptography`` directly, not with the code under test.
 """
 
@@ -119,6 +120,8 @@ def test_sample_passes_signature_key_id_genuine_id_and_freshness_at_its_own_time
     assert status(result, "key_id") == att.PASSED
     assert status(result, "genuine_id") == att.PASSED
     assert status(result, "freshness") == att.PASSED
+    assert status(result, "validity") == att.PASSED          # at its own time the certificate was valid
+    assert set(result["checks"]) == set(att.CHECKS) and len(att.CHECKS) == 6
     # no trust anchor: the chain check did not run, and a check that did not run never counts
     assert status(result, "chain") == att.NOT_RUN
     assert "trust anchor" in result["checks"]["chain"]["reason"]
@@ -279,12 +282,86 @@ def test_freshness_window(offset, verdict):
         assert "in the future" in result["checks"]["freshness"]["reason"]
 
 
-def test_certificate_not_valid_at_token_time_fails_freshness(pki):
+def test_sample_expired_now_is_verified_unless_validity_is_enforced():
+    # the vendor's own sample: a genuine device whose factory certificate expired on 2023-10-05
+    result = sample_verify(now=NOW, skip=["chain", "freshness"])
+    validity = result["checks"]["validity"]
+    assert validity["status"] == att.FAILED
+    assert "expired at 2023-10-05T19:29:33Z" in validity["reason"]
+    assert "valid 2020-10-05T19:29:33Z to 2023-10-05T19:29:33Z" in validity["reason"]
+    assert "not enforced (enforce_validity is false)" in validity["reason"]
+    assert result["verified"] is True
+    assert "validity" not in att.failed_summary(result)
+    enforced = sample_verify(now=NOW, skip=["chain", "freshness"], enforce_validity=True)
+    assert enforced["verified"] is False
+    assert enforced["checks"]["validity"]["status"] == att.FAILED
+    assert "not enforced" not in enforced["checks"]["validity"]["reason"]
+    summary = att.failed_summary(enforced, enforce_validity=True)
+    assert summary.startswith("check validity failed: the attestation certificate expired at 2023-10-05T19:29:33Z")
+
+
+def test_required_checks():
+    assert att.required_checks() == ["signature", "key_id", "chain", "genuine_id", "freshness"]
+    assert att.required_checks(["chain"], enforce_validity=True) == ["signature", "key_id", "genuine_id", "freshness", "validity"]
+
+
+def test_certificate_not_yet_valid_fails_validity_only(pki):
     key, cert = issue(pki["ca_key"], pki["ca"], days=(1, 30))   # not yet valid now
-    result = att.verify(make_token(key, cert), cert, anchors=[pki["ca"]], now=NOW)
-    assert status(result, "freshness") == att.FAILED
-    assert "not valid at the token time" in result["checks"]["freshness"]["reason"]
-    assert status(result, "signature") == att.PASSED
+    kw = dict(anchors=[pki["ca"]], genuine_ids={"option": "00aabbccddeeff0011"}, now=NOW)
+    result = att.verify(make_token(key, cert), cert, **kw)
+    assert status(result, "validity") == att.FAILED
+    assert "is not valid before" in result["checks"]["validity"]["reason"]
+    assert [status(result, n) for n in att.required_checks()] == [att.PASSED] * 5
+    assert result["verified"] is True
+    assert att.verify(make_token(key, cert), cert, enforce_validity=True, **kw)["verified"] is False
+
+
+def test_expired_certificate_under_valid_anchor(pki):
+    key, cert = issue(pki["ca_key"], pki["ca"], days=(-1100, -5))
+    result = att.verify(make_token(key, cert), cert, anchors=[pki["ca"]], genuine_ids={"option": "00aabbccddeeff0011"}, now=NOW)
+    assert status(result, "chain") == att.PASSED                  # the chain is about signatures, not dates
+    assert status(result, "freshness") == att.PASSED              # the token is fresh: the device signed it now
+    assert status(result, "validity") == att.FAILED
+    assert result["verified"] is True
+
+
+# ---------------------------------------------------------------------------- an unset device clock
+
+def token_at(key, cert, timestamp):
+    ts = str(int(timestamp)).encode("ascii")
+    kid = cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest
+    return join_token(kid, ts, key.sign(ts, ec.ECDSA(hashes.SHA256())))
+
+
+@pytest.mark.parametrize("timestamp", [0, 42, 86400 * 365, 946684799])
+def test_token_from_an_unset_clock_asks_for_a_check_in(pki, timestamp):
+    result = att.verify(token_at(pki["dev_key"], pki["dev"], timestamp), pki["dev"], anchors=[pki["ca"]], now=NOW)
+    fresh = result["checks"]["freshness"]
+    assert fresh["status"] == att.FAILED
+    assert "before 2000 comes from an unset device clock" in fresh["reason"]
+    assert "run a check-in (encedo.hem.encedo_checkin" in fresh["reason"]
+    assert status(result, "signature") == att.PASSED and status(result, "chain") == att.PASSED
+    assert "check freshness failed" in att.failed_summary(result) and "encedo_checkin" in att.failed_summary(result)
+
+
+def test_status_without_time_means_unset_clock(pki):
+    token = token_at(pki["dev_key"], pki["dev"], NOW.timestamp() - 3600)
+    unset = att.verify(token, pki["dev"], now=NOW, clock_set=False)["checks"]["freshness"]
+    assert unset["status"] == att.FAILED and "status shows no time" in unset["reason"] and "encedo_checkin" in unset["reason"]
+    for known in (True, None):
+        wrong = att.verify(token, pki["dev"], now=NOW, clock_set=known)["checks"]["freshness"]
+        assert wrong["status"] == att.FAILED and "more than max_age 300" in wrong["reason"]
+        assert "encedo_checkin" not in wrong["reason"]          # a set clock that is wrong: no check-in claim
+    # a fresh token passes whatever the status said
+    assert att.verify(token_at(pki["dev_key"], pki["dev"], NOW.timestamp()), pki["dev"], now=NOW,
+                      clock_set=False)["checks"]["freshness"]["status"] == att.PASSED
+
+
+def test_token_before_the_certificate_means_unset_or_wrong_clock(pki):
+    token = token_at(pki["dev_key"], pki["dev"], NOW.timestamp() - 3 * 86400)   # the certificate is from yesterday
+    fresh = att.verify(token, pki["dev"], now=NOW, clock_set=True)["checks"]["freshness"]
+    assert fresh["status"] == att.FAILED
+    assert "before the attestation certificate was issued" in fresh["reason"] and "encedo_checkin" in fresh["reason"]
 
 
 # ---------------------------------------------------------------------------- chain
@@ -326,12 +403,18 @@ def test_forged_issuer_name_fails_chain(pki):
     assert status(result, "signature") == att.PASSED
 
 
-def test_expired_anchor_fails_chain():
+def test_expired_anchor_passes_chain_and_fails_validity():
     ca_key, ca = make_ca(days=(-400, -1))
     key, cert = issue(ca_key, ca)
-    result = att.verify(make_token(key, cert), cert, anchors=[ca], now=NOW)
-    assert status(result, "chain") == att.FAILED
-    assert "expired" in result["checks"]["chain"]["reason"]
+    result = att.verify(make_token(key, cert), cert, anchors=[ca], genuine_ids={"option": "00aabbccddeeff0011"}, now=NOW)
+    assert status(result, "chain") == att.PASSED
+    validity = result["checks"]["validity"]
+    assert validity["status"] == att.FAILED
+    assert "trust anchor CN=Test Custody CA,O=Test Custody expired at" in validity["reason"]
+    assert "the attestation certificate" not in validity["reason"]     # the certificate itself is within its dates
+    assert result["verified"] is True
+    assert att.verify(make_token(key, cert), cert, anchors=[ca], genuine_ids={"option": "00aabbccddeeff0011"}, now=NOW,
+                      enforce_validity=True)["verified"] is False
 
 
 def test_chain_accepts_custody_ca_with_non_critical_basic_constraints():
@@ -418,7 +501,7 @@ def test_fresh_secure_element_checks_signature_with_its_key():
     result = att.verify(token, None, se_key=se_key, genuine_ids={"option": "00"}, now=NOW)
     assert status(result, "signature") == att.PASSED
     assert status(result, "freshness") == att.PASSED
-    for name in ("key_id", "chain", "genuine_id"):
+    for name in ("key_id", "chain", "genuine_id", "validity"):
         assert status(result, name) == att.NOT_RUN
         assert "not provisioned" in result["checks"][name]["reason"]
     assert result["verified"] is False and result["subject"] is None
@@ -438,3 +521,6 @@ def test_failed_summary_names_failed_and_not_run_checks():
     assert "check freshness failed" in summary
     assert "check chain not run: no trust anchor" in summary
     assert "signature" not in summary
+    assert "validity" not in summary                                  # failed, but not enforced
+    assert "check validity failed" in att.failed_summary(sample_verify(genuine_ids={"option": "ff"}, now=NOW,
+                                                                        enforce_validity=True), enforce_validity=True)
