@@ -160,6 +160,71 @@ def derive_keypair(passphrase, eid):
     return seed, b64(public)
 
 
+def keypair_from_private(private_bytes):
+    """``(private_bytes, public_b64)`` of a 32-byte X25519 secret (clamped by X25519 itself, as nacl does)."""
+    x25519, serialization = _x25519()
+    public = x25519.X25519PrivateKey.from_private_bytes(private_bytes).public_key().public_bytes(
+        serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return private_bytes, b64(public)
+
+
+#: PBKDF2-HMAC-SHA512 rounds of a BIP39 seed (BIP39; the web manager's jsbip39 ``toSeed``).
+BIP39_ROUNDS = 2048
+#: Words of the recovery phrases the vendor's web manager makes (``Mnemonic.generate(256)``).
+RECOVERY_PHRASE_WORDS = 24
+
+
+def normalise_recovery_phrase(phrase, option='master_recovery_phrase'):
+    """The recovery phrase as the web manager's ``toSeed`` reads it: words split on any white space,
+    joined by single spaces, Unicode NFKD. Checked first (the ``mnemonic`` library's English word list and
+    BIP39 checksum). Raises ValueError with a message that names ``option`` but never a word of the phrase.
+    """
+    try:
+        from mnemonic import Mnemonic
+    except ImportError:
+        raise ValueError('option %s: the Python library "mnemonic" is needed to read a BIP39 recovery phrase and is not '
+                         'installed on the host that runs the module: install it (pip install mnemonic) or use '
+                         'master_passphrase' % option)
+    words = [Mnemonic.normalize_string(word) for word in phrase.split()]
+    if len(words) != RECOVERY_PHRASE_WORDS:
+        # BIP39 also has 12- to 21-word phrases, but the web manager only makes 24-word ones (generate(256)):
+        # a shorter phrase is a truncated one, and would give a master key the device does not have.
+        raise ValueError('option %s: a recovery phrase of the Encedo web manager has %d words, this one has %d'
+                         % (option, RECOVERY_PHRASE_WORDS, len(words)))
+    mnemonic = Mnemonic('english')
+    known = set(mnemonic.wordlist)
+    for position, word in enumerate(words, 1):
+        if word not in known:
+            hint = ' (the words are lower case)' if word.lower() in known else ''
+            raise ValueError('option %s: word %d is not in the BIP39 English word list%s' % (option, position, hint))
+    joined = ' '.join(words)
+    if not mnemonic.check(joined):
+        raise ValueError('option %s: the BIP39 checksum does not match: a word is wrong, or two words are swapped '
+                         '(every word is in the word list)' % option)
+    return joined
+
+
+def recovery_phrase_keypair(phrase, option='master_recovery_phrase'):
+    """The master key the web manager derives from a 24-word BIP39 recovery phrase: ``(private_bytes, public_b64)``.
+
+    seed = PBKDF2-HMAC-SHA512(normalised phrase, salt "mnemonic", 2048 rounds), 64 bytes, as lower-case hex
+    (128 characters); the private key is the 32 bytes written by hex characters 1 to 64, i.e. starting at
+    the SECOND hex digit (encedo-manager assets/build.js ``initFinal`` and ``handleMasterPassphrase``:
+    ``fromHexString(seed.substr(1, 64))``), used as an X25519 secret (nacl ``box.keyPair.fromSecretKey``).
+    """
+    normalised = normalise_recovery_phrase(phrase, option)
+    seed_hex = hashlib.pbkdf2_hmac('sha512', normalised.encode('utf-8'), b'mnemonic', BIP39_ROUNDS).hex()
+    return keypair_from_private(bytes.fromhex(seed_hex[1:65]))
+
+
+def master_keypair(eid, passphrase=None, recovery_phrase=None):
+    """The master key ``(private_bytes, public_b64)``: from the web manager's recovery phrase when given,
+    else from a master passphrase as the vendor's SDK derives it (like the user key, salted with ``eid``)."""
+    if recovery_phrase:
+        return recovery_phrase_keypair(recovery_phrase)
+    return derive_keypair(passphrase, eid)
+
+
 def x25519_shared(private_bytes, peer_public_b64):
     """X25519(private, peer public given as base64)."""
     x25519 = _x25519()[0]

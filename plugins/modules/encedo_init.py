@@ -11,16 +11,27 @@ short_description: Personalise a factory-fresh Encedo HEM
 version_added: 0.1.0
 description:
   - Personalises a factory-fresh device (C(GET) and C(POST /api/auth/init)), once in its life or after a wipe; sets the
-    user and master passphrases, the user label, e-mail, hostname, IP address (PPA) and the initial options.
-  - The passphrases never leave the controller. Each is turned into an X25519 public key (PBKDF2 salted with the device
-    identity, as for a login) and only the public keys are sent. The request is signed with the key of O(passphrase).
+    user and master keys, the user label, e-mail, hostname, IP address (PPA) and the initial options.
+  - The secrets never leave the controller, only public keys are sent. The user key comes from O(passphrase) (PBKDF2
+    salted with the device identity, as for a login). The master key comes from O(master_passphrase) the same way (as
+    the vendor's JavaScript SDK derives it) or from a 24-word O(master_recovery_phrase) (as the vendor's web manager
+    derives it).
+  - The request is signed with the master key, as the vendor's clients sign it (web manager C(initFinal), SDK
+    C(initialize)) - C(iss) and C(cfg.masterkey) are the master public key, the HMAC key is X25519(master private key,
+    challenge C(spk)), and the claims are C(jti), C(aud), C(iat), C(exp) and C(cfg).
+  - Unset PPA options get the values the vendor's web manager sends (C(ip) V(192.168.7.1/24), C(storage_mode)
+    V(shown_readonly_ctr), C(storage_disk0size) 4 GiB, C(dnsd) V(false)), and O(origin) its V(*).
   - On a device that is already personalised the module changes nothing. When O(passphrase) is given it proves that the
     passphrase logs in, returns the device's RV(instanceid), and warns when the device's O(hostname) or O(ip) differ from
     the ones asked for (they cannot be changed without a wipe).
   - The device must have its clock set (M(encedo.hem.encedo_checkin)) before it can be personalised.
-  - Every option is validated before the first request is sent.
+  - Every option is validated before the first request is sent; O(storage_disk0size) is also compared with the storage
+    size the device reports in its status, before anything is sent to personalise it.
 author:
   - encedo.hem maintainers (@encedo)
+requirements:
+  - cryptography (Python library, on the host that runs the module)
+  - mnemonic (Python library by Trezor, on the host that runs the module), only for O(master_recovery_phrase)
 extends_documentation_fragment:
   - encedo.hem.connection
   - ansible.builtin.action_common_attributes
@@ -44,81 +55,136 @@ options:
     type: str
   master_passphrase:
     description:
-      - The master passphrase to set (role C(M) on the device). It must differ from O(passphrase).
-      - Required to personalise a device; not used on a personalised device.
+      - The master passphrase (role C(M) on the device), turned into the master key as the vendor's JavaScript SDK does
+        (PBKDF2-HMAC-SHA256, 600,000 iterations, salted with the device identity, like the user key). It must differ
+        from O(passphrase).
+      - Mutually exclusive with O(master_recovery_phrase); one of the two is required to personalise a device. Not used on
+        a personalised device.
+    type: str
+  master_recovery_phrase:
+    description:
+      - A 24-word BIP39 recovery phrase (English word list), the kind of master secret the vendor's web manager creates.
+        The master key is derived exactly as the web manager derives it - the BIP39 seed (PBKDF2-HMAC-SHA512 of the words
+        joined by single spaces, salt V(mnemonic), 2048 rounds) written as 128 hex digits, of which the digits 2 to 65
+        (the web manager skips the first one) are the X25519 private key. A device personalised with this phrase can
+        therefore also be managed with the web manager's recovery phrase.
+      - Words may be separated by any white space. The phrase is checked before any request - 24 words, every word in the
+        word list (lower case), valid checksum; error messages name the word position, never a word.
+      - Only 24-word phrases are accepted - BIP39 also has shorter ones, but the web manager makes only 24-word phrases,
+        so a shorter one is almost certainly incomplete and would set a master key you cannot reproduce with the manager.
+      - Make one, for example, with C(python3 -c 'from mnemonic import Mnemonic; print(Mnemonic("english").generate(256))')
+        and keep it offline or in a vault - it is the master key.
+      - Mutually exclusive with O(master_passphrase). Needs the Python library C(mnemonic). Not used on a personalised device.
     type: str
   user:
     description:
-      - The user label (display name) shown by the device, 1 to 32 printable characters.
+      - The user label (display name) shown by the device, 1 to 32 characters (32 is the OpenAPI limit of C(user)).
+      - Control characters such as tabs and line breaks are refused; the device shows the label in its web pages and in
+        every login challenge.
     type: str
     required: true
   email:
     description:
-      - Contact e-mail address stored on the device, at most 64 characters. Empty by default.
+      - Contact e-mail address stored on the device, in the form V(name@domain), at most 63 characters (the limit of the
+        web manager's e-mail field). Empty by default.
     type: str
     default: ''
   hostname:
     description:
-      - Host name of the device, for example V(my.ence.do) or V(hem1.example.com), at most 63 characters.
+      - Host name of the device, for example V(my.ence.do) (the vendor's default) or V(hem1.example.com). It must be a DNS
+        name - labels of letters, digits and hyphens (not at the start or end of a label), 1 to 63 characters each,
+        separated by dots, at most 253 characters in all.
+      - The web manager offers names under C(ence.do) (C(<prefix>.ence.do), registered with the vendor's backend); any DNS
+        name works for the device itself.
       - The device puts it in the certificate requests it generates. It cannot be changed after personalisation.
     type: str
     required: true
   origin:
     description:
       - The CORS allow-list of the device API for browsers, for example V(*), V(https://app.example.com) or
-        V(*.example.com); several entries are separated by commas. At most 128 characters.
-      - Default V(https://<hostname>) (only the device's own web pages), which is safer than the factory V(*).
+        V(*.example.com); several entries are separated by commas. 1 to 63 characters (the limit of the web manager's
+        origin field).
+      - Default V(*), what the vendor's web manager sets. V(*) lets a web page from any site, open in a browser that can
+        reach the device, call the device API from JavaScript; such calls still need a passphrase or token for anything
+        beyond the public status, but a hostile page could, for example, try passphrases. To restrict it, give the sites
+        that need the API (for the device's own web pages, V(https://<hostname>)), here or later with
+        M(encedo.hem.encedo_config) (its O(encedo.hem.encedo_config#module:origin) option).
     type: str
+    default: '*'
   trusted_ts:
     description:
       - Whether the device takes its time from the vendor backend (check-in). When on, logins are refused until a check-in
-        sets the clock after every power-up or reboot.
+        sets the clock after every power-up or reboot. The web manager's default is also V(true).
     type: bool
     default: true
   trusted_backend:
     description:
       - Whether the vendor backend may control the device through check-in replies (lock, wipe, soft-brick, forced upgrade).
+      - Default V(false), safer than the web manager's default (V(true)).
     type: bool
     default: false
   allow_keysearch:
     description:
       - Whether keys can be searched for without logging in.
+      - Default V(false), safer than the web manager's default (V(true)).
     type: bool
     default: false
   ip:
     description:
-      - PPA only. IPv4 address and prefix of the device on its USB network, in CIDR form, for example V(192.168.7.1/24)
-        (prefix 8 to 30). It cannot be changed after personalisation.
-      - Default on a PPA V(192.168.7.1/24), the factory address. A value other than the factory one needs a reboot.
-      - Setting it for an EPA fails.
+      - PPA only. IPv4 address and prefix of the device on its USB network, in CIDR form, for example V(192.168.7.1/24).
+        It cannot be changed after personalisation.
+      - Default on a PPA V(192.168.7.1/24), the factory address and the web manager's default (the manager always sends
+        a V(/24) prefix).
+      - The prefix must be 8 to 30 and the address a host address of its network (not the network or broadcast address).
+        These limits are not the device's (no source states one); they protect you - a V(/31) or V(/32) network leaves
+        no address for the computer on the USB link, and a prefix under 8 would cover the addresses of other networks
+        the computer reaches.
+      - A value other than the factory one needs a reboot. Setting it for an EPA fails.
     type: str
   storage_mode:
     description:
-      - PPA only. Default mode of disk 0 and encryption mode of disk 1 (0 to 255).
-      - Default on a PPA V(0), the factory value. Another value needs a reboot. Setting it for an EPA fails.
-    type: int
+      - PPA only. How the storage appears at power-up - whether disk 0 (the regular, unencrypted disk) is shown to the
+        computer when the device is plugged in, and then read-only or writable - and the encryption mode of disk 1 (the
+        secure, encrypted disk), CTR or XTS.
+      - Give a name or its number (decimal or hex) - V(shown_readonly_ctr) (81, 0x51; disk 0 shown read-only, disk 1 in
+        CTR mode), V(shown_readonly_xts) (161, 0xA1; shown read-only, XTS), V(shown_writable_ctr) (83, 0x53; shown
+        writable, CTR), V(shown_writable_xts) (163, 0xA3; shown writable, XTS), V(hidden_ctr) (80, 0x50; disk 0 not
+        shown, CTR), V(hidden_xts) (160, 0xA0; not shown, XTS).
+      - These six are the values the vendor's web manager sets (its choices "Show regular disk on start", "Regular disk
+        on start - Read-only/Writable" and "Storage encryption mode - CTR/XTS"). Other numbers are refused - the meaning
+        of other values is not documented, so the module does not send them.
+      - Default on a PPA V(shown_readonly_ctr) (81), the web manager's default. Setting it for an EPA fails.
+    type: raw
   storage_disk0size:
     description:
-      - PPA only. Size of disk 0 in sectors; changing it reformats the storage.
-      - Default on a PPA V(0), the factory value (no reformat). Another value needs a reboot. Setting it for an EPA fails.
+      - PPA only. Size of disk 0 in sectors of 512 bytes (one GiB is 2097152 sectors); disk 1 gets the rest of the
+        storage.
+      - Default on a PPA V(8388608) (4 GiB), the web manager's default. The web manager offers whole GiB from 1 to the
+        storage size; any number of sectors from 0 to the storage size the device reports in its status is sent as given.
+      - Setting it for an EPA fails.
     type: int
   dnsd:
     description:
       - PPA only. Whether the built-in DNS server is on.
-      - Default on a PPA V(true), the factory value. Setting it for an EPA fails.
+      - Default on a PPA V(false), what the web manager sends. Setting it for an EPA fails.
     type: bool
   ctx:
     description:
-      - Instance context number (0 to 4294967295). Not sent when not set (the device keeps V(0)).
+      - Instance context number, 0 to 4294967295. Not sent when not set (the device keeps V(0); the web manager sends V(0)).
+      - The range is not the device's (the OpenAPI file gives none); it keeps the value within an unsigned 32-bit number,
+        so that a device that stores less cannot silently truncate it.
     type: int
   gen_csr:
     description:
-      - Whether the device also generates a TLS certificate signing request, returned in RV(csr).
+      - Whether the device also generates a TLS certificate signing request, returned in RV(csr). The request names
+        O(hostname) and, on a PPA, the address of O(ip).
     type: bool
     default: false
 notes:
   - O(token) cannot personalise a device (there is no token before personalisation).
-  - Two PBKDF2 key derivations (600,000 iterations each) run on the controller when a device is personalised.
+  - Two PBKDF2 key derivations (600,000 iterations each) run on the controller when a device is personalised with two
+    passphrases; a recovery phrase costs 2048 rounds only.
+  - With the web manager's storage defaults a PPA needs a reboot after its personalisation (RV(reboot_required)).
 seealso:
   - module: encedo.hem.encedo_checkin
     description: Sets the device clock, needed before personalisation.
@@ -129,16 +195,30 @@ seealso:
 '''
 
 EXAMPLES = r'''
-- name: Personalise a new PPA
+- name: Personalise a new PPA as the web manager would (4 GiB disk 0 shown read-only, disk 1 CTR, origin *)
+  encedo.hem.encedo_init:
+    url: https://192.168.7.1
+    ca_path: /etc/ssl/encedo-ca.pem
+    passphrase: "{{ vault_hem_passphrase }}"
+    master_recovery_phrase: "{{ vault_hem_recovery_phrase }}"
+    user: Jane Doe
+    email: jane@example.com
+    hostname: my.ence.do
+  register: hem_init
+
+- name: Personalise a PPA with a master passphrase, its own name and address, and a narrower CORS origin
   encedo.hem.encedo_init:
     url: https://192.168.7.1
     ca_path: /etc/ssl/encedo-ca.pem
     passphrase: "{{ vault_hem_passphrase }}"
     master_passphrase: "{{ vault_hem_master_passphrase }}"
-    user: Jane Doe
-    email: jane@example.com
+    user: Ops team
     hostname: hem1.example.com
+    origin: https://hem1.example.com
     ip: 192.168.7.1/24
+    storage_mode: hidden_xts
+    storage_disk0size: 2097152      # 1 GiB
+    gen_csr: true
   register: hem_init
 
 - name: Reboot when the new settings need it
@@ -167,9 +247,10 @@ instanceid:
   sample: 8c1f0a52-3a4e-4b8e-9a0d-2f6c1b7e5d10
 reboot_required:
   description:
-    - Whether the device must reboot before the new network or storage settings apply.
-    - In check mode, the prediction that a PPA needs a reboot when O(ip), O(storage_mode) or O(storage_disk0size) differ
-      from the factory values.
+    - Whether the device must reboot before the new network or storage settings apply (the device's answer).
+    - In check mode, the prediction - a PPA needs a reboot when the O(ip), O(storage_mode) or O(storage_disk0size) to be
+      sent differ from the values of a factory-fresh device (address V(192.168.7.1/24); storage values taken as V(0),
+      which no source documents). With the web manager's storage defaults that is always the case on a PPA.
   returned: always
   type: bool
   sample: false
@@ -195,6 +276,7 @@ import hmac
 import ipaddress
 import json
 import re
+import time
 
 from ansible_collections.encedo.hem.plugins.module_utils._client import (
     JWT_HEADER,
@@ -202,6 +284,8 @@ from ansible_collections.encedo.hem.plugins.module_utils._client import (
     HemOutcomeUnknown,
     b64url,
     derive_keypair,
+    master_keypair,
+    normalise_recovery_phrase,
     x25519_shared,
 )
 from ansible_collections.encedo.hem.plugins.module_utils._module import HemModule, device_model
@@ -209,60 +293,173 @@ from ansible_collections.encedo.hem.plugins.module_utils._module import HemModul
 INIT_PATH = '/api/auth/init'
 CHALLENGE_LIFETIME = 60
 PPA_ONLY = ('ip', 'storage_mode', 'storage_disk0size', 'dnsd')
-# Factory values of the PPA-only fields (what the device has before personalisation).
-PPA_DEFAULTS = {'ip': '192.168.7.1/24', 'storage_mode': 0, 'storage_disk0size': 0, 'dnsd': True}
-# Fields whose change needs a reboot.
+#: storage_mode by name: the six values of the web manager (encedo-manager assets/build.js
+#: ``layeredStorageEncrSet[show][disk 0 mode][disk 1 encryption]``; labels from its index.html).
+STORAGE_MODES = {
+    'shown_readonly_ctr': 0x51,
+    'shown_readonly_xts': 0xA1,
+    'shown_writable_ctr': 0x53,
+    'shown_writable_xts': 0xA3,
+    'hidden_ctr': 0x50,
+    'hidden_xts': 0xA0,
+}
+#: What the module sends for an unset PPA option: the web manager's values (build.js ``initFinal`` and the
+#: init form: ip "192.168.7.1/24", storage_mode 0x51, storage_disk0size 4 GiB = 4 x 2097152 sectors, dnsd false).
+PPA_DEFAULTS = {'ip': '192.168.7.1/24', 'storage_mode': 0x51, 'storage_disk0size': 4 * 2097152, 'dnsd': False}
+#: The values of a factory-fresh PPA, for the check-mode reboot prediction: the ip is the OpenAPI file's
+#: "Factory-default device IP"; no source gives the storage values, taken as 0 (as the emulator does).
+FACTORY_VALUES = {'ip': '192.168.7.1/24', 'storage_mode': 0, 'storage_disk0size': 0}
+#: Fields whose change needs a reboot (OpenAPI POST /api/auth/init: "network/storage settings").
 REBOOT_FIELDS = ('ip', 'storage_mode', 'storage_disk0size')
-HOSTNAME_LABEL = re.compile(r'^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$')
+#: Limits with their source (OpenAPI POST /api/system/config ``user maxLength 32``; web manager index.html:
+#: e-mail and origin fields ``maxlength="63"``; DNS: RFC 1035 / RFC 1123 name and label lengths).
+USER_MAX = 32
+EMAIL_MAX = 63
+ORIGIN_MAX = 63
+HOSTNAME_MAX = 253
+LABEL_MAX = 63
 EMAIL = re.compile(r'^[^@\s]+@[^@\s]+$')
+CHAR_NAMES = {'\t': 'a tab', '\n': 'a line break', '\r': 'a carriage return', ' ': 'a space', '\x00': 'a NUL'}
 
 
-def _printable(name, value, low, high):
-    if not low <= len(value) <= high or not value.isprintable():
-        raise ValueError('option %s: must be %d to %d printable characters, got %d' % (name, low, high, len(value)))
+def describe_char(char):
+    """How a message names one character: 'a tab (U+0009)', "'_'", 'the control character U+001B'."""
+    if char in CHAR_NAMES:
+        return '%s (U+%04X)' % (CHAR_NAMES[char], ord(char))
+    if char.isprintable():
+        return repr(char)
+    return 'the control character U+%04X' % ord(char)
+
+
+def check_text(name, value, low, high, why):
+    """``low``..``high`` characters (``why`` says whose limit), no control characters.
+
+    Control characters are refused to protect the user (no source forbids them): in a label, address or
+    CORS list they are nearly always a copy-and-paste or templating accident, and the device shows these
+    values in its web pages (and the label in every login challenge).
+    """
+    if not low <= len(value) <= high:
+        raise ValueError('option %s: must be %d to %d characters (%s), got %d' % (name, low, high, why, len(value)))
+    for position, char in enumerate(value, 1):
+        if not char.isprintable():
+            raise ValueError('option %s: character %d is %s; allowed: printable characters (no tabs, line breaks or other '
+                             'control characters)' % (name, position, describe_char(char)))
+
+
+def check_hostname(value):
+    """A DNS name (RFC 1035 / RFC 1123): the device puts it in its CSRs and answers it with its DNS server."""
+    if not value:
+        raise ValueError('option hostname: must not be empty; give a DNS name such as my.ence.do')
+    if len(value) > HOSTNAME_MAX:
+        raise ValueError('option hostname: a DNS name has at most %d characters, got %d' % (HOSTNAME_MAX, len(value)))
+    for position, char in enumerate(value, 1):
+        if not (char.isascii() and (char.isalnum() or char in '-.')):
+            raise ValueError('option hostname: character %d is %s; allowed: letters a-z, digits, hyphens and dots (a DNS name '
+                             'such as hem1.example.com)' % (position, describe_char(char)))
+    for number, label in enumerate(value.split('.'), 1):
+        if not label:
+            raise ValueError('option hostname: label %d is empty (a dot at the start or the end, or two dots in a row); '
+                             'write it as labels separated by single dots, such as hem1.example.com' % number)
+        if len(label) > LABEL_MAX:
+            raise ValueError('option hostname: label %d has %d characters; a DNS label has at most %d' % (number, len(label), LABEL_MAX))
+        if label.startswith('-') or label.endswith('-'):
+            raise ValueError('option hostname: label %d starts or ends with a hyphen, which a DNS name does not allow' % number)
+
+
+def storage_mode_value(value):
+    """The number of a storage_mode given by name or number. Raises ValueError listing the allowed values."""
+    if value is None:
+        return None
+    number = None
+    if isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    elif isinstance(value, str):
+        text = value.strip().lower()
+        if text in STORAGE_MODES:
+            return STORAGE_MODES[text]
+        for base in (0, 10):
+            try:
+                number = int(text, base)
+                break
+            except ValueError:
+                pass
+    if number not in STORAGE_MODES.values():
+        # A limit kept to protect the user: the firmware's type is an integer, but only these six values are
+        # documented (by the web manager); what another value would do to the storage is unknown.
+        raise ValueError('option storage_mode: %r is not one of the storage modes the Encedo web manager sets: %s. Other '
+                         'values are refused because their meaning is not documented'
+                         % (value, ', '.join('%s (%d, 0x%02X)' % (n, v, v) for n, v in STORAGE_MODES.items())))
+    return number
 
 
 def validate(params):
-    """Check every option before any request. Raises ValueError with a user-facing message."""
-    _printable('user', params['user'], 1, 32)
-    _printable('email', params['email'], 0, 64)
-    if params['email'] and not EMAIL.match(params['email']):
-        raise ValueError('option email: %r is not an e-mail address' % params['email'])
-    hostname = params['hostname']
-    if not 1 <= len(hostname) <= 63 or not all(HOSTNAME_LABEL.match(label) for label in hostname.split('.')):
-        raise ValueError('option hostname: %r is not a valid host name (letters, digits, hyphens and dots, at most 63 characters)'
-                         % hostname)
-    if params['origin'] is not None:
-        _printable('origin', params['origin'], 1, 128)
+    """Check every option before any request. Raises ValueError with a user-facing message.
+
+    Normalises ``storage_mode`` to its number in ``params``.
+    """
+    check_text('user', params['user'], 1, USER_MAX, 'at most 32 per the OpenAPI file; empty is refused as a likely unset variable')
+    check_text('email', params['email'], 0, EMAIL_MAX, "the limit of the web manager's e-mail field")
+    if params['email']:
+        if ' ' in params['email']:
+            raise ValueError('option email: character %d is a space (U+0020); an e-mail address has none'
+                             % (params['email'].index(' ') + 1))
+        if not EMAIL.match(params['email']):
+            raise ValueError('option email: %r is not an e-mail address of the form name@domain (the web manager checks '
+                             'the same form)' % params['email'])
+    check_hostname(params['hostname'])
+    check_text('origin', params['origin'], 1, ORIGIN_MAX, "the limit of the web manager's origin field")
     if params['ip'] is not None:
         canonical = canonical_cidr(params['ip'])
         if canonical != params['ip']:
             raise ValueError('option ip: write %r as %r' % (params['ip'], canonical))
-    if params['storage_mode'] is not None and not 0 <= params['storage_mode'] <= 255:
-        raise ValueError('option storage_mode: must be 0 to 255, got %d' % params['storage_mode'])
+    params['storage_mode'] = storage_mode_value(params['storage_mode'])
     if params['storage_disk0size'] is not None and params['storage_disk0size'] < 0:
-        raise ValueError('option storage_disk0size: must not be negative')
+        raise ValueError('option storage_disk0size: a number of 512-byte sectors cannot be negative, got %d (1 GiB = 2097152)'
+                         % params['storage_disk0size'])
     if params['ctx'] is not None and not 0 <= params['ctx'] <= 0xFFFFFFFF:
-        raise ValueError('option ctx: must be 0 to 4294967295, got %d' % params['ctx'])
-    for name in ('passphrase', 'master_passphrase'):
+        raise ValueError('option ctx: must be 0 to 4294967295 (an unsigned 32-bit number), got %d' % params['ctx'])
+    for name in ('passphrase', 'master_passphrase', 'master_recovery_phrase'):
         if params[name] is not None and not params[name]:
             raise ValueError('option %s: must not be empty' % name)
+    if params['master_passphrase'] and params['master_recovery_phrase']:
+        raise ValueError('options master_passphrase and master_recovery_phrase: give only one of them (both make the master key)')
     if params['passphrase'] and params['passphrase'] == params['master_passphrase']:
         raise ValueError('options passphrase and master_passphrase: must differ (the device tells the user and master roles '
                          'apart by their keys)')
+    if params['master_recovery_phrase']:
+        phrase = normalise_recovery_phrase(params['master_recovery_phrase'])
+        if params['passphrase'] and ' '.join(params['passphrase'].split()) == phrase:
+            # Protects the user: the passphrase is typed at every login; the recovery phrase is the master key.
+            raise ValueError('options passphrase and master_recovery_phrase: must differ (the passphrase is typed for every '
+                             'login, the recovery phrase is the master key and should stay offline)')
 
 
 def canonical_cidr(value):
-    """The canonical form of an IPv4 CIDR address with a prefix of 8 to 30. Raises ValueError."""
+    """The canonical form of an IPv4 host address with a prefix of 8 to 30. Raises ValueError.
+
+    The prefix range and the host-address rule protect the user (no source states them; the web manager always
+    sends /24): /31 and /32 leave no address for the computer on the USB link, a prefix under 8 covers other
+    networks, and the network or broadcast address cannot be the device's.
+    """
     if '/' not in value:
         raise ValueError('option ip: %r needs a prefix length, for example 192.168.7.1/24' % value)
     try:
         iface = ipaddress.IPv4Interface(value)
     except ValueError as exc:
-        raise ValueError('option ip: %r is not an IPv4 address with a prefix (%s)' % (value, exc))
+        raise ValueError('option ip: %r is not an IPv4 address with a prefix, such as 192.168.7.1/24 (%s)' % (value, exc))
     if not 8 <= iface.network.prefixlen <= 30:
-        raise ValueError('option ip: the prefix length must be 8 to 30, got %d' % iface.network.prefixlen)
+        raise ValueError('option ip: the prefix length must be 8 to 30, got %d (a /31 or /32 network leaves no address for '
+                         'the computer on the USB link; under /8 it would cover other networks)' % iface.network.prefixlen)
+    if iface.ip in (iface.network.network_address, iface.network.broadcast_address):
+        raise ValueError('option ip: %s is the %s address of %s, not a host address; give one such as %s/%d'
+                         % (iface.ip, 'network' if iface.ip == iface.network.network_address else 'broadcast',
+                            iface.network, iface.network.network_address + 1, iface.network.prefixlen))
     return str(iface)
+
+
+def ppa_values(params):
+    """The PPA-only fields as sent: the option, else the web manager's value."""
+    return dict((name, params[name] if params[name] is not None else PPA_DEFAULTS[name]) for name in PPA_ONLY)
 
 
 def build_cfg(params, model, userkey, masterkey):
@@ -271,7 +468,7 @@ def build_cfg(params, model, userkey, masterkey):
         'user': params['user'],
         'email': params['email'],
         'hostname': params['hostname'],
-        'origin': params['origin'] if params['origin'] is not None else 'https://' + params['hostname'],
+        'origin': params['origin'],
         'trusted_ts': params['trusted_ts'],
         'trusted_backend': params['trusted_backend'],
         'allow_keysearch': params['allow_keysearch'],
@@ -279,8 +476,7 @@ def build_cfg(params, model, userkey, masterkey):
         'masterkey': masterkey,
     }
     if model == 'ppa':
-        for name in PPA_ONLY:
-            cfg[name] = params[name] if params[name] is not None else PPA_DEFAULTS[name]
+        cfg.update(ppa_values(params))
     if params['ctx'] is not None:
         cfg['ctx'] = params['ctx']
     if params['gen_csr']:
@@ -288,14 +484,18 @@ def build_cfg(params, model, userkey, masterkey):
     return cfg
 
 
-def sign_init(challenge, private_bytes, public_b64, cfg):
-    """The ``init`` JWS: keyed with X25519(user key, device session key), like a login proof."""
-    now = int(challenge['exp']) - CHALLENGE_LIFETIME if isinstance(challenge.get('exp'), int) else None
+def sign_init(challenge, master_private, master_public_b64, cfg):
+    """The ``init`` JWS as the vendor's clients build it (encedo-manager build.js ``initFinal``, hem-sdk-js
+    ``initialize``): signed with the MASTER key, ``iss`` = the master public key (= ``cfg.masterkey``), HMAC-SHA256
+    keyed with X25519(master private key, challenge ``spk``); claims jti, aud (= spk), exp (= the challenge's exp),
+    iat (now), iss, cfg. "Now" is the device's clock as the challenge states it (exp - 60 s), as for a login."""
     payload = {'jti': challenge['jti'], 'aud': challenge['spk']}
-    if now is not None:
-        payload.update(iat=now, exp=now + CHALLENGE_LIFETIME)
-    payload.update(iss=public_b64, cfg=cfg)
-    shared = x25519_shared(private_bytes, challenge['spk'])
+    if isinstance(challenge.get('exp'), int) and not isinstance(challenge['exp'], bool):
+        payload.update(exp=challenge['exp'], iat=challenge['exp'] - CHALLENGE_LIFETIME)
+    else:
+        payload['iat'] = int(time.time())
+    payload.update(iss=master_public_b64, cfg=cfg)
+    shared = x25519_shared(master_private, challenge['spk'])
     signing_input = b64url(JWT_HEADER) + '.' + b64url(json.dumps(payload, separators=(',', ':')).encode('utf-8'))
     return signing_input + '.' + b64url(hmac.new(shared, signing_input.encode('ascii'), hashlib.sha256).digest())
 
@@ -303,7 +503,23 @@ def sign_init(challenge, private_bytes, public_b64, cfg):
 def predict_reboot(params, model):
     if model != 'ppa':
         return False
-    return any(params[name] is not None and params[name] != PPA_DEFAULTS[name] for name in REBOOT_FIELDS)
+    values = ppa_values(params)
+    return any(values[name] != FACTORY_VALUES[name] for name in REBOOT_FIELDS)
+
+
+def storage_total(status):
+    """Total sectors of a PPA's storage from its status (``storage``: per-slot "<sectors>:rw|ro|-"; the web
+    manager adds slots 0 and 1, build.js init form), or None when the status does not say."""
+    slots = status.get('storage')
+    if not isinstance(slots, list) or not slots:
+        return None
+    total = 0
+    for slot in slots[:2]:
+        try:
+            total += int(str(slot).split(':', 1)[0])
+        except ValueError:
+            return None
+    return total
 
 
 def personalise(module, client, model):
@@ -312,10 +528,11 @@ def personalise(module, client, model):
     for field in ('eid', 'spk', 'jti'):
         if not isinstance(challenge.get(field), str):
             raise HemError('the personalisation challenge has no %s field' % field, 'GET ' + INIT_PATH)
-    user_private, user_public = derive_keypair(params['passphrase'], challenge['eid'])
-    master_public = derive_keypair(params['master_passphrase'], challenge['eid'])[1]
+    user_public = derive_keypair(params['passphrase'], challenge['eid'])[1]
+    master_private, master_public = master_keypair(challenge['eid'], params['master_passphrase'],
+                                                   params['master_recovery_phrase'])
     cfg = build_cfg(params, model, user_public, master_public)
-    proof = sign_init(challenge, user_private, user_public, cfg)
+    proof = sign_init(challenge, master_private, master_public, cfg)
     result = dict(changed=True, personalised=True, model=model, sent=sorted(cfg))
     try:
         answer = client.post(INIT_PATH, {'init': proof}, auth=False)
@@ -332,6 +549,12 @@ def personalise(module, client, model):
                        'range (sent for %s: %s). The device is still factory-fresh, nothing was changed. Check these options, and '
                        'that the device really is that model (encedo.hem.encedo_info reports it).'
                        % ('an EPA' if model == 'epa' else 'a PPA', ', '.join(sorted(k for k in cfg if not k.endswith('key')))))
+        elif exc.status == 401:
+            exc.msg = ('the device refused the signed personalisation request (HTTP 401: its one-time challenge expired or was '
+                       'used already, or it did not accept the signature). Nothing was changed, the device is still '
+                       'factory-fresh. Make sure no other task or person personalises it at the same time and that the '
+                       'controller answers within the 60 s the challenge lasts; if it keeps refusing, report it with the '
+                       'firmware version that encedo.hem.encedo_info shows.')
         raise
     result['reboot_required'] = bool(answer.get('reboot_required'))
     for key in ('instanceid', 'csr', 'genuine'):
@@ -377,10 +600,19 @@ def run(module, client):
     if status.get('inited') is not False:
         return check_personalised(module, client, model)
 
-    missing = [name for name in ('passphrase', 'master_passphrase') if not params[name]]
+    missing = []
+    if not params['passphrase']:
+        missing.append('passphrase')
+    if not (params['master_passphrase'] or params['master_recovery_phrase']):
+        missing.append('master_passphrase or master_recovery_phrase')
     if missing:
         raise HemError('the device is factory-fresh: personalising it needs %s%s' % (
             ' and '.join(missing), ' (a token cannot personalise a device)' if params['token'] else ''))
+    total = storage_total(status) if model == 'ppa' else None
+    disk0 = ppa_values(params)['storage_disk0size']
+    if total is not None and disk0 > total:
+        raise HemError('option storage_disk0size: %d sectors is more than the storage of this device, %d sectors (its status); '
+                       'give at most %d (1 GiB = 2097152 sectors). Nothing was sent.' % (disk0, total, total))
     if module.check_mode:
         return dict(changed=True, personalised=False, model=model, reboot_required=predict_reboot(params, model))
     if 'time' not in status and 'ts' not in status:
@@ -392,21 +624,23 @@ def run(module, client):
 def main():
     argument_spec = dict(
         master_passphrase=dict(type='str', no_log=True),
+        master_recovery_phrase=dict(type='str', no_log=True),
         user=dict(type='str', required=True),
         email=dict(type='str', default=''),
         hostname=dict(type='str', required=True),
-        origin=dict(type='str'),
+        origin=dict(type='str', default='*'),
         trusted_ts=dict(type='bool', default=True),
         trusted_backend=dict(type='bool', default=False),
         allow_keysearch=dict(type='bool', default=False),
         ip=dict(type='str'),
-        storage_mode=dict(type='int'),
+        storage_mode=dict(type='raw'),
         storage_disk0size=dict(type='int'),
         dnsd=dict(type='bool'),
         ctx=dict(type='int'),
         gen_csr=dict(type='bool', default=False),
     )
-    module = HemModule(argument_spec=argument_spec, supports_check_mode=True)
+    module = HemModule(argument_spec=argument_spec, supports_check_mode=True,
+                       mutually_exclusive=[('master_passphrase', 'master_recovery_phrase')])
     try:
         validate(module.params)
     except ValueError as exc:

@@ -56,15 +56,41 @@ Login and tokens (PROTOCOL.md)
   (so also on unknown paths and on /api/system/status).
 
 Personalisation (`/api/auth/init`)
-- The `init` JWS is built like a login JWS (same header bytes, `jti` from `GET
-  /api/auth/init`, optional `aud` = spk) and keyed with X25519(user private key, spk):
-  the device verifies it with the `userkey` inside `cfg`. Claims: `jti`, `cfg`.
+- The `init` JWS is signed with the MASTER key, as the vendor's clients sign it (PROTOCOL.md
+  "What the vendor's own clients do"; encedo-manager assets/build.js `initFinal`, hem-sdk-js
+  `initialize`: "eJWT signed with the ADMIN key"): same header bytes as a login, `jti` from `GET
+  /api/auth/init`, optional `aud` = spk, `iss` = the master public key, which must equal
+  `cfg.masterkey`, HMAC keyed with X25519(master private key, spk). A proof whose `iss` is not
+  `cfg.masterkey` (e.g. the user key, as this emulator accepted before issue 14) or whose HMAC does
+  not verify with it answers 401 and consumes the nonce; the device stays factory-fresh. The other
+  claims the vendor's clients send (`exp` = the challenge's, `iat`) are not checked: the sources
+  do not say how the firmware treats them, and the 60 s nonce bounds a proof anyway.
 - `cfg` must hold exactly the required fields (on EPA: without ip, storage_mode,
   storage_disk0size, dnsd, which are then rejected) plus optionally ctx, gen_csr,
-  http_option_hsts, http_option_dosprot_mode; anything else answers 400. hostname: 1-63
-  of [A-Za-z0-9.-]; ip: IPv4 CIDR with prefix /8../30 in canonical form.
+  http_option_hsts, http_option_dosprot_mode; anything else answers 400. Types as the OpenAPI
+  file gives them (strings, booleans, integers that are not booleans; keys base64 of 32 bytes;
+  ip "a.b.c.d/n", n 0..32). Limits only where a source states one: user at most 32 characters
+  and http_option_dosprot_mode 0..4 (OpenAPI POST /api/system/config), storage_disk0size 0..the
+  storage capacity (the web manager's size slider stops at the total of the status `storage`).
+  No other length, character or range limit (sources silent; until issue 14 the emulator also
+  refused hostnames that are not DNS names or longer than 63, ip prefixes outside /8../30 or not
+  canonical, printable-only user/email/origin with lengths 32/64/128, storage_mode outside
+  0..255, ctx outside 0..2^32-1): it accepts what those types allow, e.g. any storage_mode
+  integer (the web manager sends 0x50, 0x51, 0x53, 0xA0, 0xA1, 0xA3; `encedo_init` sends only
+  those).
 - The answer carries `reboot_required: true` only when ip or storage settings differ from
-  the factory values; `genuine` always; `csr` with gen_csr. The device stays up.
+  the factory values (factory_config: 192.168.7.1/24, storage_mode 0, storage_disk0size 0; the
+  storage ones are not documented), so a personalisation with the web manager's storage values
+  (0x51, 4 GiB) needs a reboot; `genuine` always, `csr` with gen_csr - except that when the CSR
+  cannot be made (a hostname no certificate can carry, e.g. a CN over 64 characters) both `csr`
+  and `genuine` are left out, as the OpenAPI file describes a failed CSR generation. The device
+  stays up.
+- `--master-recovery-phrase WORDS` (with `--passphrase`) sets the master key as the web manager
+  derives it from its 24-word BIP39 recovery phrase: BIP39 seed (jsbip39 `toSeed`: words split on
+  white space and joined by single spaces, NFKD, PBKDF2-HMAC-SHA512, salt "mnemonic", 2048
+  rounds) as 128 hex digits, digits 1..64 (`seedM.substr(1, 64)`, build.js `initFinal`) as the
+  X25519 private key; derived at start (cheap), no word-list or checksum check (the device never
+  sees the phrase).
 
 Configuration (`/api/system/config`)
 - Ranges (the spec gives few): user 0-32 printable characters, email 0-64, origin 0-128,

@@ -39,8 +39,12 @@ def parse_args(argv=None):
                     help="ppa (MSC build: storage, DNS, attestation) or epa (default ppa)")
     ap.add_argument("--passphrase", default=None, metavar="P",
                     help="personalise every device at start with user passphrase P")
-    ap.add_argument("--master-passphrase", default=None, metavar="P",
-                    help="master passphrase used with --passphrase (default: P + '-master')")
+    master = ap.add_mutually_exclusive_group()
+    master.add_argument("--master-passphrase", default=None, metavar="P",
+                        help="master passphrase used with --passphrase (default: P + '-master')")
+    master.add_argument("--master-recovery-phrase", default=None, metavar="WORDS",
+                        help="with --passphrase: the master key comes from this BIP39 recovery phrase as the vendor's "
+                             "web manager derives it (instead of a master passphrase)")
     ap.add_argument("--state-dir", default=None, metavar="DIR", help="persist each device's state there")
     ap.add_argument("--auth-delay", type=float, default=0.5, metavar="S",
                     help="minimum login answer time in seconds, 3x after 3 consecutive failures (default 0.5)")

@@ -79,6 +79,33 @@ INIT_REQUIRED = ("user", "masterkey", "userkey", "hostname", "origin", "trusted_
                  "allow_keysearch", "email")
 INIT_REQUIRED_MSC = ("ip", "storage_mode", "storage_disk0size", "dnsd")
 INIT_OPTIONAL = ("ctx", "gen_csr", "http_option_hsts", "http_option_dosprot_mode")
+# Personalisation `cfg` fields: name -> (kind, bounds or None). Only limits with a source (package docstring,
+# "Personalisation"): user maxLength 32 and http_option_dosprot_mode 0..4 (OpenAPI POST /api/system/config),
+# storage_disk0size at most the storage (the web manager's size slider stops at the total of status `storage`).
+INIT_FIELDS = {
+    "user": ("str", (0, 32)), "email": ("str", None), "hostname": ("str", None), "origin": ("str", None),
+    "userkey": ("key", None), "masterkey": ("key", None), "ip": ("cidr", None),
+    "trusted_ts": ("bool", None), "trusted_backend": ("bool", None), "allow_keysearch": ("bool", None),
+    "dnsd": ("bool", None), "gen_csr": ("bool", None), "http_option_hsts": ("bool", None),
+    "storage_mode": ("int", None), "ctx": ("int", None), "storage_disk0size": ("int", (0, STORAGE_CAPACITY)),
+    "http_option_dosprot_mode": ("int", (0, 4)),
+}
+INIT_CIDR_RE = re.compile(r"^\d{1,3}(?:\.\d{1,3}){3}/\d{1,2}$")
+INIT_BIP39_ROUNDS = 2048
+
+
+def init_master_private(phrase: str) -> bytes:
+    """The web manager's master private key from a BIP39 recovery phrase (`--master-recovery-phrase`).
+
+    jsbip39 `toSeed` (words split on white space, joined by single spaces, NFKD; PBKDF2-HMAC-SHA512, salt
+    "mnemonic", 2048 rounds) as 128 hex digits, of which digits 1..64 (the second to the 65th) are the key:
+    encedo-manager build.js `initFinal`, `fromHexString(seedM.substr(1, 64))`. No word-list or checksum check:
+    the device never sees the phrase.
+    """
+    import unicodedata
+    words = unicodedata.normalize("NFKD", " ".join(phrase.split()))
+    seed_hex = hashlib.pbkdf2_hmac("sha512", words.encode("utf-8"), b"mnemonic", INIT_BIP39_ROUNDS).hex()
+    return bytes.fromhex(seed_hex[1:65])
 
 
 def factory_config(model: str) -> dict:
@@ -193,22 +220,30 @@ class Device:
             util.atomic_write(os.path.join(self.fleet.state_dir, "device-%d.json" % self.index),
                               json.dumps(self.p, indent=1, sort_keys=True).encode("utf-8"))
 
-    def personalise_at_start(self, passphrase: str, master: str):
-        """--passphrase: personalised with lazily derived keys (PBKDF2 runs on first login)."""
+    def personalise_at_start(self, passphrase: str, master: str | None, master_phrase: str | None = None):
+        """--passphrase: personalised with lazily derived keys (PBKDF2 runs on first login). With
+        --master-recovery-phrase the master key is derived at once (2048 rounds only)."""
         st = self.p
         st["personalised"] = True
         st["config"].update(user="user", hostname="hem%d.emulator.test" % self.index, trusted_ts=True)
         st["iat"] = st["uts"] = int(time.time())
         st["instanceid"] = self._instance_id(b"start")
-        self._lazy = {"userkey": passphrase, "masterkey": master}
+        self._lazy = {"userkey": passphrase}
+        if master_phrase is not None:
+            st["masterkey"] = b64e(util.x25519_public(init_master_private(master_phrase)))
+        else:
+            self._lazy["masterkey"] = master
         self.save()
 
-    def resume_lazy(self, passphrase, master):
+    def resume_lazy(self, passphrase, master, master_phrase=None):
         """Restart with --state-dir: keys never derived before the last stop are derived from the CLI again."""
         if self.p["personalised"]:
             if self.p["userkey"] is None and passphrase is not None:
                 self._lazy["userkey"] = passphrase
-            if self.p["masterkey"] is None and master is not None:
+            if self.p["masterkey"] is None and master_phrase is not None:
+                self.p["masterkey"] = b64e(util.x25519_public(init_master_private(master_phrase)))
+                self.save()
+            elif self.p["masterkey"] is None and master is not None:
                 self._lazy["masterkey"] = master
 
     def _instance_id(self, salt: bytes) -> str:
@@ -659,8 +694,18 @@ class Device:
         except BadRequest:
             self._take_nonce(self.nonces, payload.get("jti"))
             return _err(400)
+        # The proof is the master key's (encedo-manager initFinal, hem-sdk-js initialize): `iss` must be
+        # cfg.masterkey and the HMAC keyed with X25519(session, master key). A proof keyed with the user key,
+        # or naming another key, is one the device cannot verify: 401.
         try:
-            self._verify_session_jws(body["init"], [("U", values["userkey"])])
+            iss = b64d(payload.get("iss"))
+        except ValueError:
+            iss = b""
+        if not hmac.compare_digest(iss, values["masterkey"]):
+            self._take_nonce(self.nonces, payload.get("jti"))
+            return _err(401)
+        try:
+            self._verify_session_jws(body["init"], [("M", values["masterkey"])])
         except PermissionError:
             return _err(401)
         gen_csr = values.pop("gen_csr", False)
@@ -678,38 +723,50 @@ class Device:
         out = {"instanceid": self.p["instanceid"], "token": token}
         if reboot:
             out["reboot_required"] = True
+        csr_failed = False
         if gen_csr:
-            out["csr"] = self.csr()
-        out["genuine"] = self.genuine()
+            try:
+                out["csr"] = self.csr()
+            except ValueError:          # a hostname no certificate request can carry (e.g. a CN over 64 characters)
+                csr_failed = True
+        if not csr_failed:              # OpenAPI: genuine is "absent if CSR generation was requested but failed"
+            out["genuine"] = self.genuine()
         return Response(200, out)
 
     def _validate_init_cfg(self, cfg):
+        """Types from the OpenAPI file; only the limits of INIT_FIELDS (each with its source). -> decoded values."""
         required = INIT_REQUIRED + (INIT_REQUIRED_MSC if self.msc else ())
         allowed = set(required) | set(INIT_OPTIONAL)
         if set(cfg) - allowed or any(k not in cfg for k in required):
             raise BadRequest("fields")
         out = {}
         for name, value in cfg.items():
-            if name in ("userkey", "masterkey"):
+            kind, bounds = INIT_FIELDS[name]
+            if kind == "key":               # base64, 32 bytes (OpenAPI)
                 try:
                     raw = b64d(value)
                 except ValueError as exc:
                     raise BadRequest(name) from exc
                 if len(raw) != 32:
                     raise BadRequest(name)
-                out[name] = raw
-            elif name == "hostname":
-                if not isinstance(value, str) or not HOSTNAME_RE.match(value):
-                    raise BadRequest(name)
-                out[name] = value
-            elif name == "ip":
-                out[name] = _check_cidr(value)
-            elif name == "gen_csr":
+                value = raw
+            elif kind == "bool":
                 if not isinstance(value, bool):
                     raise BadRequest(name)
-                out[name] = value
-            else:
-                out[name] = _check_field(name, value)
+            elif kind == "int":
+                if not isinstance(value, int) or isinstance(value, bool) or (bounds and not bounds[0] <= value <= bounds[1]):
+                    raise BadRequest(name)
+            elif kind == "str":
+                if not isinstance(value, str) or (bounds and not bounds[0] <= len(value) <= bounds[1]):
+                    raise BadRequest(name)
+            elif kind == "cidr":            # OpenAPI: "CIDR, e.g. 192.168.7.1/24"
+                if not isinstance(value, str) or not INIT_CIDR_RE.match(value):
+                    raise BadRequest(name)
+                try:
+                    ipaddress.IPv4Interface(value)
+                except ValueError as exc:
+                    raise BadRequest(name) from exc
+            out[name] = value
         return out
 
     # ------------------------------------------------------------------ system: config

@@ -141,7 +141,8 @@ class Fleet:
     def build_devices(self, count):
         passphrase = self.args.passphrase
         master = self.args.master_passphrase
-        if passphrase is not None and master is None:
+        master_phrase = getattr(self.args, "master_recovery_phrase", None)
+        if passphrase is not None and master is None and master_phrase is None:
             master = passphrase + "-master"
         for i in range(count):
             state = None
@@ -152,11 +153,11 @@ class Fleet:
             dev = Device(self, i, state)
             if state is None:
                 if passphrase is not None:
-                    dev.personalise_at_start(passphrase, master)
+                    dev.personalise_at_start(passphrase, master, master_phrase)
                 else:
                     dev.save()
             else:
-                dev.resume_lazy(passphrase, master)
+                dev.resume_lazy(passphrase, master, master_phrase)
             self.devices.append(dev)
 
     def cleanup(self):

@@ -133,8 +133,8 @@ class Hem:
         if ch.status != 200:
             assert ch.status == expect, ch
             return ch
-        upriv, upub = derive(passphrase, ch.json["eid"])
-        _mpriv, mpub = derive(master, ch.json["eid"])
+        _upriv, upub = derive(passphrase, ch.json["eid"])
+        mpriv, mpub = derive(master, ch.json["eid"])
         cfg = {"user": "tester", "masterkey": mpub, "userkey": upub, "hostname": "hem.example.test",
                "origin": "*", "trusted_ts": True, "trusted_backend": True, "allow_keysearch": False,
                "email": "ops@example.test"}
@@ -142,8 +142,10 @@ class Hem:
             cfg.update(ip="192.168.7.1/24", storage_mode=0, storage_disk0size=0, dnsd=True)
         cfg.update(cfg_overrides)
         cfg = {k: v for k, v in cfg.items() if v is not None}
-        payload = {"jti": ch.json["jti"], "aud": ch.json["spk"], "iat": int(time.time()), "exp": 0, "cfg": cfg}
-        ans = self.post("/api/auth/init", {"init": session_jws(payload, shared(upriv, ch.json["spk"]))}, auth=False)
+        # Signed with the master key, as the vendor's clients do (manager initFinal, SDK initialize).
+        payload = {"jti": ch.json["jti"], "aud": ch.json["spk"], "exp": ch.json["exp"], "iat": int(time.time()), "iss": mpub,
+                   "cfg": cfg}
+        ans = self.post("/api/auth/init", {"init": session_jws(payload, shared(mpriv, ch.json["spk"]))}, auth=False)
         assert ans.status == expect, ans
         if ans.status == 200:
             self.token = ans.json["token"]

@@ -112,8 +112,9 @@ def test_artifact_ships_ee_metadata(collection_artifact):
         pip = tar.extractfile(deps["python"]).read().decode()
     reqs = [re.split(r"[<>=!~;\[ ]", line.strip())[0].lower() for line in pip.splitlines()
             if line.strip() and not line.startswith("#")]
-    # the modules' one third-party import (HTTP is the standard library's)
-    assert reqs == ["cryptography"], reqs
+    # the modules' third-party imports (HTTP is the standard library's): cryptography, and mnemonic for
+    # encedo_init's optional master_recovery_phrase
+    assert reqs == ["cryptography", "mnemonic"], reqs
     assert "ansible-core" not in reqs and "ansible" not in reqs, "the EE brings its own ansible-core"
     assert all(not re.search(r"[<>=~]", line) for line in pip.splitlines() if not line.startswith("#")), \
         "EE requirements must stay unpinned"

@@ -27,12 +27,19 @@ def _b64url(data):
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
-def independent_login(url, ca_file, passphrase):
-    """Log in as PROTOCOL.md describes; return the bearer token's claims (or raise on failure)."""
+def recovery_phrase_private(phrase):
+    """The master private key the vendor's web manager derives from a BIP39 phrase (build.js initFinal:
+    hex digits 1..64 of the BIP39 seed), written here from the web manager's source, not the collection's."""
+    return bytes.fromhex(hashlib.pbkdf2_hmac("sha512", " ".join(phrase.split()).encode(), b"mnemonic", 2048).hex()[1:65])
+
+
+def independent_login(url, ca_file, passphrase=None, private_key=None):
+    """Log in as PROTOCOL.md describes, with a passphrase or a raw X25519 private key; return the bearer
+    token's claims (or raise on failure)."""
     challenge = requests.get(url + "/api/auth/token", verify=ca_file, timeout=10)
     challenge.raise_for_status()
     ch = challenge.json()
-    seed = hashlib.pbkdf2_hmac("sha256", passphrase.encode(), ch["eid"].encode(), 600000, 32)
+    seed = private_key or hashlib.pbkdf2_hmac("sha256", passphrase.encode(), ch["eid"].encode(), 600000, 32)
     private = x25519.X25519PrivateKey.from_private_bytes(seed)
     iss = base64.b64encode(private.public_key().public_bytes_raw()).decode()
     shared = private.exchange(x25519.X25519PublicKey.from_public_bytes(base64.b64decode(ch["spk"])))
@@ -114,28 +121,42 @@ def test_checkin_backend_that_refuses_fails_clearly(emulator, hem_playbook):
 
 # ---------------------------------------------------------------------------- encedo_init
 
-@pytest.mark.parametrize("ip", ["127.0.0.1/8", "192.168.7.1/24"])
-def test_init_four_steps(emulator, hem_playbook, ip):
+RECOVERY_PHRASE = ("legal winner thank year wave sausage worth useful legal winner thank year wave sausage worth useful "
+                   "legal winner thank year wave sausage worth title")     # BIP39 test vector, 24 words
+
+
+@pytest.mark.parametrize("ip,master", [("127.0.0.1/8", "passphrase"), ("192.168.7.1/24", "recovery_phrase")])
+def test_init_four_steps(emulator, hem_playbook, ip, master):
     emu = emulator(rtc_set=True)
-    run = hem_playbook(emu).run_target("encedo_init", extra_vars={
-        "hem_init_passphrase": PASS, "hem_init_master_passphrase": MASTER, "hem_init_ip": ip})
+    extra = {"hem_init_passphrase": PASS, "hem_init_ip": ip}
+    if master == "passphrase":
+        extra["hem_init_master_passphrase"] = MASTER
+    else:
+        extra["hem_init_master_recovery_phrase"] = RECOVERY_PHRASE
+    run = hem_playbook(emu).run_target("encedo_init", extra_vars=extra)
     run.assert_ok()
-    # One personalisation request, carrying only the signed `init`.
+    # One personalisation request, carrying only the signed `init`, accepted by the emulator (which verifies it
+    # with the master key named by cfg.masterkey).
     posts = requests_of(emu, 0, method="POST")
-    assert [(p["path"], p["keys"]) for p in posts if p["path"] == "/api/auth/init"] == [("/api/auth/init", ["init"])]
-    # The second run proved its passphrase with one login; check mode never logged in.
+    assert [(p["path"], p["keys"], p["status"]) for p in posts if p["path"] == "/api/auth/init"] == \
+        [("/api/auth/init", ["init"], 200)]
+    # Apply again sent no POST but the login that proves its passphrase; check mode never logged in.
     assert [p["path"] for p in posts] == ["/api/auth/init", "/api/auth/token"]
     state = emu.state(0)
     assert state["personalised"] is True
     cfg = state["config"]
     assert (cfg["user"], cfg["email"], cfg["hostname"], cfg["ip"]) == ("Integration test", "it@example.com", "hem0.emulator.test", ip)
-    assert cfg["origin"] == "https://hem0.emulator.test"
+    # The web manager's defaults: origin *, storage_mode 0x51, 4 GiB disk 0, dnsd off.
+    assert (cfg["origin"], cfg["storage_mode"], cfg["storage_disk0size"], cfg["dnsd"]) == ("*", 0x51, 8388608, False)
     assert (cfg["trusted_ts"], cfg["trusted_backend"], cfg["allow_keysearch"]) == (True, False, False)
     assert run.result("Personalise", host="hem0")["instanceid"] == cfg["instanceid"]
-    # Both passphrases were turned into the keys the device stored: each logs in, with its role.
+    # The user passphrase and the master secret were turned into the keys the device stored: each logs in, with its role.
     assert independent_login(emu.url(0), emu.ca_file, PASS)["sub"] == "U"
-    assert independent_login(emu.url(0), emu.ca_file, MASTER)["sub"] == "M"
-    for secret in (PASS, MASTER):
+    if master == "passphrase":
+        assert independent_login(emu.url(0), emu.ca_file, MASTER)["sub"] == "M"
+    else:
+        assert independent_login(emu.url(0), emu.ca_file, private_key=recovery_phrase_private(RECOVERY_PHRASE))["sub"] == "M"
+    for secret in (PASS, MASTER, RECOVERY_PHRASE):
         assert secret not in run.output
 
 

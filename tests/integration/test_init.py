@@ -1,0 +1,163 @@
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Integration tests of encedo_init's master recovery phrase, storage_mode names, CSR and limits (issue 14):
+real ansible-playbook runs against the emulator over HTTPS, checked from the emulator's request log and state
+and with logins written here from the vendor's sources rather than with the collection's client. The four-step
+runs (master_passphrase and master_recovery_phrase) are test_lifecycle.py::test_init_four_steps."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from mnemonic import Mnemonic
+
+from tests.integration.test_lifecycle import (
+    CONNECTION,
+    PASS,
+    independent_login,
+    module_play,
+    recovery_phrase_private,
+    requests_of,
+)
+from tests.integration.test_role import SITE, role_vars
+
+# A fresh 24-word phrase per test session (valid checksum), so that its words are not found in output by chance.
+ENGLISH = Mnemonic("english")
+PHRASE = ENGLISH.generate(256)
+
+
+def leaks(phrase, output):
+    """Pieces of the phrase found in output: the whole phrase, or any 3 consecutive words of it."""
+    words = phrase.split()
+    found = [phrase] if phrase in output else []
+    found += [" ".join(words[i:i + 3]) for i in range(len(words) - 2) if " ".join(words[i:i + 3]) in output]
+    return found
+
+
+def init_args(**over):
+    args = dict(CONNECTION, passphrase=PASS, user="Init test", hostname="hem0.emulator.test")
+    args.update(over)
+    return args
+
+
+def test_recovery_phrase_never_printed_at_vvvv(emulator, hem_playbook):
+    emu = emulator(rtc_set=True)
+    runner = hem_playbook(emu)
+    play = module_play("encedo_init", init_args(master_recovery_phrase="{{ hem_phrase }}"))
+    # Given through an extra var (as a vault variable would be), run at -vvvv: apply, then apply again.
+    for _ in range(2):
+        run = runner.run_playbook(play, extra_vars={"hem_phrase": PHRASE}, verbosity=4)
+        run.assert_ok()
+        # -vvvv prints the module's arguments, the phrase masked by no_log
+        assert '"master_recovery_phrase": "VALUE_SPECIFIED_IN_NO_LOG_PARAMETER"' in run.output
+        assert leaks(PHRASE, run.output) == []
+        assert PASS not in run.output
+    assert [e["status"] for e in requests_of(emu, 0, "POST", "/api/auth/init")] == [200]
+    assert independent_login(emu.url(0), emu.ca_file, private_key=recovery_phrase_private(PHRASE))["sub"] == "M"
+
+
+@pytest.mark.parametrize("case,fragment", [
+    ("short", "has 24 words, this one has 23"),
+    ("unknown", "word 5 is not in the BIP39 English word list"),
+    ("checksum", "the BIP39 checksum does not match"),
+])
+def test_bad_recovery_phrase_refused_before_any_request(emulator, hem_playbook, case, fragment):
+    emu = emulator(rtc_set=True)
+    emu.clear_log(0)
+    words = PHRASE.split()
+    if case == "short":
+        bad = words[:23]
+    elif case == "unknown":
+        bad = words[:4] + ["zzzzq"] + words[5:]
+    else:                                            # every word in the list, the last one changed: checksum wrong
+        bad = next(words[:23] + [w] for w in ENGLISH.wordlist if not ENGLISH.check(" ".join(words[:23] + [w])))
+    phrase = " ".join(bad)
+    run = hem_playbook(emu).run_playbook(module_play("encedo_init", init_args(master_recovery_phrase="{{ hem_phrase }}")),
+                                         extra_vars={"hem_phrase": phrase}, verbosity=4)
+    assert run.rc != 0
+    msg = run.result("Run encedo_init", host="hem0")["msg"]
+    assert msg.startswith("option master_recovery_phrase: ") and fragment in msg
+    assert leaks(phrase, run.output) == [] and "zzzzq" not in run.output
+    assert emu.log(0) == []
+
+
+def test_master_passphrase_and_recovery_phrase_exclude_each_other(emulator, hem_playbook):
+    emu = emulator(rtc_set=True)
+    emu.clear_log(0)
+    run = hem_playbook(emu).run_playbook(module_play("encedo_init", init_args(master_passphrase="pw-master-x",
+                                                                              master_recovery_phrase=PHRASE)))
+    assert run.rc != 0
+    msg = run.result("Run encedo_init", host="hem0")["msg"]
+    assert "mutually exclusive" in msg and "master_passphrase" in msg and "master_recovery_phrase" in msg
+    assert leaks(PHRASE, run.output) == []
+    assert emu.log(0) == []
+
+
+def test_csr_names_hostname_and_ip_and_storage_mode_by_name(emulator, hem_playbook):
+    emu = emulator(rtc_set=True)
+    args = init_args(master_recovery_phrase=PHRASE, hostname="hem9.example.test", ip="10.20.30.40/16", gen_csr=True,
+                     storage_mode="hidden_xts", storage_disk0size=2097152, origin="https://hem9.example.test")
+    run = hem_playbook(emu).run_playbook(module_play("encedo_init", args))
+    run.assert_ok()
+    result = run.result("Run encedo_init", host="hem0")
+    assert result["changed"] is True and result["reboot_required"] is True
+    csr = x509.load_pem_x509_csr(result["csr"].encode())
+    assert csr.subject.rfc4514_string() == "CN=hem9.example.test"
+    san = csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert san.get_values_for_type(x509.DNSName) == ["hem9.example.test"]
+    assert [str(ip) for ip in san.get_values_for_type(x509.IPAddress)] == ["10.20.30.40"]
+    cfg = emu.state(0)["config"]
+    assert (cfg["storage_mode"], cfg["storage_disk0size"], cfg["origin"]) == (0xA0, 2097152, "https://hem9.example.test")
+
+
+@pytest.mark.parametrize("over,fragment", [
+    ({"storage_mode": 82}, "option storage_mode: 82 is not one of the storage modes the Encedo web manager sets"),
+    ({"storage_mode": "shown"}, "option storage_mode: 'shown' is not one"),
+    ({"hostname": "hem_0.example"}, "option hostname: character 4 is '_'"),
+    ({"user": "tab\there"}, "option user: character 4 is a tab (U+0009)"),
+])
+def test_bad_option_refused_before_any_request(emulator, hem_playbook, over, fragment):
+    emu = emulator(rtc_set=True)
+    emu.clear_log(0)
+    run = hem_playbook(emu).run_playbook(module_play("encedo_init", init_args(master_passphrase="pw-master-x", **over)))
+    assert run.rc != 0
+    assert fragment in run.result("Run encedo_init", host="hem0")["msg"]
+    assert emu.log(0) == []
+
+
+def test_disk0_larger_than_the_device_refused_before_personalising(emulator, hem_playbook):
+    emu = emulator(rtc_set=True)
+    emu.clear_log(0)
+    run = hem_playbook(emu).run_playbook(module_play("encedo_init", init_args(master_passphrase="pw-master-x",
+                                                                              storage_disk0size=200000000)))
+    assert run.rc != 0
+    msg = run.result("Run encedo_init", host="hem0")["msg"]
+    assert "option storage_disk0size: 200000000 sectors is more than the storage of this device" in msg
+    assert "Nothing was sent" in msg
+    assert [(e["method"], e["path"]) for e in emu.log(0)] == [("GET", "/api/system/status")]
+    assert emu.state(0)["personalised"] is False
+
+
+def test_role_personalises_with_a_recovery_phrase(emulator, hem_playbook, tmp_path):
+    emu = emulator(rtc_set=True)
+    host_vars = role_vars(emu, tmp_path, tls=False, attestation=False, encedo_hem_reboot=False,
+                          encedo_hem_master_passphrase="", encedo_hem_master_recovery_phrase=PHRASE,
+                          encedo_hem_init={"hostname": "hem0.emulator.test", "storage_mode": "shown_writable_xts"})
+    run = hem_playbook(emu, host_vars=host_vars).run_playbook(SITE, verbosity=4)
+    run.assert_ok()
+    assert leaks(PHRASE, run.output) == [] and PASS not in run.output
+    state = emu.state(0)
+    assert state["personalised"] is True and state["config"]["storage_mode"] == 0xA3
+    assert [e["status"] for e in requests_of(emu, 0, "POST", "/api/auth/init")] == [200]
+    assert independent_login(emu.url(0), emu.ca_file, private_key=recovery_phrase_private(PHRASE))["sub"] == "M"
+
+
+def test_every_word_pair_check_is_meaningful():
+    """leaks() finds a phrase piece when one is there (so the no-leak assertions above can fail)."""
+    words = PHRASE.split()
+    assert leaks(PHRASE, "x " + " ".join(words[3:6]) + " y") == [" ".join(words[3:6])]
+    assert leaks(PHRASE, PHRASE)[0] == PHRASE
+    assert leaks(PHRASE, " ".join(itertools.islice(words, 2))) == []
+    assert Path(SITE).exists()
