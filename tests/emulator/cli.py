@@ -46,6 +46,10 @@ def parse_args(argv=None):
                     help="the secure element starts with its attestation certificate (default)")
     se.add_argument("--se-fresh", dest="se_provisioned", action="store_false",
                     help="the secure element starts without a certificate (factory provisioning possible)")
+    ap.add_argument("--no-tls-bundle", action="store_true",
+                    help="devices start factory-fresh without a TLS bundle: HTTPS connections are reset and plain-HTTP "
+                         "status says https false until an unauthenticated POST /api/system/config {tls} over plain HTTP "
+                         "stores one; a wipe removes the bundle again (default: every device has a bundle)")
     args = ap.parse_args(argv)
     if args.devices < 1:
         ap.error("--devices must be at least 1")

@@ -79,7 +79,8 @@ class Emulator:
 
     def __init__(self, devices=1, passphrase=None, master_passphrase=None, rtc_set=False, auth_delay=0.0,
                  control=True, tmp_path=None, model="ppa", state_dir=None, reboot_seconds=1.0,
-                 se_fresh=False, extra_args=None, start_timeout=30.0, python=None):
+                 se_fresh=False, extra_args=None, start_timeout=30.0, python=None,
+                 no_tls_bundle=False):
         self.devices = devices
         self.passphrase = passphrase
         self.master_passphrase = master_passphrase
@@ -90,6 +91,7 @@ class Emulator:
         self.state_dir = str(state_dir) if state_dir is not None else None
         self.reboot_seconds = reboot_seconds
         self.se_fresh = se_fresh
+        self.no_tls_bundle = no_tls_bundle
         self.extra_args = list(extra_args or [])
         self.start_timeout = start_timeout
         self.python = python or sys.executable
@@ -131,6 +133,8 @@ class Emulator:
             argv += ["--state-dir", self.state_dir]
         if self.se_fresh:
             argv.append("--se-fresh")
+        if self.no_tls_bundle:
+            argv.append("--no-tls-bundle")
         return argv + self.extra_args
 
     def start(self, attempts=6):
