@@ -135,3 +135,68 @@ def test_role_stores_the_bundle_then_personalises_over_https(emulator, hem_playb
     assert second.stats["hem0"]["changed"] == 0, json.dumps(second.stats)
     assert posts(emu) == [] or all(e["path"] == "/api/auth/token" for e in posts(emu))
     assert [e for e in emu.log(0) if e["scheme"] == "http"] == []      # HTTPS answered: no plain-HTTP request
+
+
+def test_init_stores_the_bundle_and_personalises_check_apply_apply_check(emulator, hem_playbook, tmp_path):
+    emu = emulator(no_tls_bundle=True, rtc_set=True)
+    ca = make_ca("Fresh init CA")
+    bundle, _key = make_bundle(emu, ca)
+    args = dict(CONN, ca_path=write_ca(ca, tmp_path / "ca.pem"), passphrase=PASS, master_passphrase=MASTER,
+                user="fresh", hostname="hem0.emulator.test", tls_bundle=bundle)
+    runner = hem_playbook(emu)
+    task = play({"name": "Personalise", "encedo.hem.encedo_init": args})
+
+    check = runner.run_playbook(task, check=True)
+    check.assert_ok()
+    res = check.result("Personalise", host="hem0")
+    # would store, and the rest predicted from the plain-HTTP status (no credentials sent there)
+    assert res["changed"] is True and res["tls_bundle_stored"] is True and res["https"] is False
+    assert res["personalised"] is False and res["model"] == "ppa"
+    assert posts(emu) == [] and emu.state(0)["tls_bundle"] is False
+    assert [e for e in emu.log(0) if e["auth"] != "none"] == []
+
+    apply = runner.run_playbook(task)
+    apply.assert_ok()
+    res = apply.result("Personalise", host="hem0")
+    assert res["changed"] is True and res["tls_bundle_stored"] is True and res["https"] is True and res["personalised"] is True
+    sent = [(e["scheme"], e["path"], e["auth"]) for e in posts(emu)]
+    assert sent == [("http", "/api/system/config", "none"), ("https", "/api/auth/init", "none")], sent
+    assert emu.state(0)["tls_bundle"] is True and emu.state(0)["personalised"] is True
+    for secret in (PASS, MASTER, bundle["key"]):
+        assert secret not in apply.output
+    emu.clear_log(0)
+
+    again = runner.run_playbook(task)
+    again.assert_ok()
+    res = again.result("Personalise", host="hem0")
+    assert res["changed"] is False and res["tls_bundle_stored"] is False
+    assert [e for e in posts(emu) if e["path"] != "/api/auth/token"] == []
+    assert [e for e in emu.log(0) if e["scheme"] == "http"] == []
+
+    check2 = runner.run_playbook(task, check=True)
+    check2.assert_ok()
+    assert check2.result("Personalise", host="hem0")["changed"] is False
+
+
+def test_bad_bundle_is_refused_before_any_request(emulator, hem_playbook, tmp_path):
+    emu = emulator(no_tls_bundle=True)
+    ca, other = make_ca("Bundle CA"), make_ca("Another CA")
+    bundle, _key = make_bundle(emu, ca)
+    cases = [
+        (dict(bundle, emp="AAAA"), "tls_bundle.emp"),
+        (dict(bundle, key="x" * 10), "tls_bundle.key"),
+        (dict(bundle, crt="not a certificate"), "tls_bundle.crt"),
+        (bundle, "not issued by a CA in ca_path"),      # ca_path holds another CA
+    ]
+    ca_path = write_ca(other, tmp_path / "other.pem")
+    runner = hem_playbook(emu)
+    tasks = [{"name": "Bad %d" % n, "encedo.hem.encedo_info": dict(CONN, ca_path=ca_path, tls_bundle=b), "ignore_errors": True}
+             for n, (b, _m) in enumerate(cases)]
+    emu.clear_log(0)
+    run = runner.run_playbook(play(*tasks))
+    for n, (_b, needle) in enumerate(cases):
+        res = run.result("Bad %d" % n, host="hem0")
+        assert needle in res["msg"], res["msg"]
+        assert bundle["key"] not in res["msg"]
+    assert emu.log(0) == []                     # refused before the first request
+    assert bundle["key"] not in run.output
