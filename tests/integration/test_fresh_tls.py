@@ -200,3 +200,57 @@ def test_bad_bundle_is_refused_before_any_request(emulator, hem_playbook, tmp_pa
         assert bundle["key"] not in res["msg"]
     assert emu.log(0) == []                     # refused before the first request
     assert bundle["key"] not in run.output
+
+
+def test_factory_reset_reports_a_device_that_comes_back_without_bundle(emulator, hem_playbook, tmp_path):
+    emu = emulator(no_tls_bundle=True, rtc_set=True, reboot_seconds=1.0)
+    ca = make_ca("Fresh wipe CA")
+    bundle, _key = make_bundle(emu, ca)
+    conn = dict(CONN, ca_path=write_ca(ca, tmp_path / "ca.pem"))
+    runner = hem_playbook(emu)
+    runner.run_playbook(play({"name": "Personalise", "encedo.hem.encedo_init": dict(
+        conn, passphrase=PASS, master_passphrase=MASTER, user="fresh", hostname="hem0.emulator.test",
+        tls_bundle=bundle)})).assert_ok()
+    assert emu.state(0)["tls_bundle"] is True
+    devid = emu.state(0)["config"]["devid"]
+    emu.clear_log(0)
+    run = runner.run_playbook(play({"name": "Wipe", "encedo.hem.encedo_factory_reset": dict(
+        conn, passphrase=PASS, confirm_devid=devid, wait_timeout=30)}))
+    run.assert_ok()
+    res = run.result("Wipe", host="hem0")
+    assert res["changed"] is True and res["rebooted"] is True and res["sent"] == ["wipeout"]
+    assert res["https"] is False and res["tls_bundle_needed"] is True
+    assert "came back" in res["msg"] and "tls_bundle" in res["msg"]
+    state = emu.state(0)
+    assert state["personalised"] is False and state["tls_bundle"] is False
+    # the token went over HTTPS only; plain HTTP saw status reads and nothing else
+    assert {(e["method"], e["path"], e["auth"]) for e in emu.log(0) if e["scheme"] == "http"} == {
+        ("GET", "/api/system/status", "none")}
+
+
+def test_personalised_device_without_bundle_is_never_sent_a_token_over_plain_http(emulator, hem_playbook):
+    emu = emulator(no_tls_bundle=True, passphrase=PASS)
+    runner = hem_playbook(emu)
+    run = runner.run_playbook(play(
+        {"name": "Wipe", "encedo.hem.encedo_factory_reset": dict(CONN, passphrase=PASS, confirm_devid=emu.state(0)["config"]["devid"]),
+         "ignore_errors": True},
+        {"name": "Read", "encedo.hem.encedo_info": dict(CONN, passphrase=PASS)}))
+    res = run.result("Wipe", host="hem0")
+    assert "personalised" in res["msg"] and "plain HTTP" in res["msg"] and res["tls_bundle_needed"] is True
+    info = run.result("Read", host="hem0")
+    assert info["personalised"] is True and info["https"] is False and "config" not in info
+    assert [e for e in emu.log(0) if e["auth"] != "none" or e["method"] == "POST"] == []
+    assert emu.state(0)["personalised"] is True
+
+
+def test_role_without_bundle_stops_saying_what_is_needed(emulator, hem_playbook):
+    emu = emulator(no_tls_bundle=True)
+    runner = hem_playbook(emu, host_vars={
+        "encedo_hem_url": "{{ hem_url }}", "encedo_hem_http_url": "{{ hem_http_url }}", "encedo_hem_ca_path": "{{ hem_ca_path }}",
+        "encedo_hem_passphrase": PASS, "encedo_hem_master_passphrase": MASTER, "encedo_hem_backend_url": "{{ hem_backend_url }}"})
+    run = runner.run_playbook(SITE)
+    assert run.rc != 0
+    failed = run.results(host="hem0", status="failed")
+    assert [t.task for t in failed] == ["Stop on a device without a TLS bundle"], run.tail()
+    assert "encedo_hem_tls_bundle" in failed[0].msg and "no TLS bundle" in failed[0].msg
+    assert posts(emu) == []
