@@ -47,8 +47,8 @@ PROBE_TIMEOUT = 10
 NEEDED = ('It needs a TLS bundle: a certificate for the device (crt, for the name in url, issued by a CA in ca_path) and that '
           "certificate's private key encrypted to the device (emp and key, the form encedo.hem.encedo_tls key_import takes), "
           "as the vendor's web manager gets it from the vendor backend's domain registration. Give it as option tls_bundle of "
-          'encedo.hem.encedo_info or encedo.hem.encedo_init (role encedo.hem.device: encedo_hem_tls_bundle); it is stored over plain HTTP, as the firmware requires, and the '
-          'task goes on over HTTPS.')
+          'encedo.hem.encedo_info or encedo.hem.encedo_init (role encedo.hem.device: encedo_hem_tls_bundle); it is stored '
+          'over plain HTTP, as the firmware requires, and the task goes on over HTTPS.')
 
 
 def fresh_argument_spec(bundle=True):
