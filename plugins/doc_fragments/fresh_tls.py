@@ -40,6 +40,8 @@ options:''' + _HTTP_URL + r'''
       - It is sent without a login, over plain HTTP, in C(POST /api/system/config) (the only way the firmware takes a
         first bundle). The private key travels encrypted to the device, and the certificate is public. The task then
         waits, up to O(timeout), until HTTPS answers and verifies with O(ca_path), and goes on over HTTPS.
+      - Only with an V(https://) O(url). With a plain V(http://) O(url) nothing is detected or stored, and the status in
+        the result shows C(https) as the device reports it.
       - Checked before any request. The certificate must not be expired. With O(validate_certs), it must name the host
         of O(url), and when O(ca_path) is a file, it must be issued by a CA in it.
     type: dict

@@ -184,3 +184,22 @@ def test_wipe_removes_the_bundle_only_with_the_option(emulator, tmp_path):
         assert status["https"] is (not no_bundle)
         assert emu.state(0)["tls_bundle"] is (not no_bundle)
         assert (https_outcome(emu.url(0), ca_file) == "ok") is (not no_bundle)
+
+
+def test_authenticated_import_on_a_personalised_device_counts_from_the_reboot(emulator, tmp_path):
+    from .hemclient import Hem
+    pw = "fresh-tls-import"
+    emu = emulator(no_tls_bundle=True, rtc_set=True, passphrase=pw)
+    ca = make_ca()
+    ca_file = write_ca(ca, tmp_path / "ca.pem")
+    bundle, _key = make_bundle(emu, ca)
+    hem = Hem(emu.http_url(0), None)          # test only: the token over plain HTTP
+    hem.login(pw)
+    ans = hem.post(CONFIG, {"tls": bundle})
+    assert ans.status == 200 and ans.json["reboot_required"] is True and ans.json["updated"] is True
+    assert plain(emu, "GET", STATUS).json()["https"] is False         # pending until the reboot
+    assert hem.get("/api/system/reboot").status == 200
+    emu.wait_down(0)
+    emu.wait_up(0)
+    assert plain(emu, "GET", STATUS).json()["https"] is True
+    assert https_outcome(emu.url(0), ca_file) == "ok"
