@@ -211,7 +211,10 @@ def prepare(module, bundle=None):
                        "device and crt must be the certificate of that key; get a bundle made for this device. Nothing was stored"
                        % exc.msg)
         raise
-    found.status = wait_for_https(module)
+    try:
+        found.status = wait_for_https(module)
+    except HemError as exc:
+        module.fail_json(msg=str(exc), changed=True, tls_bundle_stored=True)
     found.https = True
     found.message = where + ': the TLS bundle given in tls_bundle was stored over plain HTTP and HTTPS answers with it.'
     return found
@@ -230,8 +233,8 @@ def wait_for_https(module):
                 raise HemError('the TLS bundle was stored, but the certificate the device now serves does not verify (%s): ca_path '
                                'must hold the CA that issued tls_bundle.crt' % exc)
             if time.monotonic() + POLL_INTERVAL >= deadline:
-                raise HemError('the TLS bundle was stored over plain HTTP, but HTTPS at %s did not answer within %d s (%s)'
-                               % (params['url'], params['timeout'], exc))
+                raise HemError('the TLS bundle was sent over plain HTTP, but HTTPS at %s did not answer within %d s (%s); read the '
+                               'plain-HTTP status (encedo.hem.encedo_info) to see whether the device took it' % (params['url'], params['timeout'], exc))
         time.sleep(POLL_INTERVAL)
 
 
@@ -254,7 +257,7 @@ def run_with_tls_bundle(fn):
         try:
             result = fn(module, client)
         except HemError as exc:
-            if not found.stored:
+            if not found.stored or module.check_mode:
                 raise
             module.fail_json(msg='%s (the TLS bundle was stored first)' % exc, changed=True, **found.result())
         result.update(found.result())

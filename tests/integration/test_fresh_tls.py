@@ -254,3 +254,24 @@ def test_role_without_bundle_stops_saying_what_is_needed(emulator, hem_playbook)
     assert [t.task for t in failed] == ["Stop on a device without a TLS bundle"], run.tail()
     assert "encedo_hem_tls_bundle" in failed[0].msg and "no TLS bundle" in failed[0].msg
     assert posts(emu) == []
+
+
+def test_stored_bundle_that_does_not_verify_fails_as_changed(emulator, hem_playbook, tmp_path):
+    import subprocess
+    emu = emulator(no_tls_bundle=True)
+    ca, other = make_ca("Bundle CA"), make_ca("Another CA")
+    bundle, _key = make_bundle(emu, ca)
+    # a hashed CA directory (no issuer pre-check possible) that trusts another CA only
+    capath = tmp_path / "capath"
+    capath.mkdir()
+    pem = write_ca(other, tmp_path / "other.pem")
+    digest = subprocess.run(["openssl", "x509", "-hash", "-noout", "-in", pem], check=True, capture_output=True, text=True).stdout.strip()
+    (capath / (digest + ".0")).write_text(Path(pem).read_text())
+    runner = hem_playbook(emu)
+    run = runner.run_playbook(play({"name": "Store", "encedo.hem.encedo_info": dict(CONN, ca_path=str(capath), tls_bundle=bundle)}))
+    assert run.rc != 0
+    res = run.result("Store", host="hem0")
+    assert res["changed"] is True and res["tls_bundle_stored"] is True
+    assert "does not verify" in res["msg"] and "ca_path" in res["msg"]
+    assert emu.state(0)["tls_bundle"] is True
+    assert "Traceback" not in run.output
