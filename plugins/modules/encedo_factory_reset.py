@@ -19,6 +19,7 @@ author:
   - encedo.hem maintainers (@encedo)
 extends_documentation_fragment:
   - encedo.hem.connection
+  - encedo.hem.fresh_tls.http_url
   - ansible.builtin.action_common_attributes
 attributes:
   check_mode:
@@ -51,6 +52,13 @@ options:
     default: 120
 notes:
   - The task logs in to read the C(devid); it needs O(passphrase) or O(token) with the V(system:config) scope.
+  - A device may come back from the wipe without a TLS bundle, with its HTTPS server off. Whether a real device does is
+    not documented. The task then reads the status over plain HTTP (O(http_url)) and reports RV(https) V(false) and
+    RV(tls_bundle_needed), with what the device needs. It cannot store a bundle itself, because a bundle is made for
+    the device's TLS key and that key is new after the wipe. Give the bundle to M(encedo.hem.encedo_info) or
+    M(encedo.hem.encedo_init) (option C(tls_bundle)).
+  - A device that has no TLS bundle before the task is in factory state when it is not personalised, and it is reported
+    like that. When it is personalised, the task fails, because the wipe would need the bearer token over plain HTTP.
 seealso:
   - module: encedo.hem.encedo_info
   - module: encedo.hem.encedo_config
@@ -99,6 +107,18 @@ msg:
   returned: always
   type: str
   sample: the device wiped its configuration, passphrases and keys and rebooted into factory state
+https:
+  description:
+    - Whether the device's HTTPS server runs after the task. V(false) means that it has no TLS bundle.
+  returned: when the device was seen without a TLS bundle, before the task or after the wipe
+  type: bool
+  sample: false
+tls_bundle_needed:
+  description:
+    - V(true) when the device has no TLS bundle. RV(msg) says what it needs.
+  returned: when the device was seen without a TLS bundle
+  type: bool
+  sample: true
 token:
   description:
     - The new bearer token, when the device refused O(token) (it expired, or the device rebooted) and the task logged in
@@ -112,6 +132,7 @@ token:
 import re
 import time
 
+from ansible_collections.encedo.hem.plugins.module_utils import _fresh
 from ansible_collections.encedo.hem.plugins.module_utils._client import HemClient, HemError, HemOutcomeUnknown
 from ansible_collections.encedo.hem.plugins.module_utils._module import HemModule
 
@@ -120,22 +141,38 @@ POLL_INTERVAL = 1.0
 
 
 def _factory_state_seen(module, since):
-    """Poll the status until the device answers unpersonalised from a boot after ``since``; True when seen in time."""
+    """Poll the status until the device answers unpersonalised from a boot after ``since``.
+
+    Returns None when not seen in time, else whether its HTTPS server runs: True, or False when
+    only plain HTTP answered and said ``https: false`` (the device came back without a TLS bundle).
+    """
     p = module.params
     poller = HemClient(p['url'], validate_certs=p['validate_certs'], ca_path=p['ca_path'], timeout=min(p['timeout'], 5), retries=0)
+    try_plain = p['url'].lower().startswith('https:')
     deadline = time.monotonic() + p['wait_timeout']
     while time.monotonic() < deadline:
+        https = True
         try:
             status = poller.status()
-        except HemError:
+        except HemError as exc:
             status = None
+            if try_plain and exc.status is None:
+                plain = _fresh.plain_status(p)
+                if plain is not None and plain.get('https') is False:
+                    status, https = plain, False
         if status is not None and status.get('inited') is False:
             uptime = status.get('uptime')
             # A fresh boot: the device was up for less time than has passed since the wipe was sent.
             if not isinstance(uptime, (int, float)) or uptime <= time.monotonic() - since + 1:
-                return True
+                return https
         time.sleep(POLL_INTERVAL)
-    return False
+    return None
+
+
+def _no_bundle(result, what):
+    """The device came back (or is) without a TLS bundle: report it, with what it needs."""
+    result.update(https=False, tls_bundle_needed=True)
+    result['msg'] += '; %s has no TLS bundle, so its HTTPS server is off. %s' % (what, _fresh.NEEDED)
 
 
 def run(module, client):
@@ -150,9 +187,19 @@ def run(module, client):
     if p['wait_timeout'] < 1:
         module.fail_json(msg="option 'wait_timeout' is %d; allowed: 1 second or more. Nothing was sent." % p['wait_timeout'],
                          changed=False, sent=[])
+    try:
+        _fresh.check_inputs(p)
+    except ValueError as exc:
+        module.fail_json(msg=str(exc) + '. Nothing was sent.', changed=False, sent=[])
     result = dict(changed=False, sent=[], rebooted=False, reboot_required=False)
-    if client.status().get('inited') is False:
+    fresh = _fresh.prepare(module)
+    if fresh.https is False and fresh.status.get('inited') is not False:
+        module.fail_json(msg=fresh.message, https=False, tls_bundle_needed=True, **result)
+    status = fresh.status if fresh.status is not None else client.status()
+    if status.get('inited') is False:
         result['msg'] = 'the device is already in factory state (not personalised); nothing was sent'
+        if fresh.https is False:
+            _no_bundle(result, 'it')
         return result
     if not module.has_credentials():
         module.fail_json(msg='credentials needed to read the devid: set passphrase or token. Nothing was sent.', **result)
@@ -173,16 +220,22 @@ def run(module, client):
         client.post(CONFIG, {'wipeout': True})
     except HemOutcomeUnknown as exc:
         # The device closes the connection around the wipe; tell from its state whether it happened.
-        if not _factory_state_seen(module, sent_at):
+        https = _factory_state_seen(module, sent_at)
+        if https is None:
             module.fail_json(msg='outcome unknown: the wipe was sent but its answer was lost (%s), and the device did not come back in '
                                  'factory state within %d seconds' % (exc, p['wait_timeout']), **result)
         result.update(rebooted=True, msg='the device wiped its configuration, passphrases and keys and rebooted into factory state')
+        if https is False:
+            _no_bundle(result, 'it came back and')
         return result
     if p['wait']:
-        if not _factory_state_seen(module, sent_at):
+        https = _factory_state_seen(module, sent_at)
+        if https is None:
             module.fail_json(msg='the device accepted the wipe but did not come back in factory state within %d seconds'
                              % p['wait_timeout'], **result)
         result.update(rebooted=True, msg='the device wiped its configuration, passphrases and keys and rebooted into factory state')
+        if https is False:
+            _no_bundle(result, 'it came back and')
     else:
         result['msg'] = ('the device accepted the wipe: it erases its configuration, passphrases and keys and reboots into factory '
                          'state (unreachable for a few seconds); personalise it again afterwards')
@@ -195,6 +248,7 @@ def main():
         wait=dict(type='bool', default=True),
         wait_timeout=dict(type='int', default=120),
     )
+    spec.update(_fresh.fresh_argument_spec(bundle=False))
     module = HemModule(argument_spec=spec, supports_check_mode=True)
     module.run(run)
 

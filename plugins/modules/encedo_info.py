@@ -13,17 +13,24 @@ description:
   - Reads the status, version and model of an Encedo HEM device (PPA or EPA) without authentication.
   - With credentials (O(passphrase) or O(token)) it also reads the device configuration. Secrets and one-time values
     (C(nonce), C(spk)) are never returned.
-  - Never changes anything on the device.
+  - Never changes anything on the device, except for one case. A device without a TLS bundle gets the bundle in
+    O(tls_bundle) (see there), as the first step of personalising it.
+  - A device without a TLS bundle has its HTTPS server off. When HTTPS at O(url) cannot be reached, the task reads the
+    status over plain HTTP (O(http_url)). When that status says C(https) is V(false), the task reports RV(https) V(false)
+    and RV(tls_bundle_needed), and says what the device needs, unless O(tls_bundle) is given. The status and version are then read
+    over plain HTTP. Credentials are not used there, so RV(config) is not returned.
 author:
   - encedo.hem maintainers (@encedo)
 extends_documentation_fragment:
   - encedo.hem.connection
+  - encedo.hem.fresh_tls
   - ansible.builtin.action_common_attributes
 attributes:
   check_mode:
     support: full
     details:
-      - This module does not change the device.
+      - This module does not change the device. A bundle in O(tls_bundle) that the device needs is reported as would-be
+        stored (RV(tls_bundle_stored)), and nothing is sent.
   diff_mode:
     support: N/A
     details:
@@ -32,7 +39,7 @@ attributes:
     description: When run twice in a row with the same arguments, the second run reports no change.
     support: full
     details:
-      - This module does not change the device.
+      - Only the first run stores a bundle from O(tls_bundle). After that the device serves HTTPS and the bundle is ignored.
 notes:
   - The model is taken from the hardware version (C(hwv) of C(GET /api/system/version), for example C(PPA rev 2.2)).
     When C(hwv) names neither model, a device that reports mass-storage (MSC) fields (C(storage) in the status, or
@@ -65,6 +72,16 @@ EXAMPLES = r'''
 - name: Show the device hostname
   ansible.builtin.debug:
     msg: "{{ hem.config.hostname }}"
+
+- name: Give a device without a TLS bundle the bundle from the vendor, then read it over HTTPS
+  encedo.hem.encedo_info:
+    url: https://my.ence.do
+    ca_path: /etc/pki/encedo-ca.pem
+    tls_bundle:
+      emp: "{{ vendor_bundle.emp }}"
+      key: "{{ vendor_bundle.key }}"
+      crt: "{{ vendor_bundle.crt }}"
+  register: hem
 '''
 
 RETURN = r'''
@@ -109,6 +126,30 @@ config:
   returned: when credentials are given and the device is personalised
   type: dict
   sample: {"hostname": "my.ence.do", "user": "John Doe", "email": "john@example.com", "trusted_ts": true}
+https:
+  description:
+    - Whether the device's HTTPS server runs. V(false) means the device has no TLS bundle.
+    - Read from the plain-HTTP status when HTTPS could not be reached, else V(true).
+  returned: when HTTPS answered, or the plain-HTTP status said whether it runs
+  type: bool
+  sample: false
+tls_bundle_needed:
+  description:
+    - V(true) when the device has no TLS bundle and this task did not store one. The task's C(msg) says what is needed.
+  returned: when the device has no TLS bundle
+  type: bool
+  sample: true
+tls_bundle_stored:
+  description:
+    - Whether this task stored O(tls_bundle) on the device (in check mode, whether it would).
+  returned: always
+  type: bool
+  sample: false
+msg:
+  description: What the task found or did about a device without a TLS bundle.
+  returned: when the device has no TLS bundle, or one was stored
+  type: str
+  sample: "the device at https://my.ence.do has no TLS bundle, so its HTTPS server is off ..."
 token:
   description:
     - The new bearer token, when the device refused O(token) (it expired, or the device rebooted) and the task logged in
@@ -119,6 +160,8 @@ token:
   sample: eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzY29wZSI6InN5c3RlbTpjb25maWcifQ.c2lnbmF0dXJl
 '''
 
+from ansible_collections.encedo.hem.plugins.module_utils import _fresh
+from ansible_collections.encedo.hem.plugins.module_utils._client import HemClient
 from ansible_collections.encedo.hem.plugins.module_utils._module import HemModule, device_model
 
 # One-time handshake values of GET /api/system/config: not configuration, not worth returning.
@@ -126,11 +169,22 @@ _CONFIG_VOLATILE = ('nonce', 'spk')
 
 
 def gather(module, client):
-    status = client.status()
-    version = client.get('/api/system/version', auth=False)
+    try:
+        bundle = _fresh.check_inputs(module.params)[0]
+    except ValueError as exc:
+        module.fail_json(msg=str(exc))
+    fresh = _fresh.prepare(module, bundle)
+    over_https = fresh.https is not False and not (fresh.stored and module.check_mode)
+    if over_https:
+        status = fresh.status if fresh.status is not None else client.status()
+        version = client.get('/api/system/version', auth=False)
+    else:
+        # No HTTPS server: status and version (both unauthenticated) over plain HTTP, nothing else.
+        status = fresh.status
+        version = HemClient(fresh.http_url, timeout=module.params['timeout']).get('/api/system/version', auth=False)
     personalised = status.get('inited') is not False
     result = dict(
-        changed=False,
+        changed=fresh.stored,
         model=device_model(status, version),
         personalised=personalised,
         rtc_set='time' in status or 'ts' in status,
@@ -139,8 +193,17 @@ def gather(module, client):
         status=status,
         version=version,
     )
+    result.update(fresh.result())
+    if 'https' not in result and isinstance(status.get('https'), bool):
+        result['https'] = status['https']       # url is plain http: the status says it
+    if fresh.message:
+        result['msg'] = fresh.message
+        if fresh.missing:
+            module.warn(fresh.message)
     if module.has_credentials():
-        if personalised:
+        if not over_https:
+            module.warn('The device has no HTTPS server: the configuration was not read, credentials are never sent over plain HTTP.')
+        elif personalised:
             config = client.get('/api/system/config')
             result['config'] = dict((k, v) for k, v in config.items() if k not in _CONFIG_VOLATILE)
         else:
@@ -149,7 +212,7 @@ def gather(module, client):
 
 
 def main():
-    module = HemModule(argument_spec={}, supports_check_mode=True)
+    module = HemModule(argument_spec=_fresh.fresh_argument_spec(), supports_check_mode=True)
     module.run(gather)
 
 

@@ -34,6 +34,7 @@ requirements:
   - mnemonic (Python library by Trezor, on the host that runs the module), only for O(master_recovery_phrase)
 extends_documentation_fragment:
   - encedo.hem.connection
+  - encedo.hem.fresh_tls
   - ansible.builtin.action_common_attributes
 attributes:
   check_mode:
@@ -269,6 +270,14 @@ genuine:
   description: The device's attestation token returned with the personalisation (verify it with M(encedo.hem.encedo_attestation)).
   returned: when the device was personalised and returned one
   type: str
+https:
+  description: Whether the device's HTTPS server runs; V(false) means it has no TLS bundle (see O(tls_bundle)).
+  returned: when HTTPS answered, or the plain-HTTP status said whether it runs
+  type: bool
+tls_bundle_stored:
+  description: Whether the task stored O(tls_bundle) on a device without a TLS bundle (in check mode, whether it would).
+  returned: always
+  type: bool
 '''
 
 import hashlib
@@ -288,6 +297,7 @@ from ansible_collections.encedo.hem.plugins.module_utils._client import (
     normalise_recovery_phrase,
     x25519_shared,
 )
+from ansible_collections.encedo.hem.plugins.module_utils import _fresh
 from ansible_collections.encedo.hem.plugins.module_utils._module import HemModule, device_model
 
 INIT_PATH = '/api/auth/init'
@@ -639,13 +649,14 @@ def main():
         ctx=dict(type='int'),
         gen_csr=dict(type='bool', default=False),
     )
+    argument_spec.update(_fresh.fresh_argument_spec())
     module = HemModule(argument_spec=argument_spec, supports_check_mode=True,
                        mutually_exclusive=[('master_passphrase', 'master_recovery_phrase')])
     try:
         validate(module.params)
     except ValueError as exc:
         module.fail_json(msg=str(exc))
-    module.run(run)
+    module.run(_fresh.run_with_tls_bundle(run))
 
 
 if __name__ == '__main__':

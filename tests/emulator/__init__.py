@@ -112,6 +112,21 @@ Configuration (`/api/system/config`)
 - Factory-fresh mode (not personalised, no token): the body must be exactly `{"tls": {...}}`
   (406 without `tls`, 400 with other fields or bad material); it is installed at once
   (the spec: "the HTTPS server is started") and the answer is 200 with an empty body.
+- Factory-fresh TLS (`--no-tls-bundle`; OpenAPI POST /api/system/config "the raw body is
+  persisted as the initial TLS bundle and the HTTPS server is started", status `https`
+  "present only on plain-HTTP requests"; PROTOCOL.md "Factory-fresh TLS"). The sources do
+  not say whether a new or a wiped device has a bundle, so the default stays "every device
+  has one" and the option makes new devices (and, with it, wiped ones) start without one.
+  Without a bundle the HTTPS port stays bound but every connection is reset (RST), as
+  while rebooting (a real device has no HTTPS server then: "connection refused"; closing
+  and rebinding the port could lose it); plain-HTTP status says `https: false`. The device
+  still holds a factory TLS key pair (the fresh-mode `emp`/`key` transport below is
+  encrypted to it; the control interface's `state` shows it as `tls_public_key`, standing
+  in for what the vendor backend knows when it answers the web manager's domain
+  registration). The fresh-mode POST over plain HTTP stores the bundle and HTTPS serves it
+  at once (`https: true`); an authenticated import on a personalised device without a
+  bundle counts from the reboot that installs it. Check-in `tls` names the serial of the
+  stand-in certificate the device holds while no bundle is served.
 - `tls` import: `crt` (base64 DER, P-256 key) alone must match the device's stored TLS key
   (the pending key if an import is pending), else 400. With `emp` + `key`, the emulator
   cannot decrypt the vendor's format, so it defines its own transport: `emp` = base64 of

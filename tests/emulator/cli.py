@@ -64,6 +64,10 @@ def parse_args(argv=None):
                     help="attestation certificates issued at start end their validity at that date 00:00:00 UTC, "
                          "valid for three years before it (like the vendor's sample, 2020-10-05 to 2023-10-05); "
                          "default: valid from yesterday for three years")
+    ap.add_argument("--no-tls-bundle", action="store_true",
+                    help="devices start factory-fresh without a TLS bundle: HTTPS connections are reset and plain-HTTP "
+                         "status says https false until an unauthenticated POST /api/system/config {tls} over plain HTTP "
+                         "stores one; a wipe removes the bundle again (default: every device has a bundle)")
     args = ap.parse_args(argv)
     if args.devices < 1:
         ap.error("--devices must be at least 1")

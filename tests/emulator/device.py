@@ -198,6 +198,7 @@ class Device:
             "tls_key": util.key_pem(tls_key),
             "tls_crt": util.cert_pem(self.fleet.issue_device_cert(self.index, tls_key.public_key())),
             "pending_tls": None,
+            "tls_bundle": self.fleet.tls_bundle,
             "personalised": False,
             "instanceid": None,
             "userkey": None,
@@ -280,6 +281,7 @@ class Device:
         if pending:
             self.p["tls_key"], self.p["tls_crt"] = pending["key"], pending["crt"]
             self.p["pending_tls"] = None
+            self.p["tls_bundle"] = True
             self.save()
         self.boot_id = uuid.uuid4().hex
         self.boot_mono = time.monotonic()
@@ -319,6 +321,7 @@ class Device:
             "pending_tls": None, "personalised": False, "instanceid": None, "userkey": None, "masterkey": None,
             "iat": 0, "uts": 0, "config": factory_config(self.model),
         })
+        self.p["tls_bundle"] = self.fleet.tls_bundle      # --no-tls-bundle: a wipe removes the bundle too
         self._lazy = {}
         self.save()
 
@@ -338,6 +341,11 @@ class Device:
     @property
     def cfg(self):
         return self.p["config"]
+
+    @property
+    def has_tls_bundle(self):
+        """False while the device has no TLS bundle (--no-tls-bundle): its HTTPS server is off."""
+        return self.p.get("tls_bundle", True)
 
     @property
     def msc(self):
@@ -524,7 +532,7 @@ class Device:
         if not self.p["personalised"]:
             out["inited"] = False
         if req.scheme == "http":
-            out["https"] = True
+            out["https"] = self.has_tls_bundle
         host = (req.header("host") or "").strip()
         host = host[1:].split("]")[0] if host.startswith("[") else host.rsplit(":", 1)[0] if host.count(":") == 1 else host
         if host.lower() != str(self.cfg.get("hostname", "")).lower():
@@ -848,6 +856,7 @@ class Device:
             return _err(400)
         self.p["tls_key"], self.p["tls_crt"] = bundle["key"], bundle["crt"]
         self.p["pending_tls"] = None
+        self.p["tls_bundle"] = True
         self.save()
         self.ssl_context = self.fleet.make_ssl_context(self.index, self.p["tls_key"], self.p["tls_crt"])
         return Response(200, None)
@@ -1078,6 +1087,7 @@ class Device:
                 "uptime": self.uptime(), "config": self.config_view(),
                 "se_provisioned": bool(self.p.get("att_crt")), "pending_tls": bool(self.p.get("pending_tls")),
                 "tls_cert_pem": self.p["tls_crt"], "clock_offset": self.clock_offset,
+                "tls_bundle": self.has_tls_bundle, "tls_public_key": b64e(util.spki_der(self.tls_key().public_key())),
             }
 
     def record(self, req: Request, status, body_obj):

@@ -80,7 +80,7 @@ class Emulator:
     def __init__(self, devices=1, passphrase=None, master_passphrase=None, rtc_set=False, auth_delay=0.0,
                  control=True, tmp_path=None, model="ppa", state_dir=None, reboot_seconds=1.0,
                  se_fresh=False, extra_args=None, start_timeout=30.0, python=None, attestation_not_after=None,
-                 bind=None):
+                 bind=None, no_tls_bundle=False):
         self.devices = devices
         self.passphrase = passphrase
         self.master_passphrase = master_passphrase
@@ -93,6 +93,7 @@ class Emulator:
         self.se_fresh = se_fresh
         self.attestation_not_after = attestation_not_after   # "YYYY-MM-DD" -> --attestation-not-after
         self.bind = bind                                     # --bind (default: the CLI's 127.0.0.1)
+        self.no_tls_bundle = no_tls_bundle
         self.extra_args = list(extra_args or [])
         self.start_timeout = start_timeout
         self.python = python or sys.executable
@@ -138,6 +139,8 @@ class Emulator:
             argv += ["--attestation-not-after", str(self.attestation_not_after)]
         if self.bind:
             argv += ["--bind", self.bind]
+        if self.no_tls_bundle:
+            argv.append("--no-tls-bundle")
         return argv + self.extra_args
 
     def start(self, attempts=6):

@@ -57,6 +57,7 @@ class Fleet:
         self.address = advertised_address(getattr(args, "bind", "127.0.0.1"))
         # --attestation-not-after: end of validity of the attestation certificates issued at start (None: now + 3 years)
         self.attestation_not_after = getattr(args, "attestation_not_after", None)
+        self.tls_bundle = not getattr(args, "no_tls_bundle", False)   # factory state has a TLS bundle (--no-tls-bundle: not)
         self.state_dir = args.state_dir
         self.tmpdir = tempfile.mkdtemp(prefix="hem-emulator-")
         self._ctx_counter = 0
@@ -336,6 +337,11 @@ class Hub:
             dev = listener.device
             if dev is not None:
                 if not dev.up:
+                    _reset(conn)
+                    return
+                if listener.kind == "https" and not dev.has_tls_bundle:
+                    # No TLS bundle, no HTTPS server (OpenAPI POST /api/system/config). The port stays bound,
+                    # so the client sees a reset instead of "connection refused" (package docstring).
                     _reset(conn)
                     return
                 mode = dev.cfg.get("http_option_dosprot_mode", 0)

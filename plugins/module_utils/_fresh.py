@@ -1,0 +1,268 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) encedo.hem contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+# This module_utils file is PRIVATE to the encedo.hem collection: its API may change
+# at any time without notice. Do not use it from other collections.
+
+"""A device without a TLS bundle (factory-fresh TLS): detect it, say what it needs, store a bundle.
+
+The OpenAPI file (``POST /api/system/config``): on a factory-fresh device an
+unauthenticated body with ``tls`` {emp, key, crt} is persisted as the initial TLS bundle
+and the HTTPS server is started; ``GET /api/system/status`` over plain HTTP carries
+``https`` (false until then). The vendor's web manager gets that bundle from the vendor
+backend's domain registration (PROTOCOL.md "Factory-fresh TLS"); the collection never
+talks to the vendor backend, the user brings the bundle (option ``tls_bundle``).
+
+Flow of ``prepare(module)`` (encedo_info, encedo_init, encedo_factory_reset):
+1. check the options before any request;
+2. one HTTPS status read without retries; when it answers, that is all (no other request);
+3. when the connection fails (refused, reset, TLS error), one plain-HTTP status read at
+   ``http_url`` (default ``http://<host of url>``, port 80); ``https: false`` there means
+   the device has no bundle;
+4. with a bundle given and the device not personalised: POST it over plain HTTP (check
+   mode: nothing is sent), wait until HTTPS answers and verifies with ``ca_path``, go on
+   over HTTPS. Nothing else is ever sent over plain HTTP: no token, no passphrase; the
+   bundle's private key is encrypted to the device (``emp``/``key``), the certificate is
+   public.
+
+``fresh_argument_spec()`` is documented by the doc fragment ``encedo.hem.fresh_tls``.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from urllib.parse import urlsplit
+
+from ansible.module_utils.basic import env_fallback
+
+from ansible_collections.encedo.hem.plugins.module_utils._client import HemClient, HemError, HemOutcomeUnknown, b64
+
+HTTP_URL_ENV = 'ENCEDO_HEM_HTTP_URL'
+CONFIG = '/api/system/config'
+POLL_INTERVAL = 0.5
+PROBE_TIMEOUT = 10
+
+NEEDED = ('It needs a TLS bundle: a certificate for the device (crt, for the name in url, issued by a CA in ca_path) and that '
+          "certificate's private key encrypted to the device (emp and key, the form encedo.hem.encedo_tls key_import takes), "
+          "as the vendor's web manager gets it from the vendor backend's domain registration. Give it as option tls_bundle of "
+          'encedo.hem.encedo_info or encedo.hem.encedo_init (role encedo.hem.device: encedo_hem_tls_bundle); it is stored '
+          'over plain HTTP, as the firmware requires, and the task goes on over HTTPS.')
+
+
+def fresh_argument_spec(bundle=True):
+    """``http_url`` (and ``tls_bundle`` unless bundle is false); a fresh dict on every call."""
+    spec = dict(http_url=dict(type='str', fallback=(env_fallback, [HTTP_URL_ENV])))
+    if bundle:
+        spec['tls_bundle'] = dict(type='dict', no_log=False, required_together=[('emp', 'key')], options=dict(
+            emp=dict(type='str'),
+            key=dict(type='str', no_log=True),
+            crt=dict(type='str', required=True),
+        ))
+    return spec
+
+
+def plain_http_url(params):
+    """The plain-HTTP address of the device: ``http_url``, else http://<host of url> (port 80)."""
+    if params.get('http_url'):
+        return params['http_url'].rstrip('/')
+    host = urlsplit(params['url']).hostname or ''
+    return 'http://%s' % ('[%s]' % host if ':' in host else host)
+
+
+def check_inputs(params):
+    """Check http_url and tls_bundle before any request. Returns the bundle to send ({emp, key, crt as
+    base64 DER}, or None) and its certificate; raises ValueError naming the option."""
+    http_url = params.get('http_url')
+    if http_url:
+        try:
+            parts = urlsplit(http_url)
+            parts.port
+        except ValueError as exc:
+            raise ValueError('option http_url: %r is not an address (%s); expected e.g. http://192.168.7.1' % (http_url, exc))
+        if parts.scheme != 'http' or not parts.hostname or parts.query or parts.fragment:
+            raise ValueError('option http_url: %r must be a plain http:// address of the device with a host and no query, '
+                             'e.g. http://192.168.7.1' % http_url)
+    given = params.get('tls_bundle')
+    if not given:
+        return None, None
+    from ansible_collections.encedo.hem.plugins.module_utils import _x509
+    if not _x509.HAS_CRYPTOGRAPHY:
+        raise ValueError('option tls_bundle needs the Python library "cryptography": %s' % _x509.CRYPTOGRAPHY_IMPORT_ERROR)
+    bundle = {}
+    if given.get('emp') is not None:
+        try:
+            bundle.update(_x509.validate_key_import(given['emp'], given['key']))
+        except _x509.X509Error as exc:
+            raise ValueError('option %s' % str(exc).replace('key_import.', 'tls_bundle.', 1))
+    try:
+        cert = _x509.load_certificate(given['crt'])
+    except _x509.X509Error as exc:
+        raise ValueError('option tls_bundle.crt %s' % exc)
+    facts = _x509.certificate_facts(cert)
+    if _x509.is_expired(cert):
+        raise ValueError('option tls_bundle.crt: the certificate expired on %s; the device would serve an expired certificate'
+                         % facts['not_after'])
+    if params.get('validate_certs', True):
+        host = urlsplit(params['url']).hostname or ''
+        if not _x509.hostname_matches(cert, host):
+            raise ValueError('option tls_bundle.crt: the certificate names %s, not %s (the host in url), so HTTPS would not verify; '
+                             'allowed: a certificate whose subjectAltName has the name or address in url'
+                             % (', '.join(facts['subject_alt_names']) or 'nothing', host))
+        ca_path = params.get('ca_path')
+        if ca_path and os.path.isfile(ca_path):
+            try:
+                with open(ca_path, 'rb') as fh:
+                    cas = _x509.load_certificates(fh.read())
+            except (OSError, _x509.X509Error) as exc:
+                raise ValueError('option ca_path: %s cannot be read as PEM CA certificates (%s)' % (ca_path, exc))
+            if not _x509.issued_by_any(cert, cas):
+                raise ValueError('option tls_bundle.crt: the certificate (issuer %s) is not issued by a CA in ca_path %s, so HTTPS '
+                                 'would not verify once the device serves it; allowed: a certificate issued by a CA in ca_path'
+                                 % (facts['issuer'], ca_path))
+    bundle['crt'] = b64(_x509.cert_der(cert))
+    return bundle, cert
+
+
+class FreshTls(object):
+    """What ``prepare`` found. ``status``: the status answer (over HTTPS when it answered, else the
+    plain-HTTP one, else None); ``https``: False when the device has no TLS bundle (and none was
+    stored), True when HTTPS answers, None when unknown; ``missing``: the device has no bundle and
+    this run did not store one; ``stored``: this run stored one (check mode: would store);
+    ``message``: what the user needs to know, or None."""
+
+    def __init__(self):
+        self.status = None
+        self.https = None
+        self.missing = False
+        self.stored = False
+        self.message = None
+        self.http_url = None
+
+    def result(self):
+        """The result fields every module returns about it."""
+        out = dict(tls_bundle_stored=self.stored)
+        if self.https is not None:
+            out['https'] = self.https
+        if self.missing:
+            out['tls_bundle_needed'] = True
+        return out
+
+
+def _client(url, params, timeout=None):
+    return HemClient(url, validate_certs=params['validate_certs'], ca_path=params['ca_path'],
+                     timeout=timeout or min(params['timeout'], PROBE_TIMEOUT), retries=0)
+
+
+def plain_status(params):
+    """GET /api/system/status over plain HTTP (no credentials, no retries); None when it does not answer."""
+    try:
+        return _client(plain_http_url(params), params).status()
+    except HemError:
+        return None
+
+
+def prepare(module, bundle=None):
+    """Detect a device without a TLS bundle and store ``bundle`` (from ``check_inputs``) when one is given.
+
+    Returns a FreshTls. Raises HemError when storing fails.
+    """
+    params = module.params
+    found = FreshTls()
+    found.http_url = plain_http_url(params)
+    if not params['url'].lower().startswith('https:'):
+        return found        # plain-HTTP url: the status itself says whether HTTPS runs
+    try:
+        found.status = _client(params['url'], params).status()
+        found.https = True
+        return found
+    except HemError as exc:
+        if exc.status is not None:
+            return found    # HTTPS answered (an HTTP error): not this module's business
+    plain = plain_status(params)
+    if plain is None or plain.get('https') is not False:
+        return found        # unreachable, rebooting or a TLS problem: the module's own requests report it
+    found.status = plain
+    found.https = False
+    where = 'the device at %s has no TLS bundle, so its HTTPS server is off (plain-HTTP status at %s says https: false)' % (
+        params['url'], found.http_url)
+    if plain.get('inited') is not False:
+        found.missing = True
+        found.message = (where + ', and it is personalised: the firmware takes a bundle without a login only while the device is '
+                         'not personalised, and this collection never sends a bearer token over plain HTTP. Store a bundle with '
+                         "the vendor's web manager. Nothing was sent.")
+        return found
+    if bundle is None:
+        found.missing = True
+        found.message = where + '. ' + NEEDED + ' Nothing was sent.'
+        return found
+    found.stored = True
+    if module.check_mode:
+        found.message = where + ': the TLS bundle given in tls_bundle would be stored over plain HTTP (check mode: nothing was sent).'
+        return found
+    try:
+        _client(found.http_url, params, timeout=params['timeout']).post(CONFIG, {'tls': bundle}, auth=False)
+    except HemOutcomeUnknown:
+        pass                # the answer was lost: whether HTTPS comes up with the bundle tells
+    except HemError as exc:
+        if exc.status in (400, 406):
+            exc.msg = ('the device refused the TLS bundle given in tls_bundle (%s): emp and key must be encrypted to this '
+                       "device and crt must be the certificate of that key; get a bundle made for this device. Nothing was stored"
+                       % exc.msg)
+        raise
+    try:
+        found.status = wait_for_https(module)
+    except HemError as exc:
+        module.fail_json(msg=str(exc), changed=True, tls_bundle_stored=True)
+    found.https = True
+    found.message = where + ': the TLS bundle given in tls_bundle was stored over plain HTTP and HTTPS answers with it.'
+    return found
+
+
+def wait_for_https(module):
+    """Poll the HTTPS status until it answers and verifies (bounded by ``timeout``); the status answer."""
+    params = module.params
+    deadline = time.monotonic() + params['timeout']
+    poller = _client(params['url'], params, timeout=min(params['timeout'], 5))
+    while True:
+        try:
+            return poller.status()
+        except HemError as exc:
+            if 'CERTIFICATE_VERIFY_FAILED' in str(exc):
+                raise HemError('the TLS bundle was stored, but the certificate the device now serves does not verify (%s): ca_path '
+                               'must hold the CA that issued tls_bundle.crt' % exc)
+            if time.monotonic() + POLL_INTERVAL >= deadline:
+                raise HemError('the TLS bundle was sent over plain HTTP, but HTTPS at %s did not answer within %d s (%s); read the '
+                               'plain-HTTP status (encedo.hem.encedo_info) to see whether the device took it' % (params['url'], params['timeout'], exc))
+        time.sleep(POLL_INTERVAL)
+
+
+def run_with_tls_bundle(fn):
+    """Wrap a module's ``run(module, client)`` (encedo_init): first ``prepare``; a device without a
+    bundle and none given fails with what it needs; a stored bundle makes the result changed.
+    """
+    def wrapped(module, client):
+        try:
+            bundle = check_inputs(module.params)[0]
+        except ValueError as exc:
+            module.fail_json(msg=str(exc))
+        found = prepare(module, bundle)
+        if found.missing:
+            module.fail_json(msg=found.message, changed=False, **found.result())
+        if found.stored and module.check_mode:
+            # Check mode reads only: the prediction is made from the plain-HTTP answers, with a client
+            # that holds no credentials (nothing secret can go over plain HTTP).
+            client = HemClient(found.http_url, timeout=module.params['timeout'])
+        try:
+            result = fn(module, client)
+        except HemError as exc:
+            if not found.stored or module.check_mode:
+                raise
+            module.fail_json(msg='%s (the TLS bundle was stored first)' % exc, changed=True, **found.result())
+        result.update(found.result())
+        if found.stored:
+            result['changed'] = True
+            result['msg'] = found.message
+        return result
+    return wrapped

@@ -1,0 +1,205 @@
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""A device without a TLS bundle (`--no-tls-bundle`), over real HTTP and HTTPS.
+
+OpenAPI POST /api/system/config: on a factory-fresh device an unauthenticated body with
+`tls` is persisted as the initial TLS bundle and the HTTPS server is started; GET
+/api/system/status has `https` only on plain-HTTP requests (PROTOCOL.md "Factory-fresh
+TLS"). The bundle's `emp`/`key` use the emulator's key transport, encrypted to the
+device's factory TLS key (control interface `state.tls_public_key`, standing in for what
+the vendor backend knows). `make_bundle` is shared with tests/integration/test_fresh_tls.py.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import hashlib
+import ipaddress
+import os
+import socket
+import ssl
+
+import pytest
+import requests
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from cryptography.x509.oid import NameOID
+
+CONFIG = "/api/system/config"
+STATUS = "/api/system/status"
+UTC = datetime.timezone.utc
+
+
+# ------------------------------------------------------------------ bundle built as the vendor backend would
+
+def b64(data):
+    return base64.b64encode(data).decode()
+
+
+def make_ca(cn="Fresh TLS test CA"):
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+    now = datetime.datetime.now(UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=30))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    return key, cert
+
+
+def write_ca(ca, path):
+    path.write_text(ca[1].public_bytes(serialization.Encoding.PEM).decode())
+    return str(path)
+
+
+def issue(ca, public_key, names=("localhost",), ips=("127.0.0.1",)):
+    ca_key, ca_cert = ca
+    now = datetime.datetime.now(UTC)
+    sans = [x509.DNSName(n) for n in names] + [x509.IPAddress(ipaddress.ip_address(i)) for i in ips]
+    return (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])]))
+            .issuer_name(ca_cert.subject).public_key(public_key).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(days=1)).not_valid_after(now + datetime.timedelta(days=30))
+            .add_extension(x509.SubjectAlternativeName(sans), critical=False)
+            .sign(ca_key, hashes.SHA256()))
+
+
+def encrypt_key(new_key, device_public_key):
+    """The emulator's key transport (tests/emulator/__init__.py): {emp, key} for new_key, to the device key."""
+    eph = ec.generate_private_key(ec.SECP256R1())
+    aes = hashlib.sha256(eph.exchange(ec.ECDH(), device_public_key)).digest()
+    numbers = new_key.private_numbers()
+    plain = numbers.private_value.to_bytes(32, "big") + numbers.public_numbers.x.to_bytes(32, "big")
+    iv = os.urandom(16)
+    enc = Cipher(algorithms.AES(aes), modes.CBC(iv)).encryptor()
+    blob = b64(iv) + "." + b64(enc.update(plain) + enc.finalize())
+    assert len(blob) == 113
+    emp = eph.public_key().public_bytes(serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
+    return {"emp": b64(emp), "key": blob}
+
+
+def device_tls_public_key(emu, i=0):
+    return serialization.load_der_public_key(base64.b64decode(emu.state(i)["tls_public_key"]))
+
+
+def make_bundle(emu, ca, i=0, names=("localhost",)):
+    """-> ({emp, key, crt (base64 DER)}, the new private key): what the vendor backend answers."""
+    new_key = ec.generate_private_key(ec.SECP256R1())
+    bundle = encrypt_key(new_key, device_tls_public_key(emu, i))
+    bundle["crt"] = b64(issue(ca, new_key.public_key(), names=names).public_bytes(serialization.Encoding.DER))
+    return bundle, new_key
+
+
+# ------------------------------------------------------------------ transport helpers
+
+def https_outcome(url, ca_file=None):
+    """'ok' (handshake verified or not), or the error class name the client sees."""
+    host, port = url.split("//")[1].split(":")
+    ctx = ssl.create_default_context(cafile=ca_file) if ca_file else ssl._create_unverified_context()  # noqa: S323
+    try:
+        with socket.create_connection((host, int(port)), timeout=5) as sock:
+            with ctx.wrap_socket(sock, server_hostname=host) as tls:
+                return "ok" if tls.version() else "no-tls"
+    except (OSError, ssl.SSLError) as exc:
+        return type(exc).__name__
+
+
+def plain(emu, method, path, body=None, i=0):
+    return requests.request(method, emu.http_url(i) + path, json=body, timeout=10, headers={"Connection": "close"})
+
+
+# ------------------------------------------------------------------ tests
+
+@pytest.fixture
+def fresh(emulator):
+    return emulator(no_tls_bundle=True, rtc_set=True)
+
+
+def test_no_bundle_refuses_https_and_says_so_over_plain_http(fresh):
+    outcome = https_outcome(fresh.url(0))
+    assert outcome in ("ConnectionResetError", "SSLEOFError", "SSLError", "SSLZeroReturnError", "ConnectionAbortedError"), outcome
+    status = plain(fresh, "GET", STATUS).json()
+    assert status["https"] is False
+    assert status["inited"] is False
+    state = fresh.state(0)
+    assert state["tls_bundle"] is False and state["tls_public_key"]
+
+
+def test_default_device_has_a_bundle(emulator):
+    emu = emulator()
+    assert plain(emu, "GET", STATUS).json()["https"] is True
+    assert https_outcome(emu.url(0), emu.ca_file) == "ok"
+    assert emu.state(0)["tls_bundle"] is True
+
+
+def test_plain_http_post_stores_the_bundle_and_starts_https(fresh, tmp_path):
+    ca = make_ca()
+    ca_file = write_ca(ca, tmp_path / "ca.pem")
+    bundle, new_key = make_bundle(fresh, ca)
+    # without tls: 406, with another field: 400, bad material: 400 - nothing stored
+    assert plain(fresh, "POST", CONFIG, {"user": "x"}).status_code == 406
+    assert plain(fresh, "POST", CONFIG, {"tls": bundle, "user": "x"}).status_code == 400
+    wrong, _k = make_bundle(fresh, ca)
+    wrong["crt"] = bundle["crt"]                       # key and certificate do not match
+    assert plain(fresh, "POST", CONFIG, {"tls": wrong}).status_code == 400
+    assert plain(fresh, "GET", STATUS).json()["https"] is False
+
+    resp = plain(fresh, "POST", CONFIG, {"tls": bundle})
+    assert resp.status_code == 200 and resp.content == b""
+    assert plain(fresh, "GET", STATUS).json()["https"] is True
+    assert https_outcome(fresh.url(0), ca_file) == "ok"       # served at once, chains to the bundle's CA
+    served = requests.get(fresh.url(0) + STATUS, verify=ca_file, timeout=10).json()
+    assert "https" not in served                                 # only on plain-HTTP requests
+    assert fresh.state(0)["tls_public_key"] == b64(new_key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo))
+    log = fresh.log(0)
+    stored = [e for e in log if e["method"] == "POST" and e["status"] == 200]
+    assert [(e["scheme"], e["auth"], e["tls_keys"]) for e in stored] == [("http", "none", ["crt", "emp", "key"])]
+
+
+def test_wipe_removes_the_bundle_only_with_the_option(emulator, tmp_path):
+    from .hemclient import Hem
+    pw = "fresh-tls-pass"
+    for no_bundle in (False, True):
+        emu = emulator(no_tls_bundle=no_bundle, rtc_set=True, passphrase=pw)
+        ca = make_ca()
+        ca_file = write_ca(ca, tmp_path / ("ca-%s.pem" % no_bundle))
+        if no_bundle:
+            # personalised at start without a bundle: the fresh-mode (unauthenticated) store is over
+            bundle, _key = make_bundle(emu, ca)
+            assert plain(emu, "POST", CONFIG, {"tls": bundle}).status_code == 401
+            assert https_outcome(emu.url(0)) != "ok"
+            hem = Hem(emu.http_url(0), None)      # test only: the token over plain HTTP
+        else:
+            hem = Hem(emu.url(0), emu.ca_file)
+            ca_file = emu.ca_file
+        hem.login(pw)
+        assert hem.post(CONFIG, {"wipeout": True}).status == 200
+        emu.wait_down(0)
+        emu.wait_up(0)
+        status = plain(emu, "GET", STATUS).json()
+        assert status["inited"] is False
+        assert status["https"] is (not no_bundle)
+        assert emu.state(0)["tls_bundle"] is (not no_bundle)
+        assert (https_outcome(emu.url(0), ca_file) == "ok") is (not no_bundle)
+
+
+def test_authenticated_import_on_a_personalised_device_counts_from_the_reboot(emulator, tmp_path):
+    from .hemclient import Hem
+    pw = "fresh-tls-import"
+    emu = emulator(no_tls_bundle=True, rtc_set=True, passphrase=pw)
+    ca = make_ca()
+    ca_file = write_ca(ca, tmp_path / "ca.pem")
+    bundle, _key = make_bundle(emu, ca)
+    hem = Hem(emu.http_url(0), None)          # test only: the token over plain HTTP
+    hem.login(pw)
+    ans = hem.post(CONFIG, {"tls": bundle})
+    assert ans.status == 200 and ans.json["reboot_required"] is True and ans.json["updated"] is True
+    assert plain(emu, "GET", STATUS).json()["https"] is False         # pending until the reboot
+    assert hem.get("/api/system/reboot").status == 200
+    emu.wait_down(0)
+    emu.wait_up(0)
+    assert plain(emu, "GET", STATUS).json()["https"] is True
+    assert https_outcome(emu.url(0), ca_file) == "ok"
