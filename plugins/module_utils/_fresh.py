@@ -239,7 +239,7 @@ def wait_for_https(module):
 
 
 def run_with_tls_bundle(fn):
-    """Wrap a module's ``run(module, client)`` (encedo_init): first ``prepare``; a device without a
+    """Wrap a module's ``run(module, client, status=None)`` (encedo_init): first ``prepare``; a device without a
     bundle and none given fails with what it needs; a stored bundle makes the result changed.
     """
     def wrapped(module, client):
@@ -255,7 +255,8 @@ def run_with_tls_bundle(fn):
             # that holds no credentials (nothing secret can go over plain HTTP).
             client = HemClient(found.http_url, timeout=module.params['timeout'])
         try:
-            result = fn(module, client)
+            # The status read while looking for HTTPS is the module's status read: no second request.
+            result = fn(module, client, status=found.status)
         except HemError as exc:
             if not found.stored or module.check_mode:
                 raise

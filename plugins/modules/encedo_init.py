@@ -599,9 +599,10 @@ def check_personalised(module, client, model):
     return result
 
 
-def run(module, client):
+def run(module, client, status=None):
     params = module.params
-    status = client.status()
+    if status is None:
+        status = client.status()
     model = device_model(status, {})     # from the status alone (the MSC build reports its storage)
     if model == 'epa':
         given = [name for name in PPA_ONLY if params[name] is not None]
