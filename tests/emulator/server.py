@@ -49,6 +49,7 @@ class Fleet:
         self.rtc_set = args.rtc_set
         self.auth_delay = max(0.0, args.auth_delay)
         self.reboot_seconds = max(0.0, args.reboot_seconds)
+        self.format_seconds = max(0.0, getattr(args, "format_seconds", 3.0))
         self.se_provisioned = args.se_provisioned
         self.state_dir = args.state_dir
         self.tmpdir = tempfile.mkdtemp(prefix="hem-emulator-")

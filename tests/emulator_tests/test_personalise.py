@@ -78,7 +78,7 @@ def test_init_needs_clock(emulator):
 CFG_ERRORS = [
     {"user": None}, {"hostname": None}, {"ip": None}, {"dnsd": None}, {"email": None},
     {"user": "x" * 33}, {"hostname": "bad host"}, {"hostname": ""}, {"ip": "10.0.0.1"}, {"ip": "300.0.0.1/24"},
-    {"ip": "10.0.0.1/31"}, {"trusted_ts": "yes"}, {"storage_mode": -1}, {"masterkey": "short"},
+    {"ip": "10.0.0.1/33"}, {"trusted_ts": "yes"}, {"storage_mode": -1}, {"masterkey": "short"},
     {"userkey": base64.b64encode(b"x" * 31).decode()}, {"unknown": 1}, {"gen_csr": "yes"}, {"ctx": -2},
 ]
 
