@@ -34,16 +34,20 @@ attributes:
 options:
   user:
     description:
-      - The user name (display name) of the device, at most 32 characters.
+      - The user name (display name) of the device, at most 32 characters (the limit of the device's API; the vendor's web
+        manager allows letters, digits and blanks only, which the device does not require).
     type: str
   email:
     description:
       - Contact e-mail address. An empty string clears it.
+      - It must look like an address (one C(@), no blanks), a weaker form of the check the vendor's web manager makes, to
+        catch typos. The device's API sets no length limit, so the module sets none.
     type: str
   origin:
     description:
       - CORS allow-list for browsers calling the device API, for example V(*), V(https://app.example.com) or V(*.example.com).
       - Requests whose C(Origin) header does not match are refused by the device (HTTP 412).
+      - The device's API sets no length limit, so the module sets none.
     type: str
   allow_keysearch:
     description:
@@ -61,6 +65,9 @@ options:
   ctx:
     description:
       - Instance context id, an integer from V(0) to V(4294967295).
+      - The device's API documents only "an integer" (the vendor's clients send V(0)); the module refuses negative values and
+        values beyond 32 bits because a device may store them as another number, and the task would then report a change at
+        every run.
     type: int
   http_option_hsts:
     description:
@@ -68,7 +75,7 @@ options:
     type: bool
   http_option_dosprot_mode:
     description:
-      - Time allowed to finish an HTTP request, in 0.5 second steps, from V(0) (off) to V(4).
+      - Time allowed to finish an HTTP request, in 0.5 second steps, from V(0) (off) to V(4) (the range of the device's API).
     type: int
   dnsd:
     description:
