@@ -17,8 +17,9 @@ import hashlib
 import hmac
 import ipaddress
 import re
+import time
 
-from ansible_collections.encedo.hem.plugins.module_utils._client import x25519_shared
+from ansible_collections.encedo.hem.plugins.module_utils._client import HemError, x25519_shared
 
 MASK = "********"
 
@@ -66,6 +67,55 @@ class Field(object):
         return "Field(%r)" % self.name
 
 
+# Named storage_mode values: the six the vendor web manager sends (build.js
+# layeredStorageEncrSet [disk 0 shown][disk 0 mode][disk 1 encryption]; labels from
+# index.html: "Show regular disk on start", "Regular disk on start: Read-only/Writable",
+# "Storage encryption mode: CTR/XTS"). encedo_init uses the same names.
+STORAGE_MODES = {
+    'shown_readonly_ctr': 0x51,     # 81
+    'shown_readonly_xts': 0xA1,     # 161
+    'shown_writable_ctr': 0x53,     # 83
+    'shown_writable_xts': 0xA3,     # 163
+    'hidden_ctr': 0x50,             # 80
+    'hidden_xts': 0xA0,             # 160
+}
+_STORAGE_MODE_NAMES = dict((v, k) for k, v in STORAGE_MODES.items())
+STORAGE_MODES_ALLOWED = ', '.join('%s (%d)' % (name, value) for name, value in sorted(STORAGE_MODES.items(), key=lambda kv: kv[1]))
+
+# Sectors of 512 bytes in one GiB: the vendor manager's unit for storage_disk0size (build.js: size in GiB x 2097152).
+SECTORS_PER_GIB = 2097152
+
+
+def storage_encryption(mode):
+    """'ctr' or 'xts' for the manager's storage_mode values, None for any other value."""
+    if mode in (0x50, 0x51, 0x53):
+        return 'ctr'
+    if mode in (0xA0, 0xA1, 0xA3):
+        return 'xts'
+    return None
+
+
+# Every limit below traces to a source (docs/fidelity.md, "Configuration fields"):
+# - user: at most 32 characters - the OpenAPI file (POST /api/system/config, user maxLength 32).
+#   The manager's form (2-63 of [a-zA-Z0-9 ]) is stricter on characters and looser on length;
+#   the OpenAPI wins, and the character rule is the form's, not the device's.
+# - email: a value with one @ and no blanks, or empty. The manager's field is type="email"
+#   (index.html), whose check is stricter, so nothing the vendor client sends is refused; kept
+#   because it protects the user from a typo. No length: the OpenAPI gives none (the manager's
+#   maxlength 63 is its form's), and a device that stores it shortened makes the task warn.
+# - origin: any string (the OpenAPI gives none; the manager's form 1-63 is its own).
+# - ctx: 0 to 4294967295. The OpenAPI says only "integer" (the vendor's clients send 0); kept
+#   to protect the user: a context number outside what a 32-bit unsigned field holds, or a
+#   negative one, may be stored as another value, and the task would then report a change at
+#   every run. The emulator accepts any integer JSON carries exactly.
+# - http_option_dosprot_mode: 0 to 4 - the OpenAPI file (minimum 0, maximum 4).
+# - storage_mode: one of the six values the manager sends, by name or number (STORAGE_MODES).
+#   The OpenAPI says only "integer"; kept because no source says what any other value does to
+#   the disks.
+# - storage_disk0size: 0 to the device's storage_capacity (GET /api/system/config, "total usable
+#   sectors"; checked in plan_update). Any whole number of sectors: the vendor's own sample
+#   (seed-system-configuration.md) holds 8388607, not a whole GiB.
+# - hostname, ip: only compared with the device (not settable); DNS name / IP address syntax.
 FIELDS = dict((f.name, f) for f in (
     Field("user", "str", max_length=32, allowed="a string of at most 32 characters"),
     Field("email", "email", allowed="an e-mail address such as admin@example.com, or an empty string"),
@@ -78,9 +128,12 @@ FIELDS = dict((f.name, f) for f in (
     Field("http_option_dosprot_mode", "int", minimum=0, maximum=4,
           allowed="an integer from 0 (off) to 4 (request timeout in 0.5 s steps)"),
     Field("dnsd", "bool", msc_only=True, reboot=True, allowed="a boolean"),
-    Field("storage_mode", "int", minimum=0, maximum=255, msc_only=True, reboot=True, allowed="an integer from 0 to 255"),
-    Field("storage_disk0size", "int", minimum=0, msc_only=True, reboot=True, destructive=True,
-          allowed="an integer >= 0 (sectors), at most the device's storage_capacity"),
+    # Disk 0 visibility and mode apply "on start" (index.html labels): a reboot.
+    Field("storage_mode", "storage_mode", msc_only=True, reboot=True, allowed="one of " + STORAGE_MODES_ALLOWED),
+    # A new size is applied by a disk format the device starts at once (OpenAPI: "change triggers
+    # a reformat"); the module waits for it, as the manager does (storageChange), no reboot.
+    Field("storage_disk0size", "int", minimum=0, msc_only=True, destructive=True,
+          allowed="an integer >= 0 (sectors of 512 bytes, 2097152 per GiB), at most the device's storage_capacity"),
     Field("hostname", "hostname", settable=False, allowed="a DNS name"),
     Field("ip", "ip", settable=False, allowed="an IPv4 address, optionally with a prefix length (192.168.7.1/24)"),
 ))
@@ -150,6 +203,20 @@ def _ip(value):
         raise _Invalid("is %r, not an IP address (with an optional /prefix)" % (text,))
 
 
+def _storage_mode(value):
+    if isinstance(value, str) and value.strip().lower() in STORAGE_MODES:
+        return STORAGE_MODES[value.strip().lower()]
+    try:
+        return to_int(value)
+    except ValueError:
+        raise _Invalid("is %r, neither a storage mode name nor an integer" % (value,))
+
+
+def storage_mode_name(mode):
+    """The name of a storage_mode value (None for a value the vendor's clients never send)."""
+    return _STORAGE_MODE_NAMES.get(mode)
+
+
 def normalise(name, value):
     """The canonical form of ``value`` for field ``name`` (as the device would store it).
 
@@ -160,6 +227,8 @@ def normalise(name, value):
         return to_bool(value)
     if kind == "int":
         return to_int(value)
+    if kind == "storage_mode":
+        return _storage_mode(value)
     if kind == "hostname":
         return _hostname(value)
     if kind == "ip":
@@ -193,6 +262,8 @@ def _problem(name, value):
             return "is %d" % value
         if field.maximum is not None and value > field.maximum:
             return "is %d" % value
+    if field.kind == "storage_mode" and value not in _STORAGE_MODE_NAMES:
+        return "is %d, not a storage mode the vendor's clients use" % value
     if field.kind == "email" and value and not _EMAIL_RE.match(value):
         return "is %r, which does not look like an e-mail address" % value
     if field.kind == "hostname" and (not value or len(value) > 253 or not all(_LABEL_RE.match(label) for label in value.split("."))):
@@ -264,14 +335,15 @@ def public_config(current):
 class Plan(object):
     """What to send: ``delta`` (field -> wire value), ``before``/``after`` of those fields."""
 
-    __slots__ = ("delta", "before", "after", "reboot_required", "model")
+    __slots__ = ("delta", "before", "after", "reboot_required", "model", "reformat")
 
-    def __init__(self, delta, before, after, reboot_required, model_name):
+    def __init__(self, delta, before, after, reboot_required, model_name, reformat=False):
         self.delta = delta
         self.before = before
         self.after = after
         self.reboot_required = reboot_required
         self.model = model_name
+        self.reformat = reformat
 
     @property
     def fields(self):
@@ -284,13 +356,16 @@ def plan_update(current, desired, allow_reformat=False):
     Only the options in ``desired`` are compared. Raises ConfigError (listing every
     problem) when the request cannot be honoured on this device: MSC-only fields on an
     EPA, ``hostname``/``ip`` different from the personalised values, a disk 0 resize
-    without ``allow_reformat`` or beyond the storage capacity.
+    without ``allow_reformat`` or beyond the storage capacity, a change of the disk 1
+    encryption (CTR/XTS, in ``storage_mode``) without ``allow_reformat``.
+    ``plan.reformat`` is true when the device will format its storage (the module waits).
     """
     msc = is_msc(current)
     have = current_values(current)
     problems = []
     delta, before, after = {}, {}, {}
     reboot = False
+    reformat = False
     for name in FIELDS:
         if name not in desired:
             continue
@@ -307,9 +382,20 @@ def plan_update(current, desired, allow_reformat=False):
                             % (name, wire(name, have[name]) if name in have else None, wire(name, want)))
             continue
         if field.destructive and not allow_reformat:
-            problems.append("changing '%s' from %r to %r makes the device reformat disk 0 and erase its data; "
-                            "set allow_reformat=true to allow it" % (name, have.get(name), want))
+            problems.append("changing '%s' from %r to %r makes the device reformat its storage and erase its data "
+                            "(disk 0 and disk 1 are resized); set allow_reformat=true to allow it" % (name, have.get(name), want))
             continue
+        if name == "storage_mode" and storage_encryption(want) != storage_encryption(have.get(name)):
+            # The vendor manager warns that a change of the disk 1 encryption "will format storage and
+            # remove all the data stored there" (build.js, storage_change); treat it as a reformat.
+            if not allow_reformat:
+                problems.append("changing 'storage_mode' from %s to %s changes the disk 1 encryption (%s to %s), which "
+                                "formats the storage and erases its data (the vendor's manager warns so); set "
+                                "allow_reformat=true to allow it"
+                                % (_mode_text(have.get(name)), _mode_text(want),
+                                   (storage_encryption(have.get(name)) or "unknown").upper(), storage_encryption(want).upper()))
+                continue
+            reformat = True
         if name == "storage_disk0size" and "storage_capacity" in current:
             try:
                 capacity = to_int(current["storage_capacity"])
@@ -322,9 +408,15 @@ def plan_update(current, desired, allow_reformat=False):
         before[name] = wire(name, have[name]) if name in have else None
         after[name] = wire(name, want)
         reboot = reboot or field.reboot
+        reformat = reformat or field.destructive
     if problems:
         raise ConfigError("nothing was sent to the device: " + "; ".join(problems))
-    return Plan(delta, before, after, reboot, "ppa" if msc else "epa")
+    return Plan(delta, before, after, reboot, "ppa" if msc else "epa", reformat)
+
+
+def _mode_text(mode):
+    name = storage_mode_name(mode)
+    return "%s (%s)" % (mode, name) if name else repr(mode)
 
 
 def apply_delta(current, delta):
@@ -357,3 +449,74 @@ def rotation_fields(new_private, new_public_b64, current):
         "userkey_nonce": nonce,
         "userkey_hmac": base64.b64encode(mac).decode("ascii"),
     }
+
+
+# ---------------------------------------------------------------------------- disk format
+
+#: Seconds between two status polls while the device formats its storage (the manager polls every 3 s).
+FORMAT_POLL_INTERVAL = 1.0
+
+
+class FormatNotFinished(HemError):
+    """The device still formats (or could not be read) when the wait ran out."""
+
+    def __init__(self, msg, last_status=None, waited=0.0):
+        super(FormatNotFinished, self).__init__(msg, endpoint='GET /api/system/status')
+        self.last_status = last_status
+        self.waited = waited
+
+
+def format_running(status):
+    """True while the status shows a disk format in progress (``format`` = "status<N>")."""
+    value = status.get("format") if isinstance(status, dict) else None
+    return isinstance(value, str) and value.startswith("status")
+
+
+def wait_for_format(read_status, timeout, interval=FORMAT_POLL_INTERVAL, clock=time.monotonic, sleep=time.sleep):
+    """Poll ``read_status()`` until no disk format runs, for at most ``timeout`` seconds.
+
+    Done when the status has no ``format`` or ``format`` is "done" (what the vendor manager's
+    checkDeviceReadyAfterInit waits for). Unanswered polls are tolerated until the time is up.
+    Returns (last status, seconds waited, polls); raises FormatNotFinished.
+    """
+    start = clock()
+    deadline = start + timeout
+    last, last_error, polls = None, None, 0
+    while True:
+        try:
+            status = read_status()
+            polls += 1
+            last, last_error = status, None
+            if not format_running(status):
+                return status, clock() - start, polls
+        except HemError as exc:
+            polls += 1
+            last_error = exc
+        now = clock()
+        if now >= deadline:
+            waited = now - start
+            if last_error is not None:
+                state = "the last status poll failed (%s)" % last_error
+            elif last is not None:
+                state = "the device still reports format %r" % last.get("format")
+            else:
+                state = "no status could be read"
+            raise FormatNotFinished(state, last, waited)
+        sleep(max(0.0, min(interval, deadline - now)))
+
+
+def storage_split(status):
+    """The status ``storage`` slots as [{"sectors": int, "access": str}, ...] (None when absent or unreadable)."""
+    slots = status.get("storage") if isinstance(status, dict) else None
+    if not isinstance(slots, list):
+        return None
+    out = []
+    for slot in slots:
+        if not isinstance(slot, str) or ":" not in slot:
+            return None
+        sectors, access = slot.split(":", 1)
+        try:
+            out.append({"sectors": int(sectors), "access": access})
+        except ValueError:
+            return None
+    return out

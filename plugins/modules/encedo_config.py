@@ -34,16 +34,20 @@ attributes:
 options:
   user:
     description:
-      - The user name (display name) of the device, at most 32 characters.
+      - The user name (display name) of the device, at most 32 characters (the limit of the device's API; the vendor's web
+        manager allows letters, digits and blanks only, which the device does not require).
     type: str
   email:
     description:
       - Contact e-mail address. An empty string clears it.
+      - It must look like an address (one C(@), no blanks), a weaker form of the check the vendor's web manager makes, to
+        catch typos. The device's API sets no length limit, so the module sets none.
     type: str
   origin:
     description:
       - CORS allow-list for browsers calling the device API, for example V(*), V(https://app.example.com) or V(*.example.com).
       - Requests whose C(Origin) header does not match are refused by the device (HTTP 412).
+      - The device's API sets no length limit, so the module sets none.
     type: str
   allow_keysearch:
     description:
@@ -61,6 +65,9 @@ options:
   ctx:
     description:
       - Instance context id, an integer from V(0) to V(4294967295).
+      - The device's API documents only "an integer" (the vendor's clients send V(0)); the module refuses negative values and
+        values beyond 32 bits because a device may store them as another number, and the task would then report a change at
+        every run.
     type: int
   http_option_hsts:
     description:
@@ -68,7 +75,7 @@ options:
     type: bool
   http_option_dosprot_mode:
     description:
-      - Time allowed to finish an HTTP request, in 0.5 second steps, from V(0) (off) to V(4).
+      - Time allowed to finish an HTTP request, in 0.5 second steps, from V(0) (off) to V(4) (the range of the device's API).
     type: int
   dnsd:
     description:
@@ -78,23 +85,44 @@ options:
     type: bool
   storage_mode:
     description:
-      - Disk 0 default mode and disk 1 encryption mode, an integer from V(0) to V(255).
+      - How disk 0 (the regular disk) appears when the device starts, and how disk 1 (the secure disk) is encrypted.
+      - One of the six values the vendor's web manager uses, by name or by number - V(shown_readonly_ctr) (V(81), 0x51),
+        V(shown_readonly_xts) (V(161), 0xA1), V(shown_writable_ctr) (V(83), 0x53), V(shown_writable_xts) (V(163), 0xA3),
+        V(hidden_ctr) (V(80), 0x50), V(hidden_xts) (V(160), 0xA0). C(shown)/C(hidden) - whether disk 0 is shown on start;
+        C(readonly)/C(writable) - its access on start; C(ctr)/C(xts) - the disk 1 encryption mode. The device reports the
+        number.
+      - The device firmware documents the field only as an integer; no source says what other values do to the disks, so
+        the module refuses them.
+      - A change of the disk 1 encryption (C(ctr) to C(xts) or back) formats the storage and erases its data (the vendor's
+        manager warns so), so it is refused unless O(allow_reformat=true); the task then waits as for O(storage_disk0size).
       - PPA (MSC build) only; the task fails on an EPA before sending anything.
-      - Takes effect after a reboot (RV(reboot_required)).
-    type: int
+      - Disk 0 visibility and access apply when the device starts (RV(reboot_required)).
+    type: raw
   storage_disk0size:
     description:
-      - Size of disk 0 in sectors, at most the device's C(storage_capacity).
-      - Changing it makes the device B(reformat the disk and erase its data), so a change is refused unless
+      - Size of disk 0 in sectors of 512 bytes, from V(0) to the device's C(storage_capacity); disk 1 gets the rest. The
+        vendor's manager uses whole GiB (V(2097152) sectors each, for example V(8388608) for 4 GiB); any whole number of
+        sectors is accepted (a device personalised by the vendor may hold V(8388607)).
+      - Changing it makes the device B(format its storage and erase the data on both disks), so a change is refused unless
         O(allow_reformat=true). Setting it to the current size is always fine.
+      - The device starts the format when it accepts the change. The task then waits until the format is over (at most
+        O(format_timeout) seconds, polling the device status every second) and returns RV(reformatted) and the new split
+        in RV(storage). While the format runs the device refuses configuration changes (HTTP 409); do not unplug it.
       - PPA (MSC build) only; the task fails on an EPA before sending anything.
-      - Takes effect after a reboot (RV(reboot_required)).
     type: int
   allow_reformat:
     description:
-      - Allow a change of O(storage_disk0size), which erases the data on disk 0.
+      - Allow a change that formats the storage and erases its data - a new O(storage_disk0size), or a new disk 1
+        encryption in O(storage_mode).
     type: bool
     default: false
+  format_timeout:
+    description:
+      - Seconds to wait, counted from the device's answer, for a storage format to finish.
+      - A task that formats runs this long at most; the vendor's manager expects about 30 seconds.
+      - O(timeout) stays the limit of each single request.
+    type: int
+    default: 300
   full_config:
     description:
       - Return the whole device configuration in RV(config), not only the fields the task declares.
@@ -133,8 +161,11 @@ notes:
     new passphrase at the first try. Only when neither passphrase works does a run make two failed attempts; the task then
     fails, and repeating it quickly pushes the device into its slow mode.
   - A no-op run costs one request with O(token) (the configuration read) and three with O(passphrase) (two for the login).
-  - The device applies a change of O(dnsd), O(storage_mode) or O(storage_disk0size) at the next boot; reboot it
+  - The device applies a change of O(dnsd) or O(storage_mode) at the next boot; reboot it
     (for example with M(encedo.hem.encedo_reboot)) when RV(reboot_required) is true.
+  - A change of O(storage_disk0size) (or of the disk 1 encryption) makes the task wait for the device to format its
+    storage, up to O(format_timeout) seconds. Ansible shows nothing while it waits; the result says how long it took
+    (RV(format_seconds)).
 seealso:
   - module: encedo.hem.encedo_info
   - module: encedo.hem.encedo_login
@@ -173,12 +204,25 @@ EXAMPLES = r'''
     passphrase: "{{ hem_old_passphrase }}"
     new_passphrase: "{{ hem_new_passphrase }}"
 
-- name: Resize disk 0 (erases it)
+- name: Resize disk 0 to 8 GiB (formats the storage and erases both disks; waits for the format)
   encedo.hem.encedo_config:
     url: https://my.ence.do
     passphrase: "{{ hem_passphrase }}"
-    storage_disk0size: 4194304
+    storage_disk0size: 16777216
     allow_reformat: true
+    format_timeout: 120
+  register: hem_storage
+
+- name: Show the new split
+  ansible.builtin.debug:
+    msg: "disk 0 {{ hem_storage.storage[0].sectors }} sectors, disk 1 {{ hem_storage.storage[1].sectors }} sectors"
+  when: hem_storage.reformatted
+
+- name: Hide disk 0 on start, keep CTR encryption (applies at the next boot)
+  encedo.hem.encedo_config:
+    url: https://my.ence.do
+    passphrase: "{{ hem_passphrase }}"
+    storage_mode: hidden_ctr
 '''
 
 RETURN = r'''
@@ -188,8 +232,7 @@ changed:
   type: bool
 reboot_required:
   description:
-    - True when the device said so, or when a changed field takes effect at the next boot (O(dnsd), O(storage_mode),
-      O(storage_disk0size)).
+    - True when the device said so, or when a changed field takes effect at the next boot (O(dnsd), O(storage_mode)).
   returned: always
   type: bool
   sample: false
@@ -199,6 +242,26 @@ updated:
   returned: always
   type: bool
   sample: true
+reformatted:
+  description:
+    - Whether the device formatted its storage in this run (a new O(storage_disk0size) or disk 1 encryption), and the task
+      waited for the format to end. In check mode, whether it would.
+  returned: always
+  type: bool
+  sample: false
+format_seconds:
+  description: Seconds the task waited for the storage format.
+  returned: when RV(reformatted) is true and not in check mode
+  type: int
+  sample: 12
+storage:
+  description:
+    - The storage split the device status reports after the format - one entry per disk (disk 0, then disk 1), with its
+      size in C(sectors) of 512 bytes and its C(access) (V(rw), V(ro), or V(-) for locked or hidden).
+  returned: when RV(reformatted) is true, not in check mode, and the device reports its storage
+  type: list
+  elements: dict
+  sample: [{sectors: 8388608, access: rw}, {sectors: 112590843, access: "-"}]
 sent:
   description:
     - Names of the fields sent (or, in check mode, that would be sent), sorted. Never values.
@@ -230,13 +293,15 @@ token:
 
 from ansible_collections.encedo.hem.plugins.module_utils._client import HAS_CRYPTOGRAPHY, HemClient, HemError, HemOutcomeUnknown, TOKEN_PATH, derive_keypair
 from ansible_collections.encedo.hem.plugins.module_utils._config import (
-    FIELDS, ROTATION_FIELDS, ConfigError, apply_delta, current_values, diff, plan_update, public_config,
-    rotation_fields, same, validate, wire,
+    FIELDS, ROTATION_FIELDS, ConfigError, FormatNotFinished, apply_delta, current_values, diff, format_running, plan_update,
+    public_config, rotation_fields, same, storage_split, validate, wait_for_format, wire,
 )
 from ansible_collections.encedo.hem.plugins.module_utils._module import HemModule
 from ansible.module_utils.basic import missing_required_lib
 
 CONFIG = '/api/system/config'
+# Each status poll during a storage format waits at most this long (or the connection timeout when shorter).
+POLL_REQUEST_TIMEOUT = 5
 
 
 def _fail(module, msg, **extra):
@@ -286,6 +351,47 @@ def _shown(module, config):
     return dict((name, value) for name, value in config.items() if module.params.get(name) is not None)
 
 
+def _poller(module):
+    p = module.params
+    return HemClient(p['url'], validate_certs=p['validate_certs'], ca_path=p['ca_path'],
+                     timeout=min(p['timeout'], POLL_REQUEST_TIMEOUT), retries=0)
+
+
+def _busy_message(module, sent):
+    """The device answered 409 to the update: say whether a storage format is the reason."""
+    try:
+        formatting = format_running(_poller(module).status())
+    except HemError:
+        formatting = False
+    if formatting:
+        return ('the device refused the configuration update (HTTP 409) because it is formatting its storage (sent: %s); nothing '
+                'was changed. Wait until the format is over (encedo.hem.encedo_info shows status.format "done"), then run the '
+                'task again.' % ', '.join(sent))
+    return ('the device refused the configuration update (HTTP 409): it is busy or in the wrong state (a firmware install, a '
+            'disk format or a latched self-test fault; sent: %s); nothing was changed. Check encedo.hem.encedo_info, wait until '
+            'the device is idle, then run the task again.' % ', '.join(sent))
+
+
+def _wait_for_format(module, sent, answer):
+    """After an accepted storage change: wait for the device's format. -> result fields; fails the task on a timeout."""
+    timeout = module.params['format_timeout']
+    try:
+        status, waited, _polls = wait_for_format(_poller(module).status, timeout)
+    except FormatNotFinished as exc:
+        _fail(module, 'the device accepted the storage change (sent: %s) and is formatting its storage, but the format did not '
+                      'finish within format_timeout=%d s: %s. Leave the device powered and connected: it refuses configuration '
+                      'changes (HTTP 409) until the format is over. Watch encedo.hem.encedo_info (status.format becomes "done"), '
+                      'then run the task again: it sends nothing once the device holds the requested values. Raise format_timeout '
+                      'if formats take longer on this device.' % (', '.join(sent), timeout, exc.msg),
+              changed=True, sent=sent, updated=bool(answer.get('updated', True)), reformatted=False,
+              format_seconds=int(round(exc.waited)), device_status=exc.last_status)
+    fields = dict(reformatted=True, format_seconds=int(round(waited)))
+    split = storage_split(status)
+    if split is not None:
+        fields['storage'] = split
+    return fields
+
+
 def run(module, client):
     p = module.params
     try:
@@ -324,7 +430,8 @@ def run(module, client):
         _fail(module, str(exc), config=_shown(module, public_config(current)))
 
     sent = sorted(list(plan.delta) + (list(ROTATION_FIELDS) if rotate else []))
-    result = dict(changed=bool(sent), sent=sent, updated=False, reboot_required=plan.reboot_required)
+    result = dict(changed=bool(sent), sent=sent, updated=False, reboot_required=plan.reboot_required,
+                  reformatted=bool(sent) and plan.reformat)
     if not sent:
         result['config'] = _shown(module, public_config(current))
         return result
@@ -351,11 +458,15 @@ def run(module, client):
                           'The module checked the documented ranges first; check these values against what this device and '
                           'its firmware accept (encedo.hem.encedo_info shows the model and firmware).' % ', '.join(sent),
                   sent=sent, status=400, endpoint=exc.endpoint)
+        if exc.status == 409:
+            _fail(module, _busy_message(module, sent), sent=sent, status=409, endpoint=exc.endpoint)
         if exc.status == 406 and rotate:
             exc.msg += ('; a passphrase rotation needs a login with the user role (the user passphrase or a token from it). '
                         'Nothing was applied')
         raise
 
+    if plan.reformat:
+        result.update(_wait_for_format(module, sent, answer))
     after = client.get(CONFIG)
     have = current_values(after)
     residual = [n for n in sorted(plan.delta) if n not in have or not same(n, desired[n], have[n])]
@@ -383,15 +494,18 @@ def main():
         http_option_hsts=dict(type='bool'),
         http_option_dosprot_mode=dict(type='int'),
         dnsd=dict(type='bool'),
-        storage_mode=dict(type='int'),
+        storage_mode=dict(type='raw'),
         storage_disk0size=dict(type='int'),
         allow_reformat=dict(type='bool', default=False),
+        format_timeout=dict(type='int', default=300),
         full_config=dict(type='bool', default=False),
         hostname=dict(type='str'),
         ip=dict(type='str'),
         new_passphrase=dict(type='str', no_log=True),
     )
     module = HemModule(argument_spec=spec, supports_check_mode=True)
+    if module.params['format_timeout'] <= 0:
+        module.fail_json(msg='option format_timeout: must be a positive number of seconds, got %d' % module.params['format_timeout'])
     module.run(run)
 
 

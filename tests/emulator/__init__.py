@@ -93,12 +93,40 @@ Personalisation (`/api/auth/init`)
   sees the phrase).
 
 Configuration (`/api/system/config`)
-- Ranges (the spec gives few): user 0-32 printable characters, email 0-64, origin 0-128,
-  ctx 0..2^32-1, http_option_dosprot_mode 0-4, storage_mode 0-255, storage_disk0size
-  0..storage_capacity (120979451). Booleans must be JSON booleans; integers must not be
-  booleans. Unknown fields, MSC-only fields on EPA, `hostname` and `ip` (never settable
-  after personalisation, even with the same value) answer 400 with `{"updated": false}`
-  and nothing changes.
+- Limits are the OpenAPI file's or the device's own, nothing else: user a string of at most
+  32 characters (OpenAPI maxLength; the manager's form allows 2-63 of [a-zA-Z0-9 ] - the
+  OpenAPI wins), http_option_dosprot_mode 0-4 (OpenAPI), storage_disk0size
+  0..storage_capacity (120979451, the "total usable sectors" GET config reports; any integer
+  in that range, whole GiB or not: the vendor's own sample holds 8388607). Where the OpenAPI
+  gives only a type the emulator accepts the whole type: email and origin any string (the
+  manager's maxlength 63 is its form's; the body limit of 7300 bytes bounds them), ctx and
+  storage_mode any integer from 0 to 2^53-1 (JSON integers carried exactly, RFC 8259
+  section 6; neither a size nor a bit set is negative; the firmware's C width is
+  undocumented). storage_mode is stored as given (the manager sends only 0x50, 0x51, 0x53,
+  0xA0, 0xA1, 0xA3). Booleans must be JSON booleans; integers must not be booleans or
+  floats. Unknown fields, MSC-only fields on EPA, `hostname` and `ip` (never settable after
+  personalisation, even with the same value) answer 400 with `{"updated": false}` and
+  nothing changes.
+- Storage (PPA). A POST whose storage_disk0size differs from the stored one stores it and
+  starts a disk format (OpenAPI: "change triggers a reformat") that runs `--format-seconds`
+  (default 3). The answer is the OpenAPI 200 shape `{"updated": true}` (no reboot_required:
+  the OpenAPI sets it only for a TLS import). Status `format` is "status<N>" while it runs
+  (N = percent done, the emulator's choice: the OpenAPI does not say what N counts), then
+  "done" until the next boot; it is absent when no format ran since boot (the manager's
+  `checkDeviceReadyAfterInit` treats absent or "done" as ready). While it runs, the
+  implemented endpoints whose OpenAPI answers list the generic Conflict ("... disk format
+  in progress") answer 409 with nothing applied: POST /api/system/config, GET/POST
+  /api/auth/init, GET /api/system/config/attestation. Reads, logins, check-in and reboot
+  answer as usual (reboot and shutdown document 409 only for a software install); a reboot
+  ends the format task, the stored size stays. Status `storage` is
+  ["<disk0size>:<flag>", "<capacity - disk0size>:-"] (the manager adds both for the total),
+  the old split while a format runs. Disk 1 shows "-" (locked; /api/storage is not
+  implemented). The disk 0 flag follows the storage_mode in effect at boot (index.html:
+  "Show regular disk on start", "Regular disk on start: Read-only/Writable";
+  build.js layeredStorageEncrSet): 0x53/0xA3 "rw", 0x51/0xA1 "ro", 0x50/0xA0 "-", other
+  values "rw" (sources silent). So a storage_mode change formats nothing and shows after
+  the next reboot; whether the firmware re-encrypts disk 1 when its mode (CTR/XTS) changes
+  is undocumented (the manager warns that such a change formats the storage).
 - `updated` is true only when a stored value changed (a new user key, a TLS import, a
   config value different from the stored one); `uts` moves only then.
 - The rotation triple must come together; the `nonce` is the one from `GET
@@ -228,8 +256,8 @@ Transport
   (409 for the two documented quirks) and 404 over HTTPS. Storage, upgrade, external
   auth and logger families answer 404 on both (not implemented). Unknown paths 404.
 - `/api/system/status`: `hostname` appears when the Host header differs from the
-  configured hostname (so almost always, over 127.0.0.1); `storage` is
-  ["<disk0size>:rw", "<capacity>:-"] on PPA; temp 36.6.
+  configured hostname (so almost always, over 127.0.0.1); `storage` and `format` on PPA as
+  in Configuration above; temp 36.6.
 
 Test support
 - Control interface: docs/development.md. A `drop` fault resets the connection; it is

@@ -51,6 +51,8 @@ def parse_args(argv=None):
     ap.add_argument("--rtc-set", action="store_true", help="devices start (first power-up) with the clock set")
     ap.add_argument("--reboot-seconds", type=float, default=3.0, metavar="S",
                     help="how long a rebooting device stays unreachable (default 3)")
+    ap.add_argument("--format-seconds", type=float, default=3.0, metavar="S",
+                    help="how long a disk format started by a new storage_disk0size runs (PPA; default 3)")
     ap.add_argument("--backend-port", type=int, default=8999, metavar="P",
                     help="port of the stand-in check-in backend, plain HTTP on --bind (default 8999)")
     ap.add_argument("--control-port", type=int, default=None, metavar="P",

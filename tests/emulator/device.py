@@ -58,23 +58,40 @@ UNIMPLEMENTED_PREFIXES = ("/api/keymgmt/", "/api/crypto/", "/api/storage/", "/ap
 TLS_ONLY_PREFIXES = ("/api/keymgmt/", "/api/crypto/")
 HTTP_409_QUIRKS = ("/api/keymgmt/delete/", "/api/crypto/hmac/hash")
 
-HOSTNAME_RE = re.compile(r"^(?=.{1,63}$)[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?$")
+# A DNS host name (RFC 1123 syntax: labels of 1-63 letters, digits and hyphens, not starting or
+# ending with a hyphen; at most 253 characters). The OpenAPI file gives no format; the vendor
+# manager's own names (`<prefix>.ence.do`, prefix up to 63 characters) fit.
 
-# Configuration fields: name -> (kind, bounds, MSC build only). Kinds: bool, int, str.
+# Integers without a documented range: what JSON carries exactly (RFC 8259 section 6), not negative.
+JSON_INT_MAX = 2 ** 53 - 1
+
+# Configuration fields: name -> (kind, bounds, MSC build only). Kinds: bool, int, str (bounds =
+# (min, max) length, or None: any string). Every bound is the OpenAPI file's (user maxLength 32,
+# http_option_dosprot_mode 0..4) or the device's own (storage_capacity); see the package docstring.
 CONFIG_FIELDS = {
     "user": ("str", (0, 32), False),
-    "email": ("str", (0, 64), False),
-    "origin": ("str", (0, 128), False),
+    "email": ("str", None, False),
+    "origin": ("str", None, False),
     "trusted_ts": ("bool", None, False),
     "trusted_backend": ("bool", None, False),
     "allow_keysearch": ("bool", None, False),
-    "ctx": ("int", (0, 0xFFFFFFFF), False),
+    "ctx": ("int", (0, JSON_INT_MAX), False),
     "http_option_hsts": ("bool", None, False),
     "http_option_dosprot_mode": ("int", (0, 4), False),
     "dnsd": ("bool", None, True),
-    "storage_mode": ("int", (0, 255), True),
+    "storage_mode": ("int", (0, JSON_INT_MAX), True),
     "storage_disk0size": ("int", (0, STORAGE_CAPACITY), True),
 }
+
+# Status flag of disk 0 at boot for the storage_mode values the vendor manager sends
+# (build.js layeredStorageEncrSet; index.html "Show regular disk on start", "Regular disk on
+# start: Read-only/Writable"); other values: "rw" (sources silent).
+DISK0_FLAGS = {0x51: "ro", 0xA1: "ro", 0x53: "rw", 0xA3: "rw", 0x50: "-", 0xA0: "-"}
+
+# While a disk format runs these answer 409: the implemented endpoints whose OpenAPI responses
+# reference the generic Conflict ("... disk format in progress").
+BUSY_DURING_FORMAT = (("POST", "/api/system/config"), ("GET", "/api/auth/init"), ("POST", "/api/auth/init"),
+                      ("GET", "/api/system/config/attestation"))
 INIT_REQUIRED = ("user", "masterkey", "userkey", "hostname", "origin", "trusted_ts", "trusted_backend",
                  "allow_keysearch", "email")
 INIT_REQUIRED_MSC = ("ip", "storage_mode", "storage_disk0size", "dnsd")
@@ -292,6 +309,8 @@ class Device:
         self.check_nonces = {}       # nonce -> expiry
         self.rtc_set = rtc_set
         self.failures = 0
+        self.fmt = None              # the disk format task of this boot (None: none ran)
+        self.boot_storage_mode = self.cfg.get("storage_mode")
         self.ssl_context = self.fleet.make_ssl_context(self.index, self.p["tls_key"], self.p["tls_crt"])
 
     def go_down(self, seconds: float, wipe: bool = False):
@@ -337,6 +356,28 @@ class Device:
 
     def uptime(self) -> int:
         return int(time.monotonic() - self.boot_mono)
+
+    def start_format(self, old_size):
+        """A new storage_disk0size was stored: format for --format-seconds (state of this boot only)."""
+        self.fmt = {"start": time.monotonic(), "seconds": self.fleet.format_seconds, "old_size": old_size}
+
+    def format_progress(self):
+        """None (no format this boot), "status<N>" (N = percent done, 0-99) or "done"."""
+        if self.fmt is None:
+            return None
+        elapsed = time.monotonic() - self.fmt["start"]
+        if elapsed >= self.fmt["seconds"]:
+            return "done"
+        return "status%d" % min(99, int(100 * elapsed / self.fmt["seconds"]))
+
+    def formatting(self) -> bool:
+        return self.format_progress() not in (None, "done")
+
+    def storage_slots(self):
+        """Status `storage`: disk 0 and disk 1 (capacity minus disk 0); the old split while a format runs."""
+        size = self.fmt["old_size"] if self.formatting() else self.cfg.get("storage_disk0size", 0)
+        flag = DISK0_FLAGS.get(self.boot_storage_mode, "rw")
+        return ["%d:%s" % (size, flag), "%d:-" % (STORAGE_CAPACITY - size)]
 
     @property
     def cfg(self):
@@ -515,6 +556,8 @@ class Device:
         handler = routes.get((req.method, path))
         if handler is None:
             return _err(404)
+        if self.msc and (req.method, path) in BUSY_DURING_FORMAT and self.formatting():
+            return _err(409)
         if req.method == "POST":
             try:
                 body = json.loads(req.body.decode("utf-8")) if req.body else None
@@ -546,7 +589,10 @@ class Device:
             out["ts"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))
             out["time"] = now
         if self.msc:
-            out["storage"] = ["%d:rw" % self.cfg.get("storage_disk0size", 0), "%d:-" % STORAGE_CAPACITY]
+            out["storage"] = self.storage_slots()
+            progress = self.format_progress()
+            if progress is not None:
+                out["format"] = progress
         out["temp"] = 36.6
         out["fls_state"] = 0
         return Response(200, out)
@@ -822,10 +868,13 @@ class Device:
         if plan.get("wipeout"):
             return Response(200, None, after=lambda: self.go_down(self.fleet.reboot_seconds, wipe=True))
         changed = False
+        old_size = self.cfg.get("storage_disk0size")
         for name, value in plan["fields"].items():
             if self.cfg.get(name) != value:
                 self.cfg[name] = value
                 changed = True
+        if self.msc and self.cfg.get("storage_disk0size") != old_size:
+            self.start_format(old_size)
         if "userkey" in plan and self.p["userkey"] != plan["userkey"]:
             self.p["userkey"] = plan["userkey"]
             self._lazy.pop("userkey", None)
@@ -1088,6 +1137,7 @@ class Device:
                 "se_provisioned": bool(self.p.get("att_crt")), "pending_tls": bool(self.p.get("pending_tls")),
                 "tls_cert_pem": self.p["tls_crt"], "clock_offset": self.clock_offset,
                 "tls_bundle": self.has_tls_bundle, "tls_public_key": b64e(util.spki_der(self.tls_key().public_key())),
+                "format": self.format_progress(),
             }
 
     def record(self, req: Request, status, body_obj):
@@ -1121,18 +1171,6 @@ def _check_field(name, value):
         if not isinstance(value, int) or isinstance(value, bool) or not bounds[0] <= value <= bounds[1]:
             raise BadRequest(name)
     elif kind == "str":
-        if not isinstance(value, str) or not bounds[0] <= len(value) <= bounds[1] or not value.isprintable():
+        if not isinstance(value, str) or (bounds is not None and not bounds[0] <= len(value) <= bounds[1]):
             raise BadRequest(name)
-    return value
-
-
-def _check_cidr(value):
-    if not isinstance(value, str) or "/" not in value:
-        raise BadRequest("ip")
-    try:
-        iface = ipaddress.IPv4Interface(value)
-    except ValueError as exc:
-        raise BadRequest("ip") from exc
-    if not 8 <= iface.network.prefixlen <= 30 or str(iface) != value:
-        raise BadRequest("ip")
     return value

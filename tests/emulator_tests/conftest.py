@@ -16,8 +16,11 @@ def client(emu, i=0, http=False):
 
 @pytest.fixture(scope="module")
 def shared_emu(emulator_module):
-    """One personalised PPA device, clock set, shared by a test module (tests must not break it)."""
-    return emulator_module(devices=1, passphrase=PASS, rtc_set=True)
+    """One personalised PPA device, clock set, shared by a test module (tests must not break it).
+
+    A new storage_disk0size formats at once (--format-seconds 0), so no test finds it busy (409).
+    """
+    return emulator_module(devices=1, passphrase=PASS, rtc_set=True, extra_args=["--format-seconds", "0"])
 
 
 @pytest.fixture(scope="module")

@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import base64
+import re
+import time
 
 import pytest
 from cryptography import x509
@@ -46,11 +48,16 @@ def test_epa_has_no_msc_fields(emulator):
     assert hem.post("/api/system/config/provisioning", {"genuine": "a", "crt": "b"}).status == 404
 
 
+# The firmware's types decide, not invented limits (package docstring, Configuration): any string for
+# email/origin (the OpenAPI gives no length; the manager's maxlength 63 is its form's), user up to 32.
 VALID_CHANGES = [
-    ("user", "Operator"), ("user", "x" * 32), ("user", ""), ("email", "a@b.example"), ("origin", "https://ops.example"),
+    ("user", "Operator"), ("user", "x" * 32), ("user", ""), ("user", "tab\there"), ("user", "\u017c" * 32),
+    ("email", "a@b.example"), ("email", "e" * 500), ("email", "not an address"),
+    ("origin", "https://ops.example"), ("origin", "o" * 500),
     ("trusted_ts", False), ("trusted_backend", False), ("allow_keysearch", True), ("ctx", 7), ("ctx", 0xFFFFFFFF),
-    ("http_option_hsts", True), ("http_option_dosprot_mode", 4), ("http_option_dosprot_mode", 0), ("dnsd", False),
-    ("storage_mode", 81), ("storage_disk0size", 8388607),
+    ("ctx", 2 ** 53 - 1), ("http_option_hsts", True), ("http_option_dosprot_mode", 4), ("http_option_dosprot_mode", 0),
+    ("dnsd", False), ("storage_mode", 81), ("storage_mode", 0xA3), ("storage_mode", 256), ("storage_disk0size", 8388607),
+    ("storage_disk0size", 120979451), ("storage_disk0size", 1),
 ]
 
 
@@ -69,12 +76,12 @@ def test_each_field_can_change(hem, shared_emu, field, value):
 
 
 INVALID = [
-    {"user": "x" * 33}, {"user": 5}, {"user": None}, {"email": ["a"]}, {"email": "e" * 65}, {"origin": {}},
-    {"origin": "o" * 129}, {"user": "tab\there"},
+    {"user": "x" * 33}, {"user": 5}, {"user": None}, {"email": ["a"]}, {"email": None}, {"origin": {}},
+    {"origin": 1},
     {"trusted_ts": 1}, {"trusted_ts": "true"}, {"trusted_backend": None}, {"allow_keysearch": 0},
-    {"ctx": -1}, {"ctx": 2 ** 32}, {"ctx": 1.5}, {"ctx": True}, {"ctx": "1"},
+    {"ctx": -1}, {"ctx": 2 ** 53}, {"ctx": 1.5}, {"ctx": True}, {"ctx": "1"},
     {"http_option_hsts": "yes"}, {"http_option_dosprot_mode": 5}, {"http_option_dosprot_mode": -1},
-    {"http_option_dosprot_mode": False}, {"dnsd": "on"}, {"storage_mode": 256}, {"storage_disk0size": -5},
+    {"http_option_dosprot_mode": False}, {"dnsd": "on"}, {"storage_mode": -1}, {"storage_mode": "81"}, {"storage_disk0size": -5},
     {"storage_disk0size": 120979452}, {"hostname": "other.example"}, {"ip": "10.0.0.1/24"},
     {"no_such_field": 1}, {"wipeout": "yes"}, {"gen_csr": 1}, {"tls": "abc"}, {"tls": {}}, {"tls": {"crt": "!!"}},
     {"tls": {"crt": base64.b64encode(b"not a certificate").decode()}}, {"tls": {"emp": "AAAA"}},
@@ -172,3 +179,83 @@ def test_wipeout(emulator):
 
 def test_wipeout_false_is_a_noop(hem):
     assert hem.post("/api/system/config", {"wipeout": False}).json == {"updated": False}
+
+
+# ------------------------------------------------------------------ storage: a new disk 0 size formats the disk
+
+CAPACITY = 120979451
+
+
+def _status(hem):
+    ans = hem.get("/api/system/status", auth=False)
+    assert ans.status == 200
+    return ans.json
+
+
+def _wait_format_done(hem, timeout=15.0):
+    deadline = time.monotonic() + timeout
+    seen = []
+    while time.monotonic() < deadline:
+        status = _status(hem)
+        seen.append(status.get("format"))
+        if status.get("format") == "done":
+            return status, seen
+        time.sleep(0.2)
+    raise AssertionError("the format did not finish: %r" % seen[-5:])
+
+
+def test_disk0_resize_formats_and_refuses_writes_meanwhile(emulator):
+    emu = emulator(passphrase=PASS, rtc_set=True, extra_args=["--format-seconds", "2"])
+    hem = client(emu)
+    hem.login(PASS)
+    before = _status(hem)
+    assert before["storage"] == ["0:rw", "%d:-" % CAPACITY] and "format" not in before     # no format this boot
+    ans = hem.post("/api/system/config", {"storage_disk0size": 8388608, "user": "resized"})
+    assert ans.status == 200 and ans.json == {"updated": True}           # the OpenAPI 200 shape, no reboot_required
+    running = _status(hem)
+    assert re.fullmatch(r"status\d+", running["format"]), running
+    assert running["storage"] == before["storage"]                       # the new split shows once formatted
+    # Writes are busy (409, nothing applied); reads are not.
+    emu.clear_log(0)
+    for body in ({"user": "during format"}, {"wipeout": True}, {"storage_disk0size": 4194304}):
+        assert hem.post("/api/system/config", body).status == 409
+    cfg = hem.get("/api/system/config")
+    assert cfg.status == 200 and cfg.json["storage_disk0size"] == 8388608 and cfg.json["user"] == "resized"
+    assert [e["status"] for e in emu.log(0) if e["method"] == "POST"] == [409, 409, 409]
+    assert emu.state(0)["format"].startswith("status") and emu.state(0)["personalised"] is True
+    done, seen = _wait_format_done(hem)
+    assert all(s == "done" or re.fullmatch(r"status\d+", s) for s in seen)
+    assert done["storage"] == ["8388608:rw", "%d:-" % (CAPACITY - 8388608)]
+    # Writes work again; the same size again is no change and starts no format.
+    assert hem.post("/api/system/config", {"user": "after format"}).json == {"updated": True}
+    assert hem.post("/api/system/config", {"storage_disk0size": 8388608}).json == {"updated": False}
+    assert _status(hem)["format"] == "done"
+    # A size that is not whole GiB is an integer number of sectors (the vendor's own sample has 8388607).
+    assert hem.post("/api/system/config", {"storage_disk0size": CAPACITY}).json == {"updated": True}
+    assert _status(hem)["format"].startswith("status")
+    done, _seen = _wait_format_done(hem)
+    assert done["storage"] == ["%d:rw" % CAPACITY, "0:-"]
+
+
+def test_reboot_during_format_and_disk0_flags_follow_storage_mode_at_boot(emulator):
+    emu = emulator(passphrase=PASS, rtc_set=True, reboot_seconds=0.3, extra_args=["--format-seconds", "60"])
+    hem = client(emu)
+    hem.login(PASS)
+    assert hem.post("/api/system/config", {"storage_disk0size": 2097152, "storage_mode": 0x50}).json == {"updated": True}
+    assert _status(hem)["format"].startswith("status")
+    assert _status(hem)["storage"][0] == "0:rw"                         # mode and size apply later
+    assert hem.get("/api/system/reboot").status == 200                   # the OpenAPI refuses a reboot only during an install
+    assert emu.wait_up(0, timeout=10)
+    after = _status(hem)
+    assert "format" not in after                                         # the task belonged to the previous boot
+    assert after["storage"] == ["2097152:-", "%d:-" % (CAPACITY - 2097152)]   # 0x50: disk 0 hidden on start
+    hem.checkin(emu.backend_url)
+    hem.login(PASS)
+    for mode, flag in ((0x51, "ro"), (0xA3, "rw")):
+        assert hem.post("/api/system/config", {"storage_mode": mode}).json == {"updated": True}
+        assert "format" not in _status(hem)                              # a mode change formats nothing
+        assert hem.get("/api/system/reboot").status == 200
+        assert emu.wait_up(0, timeout=10)
+        assert _status(hem)["storage"][0] == "2097152:" + flag
+        hem.checkin(emu.backend_url)
+        hem.login(PASS)

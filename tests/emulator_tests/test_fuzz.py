@@ -34,17 +34,13 @@ def oracle(field, value):
     if field == "wipeout":
         return value is False
     if field == "user":
-        return isinstance(value, str) and len(value) <= 32 and value.isprintable()
-    if field == "email":
-        return isinstance(value, str) and len(value) <= 64 and value.isprintable()
-    if field == "origin":
-        return isinstance(value, str) and len(value) <= 128 and value.isprintable()
-    if field == "ctx":
-        return is_int and 0 <= value <= 0xFFFFFFFF
+        return isinstance(value, str) and len(value) <= 32
+    if field in ("email", "origin"):
+        return isinstance(value, str)
+    if field in ("ctx", "storage_mode"):
+        return is_int and 0 <= value <= 2 ** 53 - 1
     if field == "http_option_dosprot_mode":
         return is_int and 0 <= value <= 4
-    if field == "storage_mode":
-        return is_int and 0 <= value <= 255
     if field == "storage_disk0size":
         return is_int and 0 <= value <= 120979451
     return False          # hostname, ip, tls junk, userkey parts alone, unknown names

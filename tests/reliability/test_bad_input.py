@@ -94,6 +94,10 @@ MODULE_CASES = [
     ("encedo_config", "ctx_type", {"ctx": "many"}, ["ctx"]),
     ("encedo_config", "dosprot_out_of_range", {"http_option_dosprot_mode": 5}, ["http_option_dosprot_mode"]),
     ("encedo_config", "storage_mode_out_of_range", {"storage_mode": 256}, ["storage_mode"]),
+    # storage_mode: only the six values the vendor manager sends, by name or number (the allowed list is in the message)
+    ("encedo_config", "storage_mode_not_a_manager_value", {"storage_mode": 17}, ["storage_mode", "shown_readonly_ctr (81)"]),
+    ("encedo_config", "storage_mode_unknown_name", {"storage_mode": "hidden"}, ["storage_mode", "hidden_ctr (80)"]),
+    ("encedo_config", "format_timeout_zero", {"format_timeout": 0}, ["format_timeout"]),
     ("encedo_config", "disk0size_negative", {"storage_disk0size": -1}, ["storage_disk0size"]),
     ("encedo_config", "trusted_ts_type", {"trusted_ts": "maybe"}, ["trusted_ts"]),
     ("encedo_config", "hsts_type", {"http_option_hsts": [1]}, ["http_option_hsts"]),

@@ -128,6 +128,13 @@ def test_email_accepted(email):
     assert C.validate({"email": email}) == {"email": email}
 
 
+def test_no_invented_lengths():
+    # The OpenAPI gives email and origin no length (the manager's maxlength 63 is its form's); user: maxLength 32.
+    long_email = "a" * 100 + "@example.com"
+    assert C.validate({"email": long_email, "origin": "o" * 500, "user": "\u017c" * 32}) == {
+        "email": long_email, "origin": "o" * 500, "user": "\u017c" * 32}
+
+
 def test_every_problem_is_named_at_once():
     with pytest.raises(C.ConfigError) as err:
         C.validate({"user": "x" * 40, "ctx": -2, "trusted_ts": "perhaps", "storage_mode": 300})
@@ -172,7 +179,7 @@ def test_values_sent_have_device_types():
 
 def test_network_and_storage_changes_need_a_reboot():
     assert C.plan_update(ppa_config(), {"dnsd": False}).reboot_required is True
-    assert C.plan_update(ppa_config(), {"storage_mode": 17}).reboot_required is True
+    assert C.plan_update(ppa_config(), {"storage_mode": 0x53}).reboot_required is True     # disk 0 applies "on start"
     assert C.plan_update(ppa_config(), {"dnsd": True}).reboot_required is False
 
 
@@ -213,7 +220,8 @@ def test_disk0_resize_needs_allow_reformat():
         C.plan_update(ppa_config(), {"storage_disk0size": 4096})
     assert "allow_reformat" in str(err.value) and "erase" in str(err.value)
     plan = C.plan_update(ppa_config(), {"storage_disk0size": 4096}, allow_reformat=True)
-    assert plan.delta == {"storage_disk0size": 4096} and plan.reboot_required
+    assert plan.delta == {"storage_disk0size": 4096} and plan.reformat
+    assert plan.reboot_required is False         # the device formats at once (the module waits), no reboot
 
 
 def test_disk0_same_size_needs_no_opt_in():
@@ -223,6 +231,116 @@ def test_disk0_same_size_needs_no_opt_in():
 def test_disk0_larger_than_capacity_is_refused():
     with pytest.raises(C.ConfigError, match="storage_capacity"):
         C.plan_update(ppa_config(), {"storage_disk0size": 120979452}, allow_reformat=True)
+
+
+def test_disk0_size_need_not_be_whole_gib():
+    # The vendor's own sample device holds 8388607 sectors (4 GiB - 1): any whole number of sectors.
+    plan = C.plan_update(ppa_config(storage_disk0size=0), C.validate({"storage_disk0size": "8388607"}), allow_reformat=True)
+    assert plan.delta == {"storage_disk0size": 8388607}
+    assert C.plan_update(ppa_config(), {"storage_disk0size": 120979451}, allow_reformat=True).delta == {"storage_disk0size": 120979451}
+
+
+# ------------------------------------------------------------------ storage_mode names
+
+def test_storage_mode_names_are_the_managers_six_values():
+    # build.js layeredStorageEncrSet: [shown][mode][encryption] = 0x51 0xA1 / 0x53 0xA3 ; hidden 0x50 0xA0
+    assert C.STORAGE_MODES == {"shown_readonly_ctr": 0x51, "shown_readonly_xts": 0xA1, "shown_writable_ctr": 0x53,
+                               "shown_writable_xts": 0xA3, "hidden_ctr": 0x50, "hidden_xts": 0xA0}
+    assert C.STORAGE_MODES["shown_readonly_ctr"] == 81 and C.STORAGE_MODES["hidden_xts"] == 160
+
+
+@pytest.mark.parametrize("raw,value", [("hidden_ctr", 80), ("Shown_Writable_XTS", 163), (" shown_readonly_ctr ", 81),
+                                       (81, 81), ("161", 161), (160.0, 160)])
+def test_storage_mode_by_name_or_number(raw, value):
+    assert C.validate({"storage_mode": raw}) == {"storage_mode": value}
+
+
+@pytest.mark.parametrize("raw", [0, 17, 255, 256, -1, "hidden", "shown_ctr", True, "0x51"])
+def test_other_storage_modes_are_refused_with_the_allowed_list(raw):
+    with pytest.raises(C.ConfigError) as err:
+        C.validate({"storage_mode": raw})
+    msg = str(err.value)
+    assert "'storage_mode'" in msg and "hidden_ctr (80)" in msg and "shown_writable_xts (163)" in msg
+    assert "nothing was sent" in msg
+
+
+def test_disk1_encryption_change_is_a_reformat():
+    with pytest.raises(C.ConfigError) as err:
+        C.plan_update(ppa_config(), C.validate({"storage_mode": "shown_readonly_xts"}))
+    msg = str(err.value)
+    assert "allow_reformat" in msg and "CTR to XTS" in msg and "81 (shown_readonly_ctr)" in msg
+    plan = C.plan_update(ppa_config(), C.validate({"storage_mode": "shown_readonly_xts"}), allow_reformat=True)
+    assert plan.delta == {"storage_mode": 161} and plan.reformat and plan.reboot_required
+    # the same encryption, another disk 0 setting: no format, no opt-in
+    plan = C.plan_update(ppa_config(), C.validate({"storage_mode": "hidden_ctr"}))
+    assert plan.delta == {"storage_mode": 80} and not plan.reformat
+    # from a value no vendor client sends (a factory 0): the encryption is unknown, so it counts as a change
+    with pytest.raises(C.ConfigError, match="allow_reformat"):
+        C.plan_update(ppa_config(storage_mode=0), C.validate({"storage_mode": 81}))
+
+
+def test_no_format_without_a_change():
+    assert C.plan_update(ppa_config(), C.validate({"storage_mode": 81, "storage_disk0size": 8388607})).reformat is False
+
+
+# ------------------------------------------------------------------ waiting for a format
+
+class FakeClock(object):
+    def __init__(self):
+        self.now = 100.0
+        self.sleeps = []
+
+    def clock(self):
+        return self.now
+
+    def sleep(self, seconds):
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+def _reader(answers, clock, cost=0.1):
+    answers = list(answers)
+
+    def read():
+        clock.now += cost
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+    return read
+
+
+def test_wait_for_format_until_done():
+    clock = FakeClock()
+    read = _reader([{"format": "status0"}, C.HemError("down", "GET /api/system/status"), {"format": "status50"},
+                    {"format": "done", "storage": ["8388608:rw", "112590843:-"]}], clock)
+    status, waited, polls = C.wait_for_format(read, 30, interval=1.0, clock=clock.clock, sleep=clock.sleep)
+    assert status["format"] == "done" and polls == 4
+    assert clock.sleeps == [1.0, 1.0, 1.0] and waited == pytest.approx(3.4)
+    assert C.storage_split(status) == [{"sectors": 8388608, "access": "rw"}, {"sectors": 112590843, "access": "-"}]
+
+
+def test_wait_for_format_no_format_field_is_done():
+    # The manager (checkDeviceReadyAfterInit) takes a status without `format` as ready.
+    clock = FakeClock()
+    status, _waited, polls = C.wait_for_format(_reader([{"uptime": 5}], clock), 30, clock=clock.clock, sleep=clock.sleep)
+    assert polls == 1 and status == {"uptime": 5}
+
+
+def test_wait_for_format_times_out_saying_the_state():
+    clock = FakeClock()
+    read = _reader([{"format": "status%d" % i} for i in range(100)], clock)
+    with pytest.raises(C.FormatNotFinished) as err:
+        C.wait_for_format(read, 5, interval=1.0, clock=clock.clock, sleep=clock.sleep)
+    assert "still reports format 'status" in str(err.value) and err.value.waited >= 5
+    assert err.value.last_status["format"].startswith("status")
+    assert sum(clock.sleeps) <= 5
+
+
+def test_storage_split_unreadable():
+    assert C.storage_split({}) is None
+    assert C.storage_split({"storage": ["x:rw"]}) is None
+    assert C.storage_split({"storage": "8:rw"}) is None
 
 
 def test_public_config_has_no_noise():
@@ -262,6 +380,9 @@ def _spellings(name, value):
         return st.sampled_from([value, int(value)] + words)
     if kind == "int":
         return st.sampled_from([value, str(value), " %d " % value, float(value)])
+    if kind == "storage_mode":
+        name = C.storage_mode_name(value)
+        return st.sampled_from([value, str(value), name, name.upper()])
     return st.just(value)
 
 
@@ -280,7 +401,7 @@ _CANONICAL = {
     "http_option_hsts": st.booleans(),
     "http_option_dosprot_mode": st.integers(min_value=0, max_value=4),
     "dnsd": st.booleans(),
-    "storage_mode": st.integers(min_value=0, max_value=255),
+    "storage_mode": st.sampled_from(sorted(C.STORAGE_MODES.values())),
     "storage_disk0size": st.integers(min_value=0, max_value=120979451),
 }
 
@@ -348,6 +469,8 @@ def test_the_delta_does_not_depend_on_how_values_are_spelled(case, rnd):
             respelled[name] = rnd.choice([("no", "yes"), ("false", "true"), (0, 1)])[int(value)]
         elif C.FIELDS[name].kind == "int":
             respelled[name] = str(value)
+        elif C.FIELDS[name].kind == "storage_mode":
+            respelled[name] = C.storage_mode_name(value)
         else:
             respelled[name] = value
     assert C.plan_update(current, C.validate(respelled), True).delta == C.plan_update(current, desired, True).delta
