@@ -99,11 +99,13 @@ def storage_encryption(mode):
 # - user: at most 32 characters - the OpenAPI file (POST /api/system/config, user maxLength 32).
 #   The manager's form (2-63 of [a-zA-Z0-9 ]) is stricter on characters and looser on length;
 #   the OpenAPI wins, and the character rule is the form's, not the device's.
-# - email: a value with one @ and no blanks, or empty. The manager's field is type="email"
-#   (index.html), whose check is stricter, so nothing the vendor client sends is refused; kept
-#   because it protects the user from a typo. No length: the OpenAPI gives none (the manager's
-#   maxlength 63 is its form's), and a device that stores it shortened makes the task warn.
-# - origin: any string (the OpenAPI gives none; the manager's form 1-63 is its own).
+# - email: at most 63 characters, one @ and no blanks, or empty; origin: at most 63 characters. The
+#   OpenAPI gives no length; the vendor manager's fields stop at 63 (index.html maxlength), which
+#   suggests a 64-byte buffer in the firmware. Kept to protect the user: a longer value may be
+#   refused or stored shortened, and a shortened value makes every run report a change. An empty
+#   origin (no browser may call the API) stays allowed: refusing it protects nobody. The
+#   same limits as encedo_init's. The e-mail form check is weaker than the manager's
+#   type="email", so nothing the vendor client sends is refused; it catches typos.
 # - ctx: 0 to 4294967295. The OpenAPI says only "integer" (the vendor's clients send 0); kept
 #   to protect the user: a context number outside what a 32-bit unsigned field holds, or a
 #   negative one, may be stored as another value, and the task would then report a change at
@@ -118,8 +120,10 @@ def storage_encryption(mode):
 # - hostname, ip: only compared with the device (not settable); DNS name / IP address syntax.
 FIELDS = dict((f.name, f) for f in (
     Field("user", "str", max_length=32, allowed="a string of at most 32 characters"),
-    Field("email", "email", allowed="an e-mail address such as admin@example.com, or an empty string"),
-    Field("origin", "str", allowed="a CORS allow-list such as '*', 'https://app.example.com' or '*.example.com'"),
+    Field("email", "email", max_length=63, allowed="an e-mail address of at most 63 characters such as admin@example.com, "
+                                                    "or an empty string"),
+    Field("origin", "str", max_length=63, allowed="a CORS allow-list of at most 63 characters such as '*', "
+                                                  "'https://app.example.com' or '*.example.com'"),
     Field("allow_keysearch", "bool", allowed="a boolean"),
     Field("trusted_ts", "bool", allowed="a boolean"),
     Field("trusted_backend", "bool", allowed="a boolean"),
@@ -203,13 +207,40 @@ def _ip(value):
         raise _Invalid("is %r, not an IP address (with an optional /prefix)" % (text,))
 
 
+def storage_mode_value(value, option="storage_mode"):
+    """The number of a storage_mode given by name or number (decimal or 0x-hex), one of STORAGE_MODES.
+
+    Raises ValueError naming ``option`` and listing the allowed values. A limit kept to protect the
+    user: the firmware's type is an integer, but only these six values are documented (by the web
+    manager); what another value would do to the storage is unknown.
+    """
+    number = None
+    if isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    elif isinstance(value, float) and value.is_integer():
+        number = int(value)
+    elif isinstance(value, str):
+        text = value.strip().lower()
+        if text in STORAGE_MODES:
+            return STORAGE_MODES[text]
+        for base in (0, 10):
+            try:
+                number = int(text, base)
+                break
+            except ValueError:
+                pass
+    if number not in _STORAGE_MODE_NAMES:
+        raise ValueError("option %s: %r is not one of the storage modes the Encedo web manager sets: %s. Other values are "
+                         "refused because their meaning is not documented"
+                         % (option, value, ", ".join("%s (%d, 0x%02X)" % (n, v, v) for n, v in STORAGE_MODES.items())))
+    return number
+
+
 def _storage_mode(value):
-    if isinstance(value, str) and value.strip().lower() in STORAGE_MODES:
-        return STORAGE_MODES[value.strip().lower()]
     try:
-        return to_int(value)
+        return storage_mode_value(value)
     except ValueError:
-        raise _Invalid("is %r, neither a storage mode name nor an integer" % (value,))
+        raise _Invalid("is %r, not a storage mode name or number the vendor's clients use" % (value,))
 
 
 def storage_mode_name(mode):

@@ -103,7 +103,7 @@ options:
   origin:
     description:
       - The CORS allow-list of the device API for browsers, for example V(*), V(https://app.example.com) or
-        V(*.example.com); several entries are separated by commas. 1 to 63 characters (the limit of the web manager's
+        V(*.example.com); several entries are separated by commas. At most 63 characters (the limit of the web manager's
         origin field).
       - Default V(*), what the vendor's web manager sets. V(*) lets a web page from any site, open in a browser that can
         reach the device, call the device API from JavaScript; such calls still need a passphrase or token for anything
@@ -181,6 +181,13 @@ options:
         O(hostname) and, on a PPA, the address of O(ip).
     type: bool
     default: false
+  format_timeout:
+    description:
+      - PPA only. Seconds to wait after the personalisation for the device to format its storage (the vendor's web manager
+        waits for it too); the tasks after this one then meet a device that accepts configuration changes.
+      - The task returns RV(reformatted) and RV(format_seconds). O(timeout) stays the limit of each single request.
+    type: int
+    default: 300
 notes:
   - O(token) cannot personalise a device (there is no token before personalisation).
   - Two PBKDF2 key derivations (600,000 iterations each) run on the controller when a device is personalised with two
@@ -262,6 +269,16 @@ sent:
   elements: str
   sample: [allow_keysearch, dnsd, email, hostname, ip, masterkey, origin, storage_disk0size, storage_mode, trusted_backend,
            trusted_ts, user, userkey]
+reformatted:
+  description: Whether the device formatted its storage after the personalisation (the task waited for it).
+  returned: when a PPA was personalised
+  type: bool
+  sample: true
+format_seconds:
+  description: How long the task waited for the storage format, in seconds.
+  returned: when RV(reformatted) is true
+  type: int
+  sample: 3
 csr:
   description: The PEM certificate signing request the device generated.
   returned: when O(gen_csr=true) and the device was personalised
@@ -298,21 +315,17 @@ from ansible_collections.encedo.hem.plugins.module_utils._client import (
     x25519_shared,
 )
 from ansible_collections.encedo.hem.plugins.module_utils import _fresh
+from ansible_collections.encedo.hem.plugins.module_utils._config import (
+    FormatNotFinished,
+    format_running,
+    storage_mode_value,
+    wait_for_format,
+)
 from ansible_collections.encedo.hem.plugins.module_utils._module import HemModule, device_model
 
 INIT_PATH = '/api/auth/init'
 CHALLENGE_LIFETIME = 60
 PPA_ONLY = ('ip', 'storage_mode', 'storage_disk0size', 'dnsd')
-#: storage_mode by name: the six values of the web manager (encedo-manager assets/build.js
-#: ``layeredStorageEncrSet[show][disk 0 mode][disk 1 encryption]``; labels from its index.html).
-STORAGE_MODES = {
-    'shown_readonly_ctr': 0x51,
-    'shown_readonly_xts': 0xA1,
-    'shown_writable_ctr': 0x53,
-    'shown_writable_xts': 0xA3,
-    'hidden_ctr': 0x50,
-    'hidden_xts': 0xA0,
-}
 #: What the module sends for an unset PPA option: the web manager's values (build.js ``initFinal`` and the
 #: init form: ip "192.168.7.1/24", storage_mode 0x51, storage_disk0size 4 GiB = 4 x 2097152 sectors, dnsd false).
 PPA_DEFAULTS = {'ip': '192.168.7.1/24', 'storage_mode': 0x51, 'storage_disk0size': 4 * 2097152, 'dnsd': False}
@@ -349,7 +362,8 @@ def check_text(name, value, low, high, why):
     values in its web pages (and the label in every login challenge).
     """
     if not low <= len(value) <= high:
-        raise ValueError('option %s: must be %d to %d characters (%s), got %d' % (name, low, high, why, len(value)))
+        span = 'at most %d' % high if low == 0 else '%d to %d' % (low, high)
+        raise ValueError('option %s: must be %s characters (%s), got %d' % (name, span, why, len(value)))
     for position, char in enumerate(value, 1):
         if not char.isprintable():
             raise ValueError('option %s: character %d is %s; allowed: printable characters (no tabs, line breaks or other '
@@ -376,32 +390,6 @@ def check_hostname(value):
             raise ValueError('option hostname: label %d starts or ends with a hyphen, which a DNS name does not allow' % number)
 
 
-def storage_mode_value(value):
-    """The number of a storage_mode given by name or number. Raises ValueError listing the allowed values."""
-    if value is None:
-        return None
-    number = None
-    if isinstance(value, int) and not isinstance(value, bool):
-        number = value
-    elif isinstance(value, str):
-        text = value.strip().lower()
-        if text in STORAGE_MODES:
-            return STORAGE_MODES[text]
-        for base in (0, 10):
-            try:
-                number = int(text, base)
-                break
-            except ValueError:
-                pass
-    if number not in STORAGE_MODES.values():
-        # A limit kept to protect the user: the firmware's type is an integer, but only these six values are
-        # documented (by the web manager); what another value would do to the storage is unknown.
-        raise ValueError('option storage_mode: %r is not one of the storage modes the Encedo web manager sets: %s. Other '
-                         'values are refused because their meaning is not documented'
-                         % (value, ', '.join('%s (%d, 0x%02X)' % (n, v, v) for n, v in STORAGE_MODES.items())))
-    return number
-
-
 def validate(params):
     """Check every option before any request. Raises ValueError with a user-facing message.
 
@@ -417,17 +405,20 @@ def validate(params):
             raise ValueError('option email: %r is not an e-mail address of the form name@domain (the web manager checks '
                              'the same form)' % params['email'])
     check_hostname(params['hostname'])
-    check_text('origin', params['origin'], 1, ORIGIN_MAX, "the limit of the web manager's origin field")
+    check_text('origin', params['origin'], 0, ORIGIN_MAX, "the limit of the web manager's origin field")
     if params['ip'] is not None:
         canonical = canonical_cidr(params['ip'])
         if canonical != params['ip']:
             raise ValueError('option ip: write %r as %r' % (params['ip'], canonical))
-    params['storage_mode'] = storage_mode_value(params['storage_mode'])
+    if params['storage_mode'] is not None:
+        params['storage_mode'] = storage_mode_value(params['storage_mode'])
     if params['storage_disk0size'] is not None and params['storage_disk0size'] < 0:
         raise ValueError('option storage_disk0size: a number of 512-byte sectors cannot be negative, got %d (1 GiB = 2097152)'
                          % params['storage_disk0size'])
     if params['ctx'] is not None and not 0 <= params['ctx'] <= 0xFFFFFFFF:
         raise ValueError('option ctx: must be 0 to 4294967295 (an unsigned 32-bit number), got %d' % params['ctx'])
+    if params.get('format_timeout') is not None and params['format_timeout'] <= 0:
+        raise ValueError('option format_timeout: must be a positive number of seconds, got %d' % params['format_timeout'])
     for name in ('passphrase', 'master_passphrase', 'master_recovery_phrase'):
         if params[name] is not None and not params[name]:
             raise ValueError('option %s: must not be empty' % name)
@@ -570,7 +561,26 @@ def personalise(module, client, model):
     for key in ('instanceid', 'csr', 'genuine'):
         if answer.get(key):
             result[key] = answer[key]
+    if model == 'ppa':
+        result.update(wait_for_storage(module, client))
     return result
+
+
+def wait_for_storage(module, client):
+    """A PPA formats its storage after personalisation (the web manager's checkDeviceReadyAfterInit polls the
+    status until ``format`` is gone or "done" before it goes on): wait for it, so that the tasks after this one
+    do not meet a device that answers 409. -> result fields."""
+    timeout = module.params['format_timeout']
+    if not format_running(client.status()):
+        return dict(reformatted=False)
+    try:
+        _status, waited, _polls = wait_for_format(client.status, timeout)
+    except FormatNotFinished as exc:
+        raise HemError('the device is personalised and is formatting its storage, but the format did not finish within '
+                       'format_timeout=%d s (%s). Leave it powered and connected: it refuses configuration changes (HTTP 409) '
+                       'until the format is over. Watch encedo.hem.encedo_info (status.format becomes "done") before the next '
+                       'step; running this task again changes nothing.' % (timeout, exc.msg))
+    return dict(reformatted=True, format_seconds=int(round(waited)))
 
 
 def check_personalised(module, client, model):
@@ -649,6 +659,7 @@ def main():
         dnsd=dict(type='bool'),
         ctx=dict(type='int'),
         gen_csr=dict(type='bool', default=False),
+        format_timeout=dict(type='int', default=300),
     )
     argument_spec.update(_fresh.fresh_argument_spec())
     module = HemModule(argument_spec=argument_spec, supports_check_mode=True,

@@ -43,8 +43,8 @@ Login and tokens (PROTOCOL.md)
   time + 32 random, valid 60 s) is consumed by any attempt that names it, failed or not.
   `iss` is compared (constant time) with the stored user key (role U) then master key
   (role M); an unknown `iss`, a bad HMAC, a replayed/expired nonce, an `exp` in the past,
-  a `scope` over 127 characters or a `ctx` of 64+ characters answer 401. A body other than
-  exactly `{"auth": <string>}` answers 400.
+  a `scope` over 127 characters or a `ctx` of 64+ characters answer 401. A body without
+  an `auth` string answers 400.
 - Every `POST /api/auth/token` answer takes at least `--auth-delay` seconds, 3x that after
   3 consecutive 401s (reset by a success).
 - Bearer tokens: header `{"alg":"HS256","typ":"JWT"}`, claims jti, iat, exp, scope, sub
@@ -65,9 +65,11 @@ Personalisation (`/api/auth/init`)
   not verify with it answers 401 and consumes the nonce; the device stays factory-fresh. The other
   claims the vendor's clients send (`exp` = the challenge's, `iat`) are not checked: the sources
   do not say how the firmware treats them, and the 60 s nonce bounds a proof anyway.
-- `cfg` must hold exactly the required fields (on EPA: without ip, storage_mode,
-  storage_disk0size, dnsd, which are then rejected) plus optionally ctx, gen_csr,
-  http_option_hsts, http_option_dosprot_mode; anything else answers 400. Types as the OpenAPI
+- `cfg` must hold the required fields (on EPA: without ip, storage_mode, storage_disk0size,
+  dnsd) plus optionally ctx, gen_csr, http_option_hsts, http_option_dosprot_mode; a missing
+  one answers 400. Anything else is ignored, not refused: the web manager sends the MSC
+  fields to every model (build.js `initFinal`), hem-sdk-js `initialize` passes any caller
+  field through, and the OpenAPI names no 400 for extra fields. Types as the OpenAPI
   file gives them (strings, booleans, integers that are not booleans; keys base64 of 32 bytes;
   ip "a.b.c.d/n", n 0..32). Limits only where a source states one: user at most 32 characters
   and http_option_dosprot_mode 0..4 (OpenAPI POST /api/system/config), storage_disk0size 0..the
@@ -84,7 +86,10 @@ Personalisation (`/api/auth/init`)
   (0x51, 4 GiB) needs a reboot; `genuine` always, `csr` with gen_csr - except that when the CSR
   cannot be made (a hostname no certificate can carry, e.g. a CN over 64 characters) both `csr`
   and `genuine` are left out, as the OpenAPI file describes a failed CSR generation. The device
-  stays up.
+  stays up. On a PPA, a storage_disk0size other than the stored one starts a disk format
+  (status `format`, 409 on busy endpoints, as after a configuration change): the web manager
+  waits for `format` after personalising (build.js checkDeviceReadyAfterInit); `encedo_init`
+  waits for it too.
 - `--master-recovery-phrase WORDS` (with `--passphrase`) sets the master key as the web manager
   derives it from its 24-word BIP39 recovery phrase: BIP39 seed (jsbip39 `toSeed`: words split on
   white space and joined by single spaces, NFKD, PBKDF2-HMAC-SHA512, salt "mnemonic", 2048
@@ -104,9 +109,10 @@ Configuration (`/api/system/config`)
   section 6; neither a size nor a bit set is negative; the firmware's C width is
   undocumented). storage_mode is stored as given (the manager sends only 0x50, 0x51, 0x53,
   0xA0, 0xA1, 0xA3). Booleans must be JSON booleans; integers must not be booleans or
-  floats. Unknown fields, MSC-only fields on EPA, `hostname` and `ip` (never settable after
-  personalisation, even with the same value) answer 400 with `{"updated": false}` and
-  nothing changes.
+  floats; a bad value answers 400 with `{"updated": false}` and nothing changes. Unknown
+  fields, MSC-only fields on EPA, `hostname` and `ip` (never settable after personalisation)
+  are ignored - not applied, no error (hem-sdk-js `setConfig`: "unknown fields are ignored
+  and reported back via updated: false"; the OpenAPI names no 400 for them).
 - Storage (PPA). A POST whose storage_disk0size differs from the stored one stores it and
   starts a disk format (OpenAPI: "change triggers a reformat") that runs `--format-seconds`
   (default 3). The answer is the OpenAPI 200 shape `{"updated": true}` (no reboot_required:
@@ -137,8 +143,8 @@ Configuration (`/api/system/config`)
 - `wipeout: true` answers 200 with an empty body, then wipes and reboots: factory config,
   not personalised, new eid/eid_sign, new emulator-issued TLS key and certificate;
   devid, genuine_id and the secure element (attestation key/certificate) are kept.
-- Factory-fresh mode (not personalised, no token): the body must be exactly `{"tls": {...}}`
-  (406 without `tls`, 400 with other fields or bad material); it is installed at once
+- Factory-fresh mode (not personalised, no token): the body must carry `tls` (406 without
+  it, 400 with bad material; other fields ignored: "the raw body is persisted"); it is installed at once
   (the spec: "the HTTPS server is started") and the answer is 200 with an empty body.
 - Factory-fresh TLS (`--no-tls-bundle`; OpenAPI POST /api/system/config "the raw body is
   persisted as the initial TLS bundle and the HTTPS server is started", status `https`
@@ -155,7 +161,8 @@ Configuration (`/api/system/config`)
   at once (`https: true`); an authenticated import on a personalised device without a
   bundle counts from the reboot that installs it. Check-in `tls` names the serial of the
   stand-in certificate the device holds while no bundle is served.
-- `tls` import: `crt` (base64 DER, P-256 key) alone must match the device's stored TLS key
+- `tls` import (other keys in the object are ignored: the web manager posts the backend's answer as it
+  is, build.js `start_init`/`registerDomain`): `crt` (base64 DER, P-256 key) alone must match the device's stored TLS key
   (the pending key if an import is pending), else 400. With `emp` + `key`, the emulator
   cannot decrypt the vendor's format, so it defines its own transport: `emp` = base64 of
   the client's ephemeral P-256 public key (65-byte uncompressed point or SPKI DER); the
@@ -195,7 +202,7 @@ Attestation (PPA only; on EPA both paths answer 404)
 - `GET /api/system/config/attestation`: no token needed while not personalised, else any
   valid token (401 without). Fresh SE: `csr` (PEM, CN #<genuine_id>), `key` (b64 SPKI
   DER), `genuine`; provisioned SE: `crt`, `genuine`.
-- `POST /api/system/config/provisioning`: body exactly {genuine, crt} (else 400); genuine
+- `POST /api/system/config/provisioning`: body with `genuine` and `crt` strings (else 400; other keys ignored); genuine
   must verify under the SE key (else 400); personalised 403; already provisioned 406;
   certificate key different from the SE key 406; the chain is not checked.
 
@@ -208,7 +215,9 @@ Check-in (the blobs are opaque to clients)
   with claims jti, aud (= did), iss "hem-emulator-backend", iat (host time), action "OK"
   (or what the control interface ordered, below).
   Its keys are made per fleet (kept in --state-dir); only the emulated devices trust them.
-- `POST /api/system/checkin` verifies signature, issuer, aud and nonce (401 otherwise),
+- `POST /api/system/checkin` needs a `checked` string (400 otherwise; other keys are ignored: the
+  vendor clients post the backend's answer as it is - build.js `checkin`, hem-sdk-js `checkin`,
+  the Python client's `checkin`), verifies signature, issuer, aud and nonce (401 otherwise),
   sets the clock (also when it then executes an action) and answers `{"status": <executed action>}`.
 - Actions (OpenAPI POST /api/system/checkin; PROTOCOL.md "Check-in actions"): the backend's
   reply carries `action` (default "OK") and optionally `newcrt` (base64 DER certificate):

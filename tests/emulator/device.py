@@ -673,7 +673,7 @@ class Device:
         raise PermissionError("signature")
 
     def _login(self, body):
-        if set(body) != {"auth"} or not isinstance(body["auth"], str):
+        if not isinstance(body.get("auth"), str):      # other keys are ignored (see the package docstring)
             return _err(400)
         if not self.p["personalised"]:
             return _err(409)
@@ -729,7 +729,7 @@ class Device:
                               "exp": self.now() + NONCE_TTL, "genuine": self.genuine()})
 
     def post_auth_init(self, req, claims, body):
-        if set(body) != {"init"} or not isinstance(body["init"], str):
+        if not isinstance(body.get("init"), str):
             return _err(400)
         if self.p["personalised"]:
             return _err(406)
@@ -766,7 +766,12 @@ class Device:
         userkey, masterkey = values.pop("userkey"), values.pop("masterkey")
         factory = factory_config(self.model)
         reboot = any(values.get(k, factory.get(k)) != factory.get(k) for k in ("ip", "storage_mode", "storage_disk0size"))
+        old_size = self.cfg.get("storage_disk0size")
         self.cfg.update(values)
+        if self.msc and values.get("storage_disk0size", old_size) != old_size:
+            # The web manager waits for `format` after personalising a PPA (build.js checkDeviceReadyAfterInit):
+            # a new disk 0 size is formatted then, as after a configuration change.
+            self.start_format(old_size)
         now = self.now()
         self.p.update(personalised=True, userkey=b64e(userkey), masterkey=b64e(masterkey), iat=now, uts=now,
                       instanceid=self._instance_id(secrets.token_bytes(16)))
@@ -791,10 +796,14 @@ class Device:
         """Types from the OpenAPI file; only the limits of INIT_FIELDS (each with its source). -> decoded values."""
         required = INIT_REQUIRED + (INIT_REQUIRED_MSC if self.msc else ())
         allowed = set(required) | set(INIT_OPTIONAL)
-        if set(cfg) - allowed or any(k not in cfg for k in required):
+        if any(k not in cfg for k in required):
             raise BadRequest("fields")
         out = {}
         for name, value in cfg.items():
+            if name not in allowed:
+                # Ignored, not refused: the web manager sends the MSC fields to every model (build.js initFinal)
+                # and hem-sdk-js initialize passes any caller field through; the OpenAPI names no 400 for them.
+                continue
             kind, bounds = INIT_FIELDS[name]
             if kind == "key":               # base64, 32 bytes (OpenAPI)
                 try:
@@ -897,8 +906,6 @@ class Device:
         """Factory-fresh mode: only a `tls` bundle is accepted (installed at once, as the HTTPS server starts)."""
         if "tls" not in body:
             return _err(406)
-        if set(body) - {"tls"}:
-            return _err(400)
         try:
             bundle = self._validate_tls(body["tls"])
         except BadRequest:
@@ -925,12 +932,11 @@ class Device:
                 continue
             elif name == "tls":
                 plan["tls"] = self._validate_tls(value)
-            elif name in CONFIG_FIELDS:
-                if CONFIG_FIELDS[name][2] and not self.msc:
-                    raise BadRequest(name)
+            elif name in CONFIG_FIELDS and not (CONFIG_FIELDS[name][2] and not self.msc):
                 plan["fields"][name] = _check_field(name, value)
-            else:
-                raise BadRequest(name)      # unknown field, or hostname/ip (not settable after personalisation)
+            # Anything else - an unknown field, an MSC field on an EPA, hostname/ip (not settable after
+            # personalisation) - is ignored: hem-sdk-js setConfig "unknown fields are ignored and reported
+            # back via updated: false".
         triple = [k in body for k in ("userkey", "userkey_hmac", "userkey_nonce")]
         if any(triple):
             if not all(triple):
@@ -958,7 +964,9 @@ class Device:
 
     def _validate_tls(self, tls):
         """-> {"key": pem, "crt": pem} to install; BadRequest when unusable."""
-        if not isinstance(tls, dict) or not tls or set(tls) - {"emp", "key", "crt"} or "crt" not in tls:
+        # Other keys are ignored: the web manager posts the backend's answer as it is (build.js start_init,
+        # registerDomain: it can carry `id` and `status`).
+        if not isinstance(tls, dict) or "crt" not in tls:
             raise BadRequest("tls")
         if ("emp" in tls) != ("key" in tls):
             raise BadRequest("tls emp/key")
@@ -1020,7 +1028,7 @@ class Device:
         return Response(200, {"crt": self.p["att_crt"], "genuine": self.genuine()})
 
     def post_provisioning(self, req, claims, body):
-        if set(body) != {"genuine", "crt"} or not all(isinstance(body[k], str) for k in body):
+        if not all(isinstance(body.get(k), str) for k in ("genuine", "crt")):
             return _err(400)
         try:
             util.parse_genuine(body["genuine"])
@@ -1051,7 +1059,7 @@ class Device:
         return Response(200, {"check": util.jwt_sign(util.LOGIN_HEADER, payload, key)})
 
     def post_checkin(self, req, claims, body):
-        if set(body) != {"checked"} or not isinstance(body["checked"], str):
+        if not isinstance(body.get("checked"), str):
             return _err(400)
         try:
             header, payload, signing_input, sig = util.jwt_split(body["checked"])
