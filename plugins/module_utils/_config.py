@@ -267,8 +267,16 @@ def normalise(name, value):
     return to_str(value)
 
 
+# A device may read back one sector less than was written: the vendor's own sample holds 8388607
+# where the web manager writes whole GiB (4 x 2097152 = 8388608; it compares rounded GiB itself).
+# A one-sector difference counts as the same size, so that no run reformats the disk for it.
+DISK0_SLACK = 1
+
+
 def same(name, desired, current):
     """True when the canonical desired value is what the device holds (both already normalised)."""
+    if name == "storage_disk0size" and isinstance(desired, int) and isinstance(current, int):
+        return abs(desired - current) <= DISK0_SLACK
     if FIELDS[name].kind == "ip" and not isinstance(desired, (ipaddress.IPv4Interface, ipaddress.IPv6Interface)):
         # A bare address leaves the prefix length alone.
         if isinstance(current, (ipaddress.IPv4Interface, ipaddress.IPv6Interface)):

@@ -461,8 +461,9 @@ def run(module, client):
         if exc.status == 409:
             _fail(module, _busy_message(module, sent), sent=sent, status=409, endpoint=exc.endpoint)
         if exc.status == 406 and rotate:
-            exc.msg += ('; a passphrase rotation needs a login with the user role (the user passphrase or a token from it). '
-                        'Nothing was applied')
+            exc.msg += ('; the device refused the passphrase rotation for the role of this login (the vendor documents a 406 for '
+                        '"user-key rotation with wrong role" without naming the role). Nothing was applied: try with the other '
+                        'credential - the user passphrase, or a token of the master key')
         raise
 
     if plan.reformat:

@@ -231,8 +231,11 @@ def run(module, client):
     if p['wait']:
         https = _factory_state_seen(module, sent_at)
         if https is None:
-            module.fail_json(msg='the device accepted the wipe but did not come back in factory state within %d seconds'
-                             % p['wait_timeout'], **result)
+            module.fail_json(msg='the device accepted the wipe but did not come back in factory state at %s within %d seconds. '
+                                 'A wiped device answers at its factory address (https://my.ence.do or https://192.168.7.1 on its '
+                                 'USB link), not at the address it was personalised with: check it there with '
+                                 'encedo.hem.encedo_info, and if it does not answer at all, unplug and replug it'
+                             % (p['url'], p['wait_timeout']), **result)
         result.update(rebooted=True, msg='the device wiped its configuration, passphrases and keys and rebooted into factory state')
         if https is False:
             _no_bundle(result, 'it came back and')

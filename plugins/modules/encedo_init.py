@@ -257,8 +257,8 @@ reboot_required:
   description:
     - Whether the device must reboot before the new network or storage settings apply (the device's answer).
     - In check mode, the prediction - a PPA needs a reboot when the O(ip), O(storage_mode) or O(storage_disk0size) to be
-      sent differ from the values of a factory-fresh device (address V(192.168.7.1/24); storage values taken as V(0),
-      which no source documents). With the web manager's storage defaults that is always the case on a PPA.
+      sent differ from the values of a factory-fresh device (address V(192.168.7.1/24); the storage layout of a fresh
+      device is not documented and taken as the web manager's default, V(shown_readonly_ctr) with 4 GiB).
   returned: always
   type: bool
   sample: false
@@ -330,8 +330,9 @@ PPA_ONLY = ('ip', 'storage_mode', 'storage_disk0size', 'dnsd')
 #: init form: ip "192.168.7.1/24", storage_mode 0x51, storage_disk0size 4 GiB = 4 x 2097152 sectors, dnsd false).
 PPA_DEFAULTS = {'ip': '192.168.7.1/24', 'storage_mode': 0x51, 'storage_disk0size': 4 * 2097152, 'dnsd': False}
 #: The values of a factory-fresh PPA, for the check-mode reboot prediction: the ip is the OpenAPI file's
-#: "Factory-default device IP"; no source gives the storage values, taken as 0 (as the emulator does).
-FACTORY_VALUES = {'ip': '192.168.7.1/24', 'storage_mode': 0, 'storage_disk0size': 0}
+#: "Factory-default device IP"; no source gives the storage layout of a fresh device, taken as the web
+#: manager's default one (as the emulator does).
+FACTORY_VALUES = {'ip': '192.168.7.1/24', 'storage_mode': 0x51, 'storage_disk0size': 4 * 2097152}
 #: Fields whose change needs a reboot (OpenAPI POST /api/auth/init: "network/storage settings").
 REBOOT_FIELDS = ('ip', 'storage_mode', 'storage_disk0size')
 #: Limits with their source (OpenAPI POST /api/system/config ``user maxLength 32``; web manager index.html:

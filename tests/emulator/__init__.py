@@ -81,9 +81,10 @@ Personalisation (`/api/auth/init`)
   integer (the web manager sends 0x50, 0x51, 0x53, 0xA0, 0xA1, 0xA3; `encedo_init` sends only
   those).
 - The answer carries `reboot_required: true` only when ip or storage settings differ from
-  the factory values (factory_config: 192.168.7.1/24, storage_mode 0, storage_disk0size 0; the
-  storage ones are not documented), so a personalisation with the web manager's storage values
-  (0x51, 4 GiB) needs a reboot; `genuine` always, `csr` with gen_csr - except that when the CSR
+  the factory values (factory_config: 192.168.7.1/24, storage_mode 0x51, storage_disk0size
+  8388608; the storage layout of a fresh device is not documented: the emulator takes the web
+  manager's default layout, so that personalising with the manager's values neither reboots nor
+  formats, as the manager's own flow after `initFinal` expects); `genuine` always, `csr` with gen_csr - except that when the CSR
   cannot be made (a hostname no certificate can carry, e.g. a CN over 64 characters) both `csr`
   and `genuine` are left out, as the OpenAPI file describes a failed CSR generation. The device
   stays up. On a PPA, a storage_disk0size other than the stored one starts a disk format

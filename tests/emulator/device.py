@@ -132,7 +132,10 @@ def factory_config(model: str) -> dict:
         "ip": FACTORY_IP, "http_option_hsts": False, "http_option_dosprot_mode": 0, "dnsd": False,
     }
     if model == "ppa":
-        cfg.update(dnsd=True, storage_mode=0, storage_disk0size=0)
+        # No source gives a fresh PPA's storage layout: the emulator takes the web manager's default one (disk 0 of
+        # 4 GiB shown read-only, disk 1 in CTR), so that personalising with the manager's values neither reboots nor
+        # formats - the manager's own flow after initFinal (no reboot for my.ence.do, `format` absent = ready).
+        cfg.update(dnsd=True, storage_mode=0x51, storage_disk0size=4 * 2097152)
     return cfg
 
 

@@ -298,6 +298,18 @@ class Emulator:
         body = {k: v for k, v in (("action", action), ("newcrt", newcrt), ("count", count)) if v is not None}
         return self._control("POST", "/devices/%d/checkin" % i, body)
 
+    def pushed_cert(self, i, matching=True):
+        """A certificate for the backend to push to device i (base64 DER, from a throw-away "Backend test CA"):
+        for the device's current TLS key, or (matching=False) for another key, which the device refuses."""
+        from cryptography import x509  # pylint: disable=import-outside-toplevel
+        from tests.emulator import util  # pylint: disable=import-outside-toplevel
+        if matching:
+            pub = x509.load_pem_x509_certificate(self.state(i)["tls_cert_pem"].encode()).public_key()
+        else:
+            pub = util.new_p256().public_key()
+        ca_key, ca_cert = util.make_ca("Backend test CA", "encedo.hem tests")
+        return util.b64e(util.cert_der(util.issue_tls_cert(ca_key, ca_cert, pub, ["localhost"], ["127.0.0.1"])))
+
     def clear_checkin_order(self, i=0):
         return self._control("DELETE", "/devices/%d/checkin" % i)
 

@@ -263,6 +263,23 @@ def issue_attestation_cert(ca_key, ca_cert, public_key, genuine_id: str, eid_pub
             .sign(ca_key, hashes.SHA256()))
 
 
+def wrap_tls_key(new_key, device_public_key) -> dict:
+    """The client side of the emulator's `tls` key transport (package docstring, "tls import"):
+    {"emp": b64 uncompressed ephemeral P-256 point, "key": "<b64 IV>.<b64 AES-256-CBC(d || Qx)>"},
+    the AES key being SHA-256 of the ECDH secret of the ephemeral key and `device_public_key`."""
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes  # pylint: disable=import-outside-toplevel
+    eph = ec.generate_private_key(ec.SECP256R1())
+    aes = hashlib.sha256(eph.exchange(ec.ECDH(), device_public_key)).digest()
+    numbers = new_key.private_numbers()
+    plain = numbers.private_value.to_bytes(32, "big") + numbers.public_numbers.x.to_bytes(32, "big")
+    iv = os.urandom(16)
+    enc = Cipher(algorithms.AES(aes), modes.CBC(iv)).encryptor()
+    blob = b64e(iv) + "." + b64e(enc.update(plain) + enc.finalize())
+    assert len(blob) == 113
+    emp = eph.public_key().public_bytes(serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
+    return {"emp": b64e(emp), "key": blob}
+
+
 def make_csr(key, common_name: str, hostnames=(), ips=()):
     builder = x509.CertificateSigningRequestBuilder().subject_name(
         x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))

@@ -139,7 +139,8 @@ class Hem:
                "origin": "*", "trusted_ts": True, "trusted_backend": True, "allow_keysearch": False,
                "email": "ops@example.test"}
         if model == "ppa":
-            cfg.update(ip="192.168.7.1/24", storage_mode=0, storage_disk0size=0, dnsd=True)
+            # the web manager's values (build.js initFinal and its init form)
+            cfg.update(ip="192.168.7.1/24", storage_mode=0x51, storage_disk0size=8388608, dnsd=False)
         cfg.update(cfg_overrides)
         cfg = {k: v for k, v in cfg.items() if v is not None}
         # Signed with the master key, as the vendor's clients do (manager initFinal, SDK initialize).

@@ -24,17 +24,6 @@ def emu(emulator_module):
     return emulator_module(devices=DEVICES, passphrase=PASS, reboot_seconds=0.5)
 
 
-def pushed_cert(emu, i, matching=True):
-    """Base64 DER certificate from a test CA for device i's current TLS key (or for another key)."""
-    ca_key, ca_cert = util.make_ca("Backend test CA", "encedo.hem tests")
-    if matching:
-        pub = x509.load_pem_x509_certificate(emu.state(i)["tls_cert_pem"].encode()).public_key()
-    else:
-        pub = util.new_p256().public_key()
-    cert = util.issue_tls_cert(ca_key, ca_cert, pub, ["localhost"], ["127.0.0.1"])
-    return util.b64e(util.cert_der(cert))
-
-
 def wait_for(predicate, timeout=10.0):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -109,12 +98,12 @@ def test_forced_upgrade_reboots_the_device(emu):
 def test_pushed_certificate_is_served_after_the_next_reboot_and_a_bad_one_is_refused(emu):
     hem = client(emu, 6)
     served = emu.state(6)["tls_cert_pem"]
-    emu.checkin_order(6, newcrt=pushed_cert(emu, 6, matching=False), count=1)
+    emu.checkin_order(6, newcrt=emu.pushed_cert(6, matching=False), count=1)
     assert hem.checkin(emu.backend_url).json == {"newcrt": "ERROR", "status": "OK"}
     emu.checkin_order(6, newcrt="bm90IGEgY2VydGlmaWNhdGU", count=1)
     assert hem.checkin(emu.backend_url).json == {"newcrt": "ERROR", "status": "OK"}
     assert emu.state(6)["pending_tls"] is False
-    good = pushed_cert(emu, 6)
+    good = emu.pushed_cert(6)
     emu.checkin_order(6, action="R", newcrt=good, count=1)
     assert hem.checkin(emu.backend_url).json == {"newcrt": "OK", "status": "R"}
     state = emu.state(6)
@@ -131,7 +120,7 @@ def test_trusted_backend_off_suppresses_actions_and_certificates(emu):
     hem.checkin(emu.backend_url)
     hem.login(PASS)
     assert hem.post("/api/system/config", {"trusted_backend": False}).status == 200
-    emu.checkin_order(7, action="L", newcrt=pushed_cert(emu, 7))
+    emu.checkin_order(7, action="L", newcrt=emu.pushed_cert(7))
     assert hem.checkin(emu.backend_url).json == {"status": "OK"}
     assert emu.state(7)["pending_tls"] is False
     hem.login(PASS)

@@ -40,8 +40,10 @@ def test_epa_has_no_msc_fields(emulator):
     assert cfg["dnsd"] is False
     for field in ("dnsd", "storage_mode", "storage_disk0size"):
         value = True if field == "dnsd" else 1
+        # Ignored, not refused (hem-sdk-js setConfig: unknown fields are ignored, updated false).
         ans = hem.post("/api/system/config", {field: value})
-        assert ans.status == 400 and ans.json == {"updated": False}
+        assert ans.status == 200 and ans.json == {"updated": False}
+        assert hem.get("/api/system/config").json.get(field, False) is False
     assert "storage" not in hem.get("/api/system/status").json
     assert "uis" not in hem.get("/api/system/version").json
     assert hem.get("/api/system/config/attestation").status == 404
@@ -82,8 +84,7 @@ INVALID = [
     {"ctx": -1}, {"ctx": 2 ** 53}, {"ctx": 1.5}, {"ctx": True}, {"ctx": "1"},
     {"http_option_hsts": "yes"}, {"http_option_dosprot_mode": 5}, {"http_option_dosprot_mode": -1},
     {"http_option_dosprot_mode": False}, {"dnsd": "on"}, {"storage_mode": -1}, {"storage_mode": "81"}, {"storage_disk0size": -5},
-    {"storage_disk0size": 120979452}, {"hostname": "other.example"}, {"ip": "10.0.0.1/24"},
-    {"no_such_field": 1}, {"wipeout": "yes"}, {"gen_csr": 1}, {"tls": "abc"}, {"tls": {}}, {"tls": {"crt": "!!"}},
+    {"storage_disk0size": 120979452}, {"wipeout": "yes"}, {"gen_csr": 1}, {"tls": "abc"}, {"tls": {}}, {"tls": {"crt": "!!"}},
     {"tls": {"crt": base64.b64encode(b"not a certificate").decode()}}, {"tls": {"emp": "AAAA"}},
     {"userkey": base64.b64encode(b"k" * 32).decode()},
     {"userkey": base64.b64encode(b"k" * 32).decode(), "userkey_nonce": "AAAA", "userkey_hmac": "AAAA"},
@@ -99,6 +100,26 @@ def test_invalid_bodies_change_nothing(hem, shared_emu, body):
     assert ans.json == {"updated": False}
     assert ans.headers["Content-Type"] == "application/json"
     assert shared_emu.state(0)["config"] == before
+
+
+IGNORED = [{"hostname": "other.example"}, {"ip": "10.0.0.1/24"}, {"no_such_field": 1}]
+
+
+@pytest.mark.parametrize("body", IGNORED, ids=[str(i) for i in range(len(IGNORED))])
+def test_unknown_and_unsettable_fields_are_ignored(hem, shared_emu, body):
+    # hem-sdk-js setConfig: "unknown fields are ignored and reported back via updated: false"; the OpenAPI:
+    # hostname/ip "are currently NOT settable post-init". Not applied, no error.
+    before = shared_emu.state(0)["config"]
+    ans = hem.post("/api/system/config", body)
+    assert (ans.status, ans.json) == (200, {"updated": False})
+    assert shared_emu.state(0)["config"] == before
+    label = "ignored-%d" % len(shared_emu.log(0))       # a value the device does not hold yet
+    assert hem.post("/api/system/config", dict(body, user=label)).json == {"updated": True}
+    after = shared_emu.state(0)["config"]
+    assert after["user"] == label
+    assert {k: v for k, v in after.items() if k not in ("user", "uts")} == {
+        k: v for k, v in before.items() if k not in ("user", "uts")}
+    hem.post("/api/system/config", {"user": before["user"]})
 
 
 @pytest.mark.parametrize("raw", [b"{", b"[1,2]", b"\"str\"", b"null", b"\xff\xfe", b"{\"user\": \"a\",}"])
@@ -209,8 +230,9 @@ def test_disk0_resize_formats_and_refuses_writes_meanwhile(emulator):
     hem = client(emu)
     hem.login(PASS)
     before = _status(hem)
-    assert before["storage"] == ["0:rw", "%d:-" % CAPACITY] and "format" not in before     # no format this boot
-    ans = hem.post("/api/system/config", {"storage_disk0size": 8388608, "user": "resized"})
+    # the factory layout (the web manager's default: 4 GiB, disk 0 read-only); no format this boot
+    assert before["storage"] == ["8388608:ro", "%d:-" % (CAPACITY - 8388608)] and "format" not in before
+    ans = hem.post("/api/system/config", {"storage_disk0size": 16777216, "user": "resized"})
     assert ans.status == 200 and ans.json == {"updated": True}           # the OpenAPI 200 shape, no reboot_required
     running = _status(hem)
     assert re.fullmatch(r"status\d+", running["format"]), running
@@ -220,21 +242,21 @@ def test_disk0_resize_formats_and_refuses_writes_meanwhile(emulator):
     for body in ({"user": "during format"}, {"wipeout": True}, {"storage_disk0size": 4194304}):
         assert hem.post("/api/system/config", body).status == 409
     cfg = hem.get("/api/system/config")
-    assert cfg.status == 200 and cfg.json["storage_disk0size"] == 8388608 and cfg.json["user"] == "resized"
+    assert cfg.status == 200 and cfg.json["storage_disk0size"] == 16777216 and cfg.json["user"] == "resized"
     assert [e["status"] for e in emu.log(0) if e["method"] == "POST"] == [409, 409, 409]
     assert emu.state(0)["format"].startswith("status") and emu.state(0)["personalised"] is True
     done, seen = _wait_format_done(hem)
     assert all(s == "done" or re.fullmatch(r"status\d+", s) for s in seen)
-    assert done["storage"] == ["8388608:rw", "%d:-" % (CAPACITY - 8388608)]
+    assert done["storage"] == ["16777216:ro", "%d:-" % (CAPACITY - 16777216)]
     # Writes work again; the same size again is no change and starts no format.
     assert hem.post("/api/system/config", {"user": "after format"}).json == {"updated": True}
-    assert hem.post("/api/system/config", {"storage_disk0size": 8388608}).json == {"updated": False}
+    assert hem.post("/api/system/config", {"storage_disk0size": 16777216}).json == {"updated": False}
     assert _status(hem)["format"] == "done"
     # A size that is not whole GiB is an integer number of sectors (the vendor's own sample has 8388607).
     assert hem.post("/api/system/config", {"storage_disk0size": CAPACITY}).json == {"updated": True}
     assert _status(hem)["format"].startswith("status")
     done, _seen = _wait_format_done(hem)
-    assert done["storage"] == ["%d:rw" % CAPACITY, "0:-"]
+    assert done["storage"] == ["%d:ro" % CAPACITY, "0:-"]
 
 
 def test_reboot_during_format_and_disk0_flags_follow_storage_mode_at_boot(emulator):
@@ -243,7 +265,7 @@ def test_reboot_during_format_and_disk0_flags_follow_storage_mode_at_boot(emulat
     hem.login(PASS)
     assert hem.post("/api/system/config", {"storage_disk0size": 2097152, "storage_mode": 0x50}).json == {"updated": True}
     assert _status(hem)["format"].startswith("status")
-    assert _status(hem)["storage"][0] == "0:rw"                         # mode and size apply later
+    assert _status(hem)["storage"][0] == "8388608:ro"                   # mode and size apply later
     assert hem.get("/api/system/reboot").status == 200                   # the OpenAPI refuses a reboot only during an install
     assert emu.wait_up(0, timeout=10)
     after = _status(hem)
@@ -251,7 +273,7 @@ def test_reboot_during_format_and_disk0_flags_follow_storage_mode_at_boot(emulat
     assert after["storage"] == ["2097152:-", "%d:-" % (CAPACITY - 2097152)]   # 0x50: disk 0 hidden on start
     hem.checkin(emu.backend_url)
     hem.login(PASS)
-    for mode, flag in ((0x51, "ro"), (0xA3, "rw")):
+    for mode, flag in ((0x51, "ro"), (0xA3, "rw"), (0x53, "rw")):
         assert hem.post("/api/system/config", {"storage_mode": mode}).json == {"updated": True}
         assert "format" not in _status(hem)                              # a mode change formats nothing
         assert hem.get("/api/system/reboot").status == 200

@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import base64
 import datetime
-import hashlib
 import ipaddress
-import os
 import socket
 import ssl
 
@@ -24,8 +22,9 @@ import requests
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.x509.oid import NameOID
+
+from tests.emulator import util
 
 CONFIG = "/api/system/config"
 STATUS = "/api/system/status"
@@ -39,15 +38,7 @@ def b64(data):
 
 
 def make_ca(cn="Fresh TLS test CA"):
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-    now = datetime.datetime.now(UTC)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=1))
-            .not_valid_after(now + datetime.timedelta(days=30))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(key, hashes.SHA256()))
-    return key, cert
+    return util.make_ca(cn, "encedo.hem tests")
 
 
 def write_ca(ca, path):
@@ -66,20 +57,6 @@ def issue(ca, public_key, names=("localhost",), ips=("127.0.0.1",)):
             .sign(ca_key, hashes.SHA256()))
 
 
-def encrypt_key(new_key, device_public_key):
-    """The emulator's key transport (tests/emulator/__init__.py): {emp, key} for new_key, to the device key."""
-    eph = ec.generate_private_key(ec.SECP256R1())
-    aes = hashlib.sha256(eph.exchange(ec.ECDH(), device_public_key)).digest()
-    numbers = new_key.private_numbers()
-    plain = numbers.private_value.to_bytes(32, "big") + numbers.public_numbers.x.to_bytes(32, "big")
-    iv = os.urandom(16)
-    enc = Cipher(algorithms.AES(aes), modes.CBC(iv)).encryptor()
-    blob = b64(iv) + "." + b64(enc.update(plain) + enc.finalize())
-    assert len(blob) == 113
-    emp = eph.public_key().public_bytes(serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
-    return {"emp": b64(emp), "key": blob}
-
-
 def device_tls_public_key(emu, i=0):
     return serialization.load_der_public_key(base64.b64decode(emu.state(i)["tls_public_key"]))
 
@@ -87,7 +64,7 @@ def device_tls_public_key(emu, i=0):
 def make_bundle(emu, ca, i=0, names=("localhost",)):
     """-> ({emp, key, crt (base64 DER)}, the new private key): what the vendor backend answers."""
     new_key = ec.generate_private_key(ec.SECP256R1())
-    bundle = encrypt_key(new_key, device_tls_public_key(emu, i))
+    bundle = util.wrap_tls_key(new_key, device_tls_public_key(emu, i))
     bundle["crt"] = b64(issue(ca, new_key.public_key(), names=names).public_bytes(serialization.Encoding.DER))
     return bundle, new_key
 
@@ -138,15 +115,15 @@ def test_plain_http_post_stores_the_bundle_and_starts_https(fresh, tmp_path):
     ca = make_ca()
     ca_file = write_ca(ca, tmp_path / "ca.pem")
     bundle, new_key = make_bundle(fresh, ca)
-    # without tls: 406, with another field: 400, bad material: 400 - nothing stored
+    # without tls: 406, bad material: 400 - nothing stored
     assert plain(fresh, "POST", CONFIG, {"user": "x"}).status_code == 406
-    assert plain(fresh, "POST", CONFIG, {"tls": bundle, "user": "x"}).status_code == 400
     wrong, _k = make_bundle(fresh, ca)
     wrong["crt"] = bundle["crt"]                       # key and certificate do not match
     assert plain(fresh, "POST", CONFIG, {"tls": wrong}).status_code == 400
     assert plain(fresh, "GET", STATUS).json()["https"] is False
 
-    resp = plain(fresh, "POST", CONFIG, {"tls": bundle})
+    # Other keys beside tls, and inside it (the web manager posts the backend's answer as it is), are ignored.
+    resp = plain(fresh, "POST", CONFIG, {"tls": dict(bundle, id="reg-1", status="done"), "user": "x"})
     assert resp.status_code == 200 and resp.content == b""
     assert plain(fresh, "GET", STATUS).json()["https"] is True
     assert https_outcome(fresh.url(0), ca_file) == "ok"       # served at once, chains to the bundle's CA
@@ -156,7 +133,8 @@ def test_plain_http_post_stores_the_bundle_and_starts_https(fresh, tmp_path):
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo))
     log = fresh.log(0)
     stored = [e for e in log if e["method"] == "POST" and e["status"] == 200]
-    assert [(e["scheme"], e["auth"], e["tls_keys"]) for e in stored] == [("http", "none", ["crt", "emp", "key"])]
+    assert [(e["scheme"], e["auth"], e["tls_keys"]) for e in stored] == [("http", "none", ["crt", "emp", "id", "key", "status"])]
+    assert fresh.state(0)["config"]["user"] == ""              # the extra field was not applied
 
 
 def test_wipe_removes_the_bundle_only_with_the_option(emulator, tmp_path):

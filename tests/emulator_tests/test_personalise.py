@@ -65,8 +65,10 @@ def test_personalise_then_406(emulator):
     hem.login("pp-master")
     assert jwt_claims(hem.token)["sub"] == "M"
     # hostname and ip are fixed now
-    assert hem.post("/api/system/config", {"hostname": "x.example"}).status == 400
-    assert hem.post("/api/system/config", {"ip": "192.168.7.1/24"}).status == 400
+    # not applied, no error (OpenAPI: not settable post-init; hem-sdk-js setConfig: unknown fields ignored)
+    assert hem.post("/api/system/config", {"hostname": "x.example"}).json == {"updated": False}
+    assert hem.post("/api/system/config", {"ip": "10.9.9.1/24"}).json == {"updated": False}
+    assert hem.get("/api/system/config").json["hostname"] == "hem1.example.test"
 
 
 def test_reboot_required_and_gen_csr(emulator):
@@ -88,7 +90,7 @@ def test_init_needs_clock(emulator):
     assert hem.get("/api/auth/init").status == 200
 
 
-# What the emulator refuses in `cfg` (400, device stays fresh): missing or unknown fields, wrong JSON types, and
+# What the emulator refuses in `cfg` (400, device stays fresh): missing fields, wrong JSON types, and
 # only the limits with a source (user maxLength 32 and http_option_dosprot_mode 0..4: OpenAPI; storage_disk0size
 # up to the storage: the web manager's size slider; keys of 32 bytes and the CIDR form: OpenAPI).
 CFG_ERRORS = [
@@ -97,7 +99,7 @@ CFG_ERRORS = [
     {"ip": "10.0.0.1/33"}, {"ip": "10.0.0.1/255.0.0.0"}, {"trusted_ts": "yes"}, {"storage_mode": "81"},
     {"storage_mode": 81.0}, {"storage_mode": True}, {"storage_disk0size": -1}, {"storage_disk0size": 120979452},
     {"http_option_dosprot_mode": 5}, {"masterkey": "short"}, {"userkey": base64.b64encode(b"x" * 31).decode()},
-    {"unknown": 1}, {"gen_csr": "yes"}, {"ctx": "1"},
+    {"gen_csr": "yes"}, {"ctx": "1"},
 ]
 
 
@@ -208,21 +210,23 @@ def test_init_bad_signature_and_replay(emulator):
     assert hem.post("/api/auth/init", {"init": wrong}).status == 401
     good = vendor_proof(ch, keys, payload)
     assert hem.post("/api/auth/init", {"init": good}).status == 401          # nonce consumed by the failed try
-    for body in ({}, {"init": 1}, {"init": "x", "more": 1}):
+    for body in ({}, {"init": 1}):
         assert hem.post("/api/auth/init", body).status == 400
     assert hem.post("/api/auth/init", {"init": "garbage"}).status == 401
     assert emu.state(0)["personalised"] is False
 
 
-def test_epa_init_rejects_msc_fields(emulator):
+def test_epa_init_ignores_msc_fields(emulator):
+    # The web manager sends ip/storage/dnsd to every model (build.js initFinal): an EPA ignores them.
     emu = emulator(model="epa", rtc_set=True)
     hem = client(emu)
-    ch, keys, payload = init_payload(hem)
-    assert hem.post("/api/auth/init", {"init": vendor_proof(ch, keys, payload)}).status == 400
-    ans = hem.personalise("pp", model="epa")
+    ch, keys, payload = init_payload(hem, ip="10.1.2.3/24", unknown=1)
+    ans = hem.post("/api/auth/init", {"init": vendor_proof(ch, keys, payload)})
+    assert ans.status == 200
     assert "genuine" in ans.json and "reboot_required" not in ans.json
+    hem.token = ans.json["token"]
     cfg = hem.get("/api/system/config").json
-    assert "genuine_id" not in cfg and cfg["ip"] == "192.168.7.1/24"
+    assert "genuine_id" not in cfg and "storage_mode" not in cfg and cfg["ip"] == "192.168.7.1/24"
 
 
 def test_fresh_mode_config_post(emulator):

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import datetime
-import hashlib
 import ipaddress
 import os
 import socket
@@ -16,8 +15,9 @@ import requests
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.x509.oid import NameOID
+
+from tests.emulator import util
 
 from .conftest import PASS, client
 
@@ -59,20 +59,6 @@ def sign(ca, public_key, cn="localhost"):
 
 def der_b64(cert):
     return base64.b64encode(cert.public_bytes(serialization.Encoding.DER)).decode()
-
-
-def wrap_key(device_public, new_key):
-    """The emulator's documented key transport for `tls.emp` + `tls.key` (see tests/emulator/__init__.py)."""
-    eph = ec.generate_private_key(ec.SECP256R1())
-    aes = hashlib.sha256(eph.exchange(ec.ECDH(), device_public)).digest()
-    nums = new_key.private_numbers()
-    plain = nums.private_value.to_bytes(32, "big") + nums.public_numbers.x.to_bytes(32, "big")
-    iv = os.urandom(16)
-    enc = Cipher(algorithms.AES(aes), modes.CBC(iv)).encryptor()
-    blob = base64.b64encode(iv).decode() + "." + base64.b64encode(enc.update(plain) + enc.finalize()).decode()
-    emp = base64.b64encode(eph.public_key().public_bytes(serialization.Encoding.X962,
-                                                         serialization.PublicFormat.UncompressedPoint)).decode()
-    return emp, blob
 
 
 @pytest.fixture
@@ -168,7 +154,8 @@ def test_tls_import_with_key(dev):
     ca = make_ca()
     device_pub = served_cert(emu.url(0)).public_key()
     new_key = ec.generate_private_key(ec.SECP256R1())
-    emp, blob = wrap_key(device_pub, new_key)
+    wrapped = util.wrap_tls_key(new_key, device_pub)
+    emp, blob = wrapped["emp"], wrapped["key"]
     assert len(blob) == 113
     crt = sign(ca, new_key.public_key())
     # a crt not matching the imported key is refused; a malformed key too
@@ -201,7 +188,7 @@ def test_device_certificate_names(emulator):
     emu = emulator(devices=2)
     cert = served_cert(emu.url(1))
     san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    assert set(san.get_values_for_type(x509.DNSName)) == {"localhost", "hem1.emulator.test"}
+    assert set(san.get_values_for_type(x509.DNSName)) == {"localhost", "hem1.emulator.test", "my.ence.do"}
     assert [str(i) for i in san.get_values_for_type(x509.IPAddress)] == ["127.0.0.1"]
     assert requests.get(emu.url(1) + "/api/system/status", verify=emu.ca_file, timeout=5).status_code == 200
     with pytest.raises(requests.exceptions.SSLError):

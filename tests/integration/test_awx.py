@@ -185,7 +185,7 @@ def test_builder_context_installs_collection_and_lists_its_python_requirements(c
     proc = _run(argv, cwd=str(build))
     written = (out_dir / "requirements.txt").read_text().splitlines()
     from_us = sorted(line.split()[0] for line in written if line.endswith("# from collection encedo.hem"))
-    assert from_us == ["cryptography"], proc.stdout
+    assert from_us == ["cryptography", "mnemonic"], proc.stdout
     assert not any(line.split()[0].lower() in ("ansible-core", "ansible") for line in written)
 
 

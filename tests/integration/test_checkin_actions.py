@@ -15,7 +15,6 @@ import pytest
 import requests
 from cryptography import x509
 
-from tests.emulator import util
 from tests.emulator_tests.hemclient import Hem
 from tests.integration.test_lifecycle import CONNECTION, independent_login, module_play, requests_of
 
@@ -25,16 +24,6 @@ TASK = "Run encedo_checkin"
 
 # device index -> what the backend is told to answer it
 OK, REPORT, LOCK, WIPE, BRICK, UPGRADE, CRT_OK, CRT_ERROR, SUPPRESSED, REBOOT = range(10)
-
-
-def pushed_cert(emu, i, matching=True):
-    """Base64 DER certificate from a test 'backend CA' for device i's current TLS key (or another key)."""
-    ca_key, ca_cert = util.make_ca("Backend test CA", "encedo.hem tests")
-    if matching:
-        pub = x509.load_pem_x509_certificate(emu.state(i)["tls_cert_pem"].encode()).public_key()
-    else:
-        pub = util.new_p256().public_key()
-    return util.b64e(util.cert_der(util.issue_tls_cert(ca_key, ca_cert, pub, ["localhost"], ["127.0.0.1"])))
 
 
 def wait_for(predicate, timeout=15.0):
@@ -62,8 +51,8 @@ def checked_in(emu, tmp_path_factory):
     assert hem.post("/api/system/config", {"trusted_backend": False}).status == 200
     for i, action in ((REPORT, "R"), (LOCK, "L"), (WIPE, "W"), (BRICK, "B"), (UPGRADE, "U"), (SUPPRESSED, "L")):
         emu.checkin_order(i, action=action, count=1)
-    emu.checkin_order(CRT_OK, newcrt=pushed_cert(emu, CRT_OK), count=1)
-    emu.checkin_order(CRT_ERROR, newcrt=pushed_cert(emu, CRT_ERROR, matching=False), count=1)
+    emu.checkin_order(CRT_OK, newcrt=emu.pushed_cert(CRT_OK), count=1)
+    emu.checkin_order(CRT_ERROR, newcrt=emu.pushed_cert(CRT_ERROR, matching=False), count=1)
     # The user key of LOCK is derived before the check-in, so that erasing it is what makes the login fail.
     independent_login(emu.url(LOCK), emu.ca_file, PASS)
     boots = {i: emu.state(i)["boot_id"] for i in range(10)}

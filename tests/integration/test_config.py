@@ -280,19 +280,19 @@ def test_result_holds_only_the_declared_fields_unless_full_config(epa, hem_playb
 
 def test_disk0_resize_waits_for_the_format_four_steps(ppa, dev, task):
     """check mode -> apply (POST, then status polls until the format is done) -> apply again -> check mode."""
-    args = {"storage_disk0size": 8388608, "allow_reformat": True, "format_timeout": 60}
+    args = {"storage_disk0size": 16777216, "allow_reformat": True, "format_timeout": 60}
     check = task("encedo.hem.encedo_config", args, check=True, diff=True)
     assert check["changed"] is True and check["reformatted"] is True and check["sent"] == ["storage_disk0size"]
     assert check["reboot_required"] is False and "format_seconds" not in check
-    assert check["diff"] == {"before": {"storage_disk0size": 0}, "after": {"storage_disk0size": 8388608}}
+    assert check["diff"] == {"before": {"storage_disk0size": 8388608}, "after": {"storage_disk0size": 16777216}}
     assert config_posts(ppa, dev) == [] and ppa.state(dev)["format"] is None
     ppa.clear_log(dev)
 
     apply = task("encedo.hem.encedo_config", args)
     assert apply["changed"] is True and apply["reformatted"] is True and apply["updated"] is True
     assert apply["reboot_required"] is False and apply["sent"] == ["storage_disk0size"]
-    assert apply["storage"] == [{"sectors": 8388608, "access": "rw"}, {"sectors": CAPACITY - 8388608, "access": "-"}]
-    assert apply["config"] == {"storage_disk0size": 8388608}
+    assert apply["storage"] == [{"sectors": 16777216, "access": "ro"}, {"sectors": CAPACITY - 16777216, "access": "-"}]
+    assert apply["config"] == {"storage_disk0size": 16777216}
     assert FORMAT_SECONDS - 1 <= apply["format_seconds"] <= FORMAT_SECONDS + 5
     log = ppa.log(dev)
     assert [e["status"] for e in log if e["status"] != 200] == []           # no 409: nothing written during the format
@@ -316,8 +316,8 @@ def test_disk0_resize_waits_for_the_format_four_steps(ppa, dev, task):
 
 
 def test_storage_mode_by_name(ppa, dev, task):
-    # The emulated device holds storage_mode 0 (not a manager value): its disk 1 encryption is unknown, so a named
-    # mode is a possible re-encryption and needs allow_reformat; the same mode again is no change.
+    # The emulated device holds storage_mode 0x51 (disk 1 in CTR): hidden_xts re-encrypts disk 1 (XTS), so it needs
+    # allow_reformat; the same mode again is no change, another XTS mode needs no opt-in.
     refused = task("encedo.hem.encedo_config", {"storage_mode": "hidden_xts"})
     assert refused["failed"] and "allow_reformat" in refused["msg"] and "XTS" in refused["msg"]
     assert config_posts(ppa, dev) == []
@@ -372,7 +372,7 @@ def test_format_that_does_not_finish_in_time_then_a_write_during_it(slow_format,
 def test_device_400_names_the_fields_and_says_nothing_changed(ppa, dev, task):
     # A device that refuses a body the module's checks passed (the emulator's error400 fault: 400, nothing applied).
     ppa.fault(dev, "error400", path=CONFIG, method="POST")
-    result = task("encedo.hem.encedo_config", {"user": "changed", "email": "a" * 70 + "@example.com"})
+    result = task("encedo.hem.encedo_config", {"user": "changed", "email": "a" * 40 + "@example.com"})
     assert result["failed"] and "HTTP 400" in result["msg"] and "nothing was changed" in result["msg"]
     assert "encedo.hem.encedo_info" in result["msg"]
     assert "email" in result["msg"] and "user" in result["msg"]

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import base64
 import datetime
-import os
 import socket
 import ssl
 from pathlib import Path
@@ -28,8 +27,9 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.x509.oid import NameOID
+
+from tests.emulator import util
 
 from tests.emulator.harness import Emulator
 from tests.emulator_tests.hemclient import Hem
@@ -85,26 +85,6 @@ def key_pem(key):
 
 def b64(data):
     return base64.b64encode(data).decode()
-
-
-def encrypt_key_for_device(new_key, device_public_key):
-    """The emulator's key transport (tests/emulator/__init__.py): ECDH P-256 of an ephemeral key
-    with the device's TLS key, AES-256-CBC (key = SHA-256 of the shared secret, no padding) of
-    d || Qx. Returns the key_import option {emp: b64 uncompressed point, key: "<b64 IV>.<b64 ct>"}."""
-    eph = ec.generate_private_key(ec.SECP256R1())
-    shared = eph.exchange(ec.ECDH(), device_public_key)
-    digest = hashes.Hash(hashes.SHA256())
-    digest.update(shared)
-    aes = digest.finalize()
-    numbers = new_key.private_numbers()
-    plain = numbers.private_value.to_bytes(32, "big") + numbers.public_numbers.x.to_bytes(32, "big")
-    iv = os.urandom(16)
-    enc = Cipher(algorithms.AES(aes), modes.CBC(iv)).encryptor()
-    ct = enc.update(plain) + enc.finalize()
-    emp = eph.public_key().public_bytes(serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
-    blob = b64(iv) + "." + b64(ct)
-    assert len(blob) == 113
-    return {"emp": b64(emp), "key": blob}
 
 
 @pytest.fixture(scope="module")
@@ -195,7 +175,7 @@ def test_tls_target(emu, user_ca, tmp_path):
     expired = issue(user_ca["key"], user_ca["cert"], device_key, start=datetime.datetime.now(UTC) - datetime.timedelta(days=60), days=30)
     (tmp_path / "expired.pem").write_text(pem(expired))
     (tmp_path / "notes.txt").write_text("important notes, not a CSR\n")
-    good_import = encrypt_key_for_device(throwaway, device_key)
+    good_import = util.wrap_tls_key(throwaway, device_key)
     spki = throwaway.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
     work = tmp_path / "work"
     work.mkdir()
@@ -372,7 +352,7 @@ def test_tls_key_import(emu, user_ca, tmp_path):
     old = served_cert(emu, i)
     new_key = ec.generate_private_key(ec.SECP256R1())
     new_cert = issue(user_ca["key"], user_ca["cert"], new_key.public_key())
-    key_import = encrypt_key_for_device(new_key, old.public_key())
+    key_import = util.wrap_tls_key(new_key, old.public_key())
     runner = runner_for(emu, i, tmp_path / "runner")
     trust = trust_bundle(emu, user_ca, tmp_path / "trust.pem")
 

@@ -234,6 +234,14 @@ def test_disk0_same_size_needs_no_opt_in():
     assert C.plan_update(ppa_config(), {"storage_disk0size": 8388607}).delta == {}
 
 
+def test_disk0_one_sector_short_is_the_same_size():
+    # The vendor's sample reads 8388607 where the web manager writes 4 GiB = 8388608: no reformat for that sector.
+    assert C.plan_update(ppa_config(), {"storage_disk0size": 8388608}).delta == {}
+    # Two sectors apart is a real change (and needs the opt-in).
+    with pytest.raises(C.ConfigError, match="allow_reformat"):
+        C.plan_update(ppa_config(), {"storage_disk0size": 8388609})
+
+
 def test_disk0_larger_than_capacity_is_refused():
     with pytest.raises(C.ConfigError, match="storage_capacity"):
         C.plan_update(ppa_config(), {"storage_disk0size": 120979452}, allow_reformat=True)
