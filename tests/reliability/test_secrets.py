@@ -482,6 +482,6 @@ def test_factory_reset_and_reformat_need_explicit_options(tmp_path_factory):
         failed = host_failures(run, "hem2")
         assert [t.task for t in failed] == ["Apply the configuration"], run.tail()
         assert "allow_reformat" in failed[0].msg and "nothing was sent" in failed[0].msg
-        assert emu.state(2)["config"]["storage_disk0size"] == 0
+        assert emu.state(2)["config"]["storage_disk0size"] == 8388608     # the factory layout, untouched
     finally:
         emu.stop()
