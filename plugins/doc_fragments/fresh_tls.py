@@ -7,10 +7,12 @@ from __future__ import annotations
 
 class ModuleDocFragment(object):
     # The options of plugins/module_utils/_fresh.py:fresh_argument_spec() (a device without a TLS
-    # bundle): DOCUMENTATION for the modules that can store a bundle (encedo_info, encedo_init),
-    # HTTP_URL for those that only detect one (encedo_factory_reset).
+    # bundle): HTTP_URL for every module that detects one (encedo_info, encedo_init,
+    # encedo_factory_reset), DOCUMENTATION (tls_bundle) for those that can store one (encedo_info,
+    # encedo_init). Plain string literals: ansible-test's yamllint reads them without running Python.
 
-    _HTTP_URL = r'''
+    HTTP_URL = r'''
+options:
   http_url:
     description:
       - The plain-HTTP address of the device, used only when HTTPS at O(url) cannot be reached (connection refused or reset,
@@ -25,11 +27,8 @@ class ModuleDocFragment(object):
     type: str
 '''
 
-    HTTP_URL = r'''
-options:''' + _HTTP_URL
-
     DOCUMENTATION = r'''
-options:''' + _HTTP_URL + r'''
+options:
   tls_bundle:
     description:
       - A TLS bundle for a device that has none, stored only when the device needs it. That is when HTTPS at O(url) fails,

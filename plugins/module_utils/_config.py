@@ -120,10 +120,10 @@ def storage_encryption(mode):
 # - hostname, ip: only compared with the device (not settable); DNS name / IP address syntax.
 FIELDS = dict((f.name, f) for f in (
     Field("user", "str", max_length=32, allowed="a string of at most 32 characters"),
-    Field("email", "email", max_length=63, allowed="an e-mail address of at most 63 characters such as admin@example.com, "
-                                                    "or an empty string"),
-    Field("origin", "str", max_length=63, allowed="a CORS allow-list of at most 63 characters such as '*', "
-                                                  "'https://app.example.com' or '*.example.com'"),
+    Field("email", "email", max_length=63,
+          allowed="an e-mail address of at most 63 characters such as admin@example.com, or an empty string"),
+    Field("origin", "str", max_length=63,
+          allowed="a CORS allow-list of at most 63 characters such as '*', 'https://app.example.com' or '*.example.com'"),
     Field("allow_keysearch", "bool", allowed="a boolean"),
     Field("trusted_ts", "bool", allowed="a boolean"),
     Field("trusted_backend", "bool", allowed="a boolean"),

@@ -24,6 +24,7 @@ author:
 extends_documentation_fragment:
   - encedo.hem.connection
   - encedo.hem.fresh_tls
+  - encedo.hem.fresh_tls.http_url
   - ansible.builtin.action_common_attributes
 attributes:
   check_mode:

@@ -35,6 +35,7 @@ requirements:
 extends_documentation_fragment:
   - encedo.hem.connection
   - encedo.hem.fresh_tls
+  - encedo.hem.fresh_tls.http_url
   - ansible.builtin.action_common_attributes
 attributes:
   check_mode:

@@ -48,7 +48,7 @@ def test_ok_and_report_change_nothing_and_count_runs_out(emu):
 def test_an_order_without_count_lasts_until_cleared(emu):
     hem = client(emu, 1)
     emu.checkin_order(1, action="R")
-    assert [hem.checkin(emu.backend_url).json["status"] for _ in range(3)] == ["R"] * 3
+    assert [hem.checkin(emu.backend_url).json["status"] for _attempt in range(3)] == ["R"] * 3
     emu.clear_checkin_order(1)
     assert hem.checkin(emu.backend_url).json == {"status": "OK"}
 

@@ -272,5 +272,6 @@ def test_master_recovery_phrase_excludes_master_passphrase():
                            "--master-recovery-phrase", ABANDON_ART], cwd=REPO_ROOT, capture_output=True, text=True,
                           timeout=60, check=False)
     assert proc.returncode == 2 and "not allowed with argument" in proc.stderr
-    assert "--master-recovery-phrase" in subprocess.run([sys.executable, "-m", "tests.emulator", "--help"], cwd=REPO_ROOT,
-                                                       capture_output=True, text=True, timeout=60, check=True).stdout
+    helped = subprocess.run([sys.executable, "-m", "tests.emulator", "--help"], cwd=REPO_ROOT,
+                            capture_output=True, text=True, timeout=60, check=True)
+    assert "--master-recovery-phrase" in helped.stdout

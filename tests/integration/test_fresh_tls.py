@@ -64,8 +64,8 @@ def test_info_reports_a_device_without_bundle(emulator, hem_playbook, tmp_path):
 def test_init_without_bundle_fails_saying_what_is_needed(emulator, hem_playbook):
     emu = emulator(no_tls_bundle=True, rtc_set=True)
     runner = hem_playbook(emu)
-    task = {"name": "Personalise", "encedo.hem.encedo_init": dict(CONN, passphrase=PASS, master_passphrase=MASTER,
-                                                                   user="fresh", hostname="hem0.emulator.test")}
+    options = dict(CONN, passphrase=PASS, master_passphrase=MASTER, user="fresh", hostname="hem0.emulator.test")
+    task = {"name": "Personalise", "encedo.hem.encedo_init": options}
     run = runner.run_playbook(play(task))
     assert run.rc != 0
     assert [t.task for t in run.results(host="hem0", status="failed")] == ["Personalise"]

@@ -47,7 +47,7 @@ def test_recovery_phrase_never_printed_at_vvvv(emulator, hem_playbook):
     runner = hem_playbook(emu)
     play = module_play("encedo_init", init_args(master_recovery_phrase="{{ hem_phrase }}"))
     # Given through an extra var (as a vault variable would be), run at -vvvv: apply, then apply again.
-    for _ in range(2):
+    for _attempt in range(2):
         run = runner.run_playbook(play, extra_vars={"hem_phrase": PHRASE}, verbosity=4)
         run.assert_ok()
         # -vvvv prints the module's arguments, the phrase masked by no_log

@@ -522,5 +522,5 @@ def test_failed_summary_names_failed_and_not_run_checks():
     assert "check chain not run: no trust anchor" in summary
     assert "signature" not in summary
     assert "validity" not in summary                                  # failed, but not enforced
-    assert "check validity failed" in att.failed_summary(sample_verify(genuine_ids={"option": "ff"}, now=NOW,
-                                                                        enforce_validity=True), enforce_validity=True)
+    enforced = sample_verify(genuine_ids={"option": "ff"}, now=NOW, enforce_validity=True)
+    assert "check validity failed" in att.failed_summary(enforced, enforce_validity=True)
