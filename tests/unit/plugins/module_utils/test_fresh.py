@@ -27,8 +27,10 @@ def _compare(spec, docs):
             _compare(option["options"], doc["suboptions"])
 
 
-@pytest.mark.parametrize("fragments, bundle", [((ModuleDocFragment.DOCUMENTATION, ModuleDocFragment.HTTP_URL), True),
-                                                ((ModuleDocFragment.HTTP_URL,), False)])
+BOTH = (ModuleDocFragment.DOCUMENTATION, ModuleDocFragment.HTTP_URL)
+
+
+@pytest.mark.parametrize("fragments, bundle", [(BOTH, True), ((ModuleDocFragment.HTTP_URL,), False)])
 def test_doc_fragment_matches_argument_spec(fragments, bundle):
     # encedo_info and encedo_init use both fragments, encedo_factory_reset only HTTP_URL.
     docs = {}
