@@ -336,6 +336,16 @@ class Emulator:
             time.sleep(0.05)
         return False
 
+    def wait_new_boot(self, i, boot_id, timeout=15.0):
+        """Wait until device i is up again in a boot other than ``boot_id`` (after a reboot or wipe it was told to do)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            state = self.state(i)
+            if state["boot_id"] != boot_id and state["up"]:
+                return True
+            time.sleep(0.05)
+        return False
+
     def _reachable(self, i):
         try:
             with urllib.request.urlopen(self.http_url(i) + "/api/system/status", timeout=2) as resp:

@@ -24,15 +24,6 @@ def emu(emulator_module):
     return emulator_module(devices=DEVICES, passphrase=PASS, reboot_seconds=0.5)
 
 
-def wait_for(predicate, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
-
-
 def test_ok_and_report_change_nothing_and_count_runs_out(emu):
     hem = client(emu, 0)
     emu.checkin_order(0, action="R", count=1)
@@ -69,7 +60,7 @@ def test_wipe_reboots_into_a_factory_fresh_device(emu):
     boot = emu.state(3)["boot_id"]
     emu.checkin_order(3, action="W", count=1)
     assert hem.checkin(emu.backend_url).json == {"status": "W"}
-    assert wait_for(lambda: emu.state(3)["boot_id"] != boot and emu.state(3)["up"])
+    assert emu.wait_new_boot(3, boot)
     state = emu.state(3)
     assert state["personalised"] is False and state["rtc_set"] is False
 
@@ -91,7 +82,7 @@ def test_forced_upgrade_reboots_the_device(emu):
     boot = emu.state(5)["boot_id"]
     emu.checkin_order(5, action="U", count=1)
     assert hem.checkin(emu.backend_url).json == {"status": "U"}
-    assert wait_for(lambda: emu.state(5)["boot_id"] != boot and emu.state(5)["up"])
+    assert emu.wait_new_boot(5, boot)
     assert emu.state(5)["personalised"] is True and emu.state(5)["rtc_set"] is False
 
 
@@ -110,7 +101,7 @@ def test_pushed_certificate_is_served_after_the_next_reboot_and_a_bad_one_is_ref
     assert state["pending_tls"] is True and state["tls_cert_pem"] == served
     boot = state["boot_id"]
     emu.fault(6, "reboot")
-    assert wait_for(lambda: emu.state(6)["boot_id"] != boot and emu.state(6)["up"])
+    assert emu.wait_new_boot(6, boot)
     new = x509.load_pem_x509_certificate(emu.state(6)["tls_cert_pem"].encode())
     assert util.b64e(util.cert_der(new)) == good
 

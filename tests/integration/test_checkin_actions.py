@@ -9,8 +9,6 @@ checks all of them in at once, and each test reads its device's outcome."""
 
 from __future__ import annotations
 
-import time
-
 import pytest
 import requests
 from cryptography import x509
@@ -24,15 +22,6 @@ TASK = "Run encedo_checkin"
 
 # device index -> what the backend is told to answer it
 OK, REPORT, LOCK, WIPE, BRICK, UPGRADE, CRT_OK, CRT_ERROR, SUPPRESSED, REBOOT = range(10)
-
-
-def wait_for(predicate, timeout=15.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.1)
-    return False
 
 
 @pytest.fixture(scope="module")
@@ -106,7 +95,7 @@ def test_wipe_fails_and_the_device_comes_back_factory_fresh(emu, checked_in):
     assert "wiped itself" in result["msg"] and "personalise it again" in result["msg"]
     # The module did not read the status of a device that was going down: the check-in POST is its last request.
     assert emu.log(WIPE)[-1]["path"] == "/api/system/checkin" and emu.log(WIPE)[-1]["status"] == 200
-    assert wait_for(lambda: emu.state(WIPE)["boot_id"] != boots[WIPE] and emu.state(WIPE)["up"])
+    assert emu.wait_new_boot(WIPE, boots[WIPE])
     assert emu.state(WIPE)["personalised"] is False
 
 
@@ -126,7 +115,7 @@ def test_forced_upgrade_fails_and_the_device_reboots(emu, checked_in):
     result = result_of(run, UPGRADE)
     assert result["failed"] and result["changed"] is True and result["status"] == "U"
     assert "upgrade its firmware" in result["msg"] and "check its firmware" in result["msg"]
-    assert wait_for(lambda: emu.state(UPGRADE)["boot_id"] != boots[UPGRADE] and emu.state(UPGRADE)["up"])
+    assert emu.wait_new_boot(UPGRADE, boots[UPGRADE])
     assert emu.state(UPGRADE)["rtc_set"] is False
 
 
@@ -140,7 +129,7 @@ def test_pushed_certificate_installed_is_a_change_with_a_warning(emu, checked_in
     assert state["pending_tls"] is True
     # Served from the next reboot on (the power cycle here is the emulator's).
     emu.fault(CRT_OK, "reboot")
-    assert wait_for(lambda: emu.state(CRT_OK)["boot_id"] != state["boot_id"] and emu.state(CRT_OK)["up"])
+    assert emu.wait_new_boot(CRT_OK, state["boot_id"])
     served = x509.load_pem_x509_certificate(emu.state(CRT_OK)["tls_cert_pem"].encode())
     assert "CN=Backend test CA" in served.issuer.rfc4514_string()
 
