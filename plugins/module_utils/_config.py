@@ -291,9 +291,28 @@ def wire(name, value):
     return value
 
 
+CHAR_NAMES = {"\t": "a tab", "\n": "a line break", "\r": "a carriage return", " ": "a space", "\x00": "a NUL"}
+
+
+def describe_char(char):
+    """How a message names one character: 'a tab (U+0009)', "'_'", 'the control character U+001B'."""
+    if char in CHAR_NAMES:
+        return "%s (U+%04X)" % (CHAR_NAMES[char], ord(char))
+    if char.isprintable():
+        return repr(char)
+    return "the control character U+%04X" % ord(char)
+
+
 def _problem(name, value):
     """None when ``value`` (canonical) is within the field's limits, else what is wrong."""
     field = FIELDS[name]
+    if field.kind in ("str", "email"):
+        # Control characters are refused to protect the user, as encedo_init does (no source forbids them): in a
+        # label, address or CORS list they are nearly always a copy-and-paste or templating accident.
+        for position, char in enumerate(value, 1):
+            if not char.isprintable() and char != " ":
+                return "has %s at character %d (tabs, line breaks and other control characters are refused)" % (
+                    describe_char(char), position)
     if field.kind in ("str", "email", "hostname") and field.max_length is not None and len(value) > field.max_length:
         return "is %d characters long" % len(value)
     if field.kind == "int":

@@ -36,18 +36,24 @@ options:
     description:
       - The user name (display name) of the device, at most 32 characters (the limit of the device's API; the vendor's web
         manager allows letters, digits and blanks only, which the device does not require).
+      - Tabs, line breaks and other control characters are refused before anything is sent (nearly always a
+        copy-and-paste or templating accident), as in M(encedo.hem.encedo_init); the message names the character.
     type: str
   email:
     description:
       - Contact e-mail address. An empty string clears it.
       - It must look like an address (one C(@), no blanks), a weaker form of the check the vendor's web manager makes, to
-        catch typos. The device's API sets no length limit, so the module sets none.
+        catch typos, and have at most 63 characters, the limit of the web manager's e-mail field. The device's API sets
+        no length; a longer value might be refused or stored shortened (then every run would report a change), so the
+        module keeps the manager's limit, as M(encedo.hem.encedo_init) does. No control characters.
     type: str
   origin:
     description:
       - CORS allow-list for browsers calling the device API, for example V(*), V(https://app.example.com) or V(*.example.com).
-      - Requests whose C(Origin) header does not match are refused by the device (HTTP 412).
-      - The device's API sets no length limit, so the module sets none.
+      - Requests whose C(Origin) header does not match are refused by the device (HTTP 412). An empty string lets no
+        browser page call the API.
+      - At most 63 characters, the limit of the web manager's origin field (the device's API sets none; kept for the
+        reason given for O(email)). No control characters.
     type: str
   allow_keysearch:
     description:

@@ -318,6 +318,7 @@ from ansible_collections.encedo.hem.plugins.module_utils._client import (
 from ansible_collections.encedo.hem.plugins.module_utils import _fresh
 from ansible_collections.encedo.hem.plugins.module_utils._config import (
     FormatNotFinished,
+    describe_char,
     format_running,
     storage_mode_value,
     wait_for_format,
@@ -344,18 +345,6 @@ ORIGIN_MAX = 63
 HOSTNAME_MAX = 253
 LABEL_MAX = 63
 EMAIL = re.compile(r'^[^@\s]+@[^@\s]+$')
-CHAR_NAMES = {'\t': 'a tab', '\n': 'a line break', '\r': 'a carriage return', ' ': 'a space', '\x00': 'a NUL'}
-
-
-def describe_char(char):
-    """How a message names one character: 'a tab (U+0009)', "'_'", 'the control character U+001B'."""
-    if char in CHAR_NAMES:
-        return '%s (U+%04X)' % (CHAR_NAMES[char], ord(char))
-    if char.isprintable():
-        return repr(char)
-    return 'the control character U+%04X' % ord(char)
-
-
 def check_text(name, value, low, high, why):
     """``low``..``high`` characters (``why`` says whose limit), no control characters.
 

@@ -89,6 +89,9 @@ MODULE_CASES = [
 
     ("encedo_config", "user_too_long", {"user": "u" * 33}, ["user", "32"]),
     ("encedo_config", "email_malformed", {"email": "not-an-email"}, ["email"]),
+    ("encedo_config", "user_control_char", {"user": "Ops\tteam"}, ["user", "a tab (U+0009) at character 4"]),
+    ("encedo_config", "email_too_long", {"email": "a" * 52 + "@example.com"}, ["email", "64 characters"]),
+    ("encedo_config", "origin_too_long", {"origin": "https://" + "o" * 56}, ["origin", "64 characters"]),
     ("encedo_config", "ctx_negative", {"ctx": -1}, ["ctx"]),
     ("encedo_config", "ctx_too_big", {"ctx": 4294967296}, ["ctx"]),
     ("encedo_config", "ctx_type", {"ctx": "many"}, ["ctx"]),

@@ -141,6 +141,17 @@ def test_lengths_are_the_sourced_ones():
             C.validate(bad)
 
 
+@pytest.mark.parametrize("name,value,where", [("user", "Ops\tteam", "a tab (U+0009) at character 4"),
+                                              ("email", "a@b.example\n", "a line break (U+000A) at character 12"),
+                                              ("origin", "*\x1b", "the control character U+001B at character 2")])
+def test_control_characters_are_refused_naming_the_character(name, value, where):
+    # The same rule as encedo_init: a control character is nearly always an accident; the message says which one.
+    with pytest.raises(C.ConfigError) as err:
+        C.validate({name: value})
+    assert "'%s'" % name in str(err.value) and where in str(err.value)
+    assert C.validate({"user": "Ops team \u017c"}) == {"user": "Ops team \u017c"}     # spaces and letters are fine
+
+
 def test_every_problem_is_named_at_once():
     with pytest.raises(C.ConfigError) as err:
         C.validate({"user": "x" * 40, "ctx": -2, "trusted_ts": "perhaps", "storage_mode": 300})
