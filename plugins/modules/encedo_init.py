@@ -345,6 +345,8 @@ ORIGIN_MAX = 63
 HOSTNAME_MAX = 253
 LABEL_MAX = 63
 EMAIL = re.compile(r'^[^@\s]+@[^@\s]+$')
+
+
 def check_text(name, value, low, high, why):
     """``low``..``high`` characters (``why`` says whose limit), no control characters.
 
