@@ -359,11 +359,10 @@ def _issuing_anchor(cert, anchors):
     return None, problems
 
 
-def check_chain(cert, anchors, now=None):
+def check_chain(cert, anchors):
     """cert directly issued by one of anchors (already checked to be CAs).
 
-    Validity periods are not part of this check (check_validity reports them); ``now`` is
-    accepted for callers of the former signature and ignored.
+    Validity periods are not part of this check (check_validity reports them).
     """
     anchor, problems = _issuing_anchor(cert, anchors)
     if anchor is None:

@@ -320,8 +320,6 @@ def _problem(name, value):
             return "is %d" % value
         if field.maximum is not None and value > field.maximum:
             return "is %d" % value
-    if field.kind == "storage_mode" and value not in _STORAGE_MODE_NAMES:
-        return "is %d, not a storage mode the vendor's clients use" % value
     if field.kind == "email" and value and not _EMAIL_RE.match(value):
         return "is %r, which does not look like an e-mail address" % value
     if field.kind == "hostname" and (not value or len(value) > 253 or not all(_LABEL_RE.match(label) for label in value.split("."))):

@@ -155,6 +155,11 @@ def _client(url, params, timeout=None):
                      timeout=timeout or min(params['timeout'], PROBE_TIMEOUT), retries=0)
 
 
+def plain_client(module, http_url):
+    """A client for the plain-HTTP address: no credentials (nothing secret goes over plain HTTP)."""
+    return HemClient(http_url, timeout=module.params['timeout'])
+
+
 def plain_status(params):
     """GET /api/system/status over plain HTTP (no credentials, no retries); None when it does not answer."""
     try:
@@ -253,7 +258,7 @@ def run_with_tls_bundle(fn):
         if found.stored and module.check_mode:
             # Check mode reads only: the prediction is made from the plain-HTTP answers, with a client
             # that holds no credentials (nothing secret can go over plain HTTP).
-            client = HemClient(found.http_url, timeout=module.params['timeout'])
+            client = plain_client(module, found.http_url)
         try:
             # The status read while looking for HTTPS is the module's status read: no second request.
             result = fn(module, client, status=found.status)

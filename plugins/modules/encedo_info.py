@@ -162,7 +162,6 @@ token:
 '''
 
 from ansible_collections.encedo.hem.plugins.module_utils import _fresh
-from ansible_collections.encedo.hem.plugins.module_utils._client import HemClient
 from ansible_collections.encedo.hem.plugins.module_utils._module import HemModule, device_model
 
 # One-time handshake values of GET /api/system/config: not configuration, not worth returning.
@@ -182,7 +181,7 @@ def gather(module, client):
     else:
         # No HTTPS server: status and version (both unauthenticated) over plain HTTP, nothing else.
         status = fresh.status
-        version = HemClient(fresh.http_url, timeout=module.params['timeout']).get('/api/system/version', auth=False)
+        version = _fresh.plain_client(module, fresh.http_url).get('/api/system/version', auth=False)
     personalised = status.get('inited') is not False
     result = dict(
         changed=fresh.stored,

@@ -317,10 +317,12 @@ from ansible_collections.encedo.hem.plugins.module_utils._client import (
 )
 from ansible_collections.encedo.hem.plugins.module_utils import _fresh
 from ansible_collections.encedo.hem.plugins.module_utils._config import (
+    SECTORS_PER_GIB,
     FormatNotFinished,
     describe_char,
     format_running,
     storage_mode_value,
+    storage_split,
     wait_for_format,
 )
 from ansible_collections.encedo.hem.plugins.module_utils._module import HemModule, device_model
@@ -330,13 +332,13 @@ CHALLENGE_LIFETIME = 60
 PPA_ONLY = ('ip', 'storage_mode', 'storage_disk0size', 'dnsd')
 #: What the module sends for an unset PPA option: the web manager's values (build.js ``initFinal`` and the
 #: init form: ip "192.168.7.1/24", storage_mode 0x51, storage_disk0size 4 GiB = 4 x 2097152 sectors, dnsd false).
-PPA_DEFAULTS = {'ip': '192.168.7.1/24', 'storage_mode': 0x51, 'storage_disk0size': 4 * 2097152, 'dnsd': False}
-#: The values of a factory-fresh PPA, for the check-mode reboot prediction: the ip is the OpenAPI file's
-#: "Factory-default device IP"; no source gives the storage layout of a fresh device, taken as the web
-#: manager's default one (as the emulator does).
-FACTORY_VALUES = {'ip': '192.168.7.1/24', 'storage_mode': 0x51, 'storage_disk0size': 4 * 2097152}
+PPA_DEFAULTS = {'ip': '192.168.7.1/24', 'storage_mode': 0x51, 'storage_disk0size': 4 * SECTORS_PER_GIB, 'dnsd': False}
 #: Fields whose change needs a reboot (OpenAPI POST /api/auth/init: "network/storage settings").
 REBOOT_FIELDS = ('ip', 'storage_mode', 'storage_disk0size')
+#: The values of a factory-fresh PPA, for the check-mode reboot prediction: the ip is the OpenAPI file's
+#: "Factory-default device IP"; no source gives the storage layout of a fresh device, taken as the web
+#: manager's default one (as the emulator does) - so these are the defaults above.
+FACTORY_VALUES = dict((name, PPA_DEFAULTS[name]) for name in REBOOT_FIELDS)
 #: Limits with their source (OpenAPI POST /api/system/config ``user maxLength 32``; web manager index.html:
 #: e-mail and origin fields ``maxlength="63"``; DNS: RFC 1035 / RFC 1123 name and label lengths).
 USER_MAX = 32
@@ -504,16 +506,10 @@ def predict_reboot(params, model):
 def storage_total(status):
     """Total sectors of a PPA's storage from its status (``storage``: per-slot "<sectors>:rw|ro|-"; the web
     manager adds slots 0 and 1, build.js init form), or None when the status does not say."""
-    slots = status.get('storage')
-    if not isinstance(slots, list) or not slots:
+    slots = storage_split(status)
+    if not slots:
         return None
-    total = 0
-    for slot in slots[:2]:
-        try:
-            total += int(str(slot).split(':', 1)[0])
-        except ValueError:
-            return None
-    return total
+    return sum(slot['sectors'] for slot in slots[:2])
 
 
 def personalise(module, client, model):
