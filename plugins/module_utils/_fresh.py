@@ -150,20 +150,15 @@ class FreshTls(object):
         return out
 
 
-def _client(url, params, timeout=None):
-    return HemClient(url, validate_certs=params['validate_certs'], ca_path=params['ca_path'],
-                     timeout=timeout or min(params['timeout'], PROBE_TIMEOUT), retries=0)
-
-
 def plain_client(module, http_url):
     """A client for the plain-HTTP address: no credentials (nothing secret goes over plain HTTP)."""
     return HemClient(http_url, timeout=module.params['timeout'])
 
 
-def plain_status(params):
+def plain_status(module):
     """GET /api/system/status over plain HTTP (no credentials, no retries); None when it does not answer."""
     try:
-        return _client(plain_http_url(params), params).status()
+        return module.poller(plain_http_url(module.params), PROBE_TIMEOUT).status()
     except HemError:
         return None
 
@@ -179,13 +174,13 @@ def prepare(module, bundle=None):
     if not params['url'].lower().startswith('https:'):
         return found        # plain-HTTP url: the status itself says whether HTTPS runs
     try:
-        found.status = _client(params['url'], params).status()
+        found.status = module.poller(timeout=PROBE_TIMEOUT).status()
         found.https = True
         return found
     except HemError as exc:
         if exc.status is not None:
             return found    # HTTPS answered (an HTTP error): not this module's business
-    plain = plain_status(params)
+    plain = plain_status(module)
     if plain is None or plain.get('https') is not False:
         return found        # unreachable, rebooting or a TLS problem: the module's own requests report it
     found.status = plain
@@ -207,7 +202,7 @@ def prepare(module, bundle=None):
         found.message = where + ': the TLS bundle given in tls_bundle would be stored over plain HTTP (check mode: nothing was sent).'
         return found
     try:
-        _client(found.http_url, params, timeout=params['timeout']).post(CONFIG, {'tls': bundle}, auth=False)
+        module.poller(found.http_url, params['timeout']).post(CONFIG, {'tls': bundle}, auth=False)
     except HemOutcomeUnknown:
         pass                # the answer was lost: whether HTTPS comes up with the bundle tells
     except HemError as exc:
@@ -229,7 +224,7 @@ def wait_for_https(module):
     """Poll the HTTPS status until it answers and verifies (bounded by ``timeout``); the status answer."""
     params = module.params
     deadline = time.monotonic() + params['timeout']
-    poller = _client(params['url'], params, timeout=min(params['timeout'], 5))
+    poller = module.poller()
     while True:
         try:
             return poller.status()

@@ -76,6 +76,10 @@ def device_model(status, version):
     return 'ppa' if ('storage' in status or 'uis' in version) else 'epa'
 
 
+#: Seconds one status poll may take (HemModule.poller): a poll that hangs longer is retried by the next one.
+POLL_REQUEST_TIMEOUT = 5
+
+
 class HemModule(AnsibleModule):
     """AnsibleModule with the connection options merged in.
 
@@ -125,6 +129,14 @@ class HemModule(AnsibleModule):
                 warn=self.warn,
             )
         return self._hem_client
+
+    def poller(self, url=None, timeout=POLL_REQUEST_TIMEOUT):
+        """A client without credentials and without retries, for status polls and probes (waiting for a reboot,
+        a wipe, a disk format, HTTPS to come up): ``url`` (default the module's), each request at most ``timeout``
+        seconds and never longer than the ``timeout`` option."""
+        params = self.params
+        return HemClient(url or params['url'], validate_certs=params['validate_certs'], ca_path=params['ca_path'],
+                         timeout=min(params['timeout'], timeout), retries=0)
 
     def run(self, fn):
         """Call ``fn(module, client)``, exit with its result dict; a HemError fails the task."""

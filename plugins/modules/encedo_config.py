@@ -306,8 +306,6 @@ from ansible_collections.encedo.hem.plugins.module_utils._module import HemModul
 from ansible.module_utils.basic import missing_required_lib
 
 CONFIG = '/api/system/config'
-# Each status poll during a storage format waits at most this long (or the connection timeout when shorter).
-POLL_REQUEST_TIMEOUT = 5
 
 
 def _fail(module, msg, **extra):
@@ -357,16 +355,10 @@ def _shown(module, config):
     return dict((name, value) for name, value in config.items() if module.params.get(name) is not None)
 
 
-def _poller(module):
-    p = module.params
-    return HemClient(p['url'], validate_certs=p['validate_certs'], ca_path=p['ca_path'],
-                     timeout=min(p['timeout'], POLL_REQUEST_TIMEOUT), retries=0)
-
-
 def _busy_message(module, sent):
     """The device answered 409 to the update: say whether a storage format is the reason."""
     try:
-        formatting = format_running(_poller(module).status())
+        formatting = format_running(module.poller().status())
     except HemError:
         formatting = False
     if formatting:
@@ -382,7 +374,7 @@ def _wait_for_format(module, sent, answer):
     """After an accepted storage change: wait for the device's format. -> result fields; fails the task on a timeout."""
     timeout = module.params['format_timeout']
     try:
-        status, waited, _polls = wait_for_format(_poller(module).status, timeout)
+        status, waited, _polls = wait_for_format(module.poller().status, timeout)
     except FormatNotFinished as exc:
         _fail(module, 'the device accepted the storage change (sent: %s) and is formatting its storage, but the format did not '
                       'finish within format_timeout=%d s: %s. Leave the device powered and connected: it refuses configuration '

@@ -133,7 +133,7 @@ import re
 import time
 
 from ansible_collections.encedo.hem.plugins.module_utils import _fresh
-from ansible_collections.encedo.hem.plugins.module_utils._client import HemClient, HemError, HemOutcomeUnknown
+from ansible_collections.encedo.hem.plugins.module_utils._client import HemError, HemOutcomeUnknown
 from ansible_collections.encedo.hem.plugins.module_utils._module import HemModule
 
 CONFIG = '/api/system/config'
@@ -147,7 +147,7 @@ def _factory_state_seen(module, since):
     only plain HTTP answered and said ``https: false`` (the device came back without a TLS bundle).
     """
     p = module.params
-    poller = HemClient(p['url'], validate_certs=p['validate_certs'], ca_path=p['ca_path'], timeout=min(p['timeout'], 5), retries=0)
+    poller = module.poller()
     try_plain = p['url'].lower().startswith('https:')
     deadline = time.monotonic() + p['wait_timeout']
     while time.monotonic() < deadline:
@@ -157,7 +157,7 @@ def _factory_state_seen(module, since):
         except HemError as exc:
             status = None
             if try_plain and exc.status is None:
-                plain = _fresh.plain_status(p)
+                plain = _fresh.plain_status(module)
                 if plain is not None and plain.get('https') is False:
                     status, https = plain, False
         if status is not None and status.get('inited') is False:

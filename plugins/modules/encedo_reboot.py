@@ -141,7 +141,7 @@ checkin:
 
 import time
 
-from ansible_collections.encedo.hem.plugins.module_utils._client import HemClient, HemError
+from ansible_collections.encedo.hem.plugins.module_utils._client import HemError
 from ansible_collections.encedo.hem.plugins.module_utils._lifecycle import (
     backend_client,
     check_backend_options,
@@ -156,8 +156,6 @@ from ansible_collections.encedo.hem.plugins.module_utils._lifecycle import (
 from ansible_collections.encedo.hem.plugins.module_utils._module import HemModule
 
 REBOOT_PATH = '/api/system/reboot'
-# Each status poll waits at most this long (or the connection timeout when shorter).
-POLL_REQUEST_TIMEOUT = 5
 
 
 def request_reboot(client, personalised):
@@ -190,8 +188,7 @@ def run(module, client):
     before, seen_before = uptime_baseline(client.status, before, seen_before)
     requested_at = time.monotonic()
     lost = request_reboot(client, personalised)
-    poller = HemClient(params['url'], validate_certs=params['validate_certs'], ca_path=params['ca_path'],
-                       timeout=min(params['timeout'], POLL_REQUEST_TIMEOUT), retries=0)
+    poller = module.poller()
     try:
         status, waited = wait_for_reboot(poller.status, before.get('uptime'), seen_before, params['delay'],
                                          params['reboot_timeout'], params['poll_interval'], requested_at=requested_at)
