@@ -112,6 +112,19 @@ def test_passphrase_and_token_on_the_task_go_together(capsys, monkeypatch):
     assert {"secret-pass", "secret-token"} <= module.no_log_values
 
 
+def test_poller_has_no_credentials_no_retries_and_a_short_timeout(capsys, monkeypatch):
+    module, out = run_module({"url": "https://h", "passphrase": "pw", "token": "tok", "timeout": 30}, capsys,
+                             monkeypatch=monkeypatch)
+    assert out is None
+    poller = module.poller()
+    assert (poller.passphrase, poller.token, poller.retries, poller.timeout) == (None, None, 0, 5.0)
+    assert poller.url == "https://h"
+    other = module.poller("http://h:8080", timeout=10)
+    assert (other.url, other.timeout) == ("http://h:8080", 10.0)
+    module.params["timeout"] = 3                       # never longer than the timeout option
+    assert module.poller().timeout == 3.0
+
+
 def test_task_token_falls_back_to_environment_passphrase(capsys, monkeypatch):
     module, out = run_module({"url": "https://h", "token": "tok"}, capsys, env={"ENCEDO_HEM_PASSPHRASE": "envpw"},
                              monkeypatch=monkeypatch)
