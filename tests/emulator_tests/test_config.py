@@ -184,9 +184,11 @@ def test_wipeout(emulator):
     hem = client(emu)
     hem.login(PASS)
     before = hem.get("/api/system/config").json
+    boot = emu.state(0)["boot_id"]
     ans = hem.post("/api/system/config", {"wipeout": True, "user": "ignored"})
     assert ans.status == 200 and ans.raw == b""
-    assert emu.wait_up(0, timeout=10)
+    # The new boot, not the old one still answering for a moment before it goes down (a race wait_up had).
+    assert emu.wait_new_boot(0, boot, timeout=10)
     st = emu.state(0)
     assert st["personalised"] is False and st["config"]["user"] == ""
     assert st["config"]["devid"] == before["devid"] and st["config"]["genuine_id"] == before["genuine_id"]
@@ -266,8 +268,9 @@ def test_reboot_during_format_and_disk0_flags_follow_storage_mode_at_boot(emulat
     assert hem.post("/api/system/config", {"storage_disk0size": 2097152, "storage_mode": 0x50}).json == {"updated": True}
     assert _status(hem)["format"].startswith("status")
     assert _status(hem)["storage"][0] == "8388608:ro"                   # mode and size apply later
+    boot = emu.state(0)["boot_id"]
     assert hem.get("/api/system/reboot").status == 200                   # the OpenAPI refuses a reboot only during an install
-    assert emu.wait_up(0, timeout=10)
+    assert emu.wait_new_boot(0, boot, timeout=10)
     after = _status(hem)
     assert "format" not in after                                         # the task belonged to the previous boot
     assert after["storage"] == ["2097152:-", "%d:-" % (CAPACITY - 2097152)]   # 0x50: disk 0 hidden on start
@@ -276,8 +279,9 @@ def test_reboot_during_format_and_disk0_flags_follow_storage_mode_at_boot(emulat
     for mode, flag in ((0x51, "ro"), (0xA3, "rw"), (0x53, "rw")):
         assert hem.post("/api/system/config", {"storage_mode": mode}).json == {"updated": True}
         assert "format" not in _status(hem)                              # a mode change formats nothing
+        boot = emu.state(0)["boot_id"]
         assert hem.get("/api/system/reboot").status == 200
-        assert emu.wait_up(0, timeout=10)
+        assert emu.wait_new_boot(0, boot, timeout=10)
         assert _status(hem)["storage"][0] == "2097152:" + flag
         hem.checkin(emu.backend_url)
         hem.login(PASS)

@@ -50,7 +50,7 @@ def test_full_flow(emulator):
     assert csr.status == 200 and csr.json["csr"].startswith("-----BEGIN CERTIFICATE REQUEST-----")
     boot_before = emu.state(0)["boot_id"]
     assert hem.get("/api/system/reboot").status == 200
-    assert emu.wait_up(0, timeout=10)
+    assert emu.wait_new_boot(0, boot_before, timeout=10)
     st = emu.state(0)
     assert st["boot_id"] != boot_before and st["rtc_set"] is False
 

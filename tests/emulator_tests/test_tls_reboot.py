@@ -72,7 +72,7 @@ def dev(emulator):
 def reboot(emu, hem):
     boot = emu.state(0)["boot_id"]
     assert hem.get("/api/system/reboot").status == 200
-    assert emu.wait_up(0, timeout=10)
+    assert emu.wait_new_boot(0, boot, timeout=10)
     assert emu.state(0)["boot_id"] != boot
 
 
@@ -106,10 +106,11 @@ def test_reboot_needs_scope_shutdown_needs_token(emulator):
     hem.login(PASS, scope="system:shutdown")
     boot = emu.state(0)["boot_id"]
     assert hem.get("/api/system/shutdown").status == 200
-    assert emu.wait_up(0, timeout=10) and emu.state(0)["boot_id"] != boot
+    assert emu.wait_new_boot(0, boot, timeout=10) and emu.state(0)["boot_id"] != boot
     fresh = emulator(reboot_seconds=0.3)
+    fresh_boot = fresh.state(0)["boot_id"]
     assert client(fresh).get("/api/system/reboot").status == 200      # no token needed on a fresh device
-    assert fresh.wait_up(0, timeout=10)
+    assert fresh.wait_new_boot(0, fresh_boot, timeout=10)
     assert client(fresh).get("/api/system/shutdown").status == 401    # shutdown always needs a token
 
 
