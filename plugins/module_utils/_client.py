@@ -5,50 +5,59 @@
 # This module_utils file is PRIVATE to the encedo.hem collection: its API may change
 # at any time without notice. Do not use it from other collections.
 
-"""HemClient: the one HTTP client every encedo.hem module uses.
+"""HemClient: the one HTTP client every encedo.hem module uses (get one with
+``HemModule.client()``).
 
-Transport: the standard library's ``http.client`` and ``ssl``, one fresh connection per
-request (the device closes every connection), TLS verification on by default with the CA
-chosen by the module (no environment variable such as ``REQUESTS_CA_BUNDLE`` or
-``CURL_CA_BUNDLE`` replaces it), proxies from the environment; login as the device's eJWT
-challenge-response; bounded retries for reads only; one error type, ``HemError``.
+It composes the transport (``_transport``: requests, TLS trust, proxies, one try per
+call), the login (``_login``: the device's eJWT challenge-response and key derivation)
+and the errors (``_errors``: ``HemError`` and the meaning of each status), and adds the
+rules users rely on: reads retried with backoff within ``timeout`` (``Retry-After``
+honoured), writes never repeated once sent (``HemOutcomeUnknown``), one new login when
+the device refuses the token, errors that name the endpoint.
+
+The names other modules import from here (``HemError``, ``b64``, ``derive_keypair`` ...)
+are re-exported from the small modules that define them.
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import json
-import os
 import random
-import re
 import time
 
-from importlib.util import find_spec
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
-# cryptography (and http.client, ssl) are imported when first needed, not when a module
-# starts: a module run that does not log in (or sends no API request) skips their import
-# cost, which is paid once per task and host in a fleet. Whether it is installed is known up front.
-HAS_CRYPTOGRAPHY = find_spec('cryptography') is not None
-CRYPTOGRAPHY_IMPORT_ERROR = None if HAS_CRYPTOGRAPHY else ImportError('No module named cryptography')
+from ansible_collections.encedo.hem.plugins.module_utils._errors import (  # noqa: F401 pylint: disable=unused-import
+    CHECKIN_HINT,
+    MAX_JSON_BODY,
+    STATUS_MEANINGS,
+    TOKEN_PATH,
+    HemError,
+    HemOutcomeUnknown,
+    HemTlsError,
+    status_meaning,
+)
+from ansible_collections.encedo.hem.plugins.module_utils._login import (  # noqa: F401 pylint: disable=unused-import
+    CHALLENGE_LIFETIME,
+    CRYPTOGRAPHY_IMPORT_ERROR,
+    HAS_CRYPTOGRAPHY,
+    JWT_HEADER,
+    PBKDF2_ITERATIONS,
+    b64,
+    b64decode_any,
+    b64url,
+    build_auth_jwt,
+    derive_keypair,
+    derive_seed,
+    jwt_claims,
+    keypair_from_private,
+    master_keypair,
+    normalise_recovery_phrase,
+    recovery_phrase_keypair,
+    x25519_shared,
+)
+from ansible_collections.encedo.hem.plugins.module_utils._transport import Answer, Transport, TransportError
 
-
-def _x25519():
-    """``cryptography``'s X25519 and serialization modules (imported on first use); HemError when missing."""
-    try:
-        from cryptography.hazmat.primitives import serialization
-        from cryptography.hazmat.primitives.asymmetric import x25519
-    except ImportError as exc:
-        raise HemError('the Python library "cryptography" is required to log in: %s' % exc)
-    return x25519, serialization
-
-
-#: JSON request bodies above this size are refused by the device (413); checked before sending.
-MAX_JSON_BODY = 7300
-#: PBKDF2 iterations of the login key derivation.
-PBKDF2_ITERATIONS = 600000
 #: Retry-After values are clamped to this many seconds.
 MAX_RETRY_AFTER = 10.0
 #: First backoff delay in seconds; doubled on every further attempt, capped at MAX_BACKOFF.
@@ -56,205 +65,6 @@ BACKOFF_BASE = 0.5
 MAX_BACKOFF = 8.0
 #: Statuses that make a read (GET) worth another try.
 RETRY_STATUSES = frozenset((409, 429, 500, 503))
-#: The exact header bytes of the login proof JWT (the device expects this form).
-JWT_HEADER = b'{"ecdh":"x25519","alg":"HS256","typ":"JWT"}'
-#: The login challenge is valid for this long after the device issues it.
-CHALLENGE_LIFETIME = 60
-
-TOKEN_PATH = '/api/auth/token'
-
-CHECKIN_HINT = ('the device clock is not set (it resets at every power-up or reboot): run a check-in first '
-                '(encedo.hem.encedo_checkin, or encedo.hem.encedo_reboot with checkin enabled)')
-
-# What a status means for the user, whatever the endpoint.
-STATUS_MEANINGS = {
-    400: 'the device rejected the request as malformed (a field is missing, unknown or has a wrong value)',
-    401: 'the bearer token was rejected: it expired, or the device rebooted since it was issued',
-    403: "forbidden: the token's scope or role does not allow this, or the device's state does not allow it now",
-    404: 'this endpoint does not exist on this device (EPA devices and older firmware lack some endpoints)',
-    405: 'the device does not accept this method on this endpoint',
-    406: 'the device could not perform the operation',
-    409: ('the device is busy or in the wrong state (not personalised yet, self-test fault latched, '
-          'firmware install or disk format in progress)'),
-    411: 'the request had no Content-Length (client bug, please report it)',
-    412: "CORS: the request's Origin header does not match the device's allowed origins (the origin setting)",
-    413: 'the request body is too large: the device accepts JSON bodies of at most %d bytes' % MAX_JSON_BODY,
-    418: 'this endpoint requires TLS: use an https:// url',
-    429: 'too many requests: the device asks to slow down',
-    500: 'internal device error',
-    503: 'the device is unavailable (rebooting or busy)',
-}
-
-
-class HemError(Exception):
-    """The one error type of the collection; ``str()`` is the user-facing message.
-
-    ``endpoint`` is ``"METHOD /path"`` (or None), ``status`` the HTTP status (or None
-    when the device gave no answer).
-    """
-
-    def __init__(self, msg, endpoint=None, status=None):
-        super().__init__(msg)
-        self.msg = msg
-        self.endpoint = endpoint
-        self.status = status
-
-    def __str__(self):
-        where = self.endpoint or ''
-        if self.status is not None:
-            where = '%s answered HTTP %d' % (where, self.status) if where else 'HTTP %d' % self.status
-        return '%s: %s' % (where, self.msg) if where else self.msg
-
-
-class HemOutcomeUnknown(HemError):
-    """A write was sent but its answer was lost: it may or may not have been applied."""
-
-
-def status_meaning(method, path, status, have_passphrase=False):
-    """The user-facing meaning of ``status`` for ``method path``."""
-    if path == TOKEN_PATH:
-        if status == 403:
-            return CHECKIN_HINT
-        if status == 409:
-            return 'the device is not personalised yet (run encedo.hem.encedo_init) or it is busy'
-        if status == 401 and method == 'POST':
-            return 'login refused: the passphrase is wrong (or the login challenge expired)'
-    if status == 401:
-        if have_passphrase:
-            return STATUS_MEANINGS[401] + '; logging in again did not help'
-        return STATUS_MEANINGS[401] + ': log in again (encedo.hem.encedo_login) or give passphrase'
-    meaning = STATUS_MEANINGS.get(status)
-    if meaning is None:
-        meaning = 'unexpected answer from the device'
-    return meaning
-
-
-def b64(data):
-    """Standard base64 with padding (the device's form for JSON fields)."""
-    return base64.b64encode(data).decode('ascii')
-
-
-def b64url(data):
-    """base64url without padding (JWT segments)."""
-    return base64.urlsafe_b64encode(data).rstrip(b'=').decode('ascii')
-
-
-def b64decode_any(text):
-    """Decode standard or URL-safe base64, padded or not."""
-    if isinstance(text, str):
-        text = text.encode('ascii')
-    text = text.replace(b'-', b'+').replace(b'_', b'/')
-    return base64.b64decode(text + b'=' * (-len(text) % 4), validate=True)
-
-
-def derive_seed(passphrase, eid):
-    """PBKDF2-HMAC-SHA256 of the passphrase, salted with the eid as its base64 text."""
-    return hashlib.pbkdf2_hmac('sha256', passphrase.encode('utf-8'), eid.encode('utf-8'), PBKDF2_ITERATIONS, 32)
-
-
-def derive_keypair(passphrase, eid):
-    """The X25519 key of a passphrase on a device: ``(private_bytes, public_b64)``."""
-    x25519, serialization = _x25519()
-    seed = derive_seed(passphrase, eid)
-    public = x25519.X25519PrivateKey.from_private_bytes(seed).public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-    return seed, b64(public)
-
-
-def keypair_from_private(private_bytes):
-    """``(private_bytes, public_b64)`` of a 32-byte X25519 secret (clamped by X25519 itself, as nacl does)."""
-    x25519, serialization = _x25519()
-    public = x25519.X25519PrivateKey.from_private_bytes(private_bytes).public_key().public_bytes(
-        serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-    return private_bytes, b64(public)
-
-
-#: PBKDF2-HMAC-SHA512 rounds of a BIP39 seed (BIP39; the web manager's jsbip39 ``toSeed``).
-BIP39_ROUNDS = 2048
-#: Words of the recovery phrases the vendor's web manager makes (``Mnemonic.generate(256)``).
-RECOVERY_PHRASE_WORDS = 24
-
-
-def normalise_recovery_phrase(phrase, option='master_recovery_phrase'):
-    """The recovery phrase as the web manager's ``toSeed`` reads it: words split on any white space,
-    joined by single spaces, Unicode NFKD. Checked first (the ``mnemonic`` library's English word list and
-    BIP39 checksum). Raises ValueError with a message that names ``option`` but never a word of the phrase.
-    """
-    try:
-        from mnemonic import Mnemonic
-    except ImportError:
-        raise ValueError('option %s: the Python library "mnemonic" is needed to read a BIP39 recovery phrase and is not '
-                         'installed on the host that runs the module: install it (pip install mnemonic) or use '
-                         'master_passphrase' % option)
-    words = [Mnemonic.normalize_string(word) for word in phrase.split()]
-    if len(words) != RECOVERY_PHRASE_WORDS:
-        # BIP39 also has 12- to 21-word phrases, but the web manager only makes 24-word ones (generate(256)):
-        # a shorter phrase is a truncated one, and would give a master key the device does not have.
-        raise ValueError('option %s: a recovery phrase of the Encedo web manager has %d words, this one has %d'
-                         % (option, RECOVERY_PHRASE_WORDS, len(words)))
-    mnemonic = Mnemonic('english')
-    known = set(mnemonic.wordlist)
-    for position, word in enumerate(words, 1):
-        if word not in known:
-            hint = ' (the words are lower case)' if word.lower() in known else ''
-            raise ValueError('option %s: word %d is not in the BIP39 English word list%s' % (option, position, hint))
-    joined = ' '.join(words)
-    if not mnemonic.check(joined):
-        raise ValueError('option %s: the BIP39 checksum does not match: a word is wrong, or two words are swapped '
-                         '(every word is in the word list)' % option)
-    return joined
-
-
-def recovery_phrase_keypair(phrase, option='master_recovery_phrase'):
-    """The master key the web manager derives from a 24-word BIP39 recovery phrase: ``(private_bytes, public_b64)``.
-
-    seed = PBKDF2-HMAC-SHA512(normalised phrase, salt "mnemonic", 2048 rounds), 64 bytes, as lower-case hex
-    (128 characters); the private key is the 32 bytes written by hex characters 1 to 64, i.e. starting at
-    the SECOND hex digit (encedo-manager assets/build.js ``initFinal`` and ``handleMasterPassphrase``:
-    ``fromHexString(seed.substr(1, 64))``), used as an X25519 secret (nacl ``box.keyPair.fromSecretKey``).
-    """
-    normalised = normalise_recovery_phrase(phrase, option)
-    seed_hex = hashlib.pbkdf2_hmac('sha512', normalised.encode('utf-8'), b'mnemonic', BIP39_ROUNDS).hex()
-    return keypair_from_private(bytes.fromhex(seed_hex[1:65]))
-
-
-def master_keypair(eid, passphrase=None, recovery_phrase=None):
-    """The master key ``(private_bytes, public_b64)``: from the web manager's recovery phrase when given,
-    else from a master passphrase as the vendor's SDK derives it (like the user key, salted with ``eid``)."""
-    if recovery_phrase:
-        return recovery_phrase_keypair(recovery_phrase)
-    return derive_keypair(passphrase, eid)
-
-
-def x25519_shared(private_bytes, peer_public_b64):
-    """X25519(private, peer public given as base64)."""
-    x25519 = _x25519()[0]
-    private = x25519.X25519PrivateKey.from_private_bytes(private_bytes)
-    return private.exchange(x25519.X25519PublicKey.from_public_bytes(b64decode_any(peer_public_b64)))
-
-
-def build_auth_jwt(challenge, private_bytes, public_b64, scope, iat, exp):
-    """The login proof ``header.payload.signature`` for a ``GET /api/auth/token`` challenge."""
-    payload = {
-        'jti': challenge['jti'],
-        'aud': challenge['spk'],
-        'exp': int(exp),
-        'iat': int(iat),
-        'iss': public_b64,
-        'scope': scope,
-    }
-    shared = x25519_shared(private_bytes, challenge['spk'])
-    signing_input = b64url(JWT_HEADER) + '.' + b64url(json.dumps(payload, separators=(',', ':')).encode('utf-8'))
-    signature = hmac.new(shared, signing_input.encode('ascii'), hashlib.sha256).digest()
-    return signing_input + '.' + b64url(signature)
-
-
-def jwt_claims(token):
-    """The claims of a JWT without checking its signature; {} when unreadable."""
-    try:
-        claims = json.loads(b64decode_any(token.split('.')[1]))
-    except (ValueError, IndexError, AttributeError, TypeError):
-        return {}
-    return claims if isinstance(claims, dict) else {}
 
 
 def _parse_retry_after(value):
@@ -273,123 +83,18 @@ def _parse_retry_after(value):
     return max(0.0, min(seconds, MAX_RETRY_AFTER))
 
 
-class _TransportError(Exception):
-    """No complete answer came. ``sent``: the request may have reached the device (False:
-    the connection or TLS handshake failed first); ``timeout``: time ran out; ``tls``: the
-    TLS handshake or certificate verification failed."""
-
-    def __init__(self, reason, sent, timeout=False, tls=False):
-        super().__init__(reason)
-        self.reason = reason
-        self.sent = sent
-        self.timeout = timeout
-        self.tls = tls
-
-
-def env_proxy(url):
-    """The proxy the environment sets for url (``https_proxy``, ``http_proxy`` or ``all_proxy``,
-    upper or lower case; none when ``no_proxy`` names the host), or None."""
-    if not any(name.lower().endswith('_proxy') for name in os.environ):
-        return None     # the common case, decided without importing urllib.request
-    from urllib import request as urllib_request
-    parts = urlsplit(url)
-    if urllib_request.proxy_bypass_environment(parts.hostname or ''):
-        return None
-    proxies = urllib_request.getproxies_environment()
-    return proxies.get(parts.scheme.lower()) or proxies.get('all') or None
-
-
-def _default_ca_file():
-    """certifi's CA bundle when certifi is installed (what Python HTTP clients commonly trust),
-    else None: the system's trust store."""
-    try:
-        import certifi
-    except ImportError:
-        return None
-    return certifi.where()
-
-
-def tls_context(validate_certs=True, ca_path=None):
-    """The TLS context of every connection to a device: verification on unless
-    ``validate_certs`` is false; trust from ``ca_path`` (a PEM file or a hashed directory),
-    else certifi's bundle, else the system store. Never from environment variables."""
-    import ssl
-    if not validate_certs:
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
-        return ctx
-    try:
-        if ca_path and os.path.isdir(ca_path):
-            return ssl.create_default_context(capath=ca_path)
-        return ssl.create_default_context(cafile=ca_path or _default_ca_file())
-    except (OSError, ValueError) as exc:
-        raise HemError('ca_path %s cannot be read as a PEM CA bundle (%s)' % (ca_path or _default_ca_file(), exc))
-
-
-def _hostport(host, port):
-    return '[%s]:%d' % (host, port) if ':' in host else '%s:%d' % (host, port)
-
-
-def open_connection(url, context, timeout, proxy=None):
-    """A connected ``http.client`` connection to the host of url (for https, TLS handshake
-    done with context), through the http:// proxy when one is given (CONNECT for https).
-    Returns ``(connection, target_prefix, headers)``: what to put before each request path
-    (the URL's own path, e.g. behind a reverse proxy), and the headers to add to each
-    request. Connection errors propagate as raised."""
-    import http.client
-    parts = urlsplit(url)
-    https = parts.scheme.lower() == 'https'
-    host, port = parts.hostname, parts.port or (443 if https else 80)
-    prefix, headers, tunnel = parts.path.rstrip('/'), {}, {}
-    if proxy:
-        proxy_parts = urlsplit(proxy if '://' in proxy else 'http://' + proxy)
-        if proxy_parts.scheme.lower() != 'http' or not proxy_parts.hostname:
-            # the proxy URL may hold credentials: name its scheme and host only
-            raise HemError('the %s proxy %s set in the environment is not supported: only http:// proxies are (CONNECT for https)'
-                           % (proxy_parts.scheme or '?', proxy_parts.hostname or '?'))
-        if proxy_parts.username:
-            credentials = '%s:%s' % (unquote(proxy_parts.username), unquote(proxy_parts.password or ''))
-            tunnel['Proxy-Authorization'] = 'Basic ' + b64(credentials.encode('utf-8'))
-        connect_to = (proxy_parts.hostname, proxy_parts.port or 80)
-        if not https:
-            prefix, headers = '%s://%s%s' % (parts.scheme.lower(), _hostport(host, port), prefix), tunnel
-    else:
-        connect_to = (host, port)
-    if https:
-        conn = http.client.HTTPSConnection(connect_to[0], connect_to[1], timeout=timeout, context=context)
-        if proxy:
-            conn.set_tunnel(host, port, headers=tunnel)
-    else:
-        conn = http.client.HTTPConnection(connect_to[0], connect_to[1], timeout=timeout)
-    try:
-        conn.connect()
-    except BaseException:
-        conn.close()
-        raise
-    return conn, prefix, headers
-
-
-class _Answer(object):
-    __slots__ = ('status', 'body', 'headers')
-
-    def __init__(self, status, body, headers):
-        self.status = status
-        self.body = body
-        self.headers = headers
-
-
 class HemClient(object):
     """Client of one HEM device.
 
     ``get``/``post`` return the decoded JSON answer (``{}`` for an empty body) or raise
     ``HemError``. ``auth=True`` logs in lazily with the passphrase (or uses ``token``)
-    and logs in again once on a 401. ``requests`` records ``(method, path, status)``
-    of every request sent (status None when no answer came), never a secret.
+    and logs in again once on a 401 (``relogged`` tells afterwards).
+    ``served_certificate()`` is the certificate the device presented in the last TLS
+    handshake of any request.
     """
 
     def __init__(self, url, passphrase=None, token=None, validate_certs=True, ca_path=None,
-                 timeout=30, retries=3, scope='system:config', warn=None):
+                 timeout=30, retries=3, scope='system:config', warn=None, proxy_url=None):
         self.url = url.rstrip('/')
         self.passphrase = passphrase
         self.token = token
@@ -400,11 +105,13 @@ class HemClient(object):
         self.retries = max(0, int(retries))
         self.scope = scope
         self.warn = warn
-        self.requests = []
+        #: True once the device refused the token it was given and a new login replaced it.
+        self.relogged = False
         self.last_login = None
         self._keys = {}
         self._sleep = time.sleep
-        self._context = None
+        self._url_path = urlsplit(self.url).path.rstrip('/')
+        self._transport = Transport(self.url, validate_certs=validate_certs, ca_path=ca_path, proxy_url=proxy_url)
 
     # -- public API ------------------------------------------------------------------
 
@@ -419,6 +126,35 @@ class HemClient(object):
     def status(self):
         """``GET /api/system/status`` (no authentication)."""
         return self.get('/api/system/status', auth=False)
+
+    def served_certificate(self):
+        """The DER certificate the device presented in this client's last TLS handshake.
+
+        Read from the requests the client made anyway: only when it has made none yet does
+        it read the status (one request) to get it. HemTlsError when the certificate does not
+        verify (with ``validate_certs`` true); HemError when the url is not https://.
+        """
+        if not self._transport.https:
+            raise HemError('the url must be https:// to read the certificate the device serves, got %s' % self.url)
+        if self._transport.peer_certificate is None:
+            deadline = time.monotonic() + self.timeout
+            delay = BACKOFF_BASE
+            for attempt in range(self.retries + 1):
+                try:
+                    self._request('GET', '/api/system/status', None, auth=False, retries=0)
+                except HemTlsError:
+                    raise
+                except HemError:
+                    # the handshake is what counts here: a device that then gives no usable answer still served it
+                    if self._transport.peer_certificate is not None:
+                        break
+                    if attempt >= self.retries or time.monotonic() + delay >= deadline:
+                        raise
+                    self._sleep(delay)
+                    delay = min(delay * 2, MAX_BACKOFF)
+                    continue
+                break
+        return self._transport.peer_certificate
 
     def login(self, scope=None, lifetime=None):
         """Log in with the passphrase and return the bearer token.
@@ -494,12 +230,22 @@ class HemClient(object):
             # e.g. the clock is unset after a reboot: say why a login was tried at all
             exc.msg += ' (logging in again because %s %s refused the bearer token: %s)' % (method, path, STATUS_MEANINGS[401].split(': ', 1)[1])
             raise
+        self.relogged = True
         return self._request(method, path, body, auth)
 
-    def _request(self, method, path, body, auth, retry_statuses=RETRY_STATUSES):
+    def _meaning(self, method, path, status, auth):
+        """What ``status`` means here: with the url's path for a 404, the scopes for a 403 on an authenticated request."""
+        scopes = None
+        if status == 403 and auth and self.token:
+            token_scope = jwt_claims(self.token).get('scope')
+            if isinstance(token_scope, str) and token_scope and not token_scope.startswith(self.scope):
+                scopes = (self.scope, token_scope)
+        return status_meaning(method, path, status, bool(self.passphrase), url_path=self._url_path, scopes=scopes)
+
+    def _request(self, method, path, body, auth, retry_statuses=RETRY_STATUSES, retries=None):
         endpoint = '%s %s' % (method, path)
         data = None
-        headers = {'Accept': 'application/json', 'Connection': 'close'}
+        headers = {'Accept': 'application/json', 'Connection': 'close'}  # the device closes every connection (PROTOCOL.md, Transport)
         if body is not None:
             data = json.dumps(body, separators=(',', ':')).encode('utf-8')
             if len(data) > MAX_JSON_BODY:
@@ -509,6 +255,7 @@ class HemClient(object):
         if auth and self.token:
             headers['Authorization'] = 'Bearer ' + self.token
 
+        retries = self.retries if retries is None else retries
         deadline = time.monotonic() + self.timeout
         attempt = 0
         while True:
@@ -516,13 +263,12 @@ class HemClient(object):
             delay = None
             # A read that may be retried gets half of what is left, so that a hung answer
             # leaves time for another try; a write (or the last try) gets all of it.
-            wait = remaining / 2 if method == 'GET' and attempt < self.retries else remaining
+            wait = remaining / 2 if method == 'GET' and attempt < retries else remaining
             try:
                 answer = self._send(method, path, data, headers, max(wait, min(remaining, 1.0), 0.1))
-            except _TransportError as exc:
-                self.requests.append((method, path, None))
+            except TransportError as exc:
                 if exc.tls:
-                    raise HemError('TLS certificate verification or handshake failed with %s (%s). Set ca_path to the CA that signed '
+                    raise HemTlsError('TLS certificate verification or handshake failed with %s (%s). Set ca_path to the CA that signed '
                                    'the device certificate, or validate_certs to false (not recommended)' % (self.url, exc.reason), endpoint)
                 if exc.sent and method != 'GET':
                     if exc.timeout:
@@ -535,10 +281,9 @@ class HemClient(object):
                 else:
                     error = HemError('cannot reach the device at %s (%s)' % (self.url, exc.reason), endpoint)
             else:
-                self.requests.append((method, path, answer.status))
                 if 200 <= answer.status < 300:
                     return self._decode(answer, endpoint)
-                error = HemError(status_meaning(method, path, answer.status, bool(self.passphrase)), endpoint, answer.status)
+                error = HemError(self._meaning(method, path, answer.status, auth), endpoint, answer.status)
                 if method != 'GET' or answer.status not in retry_statuses:
                     raise error
                 delay = _parse_retry_after(answer.headers.get('Retry-After'))
@@ -548,37 +293,15 @@ class HemClient(object):
                 delay = min(BACKOFF_BASE * (2 ** (attempt - 1)), MAX_BACKOFF)
                 delay += random.uniform(0, delay / 10)
             remaining = deadline - time.monotonic()
-            if attempt > self.retries or delay >= remaining:
+            if attempt > retries or delay >= remaining:
                 if attempt > 1:
                     error.msg += ' (gave up after %d attempts)' % attempt
                 raise error
             self._sleep(delay)
 
     def _send(self, method, path, data, headers, timeout):
-        """One request on a fresh connection; returns an _Answer or raises _TransportError."""
-        import http.client
-        import ssl
-        if self._context is None and self.url.lower().startswith('https:'):
-            self._context = tls_context(self.validate_certs, self.ca_path)
-        try:
-            conn, prefix, extra = open_connection(self.url, self._context, min(timeout, 10.0), env_proxy(self.url))
-        except ssl.SSLError as exc:     # includes certificate verification failures
-            raise _TransportError(_reason(exc), sent=False, tls=True)
-        except TimeoutError:
-            raise _TransportError('timed out connecting', sent=False, timeout=True)
-        except (OSError, http.client.HTTPException) as exc:
-            raise _TransportError(_reason(exc), sent=False)
-        try:
-            conn.sock.settimeout(timeout)
-            conn.request(method, prefix + path, body=data, headers=dict(headers, **extra))
-            resp = conn.getresponse()
-            return _Answer(resp.status, resp.read(), resp.headers)
-        except TimeoutError:
-            raise _TransportError('timed out waiting for the answer', sent=True, timeout=True)
-        except (OSError, http.client.HTTPException) as exc:
-            raise _TransportError(_reason(exc), sent=True)
-        finally:
-            conn.close()
+        """One request (the only place that touches the network); an Answer, or TransportError."""
+        return self._transport.send(method, path, data, headers, timeout)
 
     @staticmethod
     def _decode(answer, endpoint):
@@ -588,12 +311,3 @@ class HemClient(object):
             return json.loads(answer.body.decode('utf-8'))
         except ValueError:
             raise HemError('the device answered HTTP %d with a body that is not JSON' % answer.status, endpoint)
-
-
-def _reason(exc):
-    """A short description of a connection error (host names and reasons only, never a secret)."""
-    text = str(exc)
-    ssl_reason = re.search(r'\[SSL: ([A-Z0-9_]+)\] ([^(]*)', text)
-    if ssl_reason:
-        return '%s: %s' % (ssl_reason.group(1), ssl_reason.group(2).strip())
-    return text[:300] or type(exc).__name__

@@ -7,6 +7,8 @@ from __future__ import annotations
 import socket
 import threading
 
+from tests.emulator.proxy import CountingProxy
+
 
 def read_head(conn):
     """Read up to the end of an HTTP head: (the head's lines, the bytes read after it)."""
@@ -51,40 +53,6 @@ class LoopbackServer:
         self.sock.close()
 
 
-class ConnectProxy(LoopbackServer):
-    """A minimal HTTP CONNECT proxy that records the tunnels it opened and the
-    Proxy-Authorization headers it was given."""
-
-    def __init__(self):
-        self.tunnels = []
-        self.auth = []
-        super().__init__()
-
-    @staticmethod
-    def _pipe(a, b):
-        try:
-            while True:
-                data = a.recv(65536)
-                if not data:
-                    break
-                b.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for s in (a, b):
-                try:
-                    s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-
-    def handle(self, conn):
-        conn.settimeout(5)
-        lines = read_head(conn)[0]
-        target = lines[0].split()[1]
-        self.tunnels.append(target)
-        self.auth.extend(line for line in lines if line.lower().startswith("proxy-authorization"))
-        host, port = target.rsplit(":", 1)
-        upstream = socket.create_connection((host, int(port)), timeout=5)
-        conn.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
-        threading.Thread(target=self._pipe, args=(conn, upstream), daemon=True).start()
-        threading.Thread(target=self._pipe, args=(upstream, conn), daemon=True).start()
+class ConnectProxy(CountingProxy):
+    """The test proxy on 127.0.0.1 (tests.emulator.proxy), recording the tunnels it opened and
+    the Proxy-Authorization headers it was given."""

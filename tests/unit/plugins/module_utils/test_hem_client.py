@@ -25,6 +25,7 @@ try:
 except ImportError:  # run without the collection link on sys.path
     sys.path.insert(0, str(Path(__file__).resolve().parents[4] / "build" / "collections"))
     from ansible_collections.encedo.hem.plugins.module_utils import _client as C
+from ansible_collections.encedo.hem.plugins.module_utils import _login as L
 
 
 # ------------------------------------------------------------------ independent helpers
@@ -99,11 +100,11 @@ class ScriptedClient(C.HemClient):
         self.sent.append((method, path, data, dict(headers)))
         if self.device is not None and path == "/api/auth/token":
             if method == "GET":
-                return C._Answer(200, json.dumps(self.device.challenge()).encode(), {})
+                return C.Answer(200, json.dumps(self.device.challenge()).encode(), {})
             token = self.device.check_proof(json.loads(data)["auth"])
             if token is None:
-                return C._Answer(401, b"", {})
-            return C._Answer(200, json.dumps({"token": token}).encode(), {})
+                return C.Answer(401, b"", {})
+            return C.Answer(200, json.dumps({"token": token}).encode(), {})
         step = self.script.pop(0)
         if isinstance(step, BaseException):
             raise step
@@ -111,23 +112,23 @@ class ScriptedClient(C.HemClient):
             return step(method, path, data, headers)
         status, body = step[0], step[1]
         hdrs = step[2] if len(step) > 2 else {}
-        return C._Answer(status, json.dumps(body).encode() if body is not None else b"", hdrs)
+        return C.Answer(status, json.dumps(body).encode() if body is not None else b"", hdrs)
 
 
 def refused():
-    return C._TransportError("[Errno 111] Connection refused", sent=False)
+    return C.TransportError("[Errno 111] Connection refused", sent=False)
 
 
 def dropped():
-    return C._TransportError("[Errno 104] Connection reset by peer", sent=True)
+    return C.TransportError("[Errno 104] Connection reset by peer", sent=True)
 
 
 def read_timeout():
-    return C._TransportError("timed out waiting for the answer", sent=True, timeout=True)
+    return C.TransportError("timed out waiting for the answer", sent=True, timeout=True)
 
 
 def connect_timeout():
-    return C._TransportError("timed out connecting", sent=False, timeout=True)
+    return C.TransportError("timed out connecting", sent=False, timeout=True)
 
 
 # ------------------------------------------------------------------ derivation
@@ -173,8 +174,8 @@ def test_auth_jwt_shape_and_signature():
 
 def test_login_derives_once_and_reuses_the_token(monkeypatch):
     calls = []
-    real = C.derive_seed
-    monkeypatch.setattr(C, "derive_seed", lambda p, e: calls.append(e) or real(p, e))
+    real = L.derive_seed
+    monkeypatch.setattr(L, "derive_seed", lambda p, e: calls.append(e) or real(p, e))
     device = FakeDevice("pw-123456")
     client = ScriptedClient([(200, {"a": 1}), (200, {"b": 2}), (200, None)], device=device, passphrase="pw-123456")
     assert client.get("/api/system/config") == {"a": 1}
@@ -185,9 +186,7 @@ def test_login_derives_once_and_reuses_the_token(monkeypatch):
     bearer = {h.get("Authorization") for m, p, d, h in client.sent if p == "/api/system/config"}
     assert len(bearer) == 1 and bearer.pop().startswith("Bearer ey")
     assert client.token_expires == device.now + 8 * 3600
-    # the record of requests holds no secret
-    assert all(len(entry) == 3 for entry in client.requests)
-    assert "pw-123456" not in repr(client.requests)
+    assert client.relogged is False
 
 
 def test_401_logs_in_again_once_and_repeats_once():
@@ -198,6 +197,7 @@ def test_401_logs_in_again_once_and_repeats_once():
         ("GET", "/api/auth/token"), ("POST", "/api/auth/token"), ("GET", "/api/system/config"),
         ("GET", "/api/auth/token"), ("POST", "/api/auth/token"), ("GET", "/api/system/config")]
     assert len(device.jtis) == 0
+    assert client.relogged is True
 
 
 def test_401_twice_is_not_a_loop():
@@ -302,7 +302,7 @@ def test_retries_stop_at_the_timeout():
 def test_get_retries_connection_errors_and_timeouts():
     client = ScriptedClient([dropped(), read_timeout(), (200, {"ok": 1})])
     assert client.get("/api/system/status", auth=False) == {"ok": 1}
-    assert [entry[2] for entry in client.requests] == [None, None, 200]
+    assert len(client.sent) == 3
 
 
 @pytest.mark.parametrize("status", [409, 500, 503])
@@ -347,7 +347,7 @@ def test_lost_login_answer_restarts_the_handshake():
 
 
 def test_tls_error_is_not_retried_and_says_tls():
-    client = ScriptedClient([C._TransportError("CERTIFICATE_VERIFY_FAILED: certificate verify failed", sent=False, tls=True), (200, {})])
+    client = ScriptedClient([C.TransportError("CERTIFICATE_VERIFY_FAILED: certificate verify failed", sent=False, tls=True), (200, {})])
     with pytest.raises(C.HemError) as err:
         client.get("/api/system/status", auth=False)
     assert "TLS" in str(err.value) and "ca_path" in str(err.value)
@@ -362,7 +362,7 @@ def test_body_over_7300_bytes_is_refused_before_sending():
     with pytest.raises(C.HemError) as err:
         client.post("/api/system/config", body)
     assert "7300" in str(err.value) and "POST /api/system/config" in str(err.value)
-    assert client.sent == [] and client.requests == []
+    assert client.sent == []
 
 
 def test_body_of_exactly_7300_bytes_is_sent():
@@ -396,7 +396,7 @@ def test_error_messages_name_endpoint_status_and_meaning(status, word):
 
 
 def test_non_json_answer_is_an_error():
-    client = ScriptedClient([lambda *a: C._Answer(200, b"<html>", {})])
+    client = ScriptedClient([lambda *a: C.Answer(200, b"<html>", {})])
     with pytest.raises(C.HemError, match="not JSON"):
         client.get("/api/system/status", auth=False)
 

@@ -1,0 +1,226 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) encedo.hem contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+# This module_utils file is PRIVATE to the encedo.hem collection: its API may change
+# at any time without notice. Do not use it from other collections.
+
+"""The HTTP transport of HemClient: ``requests``, one session per client, one try per call.
+
+- ``requests`` (and urllib3) are imported on the first request, not when a module starts:
+  a module run that sends nothing does not pay their import.
+- TLS: verification on unless ``validate_certs`` is false. Trust: ``ca_path`` (a PEM file
+  or a hashed directory) when given, and then nothing else (no environment variable
+  replaces it); without it, what requests trusts by default: the bundle named by
+  ``REQUESTS_CA_BUNDLE``, else ``CURL_CA_BUNDLE``, else certifi's bundle.
+- Proxies: ``proxy_url`` when given (for every request, ``no_proxy`` does not apply), else
+  the environment as requests reads it (``https_proxy``/``http_proxy``/``all_proxy``, http://
+  or https:// proxies, ``no_proxy`` with host names, domains and CIDR blocks). ``.netrc``
+  is never read (the bearer token is the only credential sent to a device).
+- urllib3's own retries are off: HemClient's retry rules (reads only) are the only ones.
+- Every request says ``Connection: close``: the device closes the connection after each
+  answer (PROTOCOL.md "Transport"), so a connection is never reused; the one session per
+  client keeps the TLS and proxy set-up in one place.
+- The certificate the device presented is captured from every HTTPS handshake
+  (``peer_certificate``), so reading it costs no connection of its own; and the transport
+  knows whether a request was handed to the connection (``sent``), which decides whether a
+  write whose answer was lost may have been applied.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import warnings
+
+from urllib.parse import urlsplit
+
+from ansible_collections.encedo.hem.plugins.module_utils._errors import HemError
+
+#: Seconds a connection (TCP, proxy tunnel) may take to be set up, at most.
+CONNECT_TIMEOUT = 10.0
+
+
+class Answer(object):
+    """A complete HTTP answer: ``status``, ``body`` (bytes), ``headers`` (case-insensitive mapping)."""
+    __slots__ = ('status', 'body', 'headers')
+
+    def __init__(self, status, body, headers):
+        self.status = status
+        self.body = body
+        self.headers = headers
+
+
+class TransportError(Exception):
+    """No complete answer came. ``sent``: the request may have reached the device (False:
+    the connection, proxy tunnel or TLS handshake failed first); ``timeout``: time ran out;
+    ``tls``: the TLS handshake or certificate verification failed."""
+
+    def __init__(self, reason, sent, timeout=False, tls=False):
+        super().__init__(reason)
+        self.reason = reason
+        self.sent = sent
+        self.timeout = timeout
+        self.tls = tls
+
+
+def reason(exc):
+    """A short description of a connection error (host names and reasons only, never a secret)."""
+    text = str(exc)
+    ssl_reason = re.search(r'\[SSL: ([A-Z0-9_]+)\] ([^(\'"]*)', text)
+    if ssl_reason:
+        return '%s: %s' % (ssl_reason.group(1), ssl_reason.group(2).strip())
+    for pattern in (r'\[Errno -?\d+\] [^\'")]*', r'timed out', r'Remote end closed connection without response',
+                    r'Tunnel connection failed: [^\'")]*', r'Connection reset by peer', r'Connection refused'):
+        found = re.search(pattern, text)
+        if found:
+            return found.group(0).strip()
+    # urllib3 puts the proxy URL (with its credentials) into some messages: never repeat those.
+    return re.sub(r'//[^/@\s]*@', '//', text)[:300] or type(exc).__name__
+
+
+def check_ca_path(ca_path):
+    """HemError unless ``ca_path`` loads as CA certificates (a PEM file, or a directory)."""
+    import ssl
+    try:
+        if os.path.isdir(ca_path):
+            ssl.create_default_context(capath=ca_path)
+        else:
+            ssl.create_default_context(cafile=ca_path)
+    except (OSError, ValueError) as exc:
+        raise HemError('ca_path %s cannot be read as a PEM CA bundle (%s)' % (ca_path, exc))
+
+
+def default_trust():
+    """What requests trusts when no ``ca_path`` is given: ``REQUESTS_CA_BUNDLE``, else
+    ``CURL_CA_BUNDLE`` (when set and not empty), else True (certifi's bundle)."""
+    return os.environ.get('REQUESTS_CA_BUNDLE') or os.environ.get('CURL_CA_BUNDLE') or True
+
+
+def _proxy_names(url):
+    """The proxy's scheme and host of a proxy URL (never its credentials)."""
+    parts = urlsplit(url if '://' in url else 'http://' + url)
+    return '%s://%s' % (parts.scheme or '?', parts.hostname or '?')
+
+
+class Transport(object):
+    """Sends one request at a time to the device at ``url`` (its path prefixes every request path)."""
+
+    def __init__(self, url, validate_certs=True, ca_path=None, proxy_url=None):
+        self.url = url.rstrip('/')
+        self.https = self.url.lower().startswith('https:')
+        self.validate_certs = validate_certs
+        self.ca_path = ca_path
+        self.proxy_url = proxy_url or None
+        #: DER certificate the device presented in the last TLS handshake (None before any).
+        self.peer_certificate = None
+        #: whether the request being sent was handed to its connection (set by the connection).
+        self.sent = False
+        self._session = None
+        self._verify = None
+
+    def close(self):
+        if self._session is not None:
+            self._session.close()
+            self._session = None
+
+    def proxies(self):
+        """The proxies of this client's URL: ``proxy_url``, else the environment's (with no_proxy)."""
+        if self.proxy_url:
+            return {'http': self.proxy_url, 'https': self.proxy_url}
+        if not any(name.lower().endswith('_proxy') for name in os.environ):
+            return {}
+        from requests.utils import get_environ_proxies
+        return get_environ_proxies(self.url)
+
+    def send(self, method, path, data, headers, timeout):
+        """One request; an Answer, or TransportError when no complete answer came."""
+        if self._session is None:
+            if self.https and self.validate_certs and self.ca_path:
+                check_ca_path(self.ca_path)
+            self._session = _new_session(self)
+            self._verify = (self.ca_path or default_trust()) if self.validate_certs else False
+        import requests
+        self.sent = False
+        proxies = self.proxies()
+        try:
+            with warnings.catch_warnings():
+                # validate_certs: false is warned about once by the module, not at every request
+                warnings.simplefilter('ignore')
+                resp = self._session.request(method, self.url + path, data=data, headers=headers, verify=self._verify,
+                                             proxies=proxies, timeout=(min(timeout, CONNECT_TIMEOUT), timeout),
+                                             allow_redirects=False, stream=True)
+                try:
+                    body = resp.raw.read(decode_content=True) if resp.raw is not None else b''
+                finally:
+                    resp.close()
+            return Answer(resp.status_code, body or b'', resp.headers)
+        except requests.exceptions.SSLError as exc:
+            raise TransportError(reason(exc), sent=False, tls=True)
+        except requests.exceptions.ProxyError as exc:
+            proxy = _proxy_names(self.proxy_url or requests.utils.select_proxy(self.url, proxies) or '')
+            raise TransportError('the proxy %s failed (%s)' % (proxy, reason(exc)), sent=self.sent, tls='CERTIFICATE_VERIFY' in str(exc))
+        except requests.exceptions.ConnectTimeout:
+            raise TransportError('timed out connecting', sent=False, timeout=True)
+        except requests.exceptions.Timeout as exc:
+            raise TransportError('timed out waiting for the answer' if self.sent else 'timed out connecting (%s)' % reason(exc),
+                                 sent=self.sent, timeout=True)
+        except (requests.exceptions.InvalidURL, requests.exceptions.InvalidProxyURL, requests.exceptions.MissingSchema,
+                requests.exceptions.InvalidSchema, UnicodeError) as exc:
+            raise HemError('the url %s cannot be used (%s): check the host name (an internationalised name must be a valid '
+                           'IDNA name) and the proxy settings' % (self.url, reason(exc)))
+        except (requests.exceptions.RequestException, OSError) as exc:
+            raise TransportError(reason(exc), sent=self.sent)
+
+
+def _new_session(transport):
+    """A requests Session for ``transport``: no environment reading, no urllib3 retries, and
+    connections that tell the transport when a request is handed to them and which
+    certificate the device presented."""
+    import requests
+    from requests.adapters import HTTPAdapter
+    from urllib3.connection import HTTPConnection, HTTPSConnection
+    from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+
+    class Connection(HTTPConnection):
+        def request(self, *args, **kwargs):
+            transport.sent = True
+            return super(Connection, self).request(*args, **kwargs)
+
+    class TlsConnection(HTTPSConnection):
+        def connect(self):
+            super(TlsConnection, self).connect()
+            if transport.https:
+                try:
+                    transport.peer_certificate = self.sock.getpeercert(binary_form=True)
+                except (AttributeError, ValueError, OSError):
+                    transport.peer_certificate = None
+
+        def request(self, *args, **kwargs):
+            transport.sent = True
+            return super(TlsConnection, self).request(*args, **kwargs)
+
+    class Pool(HTTPConnectionPool):
+        ConnectionCls = Connection
+
+    class TlsPool(HTTPSConnectionPool):
+        ConnectionCls = TlsConnection
+
+    pools = {'http': Pool, 'https': TlsPool}
+
+    class Adapter(HTTPAdapter):
+        def init_poolmanager(self, *args, **kwargs):
+            super(Adapter, self).init_poolmanager(*args, **kwargs)
+            self.poolmanager.pool_classes_by_scheme = pools
+
+        def proxy_manager_for(self, *args, **kwargs):
+            manager = super(Adapter, self).proxy_manager_for(*args, **kwargs)
+            manager.pool_classes_by_scheme = pools
+            return manager
+
+    session = requests.Session()
+    session.trust_env = False           # proxies and trust are decided by Transport; never .netrc
+    adapter = Adapter(max_retries=0)    # HemClient retries reads itself; writes are never repeated
+    session.mount('https://', adapter)
+    session.mount('http://', adapter)
+    return session
