@@ -12,11 +12,16 @@ class ModuleDocFragment(object):
     # environment variable used when the task does not set the option.
 
     DOCUMENTATION = r'''
+requirements:
+  - requests (Python library, on the host that runs the module; imported only when the module sends its first request)
 options:
   url:
     description:
       - Base URL of the device API, for example V(https://my.ence.do) or V(https://192.168.7.1).
       - The scheme must be V(https) or V(http). With V(http) the bearer token travels unencrypted, and some endpoints refuse it.
+      - IPv6 addresses go in brackets, for example V(https://[fd00::7]). International host names are sent in their IDNA form.
+      - Give the device address without a path; the module adds C(/api/...) itself, so a path such as C(/api) is refused. Any
+        other path is put before every request path (a reverse proxy that serves the device under it).
       - If not set, the environment variable E(ENCEDO_HEM_URL) is used.
     type: str
     required: true
@@ -56,10 +61,11 @@ options:
     description:
       - PEM file with the CA certificate(s) that signed the device TLS certificate (for example the vendor CA).
       - A directory of hashed CA certificates (C(c_rehash)) works too.
-      - If not set, the CA bundle of the Python C(certifi) package is used when it is installed, else the system trust store.
-      - No environment variable replaces a CA given here (E(REQUESTS_CA_BUNDLE) and E(CURL_CA_BUNDLE) are not read at all,
-        E(SSL_CERT_FILE) is not read when this is set). Proxy environment variables (E(HTTPS_PROXY), E(NO_PROXY)) are
-        honoured; only C(http://) proxies are supported (HTTP CONNECT for the device's C(https://) URL).
+      - If not set, the default trust of the Python C(requests) library - the bundle named by E(REQUESTS_CA_BUNDLE), else
+        by E(CURL_CA_BUNDLE), else the bundle of the Python C(certifi) package.
+      - When set, it is the only trust; no environment variable replaces it (E(REQUESTS_CA_BUNDLE), E(CURL_CA_BUNDLE) and
+        E(SSL_CERT_FILE) are then not read).
+      - It also verifies the certificate of an C(https://) proxy (see O(proxy_url)).
       - If not set, the environment variable E(ENCEDO_HEM_CA_PATH) is used.
     type: path
   timeout:
@@ -70,6 +76,18 @@ options:
       - If not set, the environment variable E(ENCEDO_HEM_TIMEOUT) is used.
     type: int
     default: 30
+  proxy_url:
+    description:
+      - The proxy to reach the device through, for example V(http://proxy.example:3128) or V(https://user:pass@proxy.example:3129).
+        C(http://) and C(https://) proxies work; the device's C(https://) URL goes through an HTTP CONNECT tunnel, so the
+        device certificate is verified end to end.
+      - When set, every request of the task to the device uses it, whatever E(NO_PROXY) says. The check-in backend
+        (C(backend_url) of the modules that have it) never uses it.
+      - If not set, the proxies of the environment apply as the Python C(requests) library reads them - E(HTTPS_PROXY),
+        E(HTTP_PROXY) and E(ALL_PROXY) (upper or lower case) with E(NO_PROXY) (host names, domains, and address blocks such
+        as C(10.0.0.0/8)). C(.netrc) is never read.
+      - If not set, the environment variable E(ENCEDO_HEM_PROXY_URL) is used.
+    type: str
 attributes:
   action_group:
     description: Use C(group/encedo.hem.hem) in C(module_defaults) to set the connection options once for every module.

@@ -131,8 +131,10 @@ class HemClient(object):
         """The DER certificate the device presented in this client's last TLS handshake.
 
         Read from the requests the client made anyway: only when it has made none yet does
-        it read the status (one request) to get it. HemTlsError when the certificate does not
-        verify (with ``validate_certs`` true); HemError when the url is not https://.
+        it read the status (one request) to get it. HemError when the url is not https://.
+        HemTlsError when the certificate does not verify (with ``validate_certs`` true); its
+        ``served`` is then the certificate read once more without verification (or None), only
+        to tell the user what the device serves.
         """
         if not self._transport.https:
             raise HemError('the url must be https:// to read the certificate the device serves, got %s' % self.url)
@@ -142,7 +144,15 @@ class HemClient(object):
             for attempt in range(self.retries + 1):
                 try:
                     self._request('GET', '/api/system/status', None, auth=False, retries=0)
-                except HemTlsError:
+                except HemTlsError as exc:
+                    probe = Transport(self.url, validate_certs=False, proxy_url=self._transport.proxy_url)
+                    try:
+                        probe.send('GET', '/api/system/status', None, {'Connection': 'close'}, min(self.timeout, 10.0))
+                    except (TransportError, HemError):
+                        pass
+                    finally:
+                        probe.close()
+                    exc.served = probe.peer_certificate
                     raise
                 except HemError:
                     # the handshake is what counts here: a device that then gives no usable answer still served it
@@ -269,7 +279,8 @@ class HemClient(object):
             except TransportError as exc:
                 if exc.tls:
                     raise HemTlsError('TLS certificate verification or handshake failed with %s (%s). Set ca_path to the CA that signed '
-                                   'the device certificate, or validate_certs to false (not recommended)' % (self.url, exc.reason), endpoint)
+                                      'the device certificate, or validate_certs to false (not recommended)' % (self.url, exc.reason), endpoint,
+                                      reason=exc.reason)
                 if exc.sent and method != 'GET':
                     if exc.timeout:
                         raise HemOutcomeUnknown('no answer within %.0f s after the request was sent: it may or may not have been applied; '

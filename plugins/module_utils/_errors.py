@@ -63,7 +63,16 @@ class HemOutcomeUnknown(HemError):
 
 
 class HemTlsError(HemError):
-    """The TLS handshake or the verification of the device certificate failed (nothing was sent)."""
+    """The TLS handshake or the verification of the device certificate failed (nothing was sent).
+
+    ``reason``: the TLS library's reason; ``served``: the certificate the device serves
+    (DER), when it was read without verification to say so.
+    """
+
+    def __init__(self, msg, endpoint=None, reason=None):
+        super().__init__(msg, endpoint)
+        self.reason = reason
+        self.served = None
 
 
 def status_meaning(method, path, status, have_passphrase=False, url_path='', scopes=None):

@@ -37,7 +37,8 @@ from urllib.parse import urlsplit
 
 from ansible.module_utils.basic import env_fallback
 
-from ansible_collections.encedo.hem.plugins.module_utils._client import HemClient, HemError, HemOutcomeUnknown, b64
+from ansible_collections.encedo.hem.plugins.module_utils._client import HemError, HemOutcomeUnknown, b64
+from ansible_collections.encedo.hem.plugins.module_utils._module import POLL
 
 HTTP_URL_ENV = 'ENCEDO_HEM_HTTP_URL'
 CONFIG = '/api/system/config'
@@ -150,15 +151,10 @@ class FreshTls(object):
         return out
 
 
-def plain_client(module, http_url):
-    """A client for the plain-HTTP address: no credentials (nothing secret goes over plain HTTP)."""
-    return HemClient(http_url, timeout=module.params['timeout'])
-
-
 def plain_status(module):
     """GET /api/system/status over plain HTTP (no credentials, no retries); None when it does not answer."""
     try:
-        return module.poller(plain_http_url(module.params), PROBE_TIMEOUT).status()
+        return module.client(**dict(POLL, url=plain_http_url(module.params), timeout=PROBE_TIMEOUT)).status()
     except HemError:
         return None
 
@@ -174,7 +170,7 @@ def prepare(module, bundle=None):
     if not params['url'].lower().startswith('https:'):
         return found        # plain-HTTP url: the status itself says whether HTTPS runs
     try:
-        found.status = module.poller(timeout=PROBE_TIMEOUT).status()
+        found.status = module.client(**dict(POLL, timeout=PROBE_TIMEOUT)).status()
         found.https = True
         return found
     except HemError as exc:
@@ -202,7 +198,7 @@ def prepare(module, bundle=None):
         found.message = where + ': the TLS bundle given in tls_bundle would be stored over plain HTTP (check mode: nothing was sent).'
         return found
     try:
-        module.poller(found.http_url, params['timeout']).post(CONFIG, {'tls': bundle}, auth=False)
+        module.client(**dict(POLL, url=found.http_url, timeout=params['timeout'])).post(CONFIG, {'tls': bundle}, auth=False)
     except HemOutcomeUnknown:
         pass                # the answer was lost: whether HTTPS comes up with the bundle tells
     except HemError as exc:
@@ -224,7 +220,7 @@ def wait_for_https(module):
     """Poll the HTTPS status until it answers and verifies (bounded by ``timeout``); the status answer."""
     params = module.params
     deadline = time.monotonic() + params['timeout']
-    poller = module.poller()
+    poller = module.client(**POLL)
     while True:
         try:
             return poller.status()
@@ -253,7 +249,8 @@ def run_with_tls_bundle(fn):
         if found.stored and module.check_mode:
             # Check mode reads only: the prediction is made from the plain-HTTP answers, with a client
             # that holds no credentials (nothing secret can go over plain HTTP).
-            client = plain_client(module, found.http_url)
+            # (no credentials: nothing secret goes over plain HTTP)
+            client = module.client(url=found.http_url, passphrase=None, token=None)
         try:
             # The status read while looking for HTTPS is the module's status read: no second request.
             result = fn(module, client, status=found.status)

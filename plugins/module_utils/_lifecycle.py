@@ -15,7 +15,7 @@ import time
 
 from ansible.module_utils.basic import env_fallback
 
-from ansible_collections.encedo.hem.plugins.module_utils._client import HemClient, HemError, HemOutcomeUnknown
+from ansible_collections.encedo.hem.plugins.module_utils._client import HemError, HemOutcomeUnknown
 
 DEFAULT_BACKEND_URL = "https://api.encedo.com"
 
@@ -85,8 +85,9 @@ def backend_client(module):
     url = (params.get("backend_url") or "").rstrip("/")
     if url.startswith("https://") and not params.get("backend_validate_certs"):
         module.warn("backend_validate_certs is false: the check-in backend's TLS certificate is not verified.")
-    return HemClient(url, validate_certs=params.get("backend_validate_certs"), ca_path=params.get("backend_ca_path"),
-                     timeout=params.get("timeout") or 30, retries=0)
+    # proxy_url is the device's proxy: the backend is reached like any web site (the environment's proxies)
+    return module.client(url=url, validate_certs=params.get("backend_validate_certs"), ca_path=params.get("backend_ca_path"),
+                         passphrase=None, token=None, retries=0, proxy_url=None)
 
 
 def checkin(client, backend, check_mode=False, status=None):

@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 from ansible.module_utils.basic import AnsibleModule, env_fallback
 
-from ansible_collections.encedo.hem.plugins.module_utils._client import TOKEN_PATH, HemClient, HemError
+from ansible_collections.encedo.hem.plugins.module_utils._client import HemClient, HemError
 
 #: option name -> environment variable used when the task does not set the option.
 ENV_VARS = {
@@ -29,6 +29,7 @@ ENV_VARS = {
     'validate_certs': 'ENCEDO_HEM_VALIDATE_CERTS',
     'ca_path': 'ENCEDO_HEM_CA_PATH',
     'timeout': 'ENCEDO_HEM_TIMEOUT',
+    'proxy_url': 'ENCEDO_HEM_PROXY_URL',
 }
 
 
@@ -44,6 +45,7 @@ def hem_argument_spec():
         validate_certs=dict(type='bool', default=True, fallback=env('validate_certs')),
         ca_path=dict(type='path', fallback=env('ca_path')),
         timeout=dict(type='int', default=30, fallback=env('timeout')),
+        proxy_url=dict(type='str', fallback=env('proxy_url')),
     )
 
 
@@ -62,6 +64,24 @@ def validate_url(url):
         return 'it must not have a query or fragment'
     if port == 0:
         return 'port 0 is not valid'
+    path = parts.path.rstrip('/')
+    if path == '/api' or path.startswith('/api/'):
+        return ('its path %s would come before every API path (%s/api/system/status): give the device address without a path, '
+                'the collection adds /api/... itself' % (parts.path, path))
+    return None
+
+
+def validate_proxy_url(proxy_url):
+    """None when ``proxy_url`` is a usable proxy address, else the reason it is not (never repeating its credentials)."""
+    try:
+        parts = urlsplit(proxy_url)
+        parts.port
+    except ValueError as exc:
+        return str(exc).replace(proxy_url, '...')
+    if parts.scheme not in ('http', 'https'):
+        return 'the scheme must be http:// or https://'
+    if not parts.hostname:
+        return 'it has no host name'
     return None
 
 
@@ -76,8 +96,11 @@ def device_model(status, version):
     return 'ppa' if ('storage' in status or 'uis' in version) else 'epa'
 
 
-#: Seconds one status poll may take (HemModule.poller): a poll that hangs longer is retried by the next one.
+#: Seconds one status poll may take: a poll that hangs longer is retried by the next one.
 POLL_REQUEST_TIMEOUT = 5
+#: ``module.client(**POLL)``: a client for status polls and probes (waiting for a reboot, a wipe, a disk format,
+#: HTTPS to come up): no credentials, no retries, each request at most POLL_REQUEST_TIMEOUT seconds.
+POLL = dict(passphrase=None, token=None, retries=0, timeout=POLL_REQUEST_TIMEOUT)
 
 
 class HemModule(AnsibleModule):
@@ -87,8 +110,8 @@ class HemModule(AnsibleModule):
     its environment variable: the token is used first, the passphrase logs in when there
     is no token, or once when the device refuses the token (HTTP 401). A module that had
     to replace the token it was given returns the new one as ``token`` in its result (the
-    action plugin hides such a result; ``register`` still gets it). Not as a fact: facts go to
-    the fact cache, which ansible-runner (so AWX) keeps on disk.
+    action plugin takes it out of the shown result, see plugins/action/encedo_login.py).
+    Not as a fact: facts go to the fact cache, which ansible-runner (so AWX) keeps on disk.
     """
 
     def __init__(self, argument_spec=None, **kwargs):
@@ -105,38 +128,43 @@ class HemModule(AnsibleModule):
         if ca_path and not (os.path.exists(ca_path) and os.access(ca_path, os.R_OK)):
             self.fail_json(msg='option ca_path: %s does not exist or cannot be read; give a PEM file (or directory) with the CA that '
                                'signed the device certificate' % ca_path)
+        problem = self.params['proxy_url'] and validate_proxy_url(self.params['proxy_url'])
+        if problem:
+            self.fail_json(msg='option proxy_url: not a proxy address (%s); expected e.g. http://proxy.example:3128' % problem)
 
     def has_credentials(self):
         """True when a passphrase or a token is available."""
         return bool(self.params['passphrase'] or self.params['token'])
 
-    def client(self):
-        """The HemClient of this run (created once; warns once about insecure settings)."""
-        if self._hem_client is None:
-            params = self.params
-            if not params['validate_certs'] and params['url'].lower().startswith('https:'):
-                self.warn('validate_certs is false: the device certificate is not verified, so the connection can be intercepted. '
-                          'Prefer ca_path with the CA that signed the device certificate.')
-            if params['url'].lower().startswith('http:'):
-                self.warn('url uses plain http: the bearer token travels unencrypted. Prefer https://.')
-            self._hem_client = HemClient(
-                params['url'],
-                passphrase=params['passphrase'],
-                token=params['token'],
-                validate_certs=params['validate_certs'],
-                ca_path=params['ca_path'],
-                timeout=params['timeout'],
-                warn=self.warn,
-            )
-        return self._hem_client
+    def client(self, **overrides):
+        """The way a module gets a HemClient.
 
-    def poller(self, url=None, timeout=POLL_REQUEST_TIMEOUT):
-        """A client without credentials and without retries, for status polls and probes (waiting for a reboot,
-        a wipe, a disk format, HTTPS to come up): ``url`` (default the module's), each request at most ``timeout``
-        seconds and never longer than the ``timeout`` option."""
+        Without arguments: the client of this run, made once from the connection options
+        (warns once about insecure settings). With ``overrides`` (HemClient arguments: ``url``,
+        ``passphrase``, ``token``, ``validate_certs``, ``ca_path``, ``timeout``, ``retries``,
+        ``proxy_url``): a new client from the same options with those replaced, e.g.
+        ``client(**POLL)`` for status polls, ``client(passphrase=new)`` for a trial login,
+        ``client(url=backend, ...)`` for the check-in backend. A ``timeout`` override never
+        exceeds the ``timeout`` option.
+        """
+        if not overrides and self._hem_client is not None:
+            return self._hem_client
         params = self.params
-        return HemClient(url or params['url'], validate_certs=params['validate_certs'], ca_path=params['ca_path'],
-                         timeout=min(params['timeout'], timeout), retries=0)
+        settings = dict(url=params['url'], passphrase=params['passphrase'], token=params['token'],
+                        validate_certs=params['validate_certs'], ca_path=params['ca_path'], timeout=params['timeout'],
+                        proxy_url=params['proxy_url'], warn=self.warn)
+        if 'timeout' in overrides:
+            overrides['timeout'] = min(overrides['timeout'], params['timeout'])
+        settings.update(overrides)
+        if overrides:
+            return HemClient(**settings)
+        if not params['validate_certs'] and params['url'].lower().startswith('https:'):
+            self.warn('validate_certs is false: the device certificate is not verified, so the connection can be intercepted. '
+                      'Prefer ca_path with the CA that signed the device certificate.')
+        if params['url'].lower().startswith('http:'):
+            self.warn('url uses plain http: the bearer token travels unencrypted. Prefer https://.')
+        self._hem_client = HemClient(**settings)
+        return self._hem_client
 
     def run(self, fn):
         """Call ``fn(module, client)``, exit with its result dict; a HemError fails the task."""
@@ -163,9 +191,7 @@ class HemModule(AnsibleModule):
         """
         client = self._hem_client
         given = self.params['token']
-        if client is None or not given or not client.token or client.token == given:
-            return None
-        if not any(status == 401 and path != TOKEN_PATH for dummy, path, status in client.requests):
+        if client is None or not given or not client.relogged or not client.token or client.token == given:
             return None
         if any(secret and secret in client.token for secret in self.no_log_values):
             return None

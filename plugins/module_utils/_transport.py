@@ -138,7 +138,10 @@ class Transport(object):
         if self._session is None:
             if self.https and self.validate_certs and self.ca_path:
                 check_ca_path(self.ca_path)
-            self._session = _new_session(self)
+            try:
+                self._session = _new_session(self)
+            except ImportError as exc:
+                raise HemError('the Python library "requests" is required on the host that runs the module (pip install requests): %s' % exc)
             self._verify = (self.ca_path or default_trust()) if self.validate_certs else False
         import requests
         self.sent = False

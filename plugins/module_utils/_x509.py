@@ -15,12 +15,10 @@ import datetime
 import hashlib
 import ipaddress
 import re
-import ssl
-import time
 
 from urllib.parse import urlsplit
 
-from ansible_collections.encedo.hem.plugins.module_utils._client import HemError, env_proxy, open_connection, tls_context
+from ansible_collections.encedo.hem.plugins.module_utils._client import HemError, HemTlsError
 
 try:
     from cryptography import x509
@@ -439,65 +437,30 @@ def parse_url(url):
     return parts.hostname, port
 
 
-def _handshake(url, ctx, timeout, proxy):
-    conn = open_connection(url, ctx, timeout, proxy)[0]
-    try:
-        return conn.sock.getpeercert(binary_form=True)
-    finally:
-        conn.close()
+def served_certificate(client):
+    """Return the DER certificate the device presents in a TLS handshake.
 
-
-def _handshake_retrying(url, ctx, timeout, proxy, sleep, attempts=3):
-    deadline = time.monotonic() + timeout
-    delay = 0.5
-    for attempt in range(attempts):
-        try:
-            return _handshake(url, ctx, max(deadline - time.monotonic(), 0.5), proxy)
-        except ssl.SSLError:
-            raise
-        except OSError:
-            if attempt + 1 >= attempts or time.monotonic() + delay >= deadline:
-                raise
-        sleep(delay)
-        delay *= 2
-
-
-def fetch_served_certificate(url, validate_certs=True, ca_path=None, timeout=30, sleep=time.sleep):
-    """Return the DER certificate the device presents in a TLS handshake (or None).
-
-    The handshake verifies the certificate like every other request of the module (the
-    same TLS context and environment proxy as the API requests). It never uses the CA the
-    user wants the device to move to: that CA does not trust today's certificate yet. When verification fails the certificate is
-    read again without verification, only to say in the error which certificate the
-    device serves and why it is not trusted. Connection errors are retried (like the
-    client's reads) with a short backoff within timeout.
+    Read by ``client`` (HemClient.served_certificate) from the requests it makes anyway,
+    verified like every other request of the module. It never uses the CA the user wants
+    the device to move to: that CA does not trust today's certificate yet. When
+    verification fails the error says which certificate the device serves and why it is
+    not trusted.
     """
-    host, port = parse_url(url)
+    host, port = parse_url(client.url)
     try:
-        ctx = tls_context(validate_certs, ca_path)
-    except HemError as exc:
-        raise X509Error(str(exc))
-    proxy = env_proxy(url)
-    try:
-        return _handshake_retrying(url, ctx, timeout, proxy, sleep)
-    except ssl.SSLCertVerificationError as exc:
-        reason = getattr(exc, "verify_message", None) or str(exc)
+        return client.served_certificate()
+    except HemTlsError as exc:
         detail = ""
         try:
-            der = _handshake(url, tls_context(False), timeout, proxy)
-            if der:
-                facts = certificate_facts(x509.load_der_x509_certificate(der))
+            if getattr(exc, "served", None):
+                facts = certificate_facts(x509.load_der_x509_certificate(exc.served))
                 detail = " The device serves subject %s, issuer %s, valid until %s, names %s." % (
                     facts["subject"], facts["issuer"], facts["not_after"], ", ".join(facts["subject_alt_names"]) or "none")
-        except (OSError, ssl.SSLError, ValueError, X509Error):
+        except (ValueError, X509Error):
             pass
         raise X509Error(
             "TLS verification of %s:%d failed (%s).%s ca_path must trust the certificate the device serves now; "
             "after an uploaded certificate is activated by a reboot that is the CA which issued it "
-            "(a bundle of the old and the new CA works before and after the reboot)." % (host, port, reason, detail))
-    except ssl.SSLError as exc:
-        raise X509Error("TLS handshake with %s:%d failed: %s" % (host, port, exc))
-    except TimeoutError:
-        raise X509Error("TLS connection to %s:%d timed out after %s s" % (host, port, timeout))
-    except OSError as exc:
+            "(a bundle of the old and the new CA works before and after the reboot)." % (host, port, exc.reason, detail))
+    except HemError as exc:
         raise X509Error("cannot connect to %s:%d to read its TLS certificate: %s" % (host, port, exc))

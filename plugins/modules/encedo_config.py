@@ -297,12 +297,12 @@ token:
   sample: eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzY29wZSI6InN5c3RlbTpjb25maWcifQ.c2lnbmF0dXJl
 '''
 
-from ansible_collections.encedo.hem.plugins.module_utils._client import HAS_CRYPTOGRAPHY, HemClient, HemError, HemOutcomeUnknown, TOKEN_PATH, derive_keypair
+from ansible_collections.encedo.hem.plugins.module_utils._client import HAS_CRYPTOGRAPHY, HemError, HemOutcomeUnknown, TOKEN_PATH, derive_keypair
 from ansible_collections.encedo.hem.plugins.module_utils._config import (
     FIELDS, ROTATION_FIELDS, ConfigError, FormatNotFinished, apply_delta, current_values, diff, format_running, plan_update,
     public_config, rotation_fields, same, storage_split, validate, wait_for_format, wire,
 )
-from ansible_collections.encedo.hem.plugins.module_utils._module import HemModule
+from ansible_collections.encedo.hem.plugins.module_utils._module import POLL, HemModule
 from ansible.module_utils.basic import missing_required_lib
 
 CONFIG = '/api/system/config'
@@ -317,8 +317,7 @@ def _fail(module, msg, **extra):
 def _try_new_passphrase(module):
     """A client logged in with new_passphrase, or None when the device refuses it (401)."""
     p = module.params
-    trial = HemClient(p['url'], passphrase=p['new_passphrase'], validate_certs=p['validate_certs'], ca_path=p['ca_path'],
-                      timeout=p['timeout'], warn=module.warn)
+    trial = module.client(passphrase=p['new_passphrase'], token=None)
     try:
         trial.login()
     except HemError as exc:
@@ -358,7 +357,7 @@ def _shown(module, config):
 def _busy_message(module, sent):
     """The device answered 409 to the update: say whether a storage format is the reason."""
     try:
-        formatting = format_running(module.poller().status())
+        formatting = format_running(module.client(**POLL).status())
     except HemError:
         formatting = False
     if formatting:
@@ -374,7 +373,7 @@ def _wait_for_format(module, sent, answer):
     """After an accepted storage change: wait for the device's format. -> result fields; fails the task on a timeout."""
     timeout = module.params['format_timeout']
     try:
-        status, waited, _polls = wait_for_format(module.poller().status, timeout)
+        status, waited, _polls = wait_for_format(module.client(**POLL).status, timeout)
     except FormatNotFinished as exc:
         _fail(module, 'the device accepted the storage change (sent: %s) and is formatting its storage, but the format did not '
                       'finish within format_timeout=%d s: %s. Leave the device powered and connected: it refuses configuration '

@@ -134,7 +134,7 @@ import time
 
 from ansible_collections.encedo.hem.plugins.module_utils import _fresh
 from ansible_collections.encedo.hem.plugins.module_utils._client import HemError, HemOutcomeUnknown
-from ansible_collections.encedo.hem.plugins.module_utils._module import HemModule
+from ansible_collections.encedo.hem.plugins.module_utils._module import POLL, HemModule
 
 CONFIG = '/api/system/config'
 POLL_INTERVAL = 1.0
@@ -147,7 +147,7 @@ def _factory_state_seen(module, since):
     only plain HTTP answered and said ``https: false`` (the device came back without a TLS bundle).
     """
     p = module.params
-    poller = module.poller()
+    poller = module.client(**POLL)
     try_plain = p['url'].lower().startswith('https:')
     deadline = time.monotonic() + p['wait_timeout']
     while time.monotonic() < deadline:

@@ -181,7 +181,7 @@ def gather(module, client):
     else:
         # No HTTPS server: status and version (both unauthenticated) over plain HTTP, nothing else.
         status = fresh.status
-        version = _fresh.plain_client(module, fresh.http_url).get('/api/system/version', auth=False)
+        version = module.client(url=fresh.http_url, passphrase=None, token=None).get('/api/system/version', auth=False)
     personalised = status.get('inited') is not False
     result = dict(
         changed=fresh.stored,

@@ -153,7 +153,7 @@ from ansible_collections.encedo.hem.plugins.module_utils._lifecycle import (
     uptime_baseline,
     wait_for_reboot,
 )
-from ansible_collections.encedo.hem.plugins.module_utils._module import HemModule
+from ansible_collections.encedo.hem.plugins.module_utils._module import POLL, HemModule
 
 REBOOT_PATH = '/api/system/reboot'
 
@@ -188,7 +188,7 @@ def run(module, client):
     before, seen_before = uptime_baseline(client.status, before, seen_before)
     requested_at = time.monotonic()
     lost = request_reboot(client, personalised)
-    poller = module.poller()
+    poller = module.client(**POLL)
     try:
         status, waited = wait_for_reboot(poller.status, before.get('uptime'), seen_before, params['delay'],
                                          params['reboot_timeout'], params['poll_interval'], requested_at=requested_at)

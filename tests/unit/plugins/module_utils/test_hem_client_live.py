@@ -5,7 +5,6 @@ emulator's faults (busy, 500, dropped connections, latency, expired tokens)."""
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 import time
 from pathlib import Path

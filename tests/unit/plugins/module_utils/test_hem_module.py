@@ -58,6 +58,7 @@ def test_valid_urls(url):
 @pytest.mark.parametrize("url,reason", [
     ("my.ence.do", "scheme"), ("ftp://my.ence.do", "scheme"), ("https://", "host"),
     ("https://host:99999", "range"), ("https://host/?a=1", "query"), ("https://host:abc", "port"),
+    ("https://host/api", "without a path"), ("https://host/api/", "without a path"), ("https://host/api/system", "without a path"),
 ])
 def test_invalid_urls(url, reason):
     problem = M.validate_url(url)
@@ -112,17 +113,39 @@ def test_passphrase_and_token_on_the_task_go_together(capsys, monkeypatch):
     assert {"secret-pass", "secret-token"} <= module.no_log_values
 
 
-def test_poller_has_no_credentials_no_retries_and_a_short_timeout(capsys, monkeypatch):
-    module, out = run_module({"url": "https://h", "passphrase": "pw", "token": "tok", "timeout": 30}, capsys,
-                             monkeypatch=monkeypatch)
+def test_url_with_the_api_path_is_refused_before_any_request(capsys, monkeypatch):
+    module, out = run_module({"url": "https://my.ence.do/api"}, capsys, monkeypatch=monkeypatch)
+    assert out["failed"] and "option url" in out["msg"] and "without a path" in out["msg"] and "/api/api/system/status" in out["msg"]
+
+
+def test_client_overrides_make_a_new_client_from_the_same_options(capsys, monkeypatch):
+    module, out = run_module({"url": "https://h", "passphrase": "pw", "token": "tok", "timeout": 30, "ca_path": __file__,
+                              "proxy_url": "http://proxy:3128"}, capsys, monkeypatch=monkeypatch)
     assert out is None
-    poller = module.poller()
+    main = module.client()
+    assert module.client() is main and main.passphrase == "pw" and main._transport.proxy_url == "http://proxy:3128"
+    poller = module.client(**M.POLL)
+    assert poller is not main and module.client() is main
     assert (poller.passphrase, poller.token, poller.retries, poller.timeout) == (None, None, 0, 5.0)
-    assert poller.url == "https://h"
-    other = module.poller("http://h:8080", timeout=10)
+    assert (poller.url, poller.ca_path, poller._transport.proxy_url) == ("https://h", __file__, "http://proxy:3128")
+    other = module.client(**dict(M.POLL, url="http://h:8080", timeout=10))
     assert (other.url, other.timeout) == ("http://h:8080", 10.0)
+    trial = module.client(passphrase="new-pw", token=None)
+    assert (trial.passphrase, trial.token, trial.retries) == ("new-pw", None, 3)
     module.params["timeout"] = 3                       # never longer than the timeout option
-    assert module.poller().timeout == 3.0
+    assert module.client(**M.POLL).timeout == 3.0
+
+
+@pytest.mark.parametrize("proxy_url", ["proxy:3128", "socks5://proxy:1080", "http://:3128", "http://u:secretpw@proxy:99999"])
+def test_bad_proxy_url_fails_naming_the_option(capsys, monkeypatch, proxy_url):
+    module, out = run_module({"url": "https://h", "proxy_url": proxy_url}, capsys, monkeypatch=monkeypatch)
+    assert out["failed"] and out["msg"].startswith("option proxy_url: not a proxy address")
+    assert "secretpw" not in out["msg"]
+
+
+def test_proxy_url_from_environment(capsys, monkeypatch):
+    module, out = run_module({"url": "https://h"}, capsys, env={"ENCEDO_HEM_PROXY_URL": "http://envproxy:3128"}, monkeypatch=monkeypatch)
+    assert out is None and module.client()._transport.proxy_url == "http://envproxy:3128"
 
 
 def test_task_token_falls_back_to_environment_passphrase(capsys, monkeypatch):
@@ -155,31 +178,30 @@ def test_empty_task_value_keeps_the_environment_out(capsys, monkeypatch):
 
 
 class _Client:
-    """What HemModule.renewed_token reads from a HemClient: its token and request record."""
+    """What HemModule.renewed_token reads from a HemClient: its token and whether it replaced a refused one."""
 
-    def __init__(self, token, requests):
+    def __init__(self, token, relogged):
         self.token = token
-        self.requests = requests
+        self.relogged = relogged
 
 
-REFUSED = [("GET", "/api/system/config", 401), ("GET", "/api/auth/token", 200), ("POST", "/api/auth/token", 200),
-           ("GET", "/api/system/config", 200)]
+REFUSED = True
 
 
-@pytest.mark.parametrize("given,client_token,requests,expected", [
+@pytest.mark.parametrize("given,client_token,relogged,expected", [
     ("old-token", "new-token", REFUSED, "new-token"),                       # refused, logged in again: returned
-    ("old-token", "old-token", [("GET", "/api/system/config", 200)], None),  # token worked
-    (None, "new-token", REFUSED[1:], None),                                  # no token given: the task's own login
-    ("old-token", "new-token", REFUSED[1:], None),                           # a login without a refusal (encedo_init)
+    ("old-token", "old-token", False, None),                                 # token worked
+    (None, "new-token", False, None),                                        # no token given: the task's own login
+    ("old-token", "new-token", False, None),                                 # a login without a refusal (encedo_init)
     ("old-token", None, REFUSED, None),                                      # token dropped (encedo_reboot)
     ("old-token", "new-secret-pass-token", REFUSED, None),                   # would be masked by Ansible: not returned
 ])
-def test_renewed_token(capsys, monkeypatch, given, client_token, requests, expected):
+def test_renewed_token(capsys, monkeypatch, given, client_token, relogged, expected):
     args = {"url": "https://h", "passphrase": "secret-pass"}
     if given:
         args["token"] = given
     module, out = run_module(args, capsys, monkeypatch=monkeypatch)
-    module._hem_client = _Client(client_token, requests)
+    module._hem_client = _Client(client_token, relogged)
     assert module.renewed_token() == expected
 
 

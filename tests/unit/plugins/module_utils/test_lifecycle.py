@@ -14,7 +14,7 @@ except ImportError:  # run without the collection link on sys.path
     sys.path.insert(0, str(Path(__file__).resolve().parents[4] / "build" / "collections"))
     from ansible_collections.encedo.hem.plugins.module_utils import _lifecycle as L
 
-from ansible_collections.encedo.hem.plugins.module_utils._client import HemError, HemOutcomeUnknown
+from ansible_collections.encedo.hem.plugins.module_utils._client import HemClient, HemError, HemOutcomeUnknown
 
 
 # ---------------------------------------------------------------------------- fakes
@@ -391,6 +391,10 @@ def test_backend_client_warns_when_not_verifying_https():
 
         def warn(self, msg):
             warnings.append(msg)
+
+        def client(self, **overrides):     # HemModule.client with overrides: a new client
+            return HemClient(**overrides)
     client = L.backend_client(M())
     assert client.url == "https://api.example.test" and client.retries == 0 and client.validate_certs is False
     assert warnings and "backend_validate_certs" in warnings[0]
+    assert client.passphrase is None and client.token is None and client._transport.proxy_url is None

@@ -13,7 +13,6 @@ import hashlib
 import os
 import socket
 import ssl
-import sys
 
 import pytest
 from cryptography import x509
@@ -21,7 +20,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
-from ansible_collections.encedo.hem.plugins.module_utils import _client, _x509
+from ansible_collections.encedo.hem.plugins.module_utils import _x509
+from ansible_collections.encedo.hem.plugins.module_utils._client import HemClient
 from ansible_collections.encedo.hem.plugins.module_utils._x509 import X509Error
 from tests.unit.loopback import ConnectProxy, LoopbackServer
 
@@ -308,6 +308,11 @@ def test_key_import_bad_emp(emp):
 
 # ----------------------------------------------------------------------------- TLS handshake
 
+def fetch_served(url, validate_certs=True, ca_path=None, timeout=30):
+    """The served certificate as encedo_tls reads it: from the module's client."""
+    return _x509.served_certificate(HemClient(url, validate_certs=validate_certs, ca_path=ca_path, timeout=timeout))
+
+
 class TLSServer(LoopbackServer):
     """A minimal TLS server on 127.0.0.1 (free port) presenting one certificate."""
 
@@ -345,9 +350,9 @@ def served(tmp_path, pki):
 
 def test_fetch_verified_with_the_right_ca(served, pki):
     server, ca_file = served
-    got = _x509.fetch_served_certificate("https://127.0.0.1:%d" % server.port, ca_path=str(ca_file), timeout=5)
+    got = fetch_served("https://127.0.0.1:%d" % server.port, ca_path=str(ca_file), timeout=5)
     assert got == der(pki["leaf"])
-    got = _x509.fetch_served_certificate("https://localhost:%d/api" % server.port, ca_path=str(ca_file), timeout=5)
+    got = fetch_served("https://localhost:%d/api" % server.port, ca_path=str(ca_file), timeout=5)
     assert got == der(pki["leaf"])
 
 
@@ -364,7 +369,7 @@ def test_fetch_with_a_ca_directory(served, pki, tmp_path):
     if h.returncode != 0:
         pytest.fail("openssl is needed to hash a CA directory: %s" % h.stderr)
     os.symlink("ca.pem", str(cadir / (h.stdout.strip() + ".0")))
-    got = _x509.fetch_served_certificate("https://127.0.0.1:%d" % server.port, ca_path=str(cadir), timeout=5)
+    got = fetch_served("https://127.0.0.1:%d" % server.port, ca_path=str(cadir), timeout=5)
     assert got == der(pki["leaf"])
 
 
@@ -374,7 +379,7 @@ def test_fetch_untrusted_says_what_is_served(served, tmp_path):
     other = tmp_path / "other.pem"
     other.write_text(pem(other_ca))
     with pytest.raises(X509Error) as err:
-        _x509.fetch_served_certificate("https://127.0.0.1:%d" % server.port, ca_path=str(other), timeout=5)
+        fetch_served("https://127.0.0.1:%d" % server.port, ca_path=str(other), timeout=5)
     msg = str(err.value)
     assert "TLS verification of 127.0.0.1:%d failed" % server.port in msg
     assert "CN=hem0.emulator.test" in msg and "issuer CN=Test CA" in msg
@@ -389,29 +394,29 @@ def test_fetch_wrong_hostname_is_refused(pki, tmp_path):
     try:
         # trusted issuer, but no SAN for 127.0.0.1: verification on must refuse it
         with pytest.raises(X509Error, match="TLS verification.*(IP address mismatch|hostname)"):
-            _x509.fetch_served_certificate("https://127.0.0.1:%d" % server.port, ca_path=str(ca_file), timeout=5)
-        assert _x509.fetch_served_certificate("https://127.0.0.1:%d" % server.port, validate_certs=False, timeout=5) == der(leaf)
+            fetch_served("https://127.0.0.1:%d" % server.port, ca_path=str(ca_file), timeout=5)
+        assert fetch_served("https://127.0.0.1:%d" % server.port, validate_certs=False, timeout=5) == der(leaf)
     finally:
         server.close()
 
 
 def test_fetch_without_verification(served, pki):
     server, dummy = served
-    got = _x509.fetch_served_certificate("https://127.0.0.1:%d" % server.port, validate_certs=False, timeout=5)
+    got = fetch_served("https://127.0.0.1:%d" % server.port, validate_certs=False, timeout=5)
     assert got == der(pki["leaf"])
 
 
 def test_fetch_errors():
     with pytest.raises(X509Error, match="https://"):
-        _x509.fetch_served_certificate("http://127.0.0.1:1")
+        fetch_served("http://127.0.0.1:1")
     with pytest.raises(X509Error, match="ca_path /nonexistent/ca.pem cannot be read as a PEM CA bundle"):
-        _x509.fetch_served_certificate("https://127.0.0.1:1", ca_path="/nonexistent/ca.pem")
+        fetch_served("https://127.0.0.1:1", ca_path="/nonexistent/ca.pem")
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
     port = s.getsockname()[1]
     s.close()  # nothing listens there now
     with pytest.raises(X509Error, match="cannot connect"):
-        _x509.fetch_served_certificate("https://127.0.0.1:%d" % port, validate_certs=False, timeout=2)
+        fetch_served("https://127.0.0.1:%d" % port, validate_certs=False, timeout=2)
 
 
 def test_fetch_goes_through_the_environment_proxy_like_the_api_requests(served, pki, monkeypatch):
@@ -422,22 +427,22 @@ def test_fetch_goes_through_the_environment_proxy_like_the_api_requests(served, 
             monkeypatch.delenv(name, raising=False)
         monkeypatch.setenv("HTTPS_PROXY", "http://user:s%%40cret@127.0.0.1:%d" % proxy.port)
         url = "https://localhost:%d" % server.port
-        assert _x509.fetch_served_certificate(url, ca_path=str(ca_file), timeout=5) == der(pki["leaf"])
+        assert fetch_served(url, ca_path=str(ca_file), timeout=5) == der(pki["leaf"])
         assert proxy.tunnels == ["localhost:%d" % server.port]
         assert proxy.auth == ["Proxy-Authorization: Basic " + base64.b64encode(b"user:s@cret").decode()]
         monkeypatch.setenv("NO_PROXY", "localhost")
-        assert _x509.fetch_served_certificate(url, ca_path=str(ca_file), timeout=5) == der(pki["leaf"])
+        assert fetch_served(url, ca_path=str(ca_file), timeout=5) == der(pki["leaf"])
         assert len(proxy.tunnels) == 1  # bypassed
     finally:
         proxy.close()
 
 
-def test_default_trust_is_certifi_else_the_system_store(served, monkeypatch):
-    server, dummy = served
+def test_default_trust_is_requests_default(served, monkeypatch):
+    server, ca_file = served
+    for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
+        monkeypatch.delenv(name, raising=False)
     # the test CA is in no public bundle: verification on without ca_path must refuse it
     with pytest.raises(X509Error, match="TLS verification"):
-        _x509.fetch_served_certificate("https://127.0.0.1:%d" % server.port, timeout=5)
-    import certifi
-    assert _client._default_ca_file() == certifi.where()
-    monkeypatch.setitem(sys.modules, "certifi", None)      # not installed: the system store
-    assert _client._default_ca_file() is None
+        fetch_served("https://127.0.0.1:%d" % server.port, timeout=5)
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(ca_file))    # requests' own variable sets the default trust
+    assert fetch_served("https://127.0.0.1:%d" % server.port, timeout=5) is not None
