@@ -87,9 +87,9 @@ class FakeDevice:
 class ScriptedClient(C.HemClient):
     """HemClient whose transport answers from a script (a list of callables/answers)."""
 
-    def __init__(self, script=None, device=None, **kwargs):
+    def __init__(self, script=None, device=None, url="https://hem.test", **kwargs):
         kwargs.setdefault("passphrase", None)
-        super().__init__("https://hem.test", **kwargs)
+        super().__init__(url, **kwargs)
         self.script = list(script or [])
         self.device = device
         self.sent = []
@@ -414,3 +414,42 @@ def test_authenticated_call_without_credentials_says_what_is_missing():
     with pytest.raises(C.HemError) as err:
         client.get("/api/system/config")
     assert "needs credentials" in str(err.value) and client.sent == []
+
+
+# ------------------------------------------------------------------ issue 17 defect 7: messages that say what is wrong
+
+def test_404_under_a_url_path_says_the_path_is_the_problem():
+    client = ScriptedClient([(404, None)], url="https://hem.test/hem/7", token="a.b.c")
+    with pytest.raises(C.HemError) as err:
+        client.get("/api/system/config")
+    msg = str(err.value)
+    assert "GET /api/system/config answered HTTP 404" in msg
+    assert "the url has the path /hem/7" in msg and "/hem/7/api/system/config" in msg and "without a path" in msg
+
+
+def test_404_without_a_url_path_keeps_the_endpoint_meaning():
+    client = ScriptedClient([(404, None)], token="a.b.c")
+    with pytest.raises(C.HemError) as err:
+        client.get("/api/system/config")
+    assert "this endpoint does not exist on this device" in str(err.value) and "path" not in str(err.value)
+
+
+def _token(scope):
+    claims = base64.urlsafe_b64encode(json.dumps({"scope": scope, "sub": "U", "exp": 2_000_000_000}).encode()).rstrip(b"=").decode()
+    return "eyJhbGciOiJIUzI1NiJ9." + claims + ".c2ln"
+
+
+def test_403_with_a_too_narrow_token_names_both_scopes():
+    client = ScriptedClient([(403, None)], token=_token("logger:get"))
+    with pytest.raises(C.HemError) as err:
+        client.get("/api/system/config")
+    msg = str(err.value)
+    assert "needs a token with scope system:config" in msg and "the token given has scope logger:get" in msg
+
+
+@pytest.mark.parametrize("scope", ["system:config", "system:config:extra"])
+def test_403_with_a_covering_scope_keeps_the_general_meaning(scope):
+    client = ScriptedClient([(403, None)], token=_token(scope))
+    with pytest.raises(C.HemError) as err:
+        client.get("/api/system/config")
+    assert "token's scope or role does not allow this" in str(err.value) and "needs a token with scope" not in str(err.value)

@@ -255,3 +255,12 @@ def test_one_connection_per_request_as_the_device_closes_them(v4):
         for dummy in range(3):
             client.status()
         assert proxy.connections == 3
+
+
+def test_403_for_a_too_narrow_token_names_the_scopes(v4):
+    """Issue 17 defect 7: the device (emulator) refuses a logger:get token for a configuration change."""
+    narrow = C.HemClient(v4.url(0), passphrase=PASSPHRASE, ca_path=v4.ca_file).login(scope="logger:get")
+    with pytest.raises(C.HemError) as err:
+        C.HemClient(v4.url(0), token=narrow, ca_path=v4.ca_file).post("/api/system/config", {"user": "x"})
+    assert "answered HTTP 403" in str(err.value)
+    assert "needs a token with scope system:config, and the token given has scope logger:get" in str(err.value)
