@@ -14,12 +14,47 @@ results), so a bearer token in a result would show in the task output and with `
 The results that hold one (key ``token``) are encedo_login's, and those of a module that
 logged in again because the device refused the token it was given. This plugin marks
 such a result ``no_log``: callbacks show it censored, while ``register`` still receives
-the token. Other results, and failures, stay visible.
+the token, so that the later tasks reuse it (one new login in all). Other results, and
+failures, stay visible.
+
+Why the token travels in the censored result and nowhere else: Ansible hides a result
+only whole (``no_log``; no key can be hidden on its own), and the only other ways a value
+reaches later tasks are facts (``ansible_facts``: the fact cache, which ansible-runner and
+so AWX keep on disk), ``add_host`` (shown in the result, and it replaces ``changed``) or
+files (a secret on disk). So for a module that logged in again, what the censored result
+would hide of the change - ``changed`` stays visible by itself - is told in a warning
+(Ansible keeps warnings of a censored result): the fields changed, with the diff's before
+and after when the task runs with ``--diff`` (the modules mask secrets in their diff).
 """
 
 from __future__ import annotations
 
+import json
+
 from ansible.plugins.action.normal import ActionModule as NormalAction
+
+#: Characters of one value shown in the warning about a hidden change.
+MAX_SHOWN = 200
+
+
+def _shown(value):
+    text = json.dumps(value, sort_keys=True, default=str)
+    return text if len(text) <= MAX_SHOWN else text[:MAX_SHOWN] + '...'
+
+
+def change_record(result):
+    """What a result records of a change, as text without the token: the differing keys of its
+    diff with before and after, else the fields it sent; '' when it records none."""
+    diff = result.get('diff')
+    lines = []
+    if isinstance(diff, dict) and isinstance(diff.get('before'), dict) and isinstance(diff.get('after'), dict):
+        before, after = diff['before'], diff['after']
+        for key in sorted(set(before) | set(after)):
+            if key != 'token' and before.get(key) != after.get(key):
+                lines.append('%s: %s -> %s' % (key, _shown(before.get(key)), _shown(after.get(key))))
+    if not lines and isinstance(result.get('sent'), list) and result['sent']:
+        lines.append('sent: %s' % ', '.join(str(name) for name in result['sent']))
+    return '; '.join(lines)
 
 
 class ActionModule(NormalAction):
@@ -30,4 +65,12 @@ class ActionModule(NormalAction):
         result = super(ActionModule, self).run(tmp, task_vars)
         if result.get('token') and not result.get('failed'):
             result['_ansible_no_log'] = True
+            if self._task.action.rpartition('.')[2] != 'encedo_login':
+                msg = ('the device refused the token given to this task (it expired, or the device rebooted) and the task logged in '
+                       'again; its result is hidden because it holds the new token (register it and give it as token to the next '
+                       'tasks, they then need no new login)')
+                if result.get('changed'):
+                    record = change_record(result)
+                    msg += '. It changed the device: %s' % (record or 'see the registered result')
+                result.setdefault('warnings', []).append(msg)
         return result

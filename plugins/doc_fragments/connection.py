@@ -44,7 +44,8 @@ options:
       - Precedence, for each of O(token) and O(passphrase) on its own - the value on the task, else its environment
         variable. When both are available the token is used first and the passphrase only for that one new login.
       - A task that logged in again returns the new token as C(token) in its result (registered variable), and its output
-        is then hidden like with C(no_log). Give that token to the later tasks (for example the expression
+        is then hidden like with C(no_log), since Ansible can hide a result only whole; a warning says so, and what the task
+        changed (with the diff's before and after when run with C(--diff)). Give that token to the later tasks (for example
         C(previous.token | default(login.token))), so that they do not log in again.
       - If not set, the environment variable E(ENCEDO_HEM_TOKEN) is used, also when the task sets O(passphrase). Set it to an
         empty string to ignore that variable.
