@@ -153,10 +153,15 @@ class Transport(object):
                 resp = self._session.request(method, self.url + path, data=data, headers=headers, verify=self._verify,
                                              proxies=proxies, timeout=(min(timeout, CONNECT_TIMEOUT), timeout),
                                              allow_redirects=False, stream=True)
+                # The device closes the connection after its answer, whether or not it says so: never let
+                # the pool reuse it (a request on a closed connection would make a write "outcome unknown").
+                connection = getattr(resp.raw, 'connection', None)
                 try:
                     body = resp.raw.read(decode_content=True) if resp.raw is not None else b''
                 finally:
                     resp.close()
+                    if connection is not None:
+                        connection.close()
             return Answer(resp.status_code, body or b'', resp.headers)
         except requests.exceptions.SSLError as exc:
             raise TransportError(reason(exc), sent=False, tls=True)

@@ -5,6 +5,7 @@ emulator's faults (busy, 500, dropped connections, latency, expired tokens)."""
 from __future__ import annotations
 
 import json
+import threading
 import sys
 import time
 from pathlib import Path
@@ -201,3 +202,31 @@ def test_body_limit_is_checked_before_sending(device):
     with pytest.raises(C.HemError, match="7300"):
         client.post("/api/system/config", {"tls": {"crt": "A" * 8000}})
     assert device.log(0) == []
+
+
+class LingeringServer(LoopbackServer):
+    """Answers one request per connection without ``Connection: close``, then closes it a moment later
+    without reading more (as a device that closes every connection may)."""
+
+    def __init__(self):
+        self.count = 0
+        super().__init__()
+        self.url = "http://127.0.0.1:%d" % self.port
+
+    def handle(self, conn):
+        read_head(conn)
+        self.count += 1
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}")
+        threading.Timer(0.5, conn.close).start()
+
+
+def test_a_connection_is_never_reused_even_without_connection_close():
+    """A pooled connection would be dead by the next request: a POST on it would be "outcome unknown"."""
+    server = LingeringServer()
+    try:
+        client = C.HemClient(server.url, token="aaa.bbb.ccc")
+        for dummy in range(3):
+            assert client.post("/api/system/config", {"user": "x"}) == {}
+        assert server.count == 3
+    finally:
+        server.close()
