@@ -256,10 +256,15 @@ def test_requests_ca_bundle_cannot_override_the_choice(emulator, hem_playbook):
     emu = emulator(passphrase=PASSPHRASE, rtc_set=True)
     runner = hem_playbook(emu)
     # The environment trusts the emulator CA, the task does not: the task's choice wins.
-    run = runner.run_playbook(_tls_play(), env={"REQUESTS_CA_BUNDLE": emu.ca_file, "CURL_CA_BUNDLE": emu.ca_file})
+    other = emu.custody_ca_file
+    run = runner.run_playbook(_tls_play(other), env={"REQUESTS_CA_BUNDLE": emu.ca_file, "CURL_CA_BUNDLE": emu.ca_file})
+    assert run.rc != 0 and "CERTIFICATE_VERIFY_FAILED" in run.failed()[0].msg
+    # Without ca_path the default trust is requests' own: REQUESTS_CA_BUNDLE (documented), else certifi (no emulator CA).
+    run = runner.run_playbook(_tls_play(), env={"REQUESTS_CA_BUNDLE": emu.ca_file})
+    run.assert_ok()
+    run = runner.run_playbook(_tls_play())
     assert run.rc != 0 and "CERTIFICATE_VERIFY_FAILED" in run.failed()[0].msg
     # The environment points at another bundle, the task at the emulator CA: the task's choice wins.
-    other = emu.custody_ca_file
     run = runner.run_playbook(_tls_play("{{ hem_ca_path }}"), env={"REQUESTS_CA_BUNDLE": other, "CURL_CA_BUNDLE": other})
     run.assert_ok()
     # validate_certs: false is not undone by the environment either, and it warns.

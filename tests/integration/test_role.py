@@ -32,8 +32,8 @@ JWT_RE = re.compile(r"eyJ[\w-]{10,}\.eyJ[\w-]{10,}\.[\w-]{20,}")
 #   encedo_attestation GET /api/system/status, GET /api/system/version,
 #                      GET /api/system/config/attestation, GET /api/system/config
 #   encedo_config      GET /api/system/config
-#   encedo_tls (csr)   none: the served certificate is read from the TLS handshake
-NOOP_REQUESTS_PER_HOST = 9
+#   encedo_tls (csr)   GET /api/system/status (the served certificate comes with it)
+NOOP_REQUESTS_PER_HOST = 10
 
 
 def role_vars(emu, tmp_path, tls=True, attestation=True, **over):
