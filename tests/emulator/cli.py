@@ -28,7 +28,8 @@ def parse_args(argv=None):
         description="Emulate Encedo HEM devices over real HTTPS (test support for encedo.hem). "
                     "Prints one line 'READY {json}' when every device accepts connections.")
     ap.add_argument("--devices", type=int, default=1, metavar="N", help="number of emulated devices (default 1)")
-    ap.add_argument("--bind", default="127.0.0.1", metavar="ADDR", help="bind address (default 127.0.0.1)")
+    ap.add_argument("--bind", default="127.0.0.1", metavar="ADDR",
+                    help="bind address, IPv4 or IPv6 (e.g. ::1); the device certificates name it (default 127.0.0.1)")
     ap.add_argument("--port", type=int, default=8443, metavar="P", help="HTTPS port of device 0; device i uses P+i")
     ap.add_argument("--http-port", type=int, default=8080, metavar="P",
                     help="plain HTTP port of device 0; device i uses P+i")
