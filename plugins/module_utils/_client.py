@@ -56,7 +56,11 @@ from ansible_collections.encedo.hem.plugins.module_utils._login import (  # noqa
     recovery_phrase_keypair,
     x25519_shared,
 )
-from ansible_collections.encedo.hem.plugins.module_utils._transport import Answer, Transport, TransportError
+from ansible_collections.encedo.hem.plugins.module_utils._transport import (  # noqa: F401 pylint: disable=unused-import
+    Answer,
+    Transport,
+    TransportError,
+)
 
 #: Retry-After values are clamped to this many seconds.
 MAX_RETRY_AFTER = 10.0

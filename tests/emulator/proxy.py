@@ -40,7 +40,7 @@ def _read_head(conn):
 def _split_hostport(text, default_port):
     """'[::1]:443' / 'host:443' / 'host' -> (host, port)."""
     if text.startswith("["):
-        host, _, rest = text[1:].partition("]")
+        host, dummy, rest = text[1:].partition("]")
         return host, int(rest[1:]) if rest.startswith(":") else default_port
     if text.count(":") == 1:
         host, port = text.rsplit(":", 1)
@@ -150,7 +150,7 @@ class CountingProxy:
                 with self._lock:
                     self.requests.append(lines[0])
                 scheme_rest = target.split("://", 1)[1]
-                hostport, _, path = scheme_rest.partition("/")
+                hostport, dummy, path = scheme_rest.partition("/")
                 upstream = socket.create_connection(_split_hostport(hostport, 80), timeout=10)
                 head = [" ".join([method, "/" + path, lines[0].split()[2]])]
                 head += [line for line in lines[1:] if not line.lower().startswith("proxy-")]

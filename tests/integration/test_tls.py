@@ -49,6 +49,7 @@ def only_status_reads(log):
     """No login and no write: at most the unauthenticated status reads that bring the served certificate."""
     return len(log) <= 2 and all((e["method"], e["path"], e.get("auth")) == ("GET", "/api/system/status", "none") for e in log)
 
+
 def _name(cn):
     return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
 

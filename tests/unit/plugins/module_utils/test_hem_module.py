@@ -128,7 +128,7 @@ def test_client_overrides_make_a_new_client_from_the_same_options(capsys, monkey
     assert poller is not main and module.client() is main
     assert (poller.passphrase, poller.token, poller.retries, poller.timeout) == (None, None, 0, 5.0)
     assert (poller.url, poller.ca_path, poller._transport.proxy_url) == ("https://h", __file__, "http://proxy:3128")
-    other = module.client(**dict(M.POLL, url="http://h:8080", timeout=10))
+    other = module.client(**{**M.POLL, "url": "http://h:8080", "timeout": 10})
     assert (other.url, other.timeout) == ("http://h:8080", 10.0)
     trial = module.client(passphrase="new-pw", token=None)
     assert (trial.passphrase, trial.token, trial.retries) == ("new-pw", None, 3)
