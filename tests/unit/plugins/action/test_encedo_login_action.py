@@ -29,21 +29,42 @@ def test_every_module_runs_through_the_one_action_plugin():
     assert sorted(p.stem for p in (ROOT / "plugins" / "action").glob("*.py")) == ["encedo_login"]
 
 
-def run_plugin(monkeypatch, module_result):
+class _Task:
+    def __init__(self, action):
+        self.action = action
+
+
+def run_plugin(monkeypatch, module_result, action="encedo.hem.encedo_config"):
     """ActionModule.run with the module's result given (the module itself is not run)."""
     monkeypatch.setattr(A.NormalAction, "run", lambda self, tmp=None, task_vars=None: dict(module_result))
-    plugin = A.ActionModule.__new__(A.ActionModule)  # run() uses nothing set by __init__
+    plugin = A.ActionModule.__new__(A.ActionModule)  # run() uses only the task's action name
+    plugin._task = _Task(action)
     return plugin.run(task_vars={})
 
 
-@pytest.mark.parametrize("module_result,hidden", [
-    ({"changed": False, "token": TOKEN, "expires": 1, "scope": "system:config"}, True),   # encedo_login
-    ({"changed": True, "config": {"user": "u"}, "token": TOKEN}, True),                   # logged in again
-    ({"changed": True, "config": {"user": "u"}}, False),                                  # the usual result
-    ({"changed": False, "token": None}, False),
-    ({"failed": True, "msg": "GET /api/system/config answered HTTP 401: ..."}, False),    # failures stay visible
+@pytest.mark.parametrize("action,module_result,hidden", [
+    ("encedo.hem.encedo_login", {"changed": False, "token": TOKEN, "expires": 1, "scope": "system:config"}, True),
+    ("encedo_login", {"changed": False, "token": TOKEN, "expires": 1, "scope": "system:config"}, True),
+    ("encedo.hem.encedo_config", {"changed": True, "config": {"user": "u"}, "token": TOKEN}, True),     # logged in again
+    ("encedo.hem.encedo_config", {"changed": True, "config": {"user": "u"}}, False),                    # the usual result
+    ("encedo.hem.encedo_info", {"changed": False, "token": None}, False),
+    ("encedo.hem.encedo_info", {"failed": True, "msg": "GET /api/system/config answered HTTP 401: ..."}, False),   # failures stay visible
 ])
-def test_a_result_holding_a_token_is_hidden(monkeypatch, module_result, hidden):
-    result = run_plugin(monkeypatch, module_result)
+def test_a_result_holding_a_token_is_hidden(monkeypatch, action, module_result, hidden):
+    result = run_plugin(monkeypatch, module_result, action)
     assert bool(result.get("_ansible_no_log")) is hidden
-    assert {k: v for k, v in result.items() if k != "_ansible_no_log"} == module_result
+    renewed = hidden and not action.endswith("encedo_login")
+    assert bool(result.get("warnings")) is renewed          # a renewal says so; encedo_login's own result does not
+    assert {k: v for k, v in result.items() if k not in ("_ansible_no_log", "warnings")} == module_result
+
+
+def test_a_renewal_tells_what_changed_but_never_the_token(monkeypatch):
+    diff = {"before": {"user": "old", "hostname": "a", "token": "x"}, "after": {"user": "new", "hostname": "a", "token": TOKEN}}
+    result = run_plugin(monkeypatch, {"changed": True, "token": TOKEN, "diff": diff, "sent": ["user"]})
+    warning = result["warnings"][-1]
+    assert "logged in again" in warning and 'It changed the device: user: "old" -> "new"' in warning
+    assert TOKEN not in warning and "hostname" not in warning
+    result = run_plugin(monkeypatch, {"changed": True, "token": TOKEN, "sent": ["user", "origin"]})
+    assert result["warnings"][-1].endswith("It changed the device: sent: user, origin")
+    result = run_plugin(monkeypatch, {"changed": False, "token": TOKEN, "config": {}})
+    assert "It changed" not in result["warnings"][-1]
