@@ -192,6 +192,8 @@ def _new_session(transport):
 
     class Connection(HTTPConnection):
         def request(self, *args, **kwargs):
+            if self.sock is None:
+                self.connect()          # plain HTTP connects lazily: a refused connection has sent nothing
             transport.sent = True
             return super(Connection, self).request(*args, **kwargs)
 
@@ -205,6 +207,8 @@ def _new_session(transport):
                     transport.peer_certificate = None
 
         def request(self, *args, **kwargs):
+            if self.sock is None:
+                self.connect()
             transport.sent = True
             return super(TlsConnection, self).request(*args, **kwargs)
 

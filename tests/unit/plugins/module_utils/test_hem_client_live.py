@@ -230,3 +230,17 @@ def test_a_connection_is_never_reused_even_without_connection_close():
         assert server.count == 3
     finally:
         server.close()
+
+
+@pytest.mark.parametrize("scheme", ["http", "https"])
+def test_a_refused_connection_has_sent_nothing(scheme):
+    """A POST to a port where nothing listens never reached anybody: not "outcome unknown"."""
+    import socket
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    with pytest.raises(C.HemError) as err:
+        C.HemClient("%s://127.0.0.1:%d" % (scheme, port), token="aaa.bbb.ccc", timeout=2).post("/checkin", {"check": "x"})
+    assert not isinstance(err.value, C.HemOutcomeUnknown)
+    assert "cannot reach the device" in str(err.value) and "Connection refused" in str(err.value)
