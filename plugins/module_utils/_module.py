@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 from ansible.module_utils.basic import AnsibleModule, env_fallback
 
 from ansible_collections.encedo.hem.plugins.module_utils._client import TOKEN_PATH, HemClient, HemError
+from ansible_collections.encedo.hem.plugins.module_utils._fields import device_model  # noqa: F401 (the one model decision)
 
 #: option name -> environment variable used when the task does not set the option.
 ENV_VARS = {
@@ -63,17 +64,6 @@ def validate_url(url):
     if port == 0:
         return 'port 0 is not valid'
     return None
-
-
-def device_model(status, version):
-    """'ppa' or 'epa', from the hardware version (GET /api/system/version) when it names the model,
-    else from the fields only the PPA's MSC build has (status ``storage``, version ``uis``)."""
-    hwv = str(version.get('hwv', '')).upper()
-    if 'PPA' in hwv:
-        return 'ppa'
-    if 'EPA' in hwv:
-        return 'epa'
-    return 'ppa' if ('storage' in status or 'uis' in version) else 'epa'
 
 
 #: Seconds one status poll may take (HemModule.poller): a poll that hangs longer is retried by the next one.

@@ -46,7 +46,7 @@ def test_defaults_are_valid():
 @pytest.mark.parametrize("over,fragment", [
     (dict(user=""), "option user: must be 1 to 32"),
     (dict(user="x" * 33), "option user: must be 1 to 32 characters .at most 32 per the OpenAPI"),
-    (dict(user="tab\there"), r"option user: character 4 is a tab \(U\+0009\); allowed: printable"),
+    (dict(user="tab\there"), r"option user: character 4 is a tab \(U\+0009\); allowed: 1 to 32 printable characters"),
     (dict(user="bell\x07"), "option user: character 5 is the control character U\\+0007"),
     (dict(email="not-an-address"), "option email: 'not-an-address' is not an e-mail address of the form name@domain"),
     (dict(email="a@" + "b" * 62), "option email: must be at most 63 characters .the limit of the web manager"),
