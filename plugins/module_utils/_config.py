@@ -20,9 +20,8 @@ import re
 import time
 
 from ansible_collections.encedo.hem.plugins.module_utils._client import HemError, x25519_shared
-from ansible_collections.encedo.hem.plugins.module_utils._fields import (  # noqa: F401 (re-exported for the modules)
-    FIELDS, SECTORS_PER_GIB, SETTABLE, STORAGE_MODE_NAMES, STORAGE_MODES, FieldError, check, describe_char, device_model,
-    options_of, storage_mode_value,
+from ansible_collections.encedo.hem.plugins.module_utils._fields import (  # noqa: F401 (STORAGE_MODES: the names, for callers)
+    FIELDS, STORAGE_MODE_NAMES, STORAGE_MODES, FieldError, check, device_model, options_of, storage_mode_value,
 )
 
 # Keys of GET /api/system/config that are not configuration: per-request values

@@ -34,10 +34,12 @@ attributes:
 options:
   user:
     description:
-      - The user name (display name) of the device, at most 32 characters (the limit of the device's API; the vendor's web
-        manager allows letters, digits and blanks only, which the device does not require).
-      - Tabs, line breaks and other control characters are refused before anything is sent (nearly always a
-        copy-and-paste or templating accident), as in M(encedo.hem.encedo_init); the message names the character.
+      - The user name (display name) of the device, 1 to 32 characters (32 is the limit of the device's API; the vendor's
+        web manager allows letters, digits and blanks only, which the device does not require; empty is refused as a likely
+        unset variable).
+      - Tabs, line breaks and other control or invisible characters are refused before anything is sent (nearly always a
+        copy-and-paste or templating accident); the message names the character. The same rules as
+        M(encedo.hem.encedo_init) (one table of fields serves both modules).
     type: str
   email:
     description:
@@ -138,6 +140,8 @@ options:
   hostname:
     description:
       - The host name the device was personalised with. The device does not allow changing it afterwards.
+      - A DNS name, as in M(encedo.hem.encedo_init) - labels of 1 to 63 letters, digits and hyphens (not at the start or end
+        of a label) separated by dots, at most 253 characters; a name that module refuses is refused before any request.
       - Use it to assert the value. When it differs (case and a trailing dot ignored), the task fails before sending
         anything; only a factory reset and a new personalisation change it.
     type: str
@@ -145,6 +149,7 @@ options:
     description:
       - The IP address (CIDR form, V(192.168.7.1/24)) the device was personalised with. The device does not allow changing
         it afterwards.
+      - An IPv4 host address, with a prefix of 8 to 30 when one is given (the limits of M(encedo.hem.encedo_init)).
       - Use it to assert the value. Without a prefix length only the address is compared. When it differs, the task fails
         before sending anything.
     type: str

@@ -320,7 +320,7 @@ from ansible_collections.encedo.hem.plugins.module_utils._config import (
     wait_for_format,
 )
 from ansible_collections.encedo.hem.plugins.module_utils import _fields, _rcw
-from ansible_collections.encedo.hem.plugins.module_utils._fields import PPA_ONLY, SECTORS_PER_GIB, canonical_cidr  # noqa: F401
+from ansible_collections.encedo.hem.plugins.module_utils._fields import PPA_ONLY, SECTORS_PER_GIB
 from ansible_collections.encedo.hem.plugins.module_utils._module import HemModule
 
 INIT_PATH = '/api/auth/init'

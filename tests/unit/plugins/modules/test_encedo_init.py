@@ -21,6 +21,7 @@ except ImportError:  # run without the collection link on sys.path
     from ansible_collections.encedo.hem.plugins.modules import encedo_init as M
 from ansible_collections.encedo.hem.plugins.module_utils import _client as C
 from ansible_collections.encedo.hem.plugins.module_utils import _config as CFG
+from ansible_collections.encedo.hem.plugins.module_utils import _fields
 
 
 # The BIP39 test phrase "abandon" x 23 + "art" (24 words, valid checksum; trezor/python-mnemonic vectors.json).
@@ -112,7 +113,7 @@ def test_the_six_storage_modes_are_the_web_managers():
 
 @pytest.mark.parametrize("value", ["192.168.7.1/24", "127.0.0.1/8", "10.1.2.2/30"])
 def test_canonical_cidr_accepts(value):
-    assert M.canonical_cidr(value) == value
+    assert _fields.canonical_cidr(value) == value
     M.validate(params(ip=value))
 
 
