@@ -36,9 +36,6 @@ class ConfigError(Exception):
     """A request that cannot be honoured; raised before anything is sent to the device."""
 
 
-_STORAGE_MODE_NAMES = STORAGE_MODE_NAMES
-
-
 def storage_encryption(mode):
     """'ctr' or 'xts' for the manager's storage_mode values, None for any other value."""
     if mode in (0x50, 0x51, 0x53):
@@ -120,7 +117,7 @@ def _storage_mode(value):
 
 def storage_mode_name(mode):
     """The name of a storage_mode value (None for a value the vendor's clients never send)."""
-    return _STORAGE_MODE_NAMES.get(mode)
+    return STORAGE_MODE_NAMES.get(mode)
 
 
 def normalise(name, value):

@@ -148,8 +148,7 @@ FIELDS = dict((f.name, f) for f in (
           source='OpenAPI POST /api/system/config tls; served after a reboot'),
 ))
 
-#: The fields an encedo_config task may change / an encedo_init task may set.
-SETTABLE = tuple(name for name, f in FIELDS.items() if f.settable and 'config' in f.options)
+#: The fields only the PPA (MSC build) has.
 PPA_ONLY = tuple(name for name, f in FIELDS.items() if f.models == PPA)
 
 
