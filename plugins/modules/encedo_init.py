@@ -505,10 +505,10 @@ def check_personalised(module, client, model):
     wanted = {'hostname': params['hostname']}
     if model == 'ppa' and params['ip'] is not None:
         wanted['ip'] = params['ip']
-    for name, value in sorted(wanted.items()):
-        if name in config and str(config[name]).lower() != str(value).lower():
+    for name in _rcw.changed_fields(config, wanted, same=lambda name, want, have: str(want).lower() == str(have).lower()):
+        if name in config:
             module.warn('the device was personalised with %s %r, not %r; it cannot be changed without a wipe'
-                        % (name, config[name], value))
+                        % (name, config[name], wanted[name]))
     return result
 
 
