@@ -188,11 +188,6 @@ def validate(params):
     return desired
 
 
-def is_msc(current):
-    """True for a PPA (MSC build), from its configuration (_fields.device_model)."""
-    return device_model(config=current) == "ppa"
-
-
 def current_values(current):
     """The device's fields in canonical form (fields it lacks or reports unreadably are left out)."""
     values = {}
@@ -249,7 +244,7 @@ def plan_update(current, desired, allow_reformat=False):
     encryption (CTR/XTS, in ``storage_mode``) without ``allow_reformat``.
     ``plan.reformat`` is true when the device will format its storage (the module waits).
     """
-    msc = is_msc(current)
+    msc = device_model(config=current) == "ppa"
     have = current_values(current)
     problems = []
     delta, before, after = {}, {}, {}

@@ -212,8 +212,8 @@ def test_msc_fields_on_an_epa_are_refused():
 
 
 def test_model_detection():
-    assert C.is_msc(ppa_config()) is True
-    assert C.is_msc(epa_config()) is False
+    assert C.device_model(config=ppa_config()) == "ppa"
+    assert C.device_model(config=epa_config()) == "epa"
 
 
 def test_hostname_change_after_personalisation_is_refused():
