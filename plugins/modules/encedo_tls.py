@@ -471,7 +471,8 @@ def state_present(module, client, inputs, served):
     cert = inputs['cert']
     facts = _x509.certificate_facts(served) if served is not None else None
     result = dict(changed=False, reboot_required=False, sent=[], certificate=facts)
-    if served is not None and _x509.cert_der(served) == _x509.cert_der(cert):
+    have = {'certificate': _x509.cert_der(served)} if served is not None else {}
+    if not _rcw.changed_fields(have, {'certificate': _x509.cert_der(cert)}):
         return result
     new_facts = _x509.certificate_facts(cert)
     host = _x509.parse_url(p['url'])[0]
