@@ -20,8 +20,8 @@ import re
 import time
 
 from ansible_collections.encedo.hem.plugins.module_utils._client import HemError, x25519_shared
-from ansible_collections.encedo.hem.plugins.module_utils._fields import (  # noqa: F401 (STORAGE_MODES: the names, for callers)
-    FIELDS, STORAGE_MODE_NAMES, STORAGE_MODES, FieldError, check, device_model, options_of, storage_mode_value,
+from ansible_collections.encedo.hem.plugins.module_utils._fields import (
+    FIELDS, STORAGE_MODE_NAMES, FieldError, check, device_model, options_of, storage_mode_value,
 )
 
 # Keys of GET /api/system/config that are not configuration: per-request values

@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 from ansible.module_utils.basic import AnsibleModule, env_fallback
 
 from ansible_collections.encedo.hem.plugins.module_utils._client import TOKEN_PATH, HemClient, HemError
-from ansible_collections.encedo.hem.plugins.module_utils._fields import device_model  # noqa: F401 (the one model decision)
+from ansible_collections.encedo.hem.plugins.module_utils._fields import device_model  # noqa: F401 pylint: disable=unused-import
 
 #: option name -> environment variable used when the task does not set the option.
 ENV_VARS = {

@@ -334,6 +334,8 @@ REBOOT_FIELDS = ('ip', 'storage_mode', 'storage_disk0size')
 #: "Factory-default device IP"; no source gives the storage layout of a fresh device, taken as the web
 #: manager's default one (as the emulator does) - so these are the defaults above.
 FACTORY_VALUES = dict((name, PPA_DEFAULTS[name]) for name in REBOOT_FIELDS)
+
+
 def validate(params):
     """Check every option before any request. Raises ValueError with a user-facing message.
 

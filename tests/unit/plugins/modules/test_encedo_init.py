@@ -20,7 +20,6 @@ except ImportError:  # run without the collection link on sys.path
     sys.path.insert(0, str(Path(__file__).resolve().parents[4] / "build" / "collections"))
     from ansible_collections.encedo.hem.plugins.modules import encedo_init as M
 from ansible_collections.encedo.hem.plugins.module_utils import _client as C
-from ansible_collections.encedo.hem.plugins.module_utils import _config as CFG
 from ansible_collections.encedo.hem.plugins.module_utils import _fields
 
 
@@ -107,8 +106,8 @@ def test_the_six_storage_modes_are_the_web_managers():
         for mode, mode_name in enumerate(("readonly", "writable")):
             for enc, enc_name in enumerate(("ctr", "xts")):
                 name = "%s_%s" % (show_name, enc_name) if show_name == "hidden" else "%s_%s_%s" % (show_name, mode_name, enc_name)
-                assert CFG.STORAGE_MODES[name] == manager[show][mode][enc]
-    assert sorted(CFG.STORAGE_MODES.values()) == [80, 81, 83, 160, 161, 163]
+                assert _fields.STORAGE_MODES[name] == manager[show][mode][enc]
+    assert sorted(_fields.STORAGE_MODES.values()) == [80, 81, 83, 160, 161, 163]
 
 
 @pytest.mark.parametrize("value", ["192.168.7.1/24", "127.0.0.1/8", "10.1.2.2/30"])
