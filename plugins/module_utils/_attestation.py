@@ -62,6 +62,8 @@ import datetime
 import hashlib
 import re
 
+from ansible_collections.encedo.hem.plugins.module_utils import _x509
+
 try:
     from cryptography import x509
     from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
@@ -92,14 +94,13 @@ class AttestationError(Exception):
 # ---------------------------------------------------------------------------- decoding
 
 def b64decode_any(text, what):
-    """Decode standard or URL-safe base64, padding optional (the device accepts both)."""
+    """Decode standard or URL-safe base64, padding optional (the device accepts both): _x509.b64decode_strict,
+    with ``what`` named in the error."""
     if not isinstance(text, str) or not text.strip():
         raise AttestationError("%s is empty or not a string" % what)
-    data = text.strip().replace("-", "+").replace("_", "/").rstrip("=")
-    data += "=" * (-len(data) % 4)
     try:
-        return base64.b64decode(data, validate=True)
-    except (binascii.Error, ValueError) as exc:
+        return _x509.b64decode_strict(text)
+    except ValueError as exc:
         raise AttestationError("%s is not valid base64 (%s)" % (what, exc)) from exc
 
 
@@ -139,21 +140,13 @@ def parse_token(text):
 
 
 def load_certificate(data, what="certificate"):
-    """One certificate from PEM text, base64 DER text, or DER bytes."""
+    """One certificate from PEM text, base64 DER text, or DER bytes (_x509.load_certificate, ``what`` named in the error)."""
+    if not isinstance(data, (str, bytes)) or not data.strip():
+        raise AttestationError("%s is empty or not a string" % what)
     try:
-        if isinstance(data, bytes):
-            if data.lstrip().startswith(b"-----BEGIN"):
-                return x509.load_pem_x509_certificate(data.strip())
-            return x509.load_der_x509_certificate(data)
-        if not isinstance(data, str) or not data.strip():
-            raise AttestationError("%s is empty or not a string" % what)
-        if "-----BEGIN" in data:
-            return x509.load_pem_x509_certificate(data.strip().encode("ascii"))
-        return x509.load_der_x509_certificate(b64decode_any(data, what))
-    except AttestationError:
-        raise
-    except (ValueError, TypeError, UnicodeError) as exc:
-        raise AttestationError("%s is not a valid X.509 certificate (%s)" % (what, exc)) from exc
+        return _x509.load_certificate(data)
+    except _x509.X509Error as exc:
+        raise AttestationError("%s %s" % (what, exc)) from exc
 
 
 def load_public_key(data, what="public key"):
@@ -173,12 +166,8 @@ def load_public_key(data, what="public key"):
         raise AttestationError("%s is not a valid public key (%s)" % (what, exc)) from exc
 
 
-def spki_der(public_key):
-    return public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-
-
-def cert_der(cert):
-    return cert.public_bytes(serialization.Encoding.DER)
+spki_der = _x509.spki_der
+cert_der = _x509.cert_der
 
 
 def cert_b64(cert):
@@ -214,9 +203,9 @@ def parse_trust_anchors(pem_text, option):
     anchors = []
     for index, block in enumerate(blocks, 1):
         try:
-            cert = x509.load_pem_x509_certificate(block.encode("ascii"))
-        except (ValueError, UnicodeError) as exc:
-            raise AttestationError("%s: certificate %d of %d cannot be parsed (%s)" % (option, index, len(blocks), exc)) from exc
+            cert = _x509.load_certificate(block)
+        except _x509.X509Error as exc:
+            raise AttestationError("%s: certificate %d of %d cannot be parsed (it %s)" % (option, index, len(blocks), exc)) from exc
         why = _is_ca(cert)
         if why:
             raise AttestationError("%s: certificate %d of %d (%s) is not a CA certificate: %s; give the custody CA, "

@@ -3,7 +3,7 @@
 #
 # This module_utils file is PRIVATE to the encedo.hem collection. It may change or
 # disappear without notice; do not import it from outside the collection.
-"""Field table, normalisation and delta logic of ``POST /api/system/config``.
+"""Normalisation and delta logic of ``POST /api/system/config`` (the fields are _fields.FIELDS).
 
 Pure logic, no I/O: the ``encedo_config`` module reads the device configuration,
 hands it to :func:`plan_update` together with what the user asked for, and POSTs
@@ -20,15 +20,13 @@ import re
 import time
 
 from ansible_collections.encedo.hem.plugins.module_utils._client import HemError, x25519_shared
-
-MASK = "********"
+from ansible_collections.encedo.hem.plugins.module_utils._fields import (
+    FIELDS, STORAGE_MODE_NAMES, FieldError, check, device_model, options_of, storage_mode_value,
+)
 
 # Keys of GET /api/system/config that are not configuration: per-request values
 # (the rotation nonce and session key, the current time) and the last-update stamp.
 NOISE = frozenset(("nonce", "spk", "iat", "uts"))
-
-# Keys only an MSC build (PPA) reports; their presence tells the model.
-MSC_MARKERS = ("storage_mode", "storage_disk0size", "storage_capacity", "genuine_id")
 
 # The three fields of a user passphrase rotation, always sent together.
 ROTATION_FIELDS = ("userkey", "userkey_hmac", "userkey_nonce")
@@ -36,54 +34,6 @@ ROTATION_FIELDS = ("userkey", "userkey_hmac", "userkey_nonce")
 
 class ConfigError(Exception):
     """A request that cannot be honoured; raised before anything is sent to the device."""
-
-
-class Field(object):
-    """One configuration field of the device.
-
-    kind: ``str``, ``bool``, ``int``, ``email``, ``hostname`` or ``ip``.
-    msc_only: exists on the PPA (MSC build) only.
-    reboot: the device applies a change at the next boot (network and storage settings).
-    destructive: changing it destroys data (needs an explicit opt-in).
-    settable: can be changed after personalisation.
-    """
-
-    __slots__ = ("name", "kind", "minimum", "maximum", "max_length", "msc_only", "reboot", "destructive", "settable", "allowed")
-
-    def __init__(self, name, kind, minimum=None, maximum=None, max_length=None, msc_only=False, reboot=False,
-                 destructive=False, settable=True, allowed=""):
-        self.name = name
-        self.kind = kind
-        self.minimum = minimum
-        self.maximum = maximum
-        self.max_length = max_length
-        self.msc_only = msc_only
-        self.reboot = reboot
-        self.destructive = destructive
-        self.settable = settable
-        self.allowed = allowed
-
-    def __repr__(self):
-        return "Field(%r)" % self.name
-
-
-# Named storage_mode values: the six the vendor web manager sends (build.js
-# layeredStorageEncrSet [disk 0 shown][disk 0 mode][disk 1 encryption]; labels from
-# index.html: "Show regular disk on start", "Regular disk on start: Read-only/Writable",
-# "Storage encryption mode: CTR/XTS"). encedo_init uses the same names.
-STORAGE_MODES = {
-    'shown_readonly_ctr': 0x51,     # 81
-    'shown_readonly_xts': 0xA1,     # 161
-    'shown_writable_ctr': 0x53,     # 83
-    'shown_writable_xts': 0xA3,     # 163
-    'hidden_ctr': 0x50,             # 80
-    'hidden_xts': 0xA0,             # 160
-}
-_STORAGE_MODE_NAMES = dict((v, k) for k, v in STORAGE_MODES.items())
-STORAGE_MODES_ALLOWED = ', '.join('%s (%d)' % (name, value) for name, value in sorted(STORAGE_MODES.items(), key=lambda kv: kv[1]))
-
-# Sectors of 512 bytes in one GiB: the vendor manager's unit for storage_disk0size (build.js: size in GiB x 2097152).
-SECTORS_PER_GIB = 2097152
 
 
 def storage_encryption(mode):
@@ -95,61 +45,12 @@ def storage_encryption(mode):
     return None
 
 
-# Every limit below traces to a source (docs/fidelity.md, "Configuration fields"):
-# - user: at most 32 characters - the OpenAPI file (POST /api/system/config, user maxLength 32).
-#   The manager's form (2-63 of [a-zA-Z0-9 ]) is stricter on characters and looser on length;
-#   the OpenAPI wins, and the character rule is the form's, not the device's.
-# - email: at most 63 characters, one @ and no blanks, or empty; origin: at most 63 characters. The
-#   OpenAPI gives no length; the vendor manager's fields stop at 63 (index.html maxlength), which
-#   suggests a 64-byte buffer in the firmware. Kept to protect the user: a longer value may be
-#   refused or stored shortened, and a shortened value makes every run report a change. An empty
-#   origin (no browser may call the API) stays allowed: refusing it protects nobody. The
-#   same limits as encedo_init's. The e-mail form check is weaker than the manager's
-#   type="email", so nothing the vendor client sends is refused; it catches typos.
-# - ctx: 0 to 4294967295. The OpenAPI says only "integer" (the vendor's clients send 0); kept
-#   to protect the user: a context number outside what a 32-bit unsigned field holds, or a
-#   negative one, may be stored as another value, and the task would then report a change at
-#   every run. The emulator accepts any integer JSON carries exactly.
-# - http_option_dosprot_mode: 0 to 4 - the OpenAPI file (minimum 0, maximum 4).
-# - storage_mode: one of the six values the manager sends, by name or number (STORAGE_MODES).
-#   The OpenAPI says only "integer"; kept because no source says what any other value does to
-#   the disks.
-# - storage_disk0size: 0 to the device's storage_capacity (GET /api/system/config, "total usable
-#   sectors"; checked in plan_update). Any whole number of sectors: the vendor's own sample
-#   (seed-system-configuration.md) holds 8388607, not a whole GiB.
-# - hostname, ip: only compared with the device (not settable); DNS name / IP address syntax.
-FIELDS = dict((f.name, f) for f in (
-    Field("user", "str", max_length=32, allowed="a string of at most 32 characters"),
-    Field("email", "email", max_length=63,
-          allowed="an e-mail address of at most 63 characters such as admin@example.com, or an empty string"),
-    Field("origin", "str", max_length=63,
-          allowed="a CORS allow-list of at most 63 characters such as '*', 'https://app.example.com' or '*.example.com'"),
-    Field("allow_keysearch", "bool", allowed="a boolean"),
-    Field("trusted_ts", "bool", allowed="a boolean"),
-    Field("trusted_backend", "bool", allowed="a boolean"),
-    Field("ctx", "int", minimum=0, maximum=4294967295, allowed="an integer from 0 to 4294967295"),
-    Field("http_option_hsts", "bool", allowed="a boolean"),
-    Field("http_option_dosprot_mode", "int", minimum=0, maximum=4,
-          allowed="an integer from 0 (off) to 4 (request timeout in 0.5 s steps)"),
-    Field("dnsd", "bool", msc_only=True, reboot=True, allowed="a boolean"),
-    # Disk 0 visibility and mode apply "on start" (index.html labels): a reboot.
-    Field("storage_mode", "storage_mode", msc_only=True, reboot=True, allowed="one of " + STORAGE_MODES_ALLOWED),
-    # A new size is applied by a disk format the device starts at once (OpenAPI: "change triggers
-    # a reformat"); the module waits for it, as the manager does (storageChange), no reboot.
-    Field("storage_disk0size", "int", minimum=0, msc_only=True, destructive=True,
-          allowed="an integer >= 0 (sectors of 512 bytes, 2097152 per GiB), at most the device's storage_capacity"),
-    Field("hostname", "hostname", settable=False, allowed="a DNS name"),
-    Field("ip", "ip", settable=False, allowed="an IPv4 address, optionally with a prefix length (192.168.7.1/24)"),
-))
-
-SETTABLE = tuple(name for name, f in FIELDS.items() if f.settable)
-MSC_ONLY = tuple(name for name, f in FIELDS.items() if f.msc_only)
+# The field table (types, limits with their sources, models, reboot/reformat) is _fields.FIELDS.
+READABLE = tuple(name for name, f in FIELDS.items() if not f.write_only)
 
 _TRUE = frozenset(("1", "true", "yes", "on", "y", "t"))
 _FALSE = frozenset(("0", "false", "no", "off", "n", "f"))
 _INT_RE = re.compile(r"^\s*[+-]?\d+\s*$")
-_EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+$")
-_LABEL_RE = re.compile(r"^(?!-)[a-z0-9_-]{1,63}(?<!-)$")
 
 
 class _Invalid(ValueError):
@@ -207,35 +108,6 @@ def _ip(value):
         raise _Invalid("is %r, not an IP address (with an optional /prefix)" % (text,))
 
 
-def storage_mode_value(value, option="storage_mode"):
-    """The number of a storage_mode given by name or number (decimal or 0x-hex), one of STORAGE_MODES.
-
-    Raises ValueError naming ``option`` and listing the allowed values. A limit kept to protect the
-    user: the firmware's type is an integer, but only these six values are documented (by the web
-    manager); what another value would do to the storage is unknown.
-    """
-    number = None
-    if isinstance(value, int) and not isinstance(value, bool):
-        number = value
-    elif isinstance(value, float) and value.is_integer():
-        number = int(value)
-    elif isinstance(value, str):
-        text = value.strip().lower()
-        if text in STORAGE_MODES:
-            return STORAGE_MODES[text]
-        for base in (0, 10):
-            try:
-                number = int(text, base)
-                break
-            except ValueError:
-                pass
-    if number not in _STORAGE_MODE_NAMES:
-        raise ValueError("option %s: %r is not one of the storage modes the Encedo web manager sets: %s. Other values are "
-                         "refused because their meaning is not documented"
-                         % (option, value, ", ".join("%s (%d, 0x%02X)" % (n, v, v) for n, v in STORAGE_MODES.items())))
-    return number
-
-
 def _storage_mode(value):
     try:
         return storage_mode_value(value)
@@ -245,7 +117,7 @@ def _storage_mode(value):
 
 def storage_mode_name(mode):
     """The name of a storage_mode value (None for a value the vendor's clients never send)."""
-    return _STORAGE_MODE_NAMES.get(mode)
+    return STORAGE_MODE_NAMES.get(mode)
 
 
 def normalise(name, value):
@@ -291,79 +163,35 @@ def wire(name, value):
     return value
 
 
-CHAR_NAMES = {"\t": "a tab", "\n": "a line break", "\r": "a carriage return", " ": "a space", "\x00": "a NUL"}
-
-
-def describe_char(char):
-    """How a message names one character: 'a tab (U+0009)', "'_'", 'the control character U+001B'."""
-    if char in CHAR_NAMES:
-        return "%s (U+%04X)" % (CHAR_NAMES[char], ord(char))
-    if char.isprintable():
-        return repr(char)
-    return "the control character U+%04X" % ord(char)
-
-
-def _problem(name, value):
-    """None when ``value`` (canonical) is within the field's limits, else what is wrong."""
-    field = FIELDS[name]
-    if field.kind in ("str", "email"):
-        # Control characters are refused to protect the user, as encedo_init does (no source forbids them): in a
-        # label, address or CORS list they are nearly always a copy-and-paste or templating accident.
-        for position, char in enumerate(value, 1):
-            if not char.isprintable() and char != " ":
-                return "has %s at character %d (tabs, line breaks and other control characters are refused)" % (
-                    describe_char(char), position)
-    if field.kind in ("str", "email", "hostname") and field.max_length is not None and len(value) > field.max_length:
-        return "is %d characters long" % len(value)
-    if field.kind == "int":
-        if field.minimum is not None and value < field.minimum:
-            return "is %d" % value
-        if field.maximum is not None and value > field.maximum:
-            return "is %d" % value
-    if field.kind == "email" and value and not _EMAIL_RE.match(value):
-        return "is %r, which does not look like an e-mail address" % value
-    if field.kind == "hostname" and (not value or len(value) > 253 or not all(_LABEL_RE.match(label) for label in value.split("."))):
-        return "is %r, not a valid DNS name" % value
-    return None
-
-
 def validate(params):
     """Check and normalise what the user asked for; no device needed.
 
-    ``params``: option name -> value, ``None`` meaning "not set" (left alone).
-    Returns option name -> canonical value for the options that are set.
-    Raises ConfigError naming every bad option, the problem and what is allowed.
+    ``params``: option name -> value, ``None`` meaning "not set" (left alone). The rules are the field
+    table's (_fields.check), the same as encedo_init's. Returns option name -> canonical value for the
+    options that are set. Raises ConfigError naming every bad option, the problem and what is allowed.
     """
-    desired = {}
-    problems = []
-    for name in FIELDS:
-        value = params.get(name)
+    desired, problems = {}, []
+    for field in options_of("config"):
+        value = params.get(field.name)
         if value is None:
             continue
         try:
-            canonical = normalise(name, value)
+            if field.kind in ("bool", "int", "str", "email"):
+                value = normalise(field.name, value)    # "yes", " 2 ": the spellings Ansible's own types accept
+            desired[field.name] = normalise(field.name, check(field.name, value, "config"))
+        except FieldError as exc:
+            problems.append(str(exc))
         except ValueError as exc:
-            problems.append("option '%s' %s; allowed: %s" % (name, exc, FIELDS[name].allowed))
-            continue
-        problem = _problem(name, canonical)
-        if problem:
-            problems.append("option '%s' %s; allowed: %s" % (name, problem, FIELDS[name].allowed))
-            continue
-        desired[name] = canonical
+            problems.append("option %s: %s; allowed: %s" % (field.name, exc, field.allowed))
     if problems:
         raise ConfigError("invalid configuration, nothing was sent to the device: " + "; ".join(problems))
     return desired
 
 
-def is_msc(current):
-    """True for a PPA (MSC build): its configuration carries the storage / secure element fields."""
-    return any(key in current for key in MSC_MARKERS)
-
-
 def current_values(current):
     """The device's fields in canonical form (fields it lacks or reports unreadably are left out)."""
     values = {}
-    for name in FIELDS:
+    for name in READABLE:
         if name not in current:
             continue
         try:
@@ -379,7 +207,7 @@ def public_config(current):
     for key, value in current.items():
         if key in NOISE or key in ROTATION_FIELDS:
             continue
-        if key in FIELDS:
+        if key in READABLE:
             try:
                 value = wire(key, normalise(key, value))
             except ValueError:
@@ -416,7 +244,7 @@ def plan_update(current, desired, allow_reformat=False):
     encryption (CTR/XTS, in ``storage_mode``) without ``allow_reformat``.
     ``plan.reformat`` is true when the device will format its storage (the module waits).
     """
-    msc = is_msc(current)
+    msc = device_model(config=current) == "ppa"
     have = current_values(current)
     problems = []
     delta, before, after = {}, {}, {}
@@ -427,7 +255,7 @@ def plan_update(current, desired, allow_reformat=False):
             continue
         field = FIELDS[name]
         want = desired[name]
-        if field.msc_only and not msc:
+        if field.settable and "epa" not in field.models and not msc:
             problems.append("option '%s' exists only on the PPA (MSC build); this device is an EPA, which has no such setting" % name)
             continue
         if name in have and same(name, want, have[name]):
@@ -437,7 +265,7 @@ def plan_update(current, desired, allow_reformat=False):
                             "only a factory reset and a new personalisation change it"
                             % (name, wire(name, have[name]) if name in have else None, wire(name, want)))
             continue
-        if field.destructive and not allow_reformat:
+        if field.reformat and not allow_reformat:
             problems.append("changing '%s' from %r to %r makes the device reformat its storage and erase its data "
                             "(disk 0 and disk 1 are resized); set allow_reformat=true to allow it" % (name, have.get(name), want))
             continue
@@ -464,7 +292,7 @@ def plan_update(current, desired, allow_reformat=False):
         before[name] = wire(name, have[name]) if name in have else None
         after[name] = wire(name, want)
         reboot = reboot or field.reboot
-        reformat = reformat or field.destructive
+        reformat = reformat or field.reformat
     if problems:
         raise ConfigError("nothing was sent to the device: " + "; ".join(problems))
     return Plan(delta, before, after, reboot, "ppa" if msc else "epa", reformat)
@@ -480,16 +308,6 @@ def apply_delta(current, delta):
     result = dict(current)
     result.update(delta)
     return result
-
-
-def diff(before, after, rotation=False):
-    """An Ansible diff of the changed fields only; the passphrase is never shown."""
-    before = dict(before)
-    after = dict(after)
-    if rotation:
-        before["passphrase"] = MASK
-        after["passphrase"] = MASK + " (rotated)"
-    return {"before": before, "after": after}
 
 
 def rotation_fields(new_private, new_public_b64, current):

@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 from ansible.module_utils.basic import AnsibleModule, env_fallback
 
 from ansible_collections.encedo.hem.plugins.module_utils._client import HemClient, HemError
+from ansible_collections.encedo.hem.plugins.module_utils._fields import device_model  # noqa: F401 pylint: disable=unused-import
 
 #: option name -> environment variable used when the task does not set the option.
 ENV_VARS = {
@@ -83,17 +84,6 @@ def validate_proxy_url(proxy_url):
     if not parts.hostname:
         return 'it has no host name'
     return None
-
-
-def device_model(status, version):
-    """'ppa' or 'epa', from the hardware version (GET /api/system/version) when it names the model,
-    else from the fields only the PPA's MSC build has (status ``storage``, version ``uis``)."""
-    hwv = str(version.get('hwv', '')).upper()
-    if 'PPA' in hwv:
-        return 'ppa'
-    if 'EPA' in hwv:
-        return 'epa'
-    return 'ppa' if ('storage' in status or 'uis' in version) else 'epa'
 
 
 #: Seconds one status poll may take: a poll that hangs longer is retried by the next one.

@@ -9,7 +9,6 @@ Everything raises X509Error with a user-facing message; the caller names the opt
 
 from __future__ import annotations
 
-import base64
 import binascii
 import datetime
 import hashlib
@@ -18,7 +17,7 @@ import re
 
 from urllib.parse import urlsplit
 
-from ansible_collections.encedo.hem.plugins.module_utils._client import HemError, HemTlsError
+from ansible_collections.encedo.hem.plugins.module_utils._client import HemError, HemTlsError, b64decode_any
 
 try:
     from cryptography import x509
@@ -47,8 +46,9 @@ class X509Error(Exception):
 # ------------------------------------------------------------------------ encodings
 
 def b64decode_strict(text):
-    """Decode standard or URL-safe base64, padding optional, whitespace ignored.
+    """Decode standard or URL-safe base64, padding optional, whitespace ignored (_client.b64decode_any, checked first).
 
+    The one base64 decoder of certificates, keys and attestation tokens (_attestation uses it too).
     Raises ValueError on anything that is not base64.
     """
     if isinstance(text, bytes):
@@ -58,11 +58,11 @@ def b64decode_strict(text):
     text = "".join(text.split())
     if not text or not _B64_CHARS.match(text):
         raise ValueError("not base64")
-    text = text.rstrip("=").replace("-", "+").replace("_", "/")
+    text = text.rstrip("=")
     if len(text) % 4 == 1:
         raise ValueError("bad base64 length")
     try:
-        return base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
+        return b64decode_any(text)
     except (binascii.Error, ValueError) as exc:
         raise ValueError("not base64") from exc
 

@@ -34,10 +34,12 @@ attributes:
 options:
   user:
     description:
-      - The user name (display name) of the device, at most 32 characters (the limit of the device's API; the vendor's web
-        manager allows letters, digits and blanks only, which the device does not require).
-      - Tabs, line breaks and other control characters are refused before anything is sent (nearly always a
-        copy-and-paste or templating accident), as in M(encedo.hem.encedo_init); the message names the character.
+      - The user name (display name) of the device, 1 to 32 characters (32 is the limit of the device's API; the vendor's
+        web manager allows letters, digits and blanks only, which the device does not require; empty is refused as a likely
+        unset variable).
+      - Tabs, line breaks and other control or invisible characters are refused before anything is sent (nearly always a
+        copy-and-paste or templating accident); the message names the character. The same rules as
+        M(encedo.hem.encedo_init) (one table of fields serves both modules).
     type: str
   email:
     description:
@@ -138,6 +140,8 @@ options:
   hostname:
     description:
       - The host name the device was personalised with. The device does not allow changing it afterwards.
+      - A DNS name, as in M(encedo.hem.encedo_init) - labels of 1 to 63 letters, digits and hyphens (not at the start or end
+        of a label) separated by dots, at most 253 characters; a name that module refuses is refused before any request.
       - Use it to assert the value. When it differs (case and a trailing dot ignored), the task fails before sending
         anything; only a factory reset and a new personalisation change it.
     type: str
@@ -145,6 +149,7 @@ options:
     description:
       - The IP address (CIDR form, V(192.168.7.1/24)) the device was personalised with. The device does not allow changing
         it afterwards.
+      - An IPv4 host address, with a prefix of 8 to 30 when one is given (the limits of M(encedo.hem.encedo_init)).
       - Use it to assert the value. Without a prefix length only the address is compared. When it differs, the task fails
         before sending anything.
     type: str
@@ -297,11 +302,12 @@ token:
   sample: eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzY29wZSI6InN5c3RlbTpjb25maWcifQ.c2lnbmF0dXJl
 '''
 
-from ansible_collections.encedo.hem.plugins.module_utils._client import HAS_CRYPTOGRAPHY, HemError, HemOutcomeUnknown, TOKEN_PATH, derive_keypair
+from ansible_collections.encedo.hem.plugins.module_utils._client import HAS_CRYPTOGRAPHY, HemError, TOKEN_PATH, derive_keypair
 from ansible_collections.encedo.hem.plugins.module_utils._config import (
-    FIELDS, ROTATION_FIELDS, ConfigError, FormatNotFinished, apply_delta, current_values, diff, format_running, plan_update,
-    public_config, rotation_fields, same, storage_split, validate, wait_for_format, wire,
+    ROTATION_FIELDS, ConfigError, FormatNotFinished, apply_delta, current_values, format_running, plan_update, public_config,
+    rotation_fields, same, storage_split, validate, wait_for_format, wire,
 )
+from ansible_collections.encedo.hem.plugins.module_utils import _fields, _rcw
 from ansible_collections.encedo.hem.plugins.module_utils._module import POLL, HemModule
 from ansible.module_utils.basic import missing_required_lib
 
@@ -327,14 +333,8 @@ def _try_new_passphrase(module):
     return trial
 
 
-def _outcome_unknown(module, client, exc, plan, desired, sent, rotate):
-    """The POST was sent but its answer was lost: re-read and tell what the device holds now."""
-    try:
-        now = client.get(CONFIG)
-    except HemError as reread:
-        _fail(module, 'outcome unknown: the configuration update (%s) was sent but its answer was lost (%s), and the configuration '
-                      'could not be re-read (%s). Check the device before running the task again.' % (', '.join(sent), exc, reread),
-              sent=sent)
+def _outcome_unknown(module, exc, now, plan, desired, sent, rotate):
+    """The POST was sent but its answer was lost; ``now`` is the configuration re-read by the engine: say what it holds."""
     have = current_values(now)
     applied = [n for n in sorted(plan.delta) if n in have and same(n, desired[n], have[n])]
     pending = [n for n in sorted(plan.delta) if n not in applied]
@@ -392,7 +392,7 @@ def _wait_for_format(module, sent, answer):
 def run(module, client):
     p = module.params
     try:
-        desired = validate(dict((name, p[name]) for name in FIELDS))
+        desired = validate(dict((field.name, p[field.name]) for field in _fields.options_of('config')))
     except ConfigError as exc:
         _fail(module, str(exc))
     new = p['new_passphrase']
@@ -412,6 +412,7 @@ def run(module, client):
         else:
             rotate = True
 
+    # read
     try:
         current = client.get(CONFIG)
     except HemError as exc:
@@ -421,23 +422,25 @@ def run(module, client):
                   status=401, endpoint=exc.endpoint)
         raise
 
+    # normalise and compare
     try:
         plan = plan_update(current, desired, p['allow_reformat'])
     except ConfigError as exc:
         _fail(module, str(exc), config=_shown(module, public_config(current)))
-
+    change = _rcw.Change(plan.before, plan.after, rotated=('passphrase',) if rotate else ())
     sent = sorted(list(plan.delta) + (list(ROTATION_FIELDS) if rotate else []))
-    result = dict(changed=bool(sent), sent=sent, updated=False, reboot_required=plan.reboot_required,
-                  reformatted=bool(sent) and plan.reformat)
-    if not sent:
+    result = dict(changed=bool(change), sent=sent, updated=False, reboot_required=plan.reboot_required,
+                  reformatted=bool(change) and plan.reformat)
+    if not change:
         result['config'] = _shown(module, public_config(current))
         return result
     if module.check_mode:
         result['config'] = _shown(module, public_config(apply_delta(current, plan.delta)))
         if module._diff:
-            result['diff'] = diff(plan.before, plan.after, rotate)
+            result['diff'] = change.diff()
         return result
 
+    # write: one POST of the differing fields (and the rotation proof)
     body = dict(plan.delta)
     if rotate:
         if not HAS_CRYPTOGRAPHY:
@@ -445,9 +448,8 @@ def run(module, client):
         private, public = derive_keypair(new, current['eid'])
         body.update(rotation_fields(private, public, current))
     try:
-        answer = client.post(CONFIG, body)
-    except HemOutcomeUnknown as exc:
-        _outcome_unknown(module, client, exc, plan, desired, sent, rotate)
+        answer = _rcw.write(module, change, lambda: client.post(CONFIG, body), reread=lambda: client.get(CONFIG),
+                            unknown=lambda exc, now: _outcome_unknown(module, exc, now, plan, desired, sent, rotate))
     except HemError as exc:
         if exc.status == 400:
             _fail(module, 'the device rejected the configuration update (HTTP 400): at least one of the fields sent failed its '
@@ -476,29 +478,16 @@ def run(module, client):
         config=_shown(module, public_config(after)),
     )
     if module._diff:
-        result['diff'] = diff(plan.before, dict((n, wire(n, have[n]) if n in have else None) for n in plan.delta), rotate)
+        result['diff'] = change.diff(dict((n, wire(n, have[n]) if n in have else None) for n in plan.delta))
     return result
 
 
 def main():
-    spec = dict(
-        user=dict(type='str'),
-        email=dict(type='str'),
-        origin=dict(type='str'),
-        allow_keysearch=dict(type='bool'),
-        trusted_ts=dict(type='bool'),
-        trusted_backend=dict(type='bool'),
-        ctx=dict(type='int'),
-        http_option_hsts=dict(type='bool'),
-        http_option_dosprot_mode=dict(type='int'),
-        dnsd=dict(type='bool'),
-        storage_mode=dict(type='raw'),
-        storage_disk0size=dict(type='int'),
+    spec = _fields.argument_spec('config')     # the table's fields; their rules are _fields.check's
+    spec.update(
         allow_reformat=dict(type='bool', default=False),
         format_timeout=dict(type='int', default=300),
         full_config=dict(type='bool', default=False),
-        hostname=dict(type='str'),
-        ip=dict(type='str'),
         new_passphrase=dict(type='str', no_log=True),
     )
     module = HemModule(argument_spec=spec, supports_check_mode=True)

@@ -300,15 +300,12 @@ tls_bundle_stored:
 
 import hashlib
 import hmac
-import ipaddress
 import json
-import re
 import time
 
 from ansible_collections.encedo.hem.plugins.module_utils._client import (
     JWT_HEADER,
     HemError,
-    HemOutcomeUnknown,
     b64url,
     derive_keypair,
     master_keypair,
@@ -317,19 +314,17 @@ from ansible_collections.encedo.hem.plugins.module_utils._client import (
 )
 from ansible_collections.encedo.hem.plugins.module_utils import _fresh
 from ansible_collections.encedo.hem.plugins.module_utils._config import (
-    SECTORS_PER_GIB,
     FormatNotFinished,
-    describe_char,
     format_running,
-    storage_mode_value,
     storage_split,
     wait_for_format,
 )
-from ansible_collections.encedo.hem.plugins.module_utils._module import HemModule, device_model
+from ansible_collections.encedo.hem.plugins.module_utils import _fields, _rcw
+from ansible_collections.encedo.hem.plugins.module_utils._fields import PPA_ONLY, SECTORS_PER_GIB
+from ansible_collections.encedo.hem.plugins.module_utils._module import HemModule
 
 INIT_PATH = '/api/auth/init'
 CHALLENGE_LIFETIME = 60
-PPA_ONLY = ('ip', 'storage_mode', 'storage_disk0size', 'dnsd')
 #: What the module sends for an unset PPA option: the web manager's values (build.js ``initFinal`` and the
 #: init form: ip "192.168.7.1/24", storage_mode 0x51, storage_disk0size 4 GiB = 4 x 2097152 sectors, dnsd false).
 PPA_DEFAULTS = {'ip': '192.168.7.1/24', 'storage_mode': 0x51, 'storage_disk0size': 4 * SECTORS_PER_GIB, 'dnsd': False}
@@ -339,79 +334,17 @@ REBOOT_FIELDS = ('ip', 'storage_mode', 'storage_disk0size')
 #: "Factory-default device IP"; no source gives the storage layout of a fresh device, taken as the web
 #: manager's default one (as the emulator does) - so these are the defaults above.
 FACTORY_VALUES = dict((name, PPA_DEFAULTS[name]) for name in REBOOT_FIELDS)
-#: Limits with their source (OpenAPI POST /api/system/config ``user maxLength 32``; web manager index.html:
-#: e-mail and origin fields ``maxlength="63"``; DNS: RFC 1035 / RFC 1123 name and label lengths).
-USER_MAX = 32
-EMAIL_MAX = 63
-ORIGIN_MAX = 63
-HOSTNAME_MAX = 253
-LABEL_MAX = 63
-EMAIL = re.compile(r'^[^@\s]+@[^@\s]+$')
-
-
-def check_text(name, value, low, high, why):
-    """``low``..``high`` characters (``why`` says whose limit), no control characters.
-
-    Control characters are refused to protect the user (no source forbids them): in a label, address or
-    CORS list they are nearly always a copy-and-paste or templating accident, and the device shows these
-    values in its web pages (and the label in every login challenge).
-    """
-    if not low <= len(value) <= high:
-        span = 'at most %d' % high if low == 0 else '%d to %d' % (low, high)
-        raise ValueError('option %s: must be %s characters (%s), got %d' % (name, span, why, len(value)))
-    for position, char in enumerate(value, 1):
-        if not char.isprintable():
-            raise ValueError('option %s: character %d is %s; allowed: printable characters (no tabs, line breaks or other '
-                             'control characters)' % (name, position, describe_char(char)))
-
-
-def check_hostname(value):
-    """A DNS name (RFC 1035 / RFC 1123): the device puts it in its CSRs and answers it with its DNS server."""
-    if not value:
-        raise ValueError('option hostname: must not be empty; give a DNS name such as my.ence.do')
-    if len(value) > HOSTNAME_MAX:
-        raise ValueError('option hostname: a DNS name has at most %d characters, got %d' % (HOSTNAME_MAX, len(value)))
-    for position, char in enumerate(value, 1):
-        if not (char.isascii() and (char.isalnum() or char in '-.')):
-            raise ValueError('option hostname: character %d is %s; allowed: letters a-z, digits, hyphens and dots (a DNS name '
-                             'such as hem1.example.com)' % (position, describe_char(char)))
-    for number, label in enumerate(value.split('.'), 1):
-        if not label:
-            raise ValueError('option hostname: label %d is empty (a dot at the start or the end, or two dots in a row); '
-                             'write it as labels separated by single dots, such as hem1.example.com' % number)
-        if len(label) > LABEL_MAX:
-            raise ValueError('option hostname: label %d has %d characters; a DNS label has at most %d' % (number, len(label), LABEL_MAX))
-        if label.startswith('-') or label.endswith('-'):
-            raise ValueError('option hostname: label %d starts or ends with a hyphen, which a DNS name does not allow' % number)
 
 
 def validate(params):
     """Check every option before any request. Raises ValueError with a user-facing message.
 
-    Normalises ``storage_mode`` to its number in ``params``.
+    The fields' rules are the table's (_fields.check, the same as encedo_config's). Normalises
+    ``storage_mode`` to its number in ``params``.
     """
-    check_text('user', params['user'], 1, USER_MAX, 'at most 32 per the OpenAPI file; empty is refused as a likely unset variable')
-    check_text('email', params['email'], 0, EMAIL_MAX, "the limit of the web manager's e-mail field")
-    if params['email']:
-        if ' ' in params['email']:
-            raise ValueError('option email: character %d is a space (U+0020); an e-mail address has none'
-                             % (params['email'].index(' ') + 1))
-        if not EMAIL.match(params['email']):
-            raise ValueError('option email: %r is not an e-mail address of the form name@domain (the web manager checks '
-                             'the same form)' % params['email'])
-    check_hostname(params['hostname'])
-    check_text('origin', params['origin'], 0, ORIGIN_MAX, "the limit of the web manager's origin field")
-    if params['ip'] is not None:
-        canonical = canonical_cidr(params['ip'])
-        if canonical != params['ip']:
-            raise ValueError('option ip: write %r as %r' % (params['ip'], canonical))
-    if params['storage_mode'] is not None:
-        params['storage_mode'] = storage_mode_value(params['storage_mode'])
-    if params['storage_disk0size'] is not None and params['storage_disk0size'] < 0:
-        raise ValueError('option storage_disk0size: a number of 512-byte sectors cannot be negative, got %d (1 GiB = 2097152)'
-                         % params['storage_disk0size'])
-    if params['ctx'] is not None and not 0 <= params['ctx'] <= 0xFFFFFFFF:
-        raise ValueError('option ctx: must be 0 to 4294967295 (an unsigned 32-bit number), got %d' % params['ctx'])
+    checked = _fields.check_all(params, 'init')
+    if 'storage_mode' in checked:
+        params['storage_mode'] = checked['storage_mode']
     if params.get('format_timeout') is not None and params['format_timeout'] <= 0:
         raise ValueError('option format_timeout: must be a positive number of seconds, got %d' % params['format_timeout'])
     for name in ('passphrase', 'master_passphrase', 'master_recovery_phrase'):
@@ -428,29 +361,6 @@ def validate(params):
             # Protects the user: the passphrase is typed at every login; the recovery phrase is the master key.
             raise ValueError('options passphrase and master_recovery_phrase: must differ (the passphrase is typed for every '
                              'login, the recovery phrase is the master key and should stay offline)')
-
-
-def canonical_cidr(value):
-    """The canonical form of an IPv4 host address with a prefix of 8 to 30. Raises ValueError.
-
-    The prefix range and the host-address rule protect the user (no source states them; the web manager always
-    sends /24): /31 and /32 leave no address for the computer on the USB link, a prefix under 8 covers other
-    networks, and the network or broadcast address cannot be the device's.
-    """
-    if '/' not in value:
-        raise ValueError('option ip: %r needs a prefix length, for example 192.168.7.1/24' % value)
-    try:
-        iface = ipaddress.IPv4Interface(value)
-    except ValueError as exc:
-        raise ValueError('option ip: %r is not an IPv4 address with a prefix, such as 192.168.7.1/24 (%s)' % (value, exc))
-    if not 8 <= iface.network.prefixlen <= 30:
-        raise ValueError('option ip: the prefix length must be 8 to 30, got %d (a /31 or /32 network leaves no address for '
-                         'the computer on the USB link; under /8 it would cover other networks)' % iface.network.prefixlen)
-    if iface.ip in (iface.network.network_address, iface.network.broadcast_address):
-        raise ValueError('option ip: %s is the %s address of %s, not a host address; give one such as %s/%d'
-                         % (iface.ip, 'network' if iface.ip == iface.network.network_address else 'broadcast',
-                            iface.network, iface.network.network_address + 1, iface.network.prefixlen))
-    return str(iface)
 
 
 def ppa_values(params):
@@ -524,15 +434,18 @@ def personalise(module, client, model):
     cfg = build_cfg(params, model, user_public, master_public)
     proof = sign_init(challenge, master_private, master_public, cfg)
     result = dict(changed=True, personalised=True, model=model, sent=sorted(cfg))
-    try:
-        answer = client.post(INIT_PATH, {'init': proof}, auth=False)
-    except HemOutcomeUnknown:
-        if client.status().get('inited') is False:
-            raise
+    change = _rcw.Change({}, cfg, secret=('userkey', 'masterkey'))
+
+    def lost(exc, now):
+        if now.get('inited') is False:
+            raise exc
         module.warn('the answer to the personalisation was lost, but the device is now personalised; '
                     'its instance id and whether it needs a reboot are unknown')
-        result.update(reboot_required=predict_reboot(params, model))
-        return result
+        return None
+
+    try:
+        answer = _rcw.write(module, change, lambda: client.post(INIT_PATH, {'init': proof}, auth=False), reread=client.status,
+                            unknown=lost)
     except HemError as exc:
         if exc.status == 400:
             exc.msg = ('the device rejected the personalisation (HTTP 400): a field it requires is missing or a value is out of '
@@ -546,6 +459,9 @@ def personalise(module, client, model):
                        'controller answers within the 60 s the challenge lasts; if it keeps refusing, report it with the '
                        'firmware version that encedo.hem.encedo_info shows.')
         raise
+    if answer is None:          # the answer was lost, the re-read shows a personalised device
+        result.update(reboot_required=predict_reboot(params, model))
+        return result
     result['reboot_required'] = bool(answer.get('reboot_required'))
     for key in ('instanceid', 'csr', 'genuine'):
         if answer.get(key):
@@ -591,10 +507,10 @@ def check_personalised(module, client, model):
     wanted = {'hostname': params['hostname']}
     if model == 'ppa' and params['ip'] is not None:
         wanted['ip'] = params['ip']
-    for name, value in sorted(wanted.items()):
-        if name in config and str(config[name]).lower() != str(value).lower():
+    for name in _rcw.changed_fields(config, wanted, same=lambda name, want, have: str(want).lower() == str(have).lower()):
+        if name in config:
             module.warn('the device was personalised with %s %r, not %r; it cannot be changed without a wipe'
-                        % (name, config[name], value))
+                        % (name, config[name], wanted[name]))
     return result
 
 
@@ -602,7 +518,7 @@ def run(module, client, status=None):
     params = module.params
     if status is None:
         status = client.status()
-    model = device_model(status, {})     # from the status alone (the MSC build reports its storage)
+    model = _fields.device_model(status)     # from the status alone (the MSC build reports its storage)
     if model == 'epa':
         given = [name for name in PPA_ONLY if params[name] is not None]
         if given:
@@ -635,21 +551,9 @@ def main():
     argument_spec = dict(
         master_passphrase=dict(type='str', no_log=True),
         master_recovery_phrase=dict(type='str', no_log=True),
-        user=dict(type='str', required=True),
-        email=dict(type='str', default=''),
-        hostname=dict(type='str', required=True),
-        origin=dict(type='str', default='*'),
-        trusted_ts=dict(type='bool', default=True),
-        trusted_backend=dict(type='bool', default=False),
-        allow_keysearch=dict(type='bool', default=False),
-        ip=dict(type='str'),
-        storage_mode=dict(type='raw'),
-        storage_disk0size=dict(type='int'),
-        dnsd=dict(type='bool'),
-        ctx=dict(type='int'),
-        gen_csr=dict(type='bool', default=False),
         format_timeout=dict(type='int', default=300),
     )
+    argument_spec.update(_fields.argument_spec('init'))   # the table's fields; their rules are _fields.check's
     argument_spec.update(_fresh.fresh_argument_spec())
     module = HemModule(argument_spec=argument_spec, supports_check_mode=True,
                        mutually_exclusive=[('master_passphrase', 'master_recovery_phrase')])

@@ -302,7 +302,7 @@ from ansible.module_utils.common.text.converters import to_bytes, to_native
 
 from ansible_collections.encedo.hem.plugins.module_utils._client import HemOutcomeUnknown, b64
 from ansible_collections.encedo.hem.plugins.module_utils._module import HemModule
-from ansible_collections.encedo.hem.plugins.module_utils import _x509
+from ansible_collections.encedo.hem.plugins.module_utils import _rcw, _x509
 from ansible_collections.encedo.hem.plugins.module_utils._x509 import X509Error
 
 CONFIG = '/api/system/config'
@@ -471,7 +471,8 @@ def state_present(module, client, inputs, served):
     cert = inputs['cert']
     facts = _x509.certificate_facts(served) if served is not None else None
     result = dict(changed=False, reboot_required=False, sent=[], certificate=facts)
-    if served is not None and _x509.cert_der(served) == _x509.cert_der(cert):
+    have = {'certificate': _x509.cert_der(served)} if served is not None else {}
+    if not _rcw.changed_fields(have, {'certificate': _x509.cert_der(cert)}):
         return result
     new_facts = _x509.certificate_facts(cert)
     host = _x509.parse_url(p['url'])[0]
@@ -501,16 +502,18 @@ def state_present(module, client, inputs, served):
         tls.update(key_import)
     tls['crt'] = b64(_x509.cert_der(cert))
     sent = ['tls.%s' % k for k in sorted(tls)]
+    change = _rcw.Change({'certificate': facts}, {'certificate': new_facts})
     result.update(changed=True, reboot_required=True, uploaded=new_facts, key_match=key_match)
     if module._diff:
-        result['diff'] = {'before': {'certificate': facts}, 'after': {'certificate': new_facts}}
+        result['diff'] = change.diff()
     if module.check_mode:
         return result
-    try:
-        answer = client.post(CONFIG, {'tls': tls})
-    except HemOutcomeUnknown as exc:
+
+    def lost(exc, dummy):
         raise HemOutcomeUnknown('%s The device does not tell whether a certificate upload is pending: reboot it and run the task '
                                 'again (it uploads again only if the device does not serve the certificate)' % exc.msg, exc.endpoint, exc.status)
+
+    answer = _rcw.write(module, change, lambda: client.post(CONFIG, {'tls': tls}), unknown=lost)
     result['sent'] = sent
     result['reboot_required'] = bool(answer.get('reboot_required', True))
     return result

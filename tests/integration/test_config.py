@@ -214,18 +214,30 @@ def test_rotation_with_neither_passphrase_working_sends_nothing(ppa, dev, task):
 
 # ------------------------------------------------------------------ guards: fail, and nothing is POSTed
 
+@pytest.mark.parametrize("check", [False, True])
 @pytest.mark.parametrize("bad,words", [
-    ({"user": "x" * 33}, ["'user'", "33 characters", "at most 32"]),
-    ({"http_option_dosprot_mode": 5}, ["'http_option_dosprot_mode'", "0 (off) to 4"]),
-    ({"email": "not an email"}, ["'email'", "e-mail"]),
+    ({"user": "x" * 33}, ["option user:", "33 characters", "at most 32"]),
+    ({"http_option_dosprot_mode": 5}, ["option http_option_dosprot_mode:", "0 (off) to 4"]),
+    ({"email": "not an email"}, ["option email:", "e-mail"]),
     ({"new_passphrase": ""}, ["'new_passphrase'", "empty"]),
+    # Issue 17 defect 1: every value encedo_init refuses (one field table), refused here too, before any request.
+    ({"email": "a" * 52 + "@example.com"}, ["option email:", "at most 63", "got 64 characters"]),
+    ({"origin": "https://" + "o" * 56}, ["option origin:", "at most 63", "got 64 characters"]),
+    ({"user": "Ops\tteam"}, ["option user:", "character 4 is a tab (U+0009)", "1 to 32 printable characters"]),
+    ({"user": "Ops\u200bteam"}, ["option user:", "character 4 is the invisible or control character U+200B"]),
+    ({"user": ""}, ["option user:", "1 to 32", "empty"]),
+    ({"hostname": "hem_0.emulator.test"}, ["option hostname:", "character 4 is '_'"]),
+    ({"hostname": "a" * 64 + ".test"}, ["option hostname:", "label 1 has 64 characters"]),
+    ({"ip": "10.0.0.1/31"}, ["option ip:", "prefix length must be 8 to 30"]),
+    ({"ip": "fe80::1/64"}, ["option ip:", "not an IPv4"]),
+    ({"ctx": 2 ** 32}, ["option ctx:", "0 to 4294967295"]),
 ])
-def test_validation_fails_before_any_request(ppa, spare, spare_task, bad, words):
-    result = spare_task("encedo.hem.encedo_config", bad)
+def test_validation_fails_before_any_request(ppa, spare, spare_task, bad, words, check):
+    result = spare_task("encedo.hem.encedo_config", bad, check=check)
     assert result["failed"]
     for word in words:
-        assert word in result["msg"]
-    assert ppa.log(spare) == []
+        assert word in result["msg"], result["msg"]
+    assert ppa.log(spare) == []             # not even the login or the configuration read
 
 
 @pytest.mark.parametrize("check", [False, True])

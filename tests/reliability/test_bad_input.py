@@ -89,7 +89,7 @@ MODULE_CASES = [
 
     ("encedo_config", "user_too_long", {"user": "u" * 33}, ["user", "32"]),
     ("encedo_config", "email_malformed", {"email": "not-an-email"}, ["email"]),
-    ("encedo_config", "user_control_char", {"user": "Ops\tteam"}, ["user", "a tab (U+0009) at character 4"]),
+    ("encedo_config", "user_control_char", {"user": "Ops\tteam"}, ["user", "character 4 is a tab (U+0009)"]),
     ("encedo_config", "email_too_long", {"email": "a" * 52 + "@example.com"}, ["email", "64 characters"]),
     ("encedo_config", "origin_too_long", {"origin": "https://" + "o" * 56}, ["origin", "64 characters"]),
     ("encedo_config", "ctx_negative", {"ctx": -1}, ["ctx"]),
@@ -98,8 +98,8 @@ MODULE_CASES = [
     ("encedo_config", "dosprot_out_of_range", {"http_option_dosprot_mode": 5}, ["http_option_dosprot_mode"]),
     ("encedo_config", "storage_mode_out_of_range", {"storage_mode": 256}, ["storage_mode"]),
     # storage_mode: only the six values the vendor manager sends, by name or number (the allowed list is in the message)
-    ("encedo_config", "storage_mode_not_a_manager_value", {"storage_mode": 17}, ["storage_mode", "shown_readonly_ctr (81)"]),
-    ("encedo_config", "storage_mode_unknown_name", {"storage_mode": "hidden"}, ["storage_mode", "hidden_ctr (80)"]),
+    ("encedo_config", "storage_mode_not_a_manager_value", {"storage_mode": 17}, ["storage_mode", "shown_readonly_ctr (81, 0x51)"]),
+    ("encedo_config", "storage_mode_unknown_name", {"storage_mode": "hidden"}, ["storage_mode", "hidden_ctr (80, 0x50)"]),
     ("encedo_config", "format_timeout_zero", {"format_timeout": 0}, ["format_timeout"]),
     ("encedo_config", "disk0size_negative", {"storage_disk0size": -1}, ["storage_disk0size"]),
     ("encedo_config", "trusted_ts_type", {"trusted_ts": "maybe"}, ["trusted_ts"]),
@@ -109,6 +109,11 @@ MODULE_CASES = [
     ("encedo_config", "new_passphrase_empty", {"new_passphrase": ""}, ["new_passphrase"]),
     ("encedo_config", "allow_reformat_type", {"allow_reformat": "perhaps"}, ["allow_reformat"]),
     ("encedo_config", "ctx_fraction", {"ctx": 1.5}, ["ctx"]),
+    # The rules of encedo_init (one field table): values encedo_config used to send (issue 17, defect 1).
+    ("encedo_config", "user_empty", {"user": ""}, ["option user:", "1 to 32"]),
+    ("encedo_config", "user_invisible_char", {"user": "Ops\u200bteam"}, ["option user:", "U+200B"]),
+    ("encedo_config", "hostname_underscore", {"hostname": "hem_0.example"}, ["option hostname:", "character 4 is '_'"]),
+    ("encedo_config", "ip_prefix_31", {"ip": "10.0.0.1/31"}, ["option ip:", "8 to 30"]),
 
     ("encedo_factory_reset", "confirm_devid_empty", {"confirm_devid": ""}, ["confirm_devid"]),
     ("encedo_factory_reset", "confirm_devid_malformed", {"confirm_devid": "hem0"}, ["confirm_devid", "16 hex"]),

@@ -480,8 +480,21 @@ def test_malformed_tokens_raise(token, message):
 
 
 def test_malformed_certificate_raises():
-    with pytest.raises(att.AttestationError, match=r"attestation certificate \(crt\) is not a valid X.509"):
+    with pytest.raises(att.AttestationError, match=r"attestation certificate \(crt\) is not an X.509 certificate"):
         att.verify(SAMPLE["genuine"], b64(b"not a certificate"))
+
+
+def test_certificates_and_base64_are_read_by_the_helpers_of_x509():
+    # One set of certificate helpers (issue 15): the attestation module reads PEM, base64 DER and DER as _x509 does.
+    from ansible_collections.encedo.hem.plugins.module_utils import _x509  # pylint: disable=import-outside-toplevel
+    crt = att.load_certificate(SAMPLE["crt"], "crt")
+    assert att.cert_der(crt) == _x509.cert_der(_x509.load_certificate(SAMPLE["crt"]))
+    for form in (_x509.cert_pem(crt), _x509.cert_der(crt), b64(_x509.cert_der(crt)).rstrip("=")):
+        assert att.cert_der(att.load_certificate(form, "crt")) == att.cert_der(crt)
+    assert att.spki_der is _x509.spki_der and att.cert_der is _x509.cert_der
+    assert att.b64decode_any("-_8", "x") == _x509.b64decode_strict("+/8=")
+    with pytest.raises(att.AttestationError, match="crt holds 2 certificates"):
+        att.load_certificate(_x509.cert_pem(crt) * 2, "crt")
 
 
 def test_skip_checks_cannot_skip_core_checks():

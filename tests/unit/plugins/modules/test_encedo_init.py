@@ -20,7 +20,7 @@ except ImportError:  # run without the collection link on sys.path
     sys.path.insert(0, str(Path(__file__).resolve().parents[4] / "build" / "collections"))
     from ansible_collections.encedo.hem.plugins.modules import encedo_init as M
 from ansible_collections.encedo.hem.plugins.module_utils import _client as C
-from ansible_collections.encedo.hem.plugins.module_utils import _config as CFG
+from ansible_collections.encedo.hem.plugins.module_utils import _fields
 
 
 # The BIP39 test phrase "abandon" x 23 + "art" (24 words, valid checksum; trezor/python-mnemonic vectors.json).
@@ -46,7 +46,7 @@ def test_defaults_are_valid():
 @pytest.mark.parametrize("over,fragment", [
     (dict(user=""), "option user: must be 1 to 32"),
     (dict(user="x" * 33), "option user: must be 1 to 32 characters .at most 32 per the OpenAPI"),
-    (dict(user="tab\there"), r"option user: character 4 is a tab \(U\+0009\); allowed: printable"),
+    (dict(user="tab\there"), r"option user: character 4 is a tab \(U\+0009\); allowed: 1 to 32 printable characters"),
     (dict(user="bell\x07"), "option user: character 5 is the control character U\\+0007"),
     (dict(email="not-an-address"), "option email: 'not-an-address' is not an e-mail address of the form name@domain"),
     (dict(email="a@" + "b" * 62), "option email: must be at most 63 characters .the limit of the web manager"),
@@ -106,13 +106,13 @@ def test_the_six_storage_modes_are_the_web_managers():
         for mode, mode_name in enumerate(("readonly", "writable")):
             for enc, enc_name in enumerate(("ctr", "xts")):
                 name = "%s_%s" % (show_name, enc_name) if show_name == "hidden" else "%s_%s_%s" % (show_name, mode_name, enc_name)
-                assert CFG.STORAGE_MODES[name] == manager[show][mode][enc]
-    assert sorted(CFG.STORAGE_MODES.values()) == [80, 81, 83, 160, 161, 163]
+                assert _fields.STORAGE_MODES[name] == manager[show][mode][enc]
+    assert sorted(_fields.STORAGE_MODES.values()) == [80, 81, 83, 160, 161, 163]
 
 
 @pytest.mark.parametrize("value", ["192.168.7.1/24", "127.0.0.1/8", "10.1.2.2/30"])
 def test_canonical_cidr_accepts(value):
-    assert M.canonical_cidr(value) == value
+    assert _fields.canonical_cidr(value) == value
     M.validate(params(ip=value))
 
 

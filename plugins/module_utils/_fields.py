@@ -1,0 +1,368 @@
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+#
+# This module_utils file is PRIVATE to the encedo.hem collection. It may change or
+# disappear without notice; do not import it from outside the collection.
+"""The one table of the device's configuration and personalisation fields, and the model (PPA/EPA).
+
+Every field ``encedo_config`` and ``encedo_init`` set or compare is described once, in
+:data:`FIELDS`: its type, the values and lengths allowed with their source (each limit is a
+row of docs/fidelity.md, "Field limits"), the models that have it, whether it is write-only,
+settable after personalisation, needs a reboot or a reformat. Both modules build their
+argument spec (:func:`argument_spec`) and their validation (:func:`check`) from it, so a
+value one refuses the other refuses too, with the same message.
+
+To add a field: add a :class:`Field` here (with ``source``), a row to docs/fidelity.md, and the
+option's documentation to the module(s) named in ``options``; tests/unit/plugins/module_utils/
+test_fields.py checks that the documentation agrees and lists where the emulator differs.
+
+Pure logic, no I/O.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+
+#: The six storage_mode values the vendor web manager sends (build.js layeredStorageEncrSet [disk 0 shown]
+#: [disk 0 mode][disk 1 encryption]; labels from index.html: "Show regular disk on start", "Regular disk on
+#: start: Read-only/Writable", "Storage encryption mode: CTR/XTS").
+STORAGE_MODES = {
+    'shown_readonly_ctr': 0x51,     # 81
+    'shown_readonly_xts': 0xA1,     # 161
+    'shown_writable_ctr': 0x53,     # 83
+    'shown_writable_xts': 0xA3,     # 163
+    'hidden_ctr': 0x50,             # 80
+    'hidden_xts': 0xA0,             # 160
+}
+STORAGE_MODE_NAMES = dict((v, k) for k, v in STORAGE_MODES.items())
+
+#: Sectors of 512 bytes in one GiB: the vendor manager's unit for storage_disk0size (build.js: size in GiB x 2097152).
+SECTORS_PER_GIB = 2097152
+
+#: An unsigned 32-bit number: the ctx limit (kept to protect the user, see the ctx row).
+UINT32_MAX = 4294967295
+
+PPA = ('ppa',)
+BOTH = ('ppa', 'epa')
+
+
+class Field(object):
+    """One field of ``cfg`` (POST /api/auth/init) and/or of POST /api/system/config.
+
+    kind: ``str``, ``email``, ``hostname``, ``ip``, ``bool``, ``int``, ``storage_mode`` or ``key`` (write-only key material).
+    min_length/max_length, minimum/maximum: the limits the modules enforce; ``source`` says where each comes from.
+    models: the models that have the field as a setting (PPA = the MSC build).
+    write_only: never read back (GET /api/system/config does not report it).
+    settable: can be changed after personalisation (POST /api/system/config).
+    reboot: a change applies at the next boot.  reformat: a change formats the storage.
+    options: the modules with an option of that name (``config``, ``init``).
+    init_default / init_required: encedo_init's default and whether it is required (None: sent only when set,
+    or for the PPA fields the web manager's value, see encedo_init's PPA_DEFAULTS).
+    allowed: what a message says is allowed.
+    """
+
+    __slots__ = ('name', 'kind', 'min_length', 'max_length', 'minimum', 'maximum', 'models', 'write_only', 'settable', 'reboot',
+                 'reformat', 'options', 'init_default', 'init_required', 'allowed', 'source')
+
+    def __init__(self, name, kind, allowed, source, min_length=None, max_length=None, minimum=None, maximum=None, models=BOTH,
+                 write_only=False, settable=True, reboot=False, reformat=False, options=('config', 'init'), init_default=None,
+                 init_required=False):
+        self.name = name
+        self.kind = kind
+        self.allowed = allowed
+        self.source = source
+        self.min_length = min_length
+        self.max_length = max_length
+        self.minimum = minimum
+        self.maximum = maximum
+        self.models = models
+        self.write_only = write_only
+        self.settable = settable
+        self.reboot = reboot
+        self.reformat = reformat
+        self.options = options
+        self.init_default = init_default
+        self.init_required = init_required
+
+    @property
+    def option_type(self):
+        """The Ansible option type of the field."""
+        return {'bool': 'bool', 'int': 'int', 'storage_mode': 'raw'}.get(self.kind, 'str')
+
+    def __repr__(self):
+        return 'Field(%r)' % self.name
+
+
+_TEXT = 'printable characters (no tabs, line breaks or other control or invisible characters)'
+FIELDS = dict((f.name, f) for f in (
+    Field('user', 'str', min_length=1, max_length=32, init_required=True,
+          allowed='1 to 32 ' + _TEXT,
+          source='OpenAPI POST /api/system/config user maxLength 32; not empty and printable protect the user (an unset '
+                 'variable, a copy-and-paste accident; the device shows the label in its pages and login challenges)'),
+    Field('email', 'email', max_length=63, init_default='',
+          allowed="an e-mail address such as admin@example.com (one @, no blanks) of at most 63 characters, or ''",
+          source="web manager index.html e-mail field maxlength 63 and type=email; kept to protect the user (a longer "
+                 "value may be refused or stored shortened)"),
+    Field('origin', 'str', max_length=63, init_default='*',
+          allowed="a CORS allow-list such as '*', 'https://app.example.com' or '*.example.com', at most 63 " + _TEXT
+                  + ", or '' (no browser page may call the API)",
+          source="web manager settings form maxlength 63; same reason as email"),
+    Field('hostname', 'hostname', min_length=1, max_length=253, settable=False, init_required=True,
+          allowed='a DNS name such as hem1.example.com: labels of 1 to 63 letters a-z, digits and hyphens (not at the start or '
+                  'end of a label) separated by dots, at most 253 characters',
+          source='RFC 1035 / RFC 1123; OpenAPI: not settable after personalisation'),
+    Field('ip', 'ip', models=PPA, settable=False, reboot=True,
+          allowed='an IPv4 host address with a prefix of 8 to 30, such as 192.168.7.1/24',
+          source='OpenAPI "CIDR, e.g. 192.168.7.1/24", on MSC builds only, not settable after personalisation; the prefix '
+                 'range and the host-address rule protect the user (a /31 or /32 leaves no address for the computer on the '
+                 'USB link)'),
+    Field('trusted_ts', 'bool', allowed='a boolean', init_default=True, source='OpenAPI type; the web manager sends true'),
+    Field('trusted_backend', 'bool', allowed='a boolean', init_default=False,
+          source='OpenAPI type; default false, safer than the web manager'),
+    Field('allow_keysearch', 'bool', allowed='a boolean', init_default=False,
+          source='OpenAPI type; default false, safer than the web manager'),
+    Field('ctx', 'int', minimum=0, maximum=UINT32_MAX, allowed='an integer from 0 to 4294967295',
+          source='OpenAPI: an integer, no range; kept within 32 bits to protect the user (a value the device stores '
+                 'differently would report a change at every run)'),
+    Field('http_option_hsts', 'bool', allowed='a boolean', options=('config',), source='OpenAPI type'),
+    Field('http_option_dosprot_mode', 'int', minimum=0, maximum=4, options=('config',),
+          allowed='an integer from 0 (off) to 4 (request timeout in 0.5 s steps)', source='OpenAPI minimum 0, maximum 4'),
+    Field('dnsd', 'bool', models=PPA, reboot=True, allowed='a boolean', source='OpenAPI type; MSC builds only'),
+    # Disk 0 visibility and mode apply "on start" (index.html labels): a reboot. A change of the disk 1 encryption
+    # formats the storage (the manager warns so): encedo_config's plan_update treats that part as a reformat.
+    Field('storage_mode', 'storage_mode', models=PPA, reboot=True,
+          allowed='one of ' + ', '.join('%s (%d, 0x%02X)' % (n, v, v) for n, v in STORAGE_MODES.items()),
+          source='the six values of the web manager; the OpenAPI says only "integer"'),
+    # A new size is applied by a disk format the device starts at once (OpenAPI: "change triggers a reformat").
+    Field('storage_disk0size', 'int', minimum=0, models=PPA, reformat=True,
+          allowed="an integer >= 0 (sectors of 512 bytes, 2097152 per GiB), at most the device's storage capacity",
+          source='OpenAPI "change triggers a reformat"; at most storage_capacity (config) or the status slot sum (init)'),
+    Field('gen_csr', 'bool', write_only=True, options=('init',), init_default=False, allowed='a boolean',
+          source='OpenAPI; encedo_tls posts it to POST /api/system/config'),
+    Field('userkey', 'key', write_only=True, options=(), allowed='32 bytes, base64',
+          source='OpenAPI; at personalisation, and with userkey_hmac/userkey_nonce to rotate the passphrase (PROTOCOL.md)'),
+    Field('masterkey', 'key', write_only=True, settable=False, options=(), allowed='32 bytes, base64',
+          source='OpenAPI POST /api/auth/init'),
+    Field('tls', 'key', write_only=True, options=(), reboot=True, allowed='crt (and emp, key)',
+          source='OpenAPI POST /api/system/config tls; served after a reboot'),
+))
+
+#: The fields only the PPA (MSC build) has.
+PPA_ONLY = tuple(name for name, f in FIELDS.items() if f.models == PPA)
+
+
+def options_of(module):
+    """The fields that are options of ``module`` ('config' or 'init'), in table order."""
+    return [f for f in FIELDS.values() if module in f.options]
+
+
+def argument_spec(module):
+    """The argument spec entries of the table's options of ``module`` ('config' or 'init')."""
+    spec = {}
+    for field in options_of(module):
+        entry = dict(type=field.option_type)
+        if module == 'init':
+            if field.init_required:
+                entry['required'] = True
+            elif field.init_default is not None:
+                entry['default'] = field.init_default
+        spec[field.name] = entry
+    return spec
+
+
+# ---------------------------------------------------------------------------- the model
+
+#: Keys only an MSC build (PPA) reports in GET /api/system/config.
+MSC_CONFIG_MARKERS = ('storage_mode', 'storage_disk0size', 'storage_capacity', 'genuine_id')
+
+
+def device_model(status=None, version=None, config=None):
+    """'ppa' or 'epa': the one place the model is decided.
+
+    From the hardware version (GET /api/system/version ``hwv``, "PPA rev 2.2") when it names the model, else
+    from the fields only the PPA's MSC build has: status ``storage``, version ``uis``, or the storage and
+    secure-element fields of GET /api/system/config.
+    """
+    status, version, config = status or {}, version or {}, config or {}
+    hwv = str(version.get('hwv', '')).upper()
+    if 'PPA' in hwv:
+        return 'ppa'
+    if 'EPA' in hwv:
+        return 'epa'
+    if 'storage' in status or 'uis' in version or any(key in config for key in MSC_CONFIG_MARKERS):
+        return 'ppa'
+    return 'epa'
+
+
+# ---------------------------------------------------------------------------- validation
+
+CHAR_NAMES = {'\t': 'a tab', '\n': 'a line break', '\r': 'a carriage return', ' ': 'a space', '\x00': 'a NUL'}
+
+
+def describe_char(char):
+    """How a message names one character: 'a tab (U+0009)', "'_'", 'the control character U+001B'."""
+    if char in CHAR_NAMES:
+        return '%s (U+%04X)' % (CHAR_NAMES[char], ord(char))
+    if char.isprintable():
+        return repr(char)
+    return 'the invisible or control character U+%04X' % ord(char) if ord(char) >= 0x80 else 'the control character U+%04X' % ord(char)
+
+
+class FieldError(ValueError):
+    """A value the table refuses; the text names the option, the problem and what is allowed."""
+
+
+_EMAIL_RE = re.compile(r'^[^@\s]+@[^@\s]+$')
+
+
+def _span(field):
+    if field.min_length:
+        return '%d to %d' % (field.min_length, field.max_length)
+    return 'at most %d' % field.max_length
+
+
+def _text(field, value, why):
+    """Lengths, then no control or invisible character (a space is fine)."""
+    name = field.name
+    if field.min_length and not value:
+        raise FieldError('option %s: must be %s characters (%s), got an empty string' % (name, _span(field), why))
+    if len(value) > field.max_length:
+        raise FieldError('option %s: must be %s characters (%s), got %d characters' % (name, _span(field), why, len(value)))
+    for position, char in enumerate(value, 1):
+        if not char.isprintable():
+            raise FieldError('option %s: character %d is %s; allowed: %s' % (name, position, describe_char(char), field.allowed))
+
+
+_WHY = {
+    'user': 'at most 32 per the OpenAPI file; empty is refused as a likely unset variable',
+    'email': "the limit of the web manager's e-mail field",
+    'origin': "the limit of the web manager's origin field",
+}
+
+
+def _hostname(value):
+    if not value:
+        raise FieldError('option hostname: must not be empty; give a DNS name such as my.ence.do')
+    if len(value) > 253:
+        raise FieldError('option hostname: a DNS name has at most 253 characters, got %d' % len(value))
+    for position, char in enumerate(value, 1):
+        if not (char.isascii() and (char.isalnum() or char in '-.')):
+            raise FieldError('option hostname: character %d is %s; allowed: letters a-z, digits, hyphens and dots (a DNS name '
+                             'such as hem1.example.com)' % (position, describe_char(char)))
+    for number, label in enumerate(value.split('.'), 1):
+        if not label:
+            raise FieldError('option hostname: label %d is empty (a dot at the start or the end, or two dots in a row); '
+                             'write it as labels separated by single dots, such as hem1.example.com' % number)
+        if len(label) > 63:
+            raise FieldError('option hostname: label %d has %d characters; a DNS label has at most 63' % (number, len(label)))
+        if label.startswith('-') or label.endswith('-'):
+            raise FieldError('option hostname: label %d starts or ends with a hyphen, which a DNS name does not allow' % number)
+    return value
+
+
+def canonical_cidr(value):
+    """The canonical form of an IPv4 host address with a prefix of 8 to 30. Raises FieldError."""
+    if '/' not in value:
+        raise FieldError('option ip: %r needs a prefix length, for example 192.168.7.1/24' % value)
+    try:
+        iface = ipaddress.IPv4Interface(value)
+    except ValueError as exc:
+        raise FieldError('option ip: %r is not an IPv4 address with a prefix, such as 192.168.7.1/24 (%s)' % (value, exc))
+    if not 8 <= iface.network.prefixlen <= 30:
+        raise FieldError('option ip: the prefix length must be 8 to 30, got %d (a /31 or /32 network leaves no address for '
+                         'the computer on the USB link; under /8 it would cover other networks)' % iface.network.prefixlen)
+    if iface.ip in (iface.network.network_address, iface.network.broadcast_address):
+        raise FieldError('option ip: %s is the %s address of %s, not a host address; give one such as %s/%d'
+                         % (iface.ip, 'network' if iface.ip == iface.network.network_address else 'broadcast',
+                            iface.network, iface.network.network_address + 1, iface.network.prefixlen))
+    return str(iface)
+
+
+def storage_mode_value(value, option='storage_mode'):
+    """The number of a storage_mode given by name or number (decimal or 0x-hex), one of STORAGE_MODES.
+
+    Raises FieldError naming ``option`` and listing the allowed values: the firmware's type is an integer,
+    but only these six values are documented (by the web manager); what another would do is unknown.
+    """
+    number = None
+    if isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    elif isinstance(value, float) and value.is_integer():
+        number = int(value)
+    elif isinstance(value, str):
+        text = value.strip().lower()
+        if text in STORAGE_MODES:
+            return STORAGE_MODES[text]
+        for base in (0, 10):
+            try:
+                number = int(text, base)
+                break
+            except ValueError:
+                pass
+    if number not in STORAGE_MODE_NAMES:
+        raise FieldError('option %s: %r is not one of the storage modes the Encedo web manager sets: %s. Other values are '
+                         'refused because their meaning is not documented'
+                         % (option, value, ', '.join('%s (%d, 0x%02X)' % (n, v, v) for n, v in STORAGE_MODES.items())))
+    return number
+
+
+def check(name, value, module='init'):
+    """The value to send for option ``name`` of ``module`` ('config' or 'init'), or FieldError.
+
+    The same rules for both modules; the only differences are comparisons, not limits: encedo_config
+    compares ``hostname`` ignoring case and one trailing dot (the DNS root), and takes an ``ip`` without a
+    prefix to compare the address only (neither is ever sent after personalisation).
+    """
+    field = FIELDS[name]
+    if field.kind in ('str', 'email'):
+        _text(field, value, _WHY[name])
+        if field.kind == 'email' and value:
+            if ' ' in value:
+                raise FieldError('option email: character %d is a space (U+0020); an e-mail address has none' % (value.index(' ') + 1))
+            if not _EMAIL_RE.match(value):
+                raise FieldError('option email: %r is not an e-mail address of the form name@domain (the web manager checks '
+                                 'the same form)' % value)
+        return value
+    if field.kind == 'hostname':
+        if module == 'config':
+            return _hostname(value[:-1] if value.endswith('.') else value).lower()
+        return _hostname(value)
+    if field.kind == 'ip':
+        if module == 'config' and '/' not in value:
+            try:
+                return str(ipaddress.IPv4Address(value))
+            except ValueError:
+                raise FieldError('option ip: %r is not an IPv4 address (with an optional prefix, such as 192.168.7.1/24)' % value)
+        canonical = canonical_cidr(value)
+        if module == 'init' and canonical != value:
+            raise FieldError('option ip: write %r as %r' % (value, canonical))
+        return canonical
+    if field.kind == 'storage_mode':
+        return storage_mode_value(value, name)
+    if field.kind == 'int':
+        if name == 'storage_disk0size' and value < 0:
+            raise FieldError('option storage_disk0size: a number of 512-byte sectors cannot be negative, got %d (1 GiB = 2097152)'
+                             % value)
+        if field.minimum is not None and field.maximum is not None and not field.minimum <= value <= field.maximum:
+            raise FieldError('option %s: must be %s, got %d' % (name, field.allowed.replace('an integer from ', ''), value))
+    return value
+
+
+def check_all(params, module):
+    """Check every table option of ``module`` that is set in ``params``; -> name -> value to send.
+
+    Raises FieldError listing every bad option (one per line of the message, joined with '; ').
+    """
+    values, problems = {}, []
+    for field in options_of(module):
+        value = params.get(field.name)
+        if value is None:
+            continue
+        try:
+            values[field.name] = check(field.name, value, module)
+        except FieldError as exc:
+            problems.append(str(exc))
+    if problems:
+        raise FieldError('; '.join(problems))
+    return values
