@@ -405,6 +405,7 @@ class HemClient(object):
         self._keys = {}
         self._sleep = time.sleep
         self._context = None
+        self._served_der = None
 
     # -- public API ------------------------------------------------------------------
 
@@ -419,6 +420,11 @@ class HemClient(object):
     def status(self):
         """``GET /api/system/status`` (no authentication)."""
         return self.get('/api/system/status', auth=False)
+
+    def served_certificate(self):
+        """The DER certificate the device presented on this client's last HTTPS connection, or None
+        (no HTTPS request made yet): read from the request's own TLS handshake, no extra connection."""
+        return self._served_der
 
     def login(self, scope=None, lifetime=None):
         """Log in with the passphrase and return the bearer token.
@@ -569,6 +575,8 @@ class HemClient(object):
         except (OSError, http.client.HTTPException) as exc:
             raise _TransportError(_reason(exc), sent=False)
         try:
+            if self._context is not None:
+                self._served_der = conn.sock.getpeercert(binary_form=True)
             conn.sock.settimeout(timeout)
             conn.request(method, prefix + path, body=data, headers=dict(headers, **extra))
             resp = conn.getresponse()

@@ -67,13 +67,18 @@ def validate_url(url):
 
 def device_model(status, version):
     """'ppa' or 'epa', from the hardware version (GET /api/system/version) when it names the model,
-    else from the fields only the PPA's MSC build has (status ``storage``, version ``uis``)."""
-    hwv = str(version.get('hwv', '')).upper()
+    else from the fields only the PPA's MSC build has (status ``storage``, version ``uis``).
+
+    Either answer may be None (not read): then None when the answers given do not decide the model.
+    """
+    hwv = str((version or {}).get('hwv', '')).upper()
     if 'PPA' in hwv:
         return 'ppa'
     if 'EPA' in hwv:
         return 'epa'
-    return 'ppa' if ('storage' in status or 'uis' in version) else 'epa'
+    if 'storage' in (status or {}) or 'uis' in (version or {}):
+        return 'ppa'
+    return 'epa' if status is not None and version is not None else None
 
 
 #: Seconds one status poll may take (HemModule.poller): a poll that hangs longer is retried by the next one.

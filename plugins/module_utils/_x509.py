@@ -462,6 +462,24 @@ def _handshake_retrying(url, ctx, timeout, proxy, sleep, attempts=3):
         delay *= 2
 
 
+def served_certificate(client):
+    """The certificate (parsed) the device at ``client.url`` serves, or None when it serves none.
+
+    The one place the collection reads it: from the TLS handshake of the client's last HTTPS
+    request when it made one (no extra connection), else from a handshake of its own
+    (fetch_served_certificate), verified like the client's requests.
+    """
+    der = client.served_certificate()
+    if der is None:
+        der = fetch_served_certificate(client.url, validate_certs=client.validate_certs, ca_path=client.ca_path, timeout=client.timeout)
+    if not der:
+        return None
+    try:
+        return load_certificate(der)
+    except X509Error as exc:
+        raise X509Error('the certificate the device serves %s' % exc)
+
+
 def fetch_served_certificate(url, validate_certs=True, ca_path=None, timeout=30, sleep=time.sleep):
     """Return the DER certificate the device presents in a TLS handshake (or None).
 

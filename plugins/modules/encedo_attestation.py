@@ -310,6 +310,7 @@ from ansible_collections.encedo.hem.plugins.module_utils._module import HemModul
 ATTESTATION = '/api/system/config/attestation'
 PROVISIONING = '/api/system/config/provisioning'
 CONFIG = '/api/system/config'
+VERSION = '/api/system/version'
 
 
 class AttestationFailure(Exception):
@@ -392,14 +393,14 @@ def verify_data(module, data, anchors, genuine_ids, hint=None, status=None):
     return result, crt
 
 
-def run_verified(module, client, anchors, status):
+def run_verified(module, client, anchors, status, data):
     url = module.params['url']
-    personalised = status.get('inited') is not False
-    data = read_attestation(module, client, personalised)
-    if data is None:
-        return unsupported_result('the device has no attestation endpoint (%s answered 404)' % ATTESTATION)
+    personalised = status is None or status.get('inited') is not False
     genuine_ids, hint = expected_genuine_ids(module, client, personalised)
     result, _crt = verify_data(module, data, anchors, genuine_ids, hint, status)
+    if status is None and result['checks']['freshness']['status'] == att.FAILED:
+        # Only now is the status worth a request: it tells whether the device clock is unset (the fix: a check-in).
+        result, _crt = verify_data(module, data, anchors, genuine_ids, hint, client.status())
     out = dict(changed=False, supported=True, sent=[], attestation=result)
     if module.params['fail_on_invalid'] and not result['verified']:
         raise AttestationFailure('the device %s is not verified as genuine: %s'
@@ -407,17 +408,13 @@ def run_verified(module, client, anchors, status):
     return out
 
 
-def run_provisioned(module, client, anchors, status):
+def run_provisioned(module, client, anchors, status, data):
     url = module.params['url']
     try:
         wanted = att.load_certificate(module.params['certificate'], 'option certificate')
     except att.AttestationError as exc:
         raise AttestationFailure(str(exc)) from exc
     personalised = status.get('inited') is not False
-    data = read_attestation(module, client, personalised)
-    if data is None:
-        raise AttestationFailure('the device %s cannot be provisioned: it has no attestation endpoints (%s answered 404)'
-                                 % (url, ATTESTATION))
     genuine_ids, hint = expected_genuine_ids(module, client, personalised)
     before, current = verify_data(module, data, anchors, genuine_ids, hint, status)
     wanted_desc = att.describe_certificate(wanted)
@@ -477,6 +474,26 @@ def run_provisioned(module, client, anchors, status):
         module.warn('the answer to the provisioning was lost, but a re-read shows the secure element holds the certificate given')
     out['attestation'] = after
     return out
+
+
+def no_attestation(module, client, status):
+    """The device gave no attestation data (its endpoint answered 404, or it is personalised and no credentials are given):
+    the model decides what the task says. The version is read only now, the status only when the version does not
+    name the model."""
+    url = module.params['url']
+    version = client.get(VERSION, auth=False)
+    model = device_model(status, version) or device_model(client.status(), version)
+    if model == 'epa':
+        if module.params['state'] == 'provisioned' or module.params['fail_on_invalid']:
+            raise AttestationFailure('the device %s is an EPA (%s): this model has no secure-element attestation, it cannot attest '
+                                     'or be provisioned' % (url, version.get('hwv')), supported=False)
+        return unsupported_result('the EPA model has no secure-element attestation (hwv %s)' % version.get('hwv'))
+    if not module.has_credentials() and (status is None or status.get('inited') is not False):
+        read_attestation(module, client, True)      # says that reading it needs credentials
+    if module.params['state'] == 'provisioned':
+        raise AttestationFailure('the device %s cannot be provisioned: it has no attestation endpoints (%s answered 404)'
+                                 % (url, ATTESTATION))
+    return unsupported_result('the device has no attestation endpoint (%s answered 404)' % ATTESTATION)
 
 
 def pre_write_problems(module, data, wanted, anchors, genuine_ids):
@@ -540,17 +557,22 @@ def main():
         module.fail_json(msg=str(exc))
 
     def work(module, client):
-        status = client.status()
-        version = client.get('/api/system/version', auth=False)
-        if device_model(status, version) == 'epa':
-            if module.params['state'] == 'provisioned' or module.params['fail_on_invalid']:
-                raise AttestationFailure('the device %s is an EPA (%s): this model has no secure-element attestation, it cannot attest '
-                                         'or be provisioned' % (module.params['url'], version.get('hwv')), supported=False)
-            return unsupported_result('the EPA model has no secure-element attestation (hwv %s)' % version.get('hwv'))
-        if module.params['state'] == 'provisioned':
-            result = run_provisioned(module, client, anchors, status)
+        provisioning = module.params['state'] == 'provisioned'
+        # A token comes from a login on a personalised device: with one, the attestation data is read at once, and the
+        # status only when it is needed (run_verified). Without one (or to provision), the status says whether the
+        # device is personalised, so whether the read needs credentials.
+        status = client.status() if provisioning or not client.token else None
+        personalised = status is None or status.get('inited') is not False
+        data = None
+        if module.has_credentials() or not personalised:
+            data = read_attestation(module, client, personalised)
+        if data is None:
+            # 404 (or no credentials for the read): the model tells why
+            result = no_attestation(module, client, status)
+        elif provisioning:
+            result = run_provisioned(module, client, anchors, status, data)
         else:
-            result = run_verified(module, client, anchors, status)
+            result = run_verified(module, client, anchors, status, data)
         if result.get('supported') is False and module.params['fail_on_invalid']:
             raise AttestationFailure('the device %s cannot attest: %s' % (module.params['url'],
                                                                           result['attestation']['checks']['signature']['reason']), **result)
