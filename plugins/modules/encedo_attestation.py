@@ -476,20 +476,24 @@ def run_provisioned(module, client, anchors, status, data):
     return out
 
 
-def no_attestation(module, client, status):
-    """The device gave no attestation data (its endpoint answered 404, or it is personalised and no credentials are given):
-    the model decides what the task says. The version is read only now, the status only when the version does not
-    name the model."""
+def epa_result(module, version):
+    """An EPA has no secure-element attestation: the task fails, or (fail_on_invalid false) reports it unsupported."""
+    if module.params['state'] == 'provisioned' or module.params['fail_on_invalid']:
+        raise AttestationFailure('the device %s is an EPA (%s): this model has no secure-element attestation, it cannot attest '
+                                 'or be provisioned' % (module.params['url'], version.get('hwv')), supported=False)
+    return unsupported_result('the EPA model has no secure-element attestation (hwv %s)' % version.get('hwv'))
+
+
+def no_attestation(module, client, status, version):
+    """The attestation endpoint answered 404: the model decides what the task says. The version is read only now (when
+    not read yet), the status only when the version does not name the model."""
     url = module.params['url']
-    version = client.get(VERSION, auth=False)
-    model = device_model(status, version) or device_model(client.status(), version)
-    if model == 'epa':
-        if module.params['state'] == 'provisioned' or module.params['fail_on_invalid']:
-            raise AttestationFailure('the device %s is an EPA (%s): this model has no secure-element attestation, it cannot attest '
-                                     'or be provisioned' % (url, version.get('hwv')), supported=False)
-        return unsupported_result('the EPA model has no secure-element attestation (hwv %s)' % version.get('hwv'))
-    if not module.has_credentials() and (status is None or status.get('inited') is not False):
-        read_attestation(module, client, True)      # says that reading it needs credentials
+    if version is None:
+        version = client.get(VERSION, auth=False)
+    if status is None and device_model(None, version) is None:
+        status = client.status()
+    if device_model(status, version) == 'epa':
+        return epa_result(module, version)
     if module.params['state'] == 'provisioned':
         raise AttestationFailure('the device %s cannot be provisioned: it has no attestation endpoints (%s answered 404)'
                                  % (url, ATTESTATION))
@@ -560,15 +564,19 @@ def main():
         provisioning = module.params['state'] == 'provisioned'
         # A token comes from a login on a personalised device: with one, the attestation data is read at once, and the
         # status only when it is needed (run_verified). Without one (or to provision), the status says whether the
-        # device is personalised, so whether the read needs credentials.
-        status = client.status() if provisioning or not client.token else None
+        # device is personalised, so whether the read needs credentials, and the version is read only when the status
+        # does not show a PPA (an EPA then stops before any login).
+        status = version = None
+        if provisioning or not client.token:
+            status = client.status()
+            if device_model(status, None) is None:
+                version = client.get(VERSION, auth=False)
+                if device_model(status, version) == 'epa':
+                    return epa_result(module, version)
         personalised = status is None or status.get('inited') is not False
-        data = None
-        if module.has_credentials() or not personalised:
-            data = read_attestation(module, client, personalised)
+        data = read_attestation(module, client, personalised)
         if data is None:
-            # 404 (or no credentials for the read): the model tells why
-            result = no_attestation(module, client, status)
+            result = no_attestation(module, client, status, version)
         elif provisioning:
             result = run_provisioned(module, client, anchors, status, data)
         else:
