@@ -14,7 +14,7 @@ description:
     certificate the device serves.
   - With credentials (O(passphrase) or O(token)) it also reads the device configuration. Secrets and one-time values
     (C(nonce), C(spk)) are never returned.
-  - O(gather_subset) limits what is read, and so the requests sent: the status alone is one request.
+  - O(gather_subset) limits what is read, and so the requests sent (the status alone is one request).
   - Never changes anything on the device, except for one case. A device without a TLS bundle gets the bundle in
     O(tls_bundle) (see there), as the first step of personalising it.
   - A device without a TLS bundle has its HTTPS server off. When HTTPS at O(url) cannot be reached, the task reads the
@@ -47,15 +47,16 @@ options:
   gather_subset:
     description:
       - What to read. V(all) (the default) is everything below.
-      - V(status) - C(GET /api/system/status), always read (it tells whether the device is personalised and serves HTTPS):
-        RV(personalised), RV(rtc_set), RV(uptime), RV(status), and RV(model) when the status alone decides it (see the notes).
-      - V(version) - C(GET /api/system/version): RV(version), RV(firmware), RV(model).
-      - V(config) - C(GET /api/system/config) when credentials are given and the device is personalised: RV(config).
+      - V(status) - C(GET /api/system/status), always read (it tells whether the device is personalised and serves HTTPS),
+        for RV(personalised), RV(rtc_set), RV(uptime), RV(status), and RV(model) when the status alone decides it (see the notes).
+      - V(version) - C(GET /api/system/version), for RV(version), RV(firmware) and RV(model).
+      - V(config) - C(GET /api/system/config) when credentials are given and the device is personalised, for RV(config).
         Without V(config), credentials are not used (no login).
-      - V(certificate) - the TLS certificate the device serves: RV(certificate). It is read from the TLS handshake of the
+      - V(certificate) - the TLS certificate the device serves, for RV(certificate). It is read from the TLS handshake of the
         status request, so it costs no request of its own.
       - A name preceded by C(!) is left out, for example V([all, "!config"]); a list of only such exclusions starts from
-        V(all). V(!all) leaves out everything but V(status); V(!status) is refused (the status is always read).
+        V(all). V(!all) leaves out everything not named besides, for example V(["!all", certificate]) reads the status and
+        the certificate; V(!status) is refused (the status is always read).
     type: list
     elements: str
     default: [all]
@@ -269,10 +270,10 @@ def chosen_subsets(requested):
             raise ValueError('option gather_subset: !status is not allowed, the status is always read (it tells whether the device '
                              'is personalised and serves HTTPS); use !all to read only the status')
         (left_out if excluded else wanted).add(name)
-    if 'all' in wanted or not wanted:
-        wanted = set(SUBSETS)
     if 'all' in left_out:
-        wanted = set()
+        wanted.discard('all')           # only what is named besides (as with Ansible's setup module)
+    elif 'all' in wanted or not wanted:
+        wanted = set(SUBSETS)
     return (wanted - left_out) | {'status'}
 
 

@@ -16,8 +16,8 @@ description:
   - O(state=present) uploads a certificate (C(tls.crt)) only when it differs from the one the device serves now.
   - The certificate the device serves is read from a TLS handshake with the device (no login needed for that), verified
     like every other request of the module with O(validate_certs) and O(ca_path). A task that changes nothing does not log
-    in and sends no request to the API. With O(state=csr) and O(served_certificate), it is not read at all: a task that
-    finds no CSR needed then makes no connection to the device.
+    in and sends no request to the API. With O(state=csr) and O(served_certificate), it is not read at all, so a task
+    that finds no CSR needed makes no connection to the device.
   - B(The device serves an uploaded certificate only after a reboot.) Until then it keeps serving the old one, so a re-run
     before the reboot still sees the old certificate; O(state=present) uploads the same certificate again and reports
     RV(changed) and RV(reboot_required) again (harmless, the device stores the same certificate), and O(state=csr) still
@@ -132,7 +132,7 @@ options:
         needed makes no connection to the device at all.
       - It must be what the device serves now. Omit it after a task that may have changed the served certificate (a TLS bundle
         stored, a personalisation, an upload activated by a reboot), so that the module reads it itself.
-      - It is trusted as given; encedo.hem.encedo_info verified it with O(ca_path) when it read it.
+      - It is trusted as given; M(encedo.hem.encedo_info) verified it with its O(ca_path) when it read it.
     type: str
   csr_path:
     description:

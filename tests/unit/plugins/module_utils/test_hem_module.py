@@ -71,6 +71,12 @@ def test_invalid_urls(url, reason):
     ({"storage": ["1:rw"]}, {"hwv": "rev 3"}, "ppa"),           # no model in hwv: MSC-only fields
     ({}, {"uis": "x"}, "ppa"),
     ({}, {}, "epa"),
+    # one answer not read: a model only when the answers given decide it
+    ({"storage": ["1:rw"]}, None, "ppa"),                       # only the PPA's MSC build reports storage
+    ({}, None, None),                                           # an EPA, or a PPA whose hwv would say so
+    (None, {"hwv": "EPA rev 1.0"}, "epa"),
+    (None, {"uis": "x"}, "ppa"),
+    (None, {"hwv": "rev 3"}, None),                             # the status could still show storage
 ])
 def test_device_model(status, version, model):
     assert M.device_model(status, version) == model
