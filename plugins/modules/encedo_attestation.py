@@ -132,6 +132,11 @@ notes:
   - Credentials are optional on a device that is not personalised yet (the device answers without them). On a personalised
     device a token of any scope can read the attestation data; the configuration (for the device's genuine_id) needs the
     V(system:config) scope, which O(passphrase) logins use.
+  - Requests. With O(token) (a token comes from a login on a personalised device), the attestation data is read at once,
+    and with it the configuration for the device's genuine_id. The status is read only when the C(freshness) check fails
+    (it tells whether the device clock is unset), the version only when the attestation endpoint answers 404 (an EPA, or
+    a build without attestation). Without a token, the status is read first (whether the device is personalised, so
+    whether credentials are needed) and the version when the status does not show a PPA (C(storage)).
   - Times are judged with the controller's clock. Run a check-in (M(encedo.hem.encedo_checkin)) when the device clock is
     unset (after every power-up or reboot), before verifying.
 seealso:
