@@ -183,16 +183,19 @@ def device_model(status=None, version=None, config=None):
     From the hardware version (GET /api/system/version ``hwv``, "PPA rev 2.2") when it names the model, else
     from the fields only the PPA's MSC build has: status ``storage``, version ``uis``, or the storage and
     secure-element fields of GET /api/system/config.
+
+    An answer not read is None. None is returned when the answers given do not decide the model: no
+    ``hwv`` naming it, no PPA-only field, and neither the configuration nor both status and version read
+    (an EPA is told by what its answers lack, so it takes enough of them).
     """
-    status, version, config = status or {}, version or {}, config or {}
-    hwv = str(version.get('hwv', '')).upper()
+    hwv = str((version or {}).get('hwv', '')).upper()
     if 'PPA' in hwv:
         return 'ppa'
     if 'EPA' in hwv:
         return 'epa'
-    if 'storage' in status or 'uis' in version or any(key in config for key in MSC_CONFIG_MARKERS):
+    if 'storage' in (status or {}) or 'uis' in (version or {}) or any(key in (config or {}) for key in MSC_CONFIG_MARKERS):
         return 'ppa'
-    return 'epa'
+    return 'epa' if config is not None or (status is not None and version is not None) else None
 
 
 # ---------------------------------------------------------------------------- validation

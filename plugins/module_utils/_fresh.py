@@ -128,7 +128,7 @@ def check_inputs(params):
 
 class FreshTls(object):
     """What ``prepare`` found. ``status``: the status answer (over HTTPS when it answered, else the
-    plain-HTTP one, else None); ``https``: False when the device has no TLS bundle (and none was
+    plain-HTTP one, else None); ``poller``: the client of that HTTPS status read, else None; ``https``: False when the device has no TLS bundle (and none was
     stored), True when HTTPS answers, None when unknown; ``missing``: the device has no bundle and
     this run did not store one; ``stored``: this run stored one (check mode: would store);
     ``message``: what the user needs to know, or None."""
@@ -140,6 +140,7 @@ class FreshTls(object):
         self.stored = False
         self.message = None
         self.http_url = None
+        self.poller = None      # the client whose HTTPS status read answered (its served certificate is known)
 
     def result(self):
         """The result fields every module returns about it."""
@@ -170,7 +171,8 @@ def prepare(module, bundle=None):
     if not params['url'].lower().startswith('https:'):
         return found        # plain-HTTP url: the status itself says whether HTTPS runs
     try:
-        found.status = module.client(**dict(POLL, timeout=PROBE_TIMEOUT)).status()
+        found.poller = module.client(**dict(POLL, timeout=PROBE_TIMEOUT))
+        found.status = found.poller.status()
         found.https = True
         return found
     except HemError as exc:

@@ -5,8 +5,8 @@
 # This module_utils file is PRIVATE to the encedo.hem collection: its API may change
 # at any time without notice. Do not use it from other collections.
 
-"""The connection options shared by every encedo.hem module, the HemModule base, and
-``device_model()`` (PPA or EPA from the device's own answers).
+"""The connection options shared by every encedo.hem module and the HemModule base (the one
+way a module gets a HemClient: ``HemModule.client(**overrides)``).
 
 ``hem_argument_spec()`` is documented one-to-one by the doc fragment
 ``encedo.hem.connection`` (a unit test keeps the two equal).
@@ -20,7 +20,6 @@ from urllib.parse import urlsplit
 from ansible.module_utils.basic import AnsibleModule, env_fallback
 
 from ansible_collections.encedo.hem.plugins.module_utils._client import HemClient, HemError
-from ansible_collections.encedo.hem.plugins.module_utils._fields import device_model  # noqa: F401 pylint: disable=unused-import
 
 #: option name -> environment variable used when the task does not set the option.
 ENV_VARS = {

@@ -438,14 +438,24 @@ def parse_url(url):
 
 
 def served_certificate(client):
-    """Return the DER certificate the device presents in a TLS handshake.
+    """The certificate (parsed) the device at ``client.url`` serves, or None when it serves none.
 
-    Read by ``client`` (HemClient.served_certificate) from the requests it makes anyway,
-    verified like every other request of the module. It never uses the CA the user wants
-    the device to move to: that CA does not trust today's certificate yet. When
-    verification fails the error says which certificate the device serves and why it is
-    not trusted.
+    The one place the collection reads it: ``client`` (HemClient.served_certificate) takes it from
+    the TLS handshake of a request it made anyway (or makes one status read when it has made
+    none), verified like every other request of the module. It never uses the CA the user wants
+    the device to move to: that CA does not trust today's certificate yet. When verification
+    fails the error says which certificate the device serves and why it is not trusted.
     """
+    der = _served_der(client)
+    if not der:
+        return None
+    try:
+        return load_certificate(der)
+    except X509Error as exc:
+        raise X509Error('the certificate the device serves %s' % exc)
+
+
+def _served_der(client):
     host, port = parse_url(client.url)
     try:
         return client.served_certificate()

@@ -132,6 +132,11 @@ notes:
   - Credentials are optional on a device that is not personalised yet (the device answers without them). On a personalised
     device a token of any scope can read the attestation data; the configuration (for the device's genuine_id) needs the
     V(system:config) scope, which O(passphrase) logins use.
+  - Requests. With O(token) (a token comes from a login on a personalised device), the attestation data is read at once,
+    and with it the configuration for the device's genuine_id. The status is read only when the C(freshness) check fails
+    (it tells whether the device clock is unset), the version only when the attestation endpoint answers 404 (an EPA, or
+    a build without attestation). Without a token, the status is read first (whether the device is personalised, so
+    whether credentials are needed) and the version when the status does not show a PPA (C(storage)).
   - Times are judged with the controller's clock. Run a check-in (M(encedo.hem.encedo_checkin)) when the device clock is
     unset (after every power-up or reboot), before verifying.
 seealso:
@@ -305,11 +310,13 @@ from ansible.module_utils.basic import missing_required_lib
 
 from ansible_collections.encedo.hem.plugins.module_utils import _attestation as att
 from ansible_collections.encedo.hem.plugins.module_utils._client import HemError, HemOutcomeUnknown
-from ansible_collections.encedo.hem.plugins.module_utils._module import HemModule, device_model
+from ansible_collections.encedo.hem.plugins.module_utils._fields import device_model
+from ansible_collections.encedo.hem.plugins.module_utils._module import HemModule
 
 ATTESTATION = '/api/system/config/attestation'
 PROVISIONING = '/api/system/config/provisioning'
 CONFIG = '/api/system/config'
+VERSION = '/api/system/version'
 
 
 class AttestationFailure(Exception):
@@ -392,14 +399,14 @@ def verify_data(module, data, anchors, genuine_ids, hint=None, status=None):
     return result, crt
 
 
-def run_verified(module, client, anchors, status):
+def run_verified(module, client, anchors, status, data):
     url = module.params['url']
-    personalised = status.get('inited') is not False
-    data = read_attestation(module, client, personalised)
-    if data is None:
-        return unsupported_result('the device has no attestation endpoint (%s answered 404)' % ATTESTATION)
+    personalised = status is None or status.get('inited') is not False
     genuine_ids, hint = expected_genuine_ids(module, client, personalised)
     result, _crt = verify_data(module, data, anchors, genuine_ids, hint, status)
+    if status is None and result['checks']['freshness']['status'] == att.FAILED:
+        # Only now is the status worth a request: it tells whether the device clock is unset (the fix: a check-in).
+        result, _crt = verify_data(module, data, anchors, genuine_ids, hint, client.status())
     out = dict(changed=False, supported=True, sent=[], attestation=result)
     if module.params['fail_on_invalid'] and not result['verified']:
         raise AttestationFailure('the device %s is not verified as genuine: %s'
@@ -407,17 +414,13 @@ def run_verified(module, client, anchors, status):
     return out
 
 
-def run_provisioned(module, client, anchors, status):
+def run_provisioned(module, client, anchors, status, data):
     url = module.params['url']
     try:
         wanted = att.load_certificate(module.params['certificate'], 'option certificate')
     except att.AttestationError as exc:
         raise AttestationFailure(str(exc)) from exc
     personalised = status.get('inited') is not False
-    data = read_attestation(module, client, personalised)
-    if data is None:
-        raise AttestationFailure('the device %s cannot be provisioned: it has no attestation endpoints (%s answered 404)'
-                                 % (url, ATTESTATION))
     genuine_ids, hint = expected_genuine_ids(module, client, personalised)
     before, current = verify_data(module, data, anchors, genuine_ids, hint, status)
     wanted_desc = att.describe_certificate(wanted)
@@ -477,6 +480,30 @@ def run_provisioned(module, client, anchors, status):
         module.warn('the answer to the provisioning was lost, but a re-read shows the secure element holds the certificate given')
     out['attestation'] = after
     return out
+
+
+def epa_result(module, version):
+    """An EPA has no secure-element attestation: the task fails, or (fail_on_invalid false) reports it unsupported."""
+    if module.params['state'] == 'provisioned' or module.params['fail_on_invalid']:
+        raise AttestationFailure('the device %s is an EPA (%s): this model has no secure-element attestation, it cannot attest '
+                                 'or be provisioned' % (module.params['url'], version.get('hwv')), supported=False)
+    return unsupported_result('the EPA model has no secure-element attestation (hwv %s)' % version.get('hwv'))
+
+
+def no_attestation(module, client, status, version):
+    """The attestation endpoint answered 404: the model decides what the task says. The version is read only now (when
+    not read yet), the status only when the version does not name the model."""
+    url = module.params['url']
+    if version is None:
+        version = client.get(VERSION, auth=False)
+    if status is None and device_model(None, version) is None:
+        status = client.status()
+    if device_model(status, version) == 'epa':
+        return epa_result(module, version)
+    if module.params['state'] == 'provisioned':
+        raise AttestationFailure('the device %s cannot be provisioned: it has no attestation endpoints (%s answered 404)'
+                                 % (url, ATTESTATION))
+    return unsupported_result('the device has no attestation endpoint (%s answered 404)' % ATTESTATION)
 
 
 def pre_write_problems(module, data, wanted, anchors, genuine_ids):
@@ -540,17 +567,26 @@ def main():
         module.fail_json(msg=str(exc))
 
     def work(module, client):
-        status = client.status()
-        version = client.get('/api/system/version', auth=False)
-        if device_model(status, version) == 'epa':
-            if module.params['state'] == 'provisioned' or module.params['fail_on_invalid']:
-                raise AttestationFailure('the device %s is an EPA (%s): this model has no secure-element attestation, it cannot attest '
-                                         'or be provisioned' % (module.params['url'], version.get('hwv')), supported=False)
-            return unsupported_result('the EPA model has no secure-element attestation (hwv %s)' % version.get('hwv'))
-        if module.params['state'] == 'provisioned':
-            result = run_provisioned(module, client, anchors, status)
+        provisioning = module.params['state'] == 'provisioned'
+        # A token comes from a login on a personalised device: with one, the attestation data is read at once, and the
+        # status only when it is needed (run_verified). Without one (or to provision), the status says whether the
+        # device is personalised, so whether the read needs credentials, and the version is read only when the status
+        # does not show a PPA (an EPA then stops before any login).
+        status = version = None
+        if provisioning or not client.token:
+            status = client.status()
+            if device_model(status, None) is None:
+                version = client.get(VERSION, auth=False)
+                if device_model(status, version) == 'epa':
+                    return epa_result(module, version)
+        personalised = status is None or status.get('inited') is not False
+        data = read_attestation(module, client, personalised)
+        if data is None:
+            result = no_attestation(module, client, status, version)
+        elif provisioning:
+            result = run_provisioned(module, client, anchors, status, data)
         else:
-            result = run_verified(module, client, anchors, status)
+            result = run_verified(module, client, anchors, status, data)
         if result.get('supported') is False and module.params['fail_on_invalid']:
             raise AttestationFailure('the device %s cannot attest: %s' % (module.params['url'],
                                                                           result['attestation']['checks']['signature']['reason']), **result)

@@ -10,9 +10,11 @@ module: encedo_info
 short_description: Read facts about an Encedo HEM device
 version_added: 0.1.0
 description:
-  - Reads the status, version and model of an Encedo HEM device (PPA or EPA) without authentication.
+  - Reads the status, version and model of an Encedo HEM device (PPA or EPA) without authentication, and the TLS
+    certificate the device serves.
   - With credentials (O(passphrase) or O(token)) it also reads the device configuration. Secrets and one-time values
     (C(nonce), C(spk)) are never returned.
+  - O(gather_subset) limits what is read, and so the requests sent (the status alone is one request).
   - Never changes anything on the device, except for one case. A device without a TLS bundle gets the bundle in
     O(tls_bundle) (see there), as the first step of personalising it.
   - A device without a TLS bundle has its HTTPS server off. When HTTPS at O(url) cannot be reached, the task reads the
@@ -41,10 +43,28 @@ attributes:
     support: full
     details:
       - Only the first run stores a bundle from O(tls_bundle). After that the device serves HTTPS and the bundle is ignored.
+options:
+  gather_subset:
+    description:
+      - What to read. V(all) (the default) is everything below.
+      - V(status) - C(GET /api/system/status), always read (it tells whether the device is personalised and serves HTTPS),
+        for RV(personalised), RV(rtc_set), RV(uptime), RV(status), and RV(model) when the status alone decides it (see the notes).
+      - V(version) - C(GET /api/system/version), for RV(version), RV(firmware) and RV(model).
+      - V(config) - C(GET /api/system/config) when credentials are given and the device is personalised, for RV(config).
+        Without V(config), credentials are not used (no login).
+      - V(certificate) - the TLS certificate the device serves, for RV(certificate). It is read from the TLS handshake of the
+        status request, so it costs no request of its own.
+      - A name preceded by C(!) is left out, for example V([all, "!config"]); a list of only such exclusions starts from
+        V(all). V(!all) leaves out everything not named besides, for example V(["!all", certificate]) reads the status and
+        the certificate; V(!status) is refused (the status is always read).
+    type: list
+    elements: str
+    default: [all]
 notes:
   - The model is taken from the hardware version (C(hwv) of C(GET /api/system/version), for example C(PPA rev 2.2)).
     When C(hwv) names neither model, a device that reports mass-storage (MSC) fields (C(storage) in the status, or
-    C(uis) in the version) is a PPA, otherwise an EPA.
+    C(uis) in the version) is a PPA, otherwise an EPA. Without V(version) in O(gather_subset), RV(model) is returned only
+    when the status alone decides it (a status with C(storage) is a PPA's); otherwise it is left out rather than guessed.
   - Without credentials on a personalised device, RV(config) is not returned. Credentials given for a device that is
     not personalised yet are ignored, with a warning.
 seealso:
@@ -70,6 +90,17 @@ EXAMPLES = r'''
     token: "{{ hem_login.token }}"
   register: hem
 
+- name: Read only the status and the served TLS certificate (one request, no login)
+  encedo.hem.encedo_info:
+    url: https://my.ence.do
+    ca_path: /etc/pki/encedo-ca.pem
+    gather_subset: [status, certificate]
+  register: hem
+
+- name: Show when the served certificate expires
+  ansible.builtin.debug:
+    msg: "{{ hem.certificate.not_after }}"
+
 - name: Show the device hostname
   ansible.builtin.debug:
     msg: "{{ hem.config.hostname }}"
@@ -88,7 +119,7 @@ EXAMPLES = r'''
 RETURN = r'''
 model:
   description: The device model, V(ppa) (USB) or V(epa) (rack). See the notes for how it is determined.
-  returned: always
+  returned: when V(version) is in O(gather_subset), or the status alone decides it (see the notes)
   type: str
   sample: ppa
 personalised:
@@ -108,7 +139,7 @@ uptime:
   sample: 3600
 firmware:
   description: The firmware version (C(fwv) of the version answer).
-  returned: always
+  returned: when V(version) is in O(gather_subset)
   type: str
   sample: "nGINE 1.2.2"
 status:
@@ -118,15 +149,68 @@ status:
   sample: {"ctx": 0, "uptime": 3600, "temp": 31.5, "fls_state": 0, "ts": "2024-05-01T10:00:00Z", "time": 1714557600}
 version:
   description: The answer of C(GET /api/system/version), as the device gave it.
-  returned: always
+  returned: when V(version) is in O(gather_subset)
   type: dict
   sample: {"hwv": "PPA rev 2.2", "fwv": "nGINE 1.2.2", "fwk": "...", "fws": "..."}
 config:
   description:
     - The device configuration (C(GET /api/system/config)) without the one-time C(nonce) and C(spk) values.
-  returned: when credentials are given and the device is personalised
+  returned: when V(config) is in O(gather_subset), credentials are given and the device is personalised
   type: dict
   sample: {"hostname": "my.ence.do", "user": "John Doe", "email": "john@example.com", "trusted_ts": true}
+certificate:
+  description:
+    - The TLS certificate the device serves, from the TLS handshake of the status request (verified with O(ca_path) unless
+      O(validate_certs=false)). Give RV(certificate.pem) to M(encedo.hem.encedo_tls) (option
+      O(encedo.hem.encedo_tls#module:served_certificate)) in the same play, so that it does not read it again.
+    - V(null) when the device presents no certificate.
+  returned: when V(certificate) is in O(gather_subset) and the device answered over HTTPS
+  type: dict
+  contains:
+    pem:
+      description: The certificate, PEM.
+      type: str
+    subject:
+      description: Subject distinguished name (RFC 4514).
+      type: str
+      sample: CN=my.ence.do
+    issuer:
+      description: Issuer distinguished name (RFC 4514).
+      type: str
+      sample: CN=Encedo CA
+    subject_alt_names:
+      description: Subject alternative names, as C(DNS:name), C(IP:address) and so on.
+      type: list
+      elements: str
+      sample: ["DNS:my.ence.do", "IP:192.168.7.1"]
+    serial_number:
+      description: Serial number, lower-case hex.
+      type: str
+    not_before:
+      description: Start of validity, UTC, ISO 8601.
+      type: str
+      sample: "2025-01-01T00:00:00Z"
+    not_after:
+      description: End of validity, UTC, ISO 8601.
+      type: str
+      sample: "2026-01-01T00:00:00Z"
+    days_remaining:
+      description: Whole days until the certificate expires (negative once expired).
+      type: int
+      sample: 364
+    fingerprint_sha256:
+      description: SHA-256 of the DER certificate, colon-separated lower-case hex.
+      type: str
+    spki_sha256:
+      description: SHA-256 of the DER SubjectPublicKeyInfo (identifies the device's TLS key), colon-separated lower-case hex.
+      type: str
+    public_key_type:
+      description: Key algorithm and size or curve.
+      type: str
+      sample: EC secp256r1
+    self_signed:
+      description: Whether the certificate is issued by itself.
+      type: bool
 https:
   description:
     - Whether the device's HTTPS server runs. V(false) means the device has no TLS bundle.
@@ -161,38 +245,84 @@ token:
   sample: eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzY29wZSI6InN5c3RlbTpjb25maWcifQ.c2lnbmF0dXJl
 '''
 
+from ansible.module_utils.basic import missing_required_lib
+
 from ansible_collections.encedo.hem.plugins.module_utils import _fresh
-from ansible_collections.encedo.hem.plugins.module_utils._module import HemModule, device_model
+from ansible_collections.encedo.hem.plugins.module_utils._fields import device_model
+from ansible_collections.encedo.hem.plugins.module_utils._module import HemModule
 
 # One-time handshake values of GET /api/system/config: not configuration, not worth returning.
 _CONFIG_VOLATILE = ('nonce', 'spk')
+#: The subsets of gather_subset; status is always read.
+SUBSETS = ('status', 'version', 'config', 'certificate')
+
+
+def chosen_subsets(requested):
+    """The set of SUBSETS that gather_subset asks for; ValueError naming the option and what is allowed."""
+    wanted, left_out = set(), set()
+    for item in requested:
+        name = str(item).strip()
+        excluded = name.startswith('!')
+        name = name[1:] if excluded else name
+        if name not in ('all',) + SUBSETS:
+            raise ValueError('option gather_subset: %r is not a subset; allowed: all, %s, each optionally preceded by ! to leave it out'
+                             % (item, ', '.join(SUBSETS)))
+        if excluded and name == 'status':
+            raise ValueError('option gather_subset: !status is not allowed, the status is always read (it tells whether the device '
+                             'is personalised and serves HTTPS); use !all to read only the status')
+        (left_out if excluded else wanted).add(name)
+    if 'all' in left_out:
+        wanted.discard('all')           # only what is named besides (as with Ansible's setup module)
+    elif 'all' in wanted or not wanted:
+        wanted = set(SUBSETS)
+    return (wanted - left_out) | {'status'}
 
 
 def gather(module, client):
     try:
+        subsets = chosen_subsets(module.params['gather_subset'])
         bundle = _fresh.check_inputs(module.params)[0]
     except ValueError as exc:
         module.fail_json(msg=str(exc))
+    x509 = None
+    if 'certificate' in subsets and module.params['url'].lower().startswith('https:'):
+        # imported only when asked for: cryptography's import cost is paid per task and host in a fleet
+        from ansible_collections.encedo.hem.plugins.module_utils import _x509 as x509
+        if not x509.HAS_CRYPTOGRAPHY:
+            module.fail_json(msg=missing_required_lib('cryptography') + ' (for gather_subset certificate)')
     fresh = _fresh.prepare(module, bundle)
     over_https = fresh.https is not False and not (fresh.stored and module.check_mode)
+    version = None
     if over_https:
         status = fresh.status if fresh.status is not None else client.status()
-        version = client.get('/api/system/version', auth=False)
+        if 'version' in subsets:
+            version = client.get('/api/system/version', auth=False)
     else:
         # No HTTPS server: status and version (both unauthenticated) over plain HTTP, nothing else.
         status = fresh.status
-        version = module.client(url=fresh.http_url, passphrase=None, token=None).get('/api/system/version', auth=False)
+        if 'version' in subsets:
+            version = module.client(url=fresh.http_url, passphrase=None, token=None).get('/api/system/version', auth=False)
     personalised = status.get('inited') is not False
     result = dict(
         changed=fresh.stored,
-        model=device_model(status, version),
         personalised=personalised,
         rtc_set='time' in status or 'ts' in status,
         uptime=status.get('uptime'),
-        firmware=version.get('fwv'),
         status=status,
-        version=version,
     )
+    model = device_model(status, version)
+    if model is not None:
+        result['model'] = model
+    if version is not None:
+        result.update(firmware=version.get('fwv'), version=version)
+    if x509 is not None and over_https:
+        # From the status request's own TLS handshake (the client that read it), unless a bundle was just stored.
+        reader = fresh.poller if fresh.poller is not None and fresh.https and not fresh.stored else client
+        try:
+            served = x509.served_certificate(reader)
+        except x509.X509Error as exc:
+            module.fail_json(msg='gather_subset certificate: %s' % exc, **result)
+        result['certificate'] = dict(pem=x509.cert_pem(served), **x509.certificate_facts(served)) if served is not None else None
     result.update(fresh.result())
     if 'https' not in result and isinstance(status.get('https'), bool):
         result['https'] = status['https']       # url is plain http: the status says it
@@ -200,7 +330,7 @@ def gather(module, client):
         result['msg'] = fresh.message
         if fresh.missing:
             module.warn(fresh.message)
-    if module.has_credentials():
+    if module.has_credentials() and 'config' in subsets:
         if not over_https:
             module.warn('The device has no HTTPS server: the configuration was not read, credentials are never sent over plain HTTP.')
         elif personalised:
@@ -212,7 +342,9 @@ def gather(module, client):
 
 
 def main():
-    module = HemModule(argument_spec=_fresh.fresh_argument_spec(), supports_check_mode=True)
+    spec = _fresh.fresh_argument_spec()
+    spec['gather_subset'] = dict(type='list', elements='str', default=['all'])
+    module = HemModule(argument_spec=spec, supports_check_mode=True)
     module.run(gather)
 
 

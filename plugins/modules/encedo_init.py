@@ -518,7 +518,8 @@ def run(module, client, status=None):
     params = module.params
     if status is None:
         status = client.status()
-    model = _fields.device_model(status)     # from the status alone (the MSC build reports its storage)
+    # From the status alone: the MSC build (PPA) reports its storage, a status without it is taken for an EPA.
+    model = _fields.device_model(status) or 'epa'
     if model == 'epa':
         given = [name for name in PPA_ONLY if params[name] is not None]
         if given:

@@ -16,7 +16,8 @@ description:
   - O(state=present) uploads a certificate (C(tls.crt)) only when it differs from the one the device serves now.
   - The certificate the device serves is read from a TLS handshake with the device (no login needed for that), verified
     like every other request of the module with O(validate_certs) and O(ca_path). A task that changes nothing does not log
-    in and sends no request to the API.
+    in and sends no request to the API. With O(state=csr) and O(served_certificate), it is not read at all, so a task
+    that finds no CSR needed makes no connection to the device.
   - B(The device serves an uploaded certificate only after a reboot.) Until then it keeps serving the old one, so a re-run
     before the reboot still sees the old certificate; O(state=present) uploads the same certificate again and reports
     RV(changed) and RV(reboot_required) again (harmless, the device stores the same certificate), and O(state=csr) still
@@ -123,6 +124,16 @@ options:
       - With O(state=csr), generate a new CSR even when none is needed (and replace O(csr_path)).
     type: bool
     default: false
+  served_certificate:
+    description:
+      - With O(state=csr), the certificate the device serves, as PEM (or base64 DER), as returned by
+        M(encedo.hem.encedo_info) in RV(encedo.hem.encedo_info#module:certificate.pem) in the same play. When given, no
+        connection is made to read it; the decision whether a CSR is needed is made from it, and a task that finds none
+        needed makes no connection to the device at all.
+      - It must be what the device serves now. Omit it after a task that may have changed the served certificate (a TLS bundle
+        stored, a personalisation, an upload activated by a reboot), so that the module reads it itself.
+      - It is trusted as given; M(encedo.hem.encedo_info) verified it with its O(ca_path) when it read it.
+    type: str
   csr_path:
     description:
       - With O(state=csr), write the CSR (PEM) to this file when one is generated. The file is rewritten only when its
@@ -357,7 +368,7 @@ def _check_inputs(module):
     if p['state'] == 'csr':
         wrong = [name for name in ('certificate', 'certificate_path', 'key_import') if p[name] is not None]
     else:
-        wrong = [name for name in ('csr_path',) if p[name] is not None] + (['force'] if p['force'] else [])
+        wrong = [name for name in ('csr_path', 'served_certificate') if p[name] is not None] + (['force'] if p['force'] else [])
     if wrong:
         raise InputError('option %s: not used with state=%s' % (', '.join(wrong), p['state']))
     if p['remaining_days'] < 0:
@@ -368,6 +379,12 @@ def _check_inputs(module):
         raise InputError('option %s' % exc)
     issuers = _load_issuers(p)
     inputs = {'issuers': issuers}
+    if p['served_certificate'] is not None:
+        try:
+            inputs['served'] = _x509.load_certificate(p['served_certificate'])
+        except X509Error as exc:
+            raise InputError('option served_certificate %s; give the certificate.pem returned by encedo.hem.encedo_info, or omit '
+                             'the option to have the certificate read from the device' % exc)
     if p['state'] == 'present':
         inputs['option'], inputs['cert'] = _load_new_certificate(p, issuers)
         if p['key_import'] is not None:
@@ -384,16 +401,6 @@ def _check_inputs(module):
         except X509Error as exc:
             raise InputError('option csr_path: %s exists and %s; refusing to overwrite it' % (p['csr_path'], exc))
     return inputs
-
-
-def _served(client):
-    der = _x509.served_certificate(client)
-    if not der:
-        return None
-    try:
-        return _x509.load_certificate(der)
-    except X509Error as exc:
-        raise X509Error('the certificate the device serves %s' % exc)
 
 
 def _device_csr(client, sent):
@@ -524,7 +531,7 @@ def run(module, client):
     try:
         inputs = _check_inputs(module)
         inputs['sent'] = sent
-        served = _served(client)
+        served = inputs['served'] if 'served' in inputs else _x509.served_certificate(client)
         if module.params['state'] == 'csr':
             return state_csr(module, client, inputs, served)
         return state_present(module, client, inputs, served)
@@ -551,6 +558,7 @@ def main():
             remaining_days=dict(type='int', default=30),
             force=dict(type='bool', default=False),
             csr_path=dict(type='path'),
+            served_certificate=dict(type='str'),
         ),
         mutually_exclusive=[('certificate', 'certificate_path'), ('issuer_ca', 'issuer_ca_path')],
         required_if=[('state', 'present', ('certificate', 'certificate_path'), True)],

@@ -415,3 +415,60 @@ def test_provisioning_checks_the_certificate_before_writing(fresh, hem_playbook)
     assert res.changed and not res.failed
     assert [r for r in attestation_requests(fresh, 3) if r[0] == "POST"] == []
     assert fresh.state(3)["se_provisioned"] is False
+
+
+# ------------------------------------------------------------------ requests: with a token, only what the checks need
+
+LOGIN = [("GET", "/api/auth/token"), ("POST", "/api/auth/token")]
+STATUS, VERSION = ("GET", "/api/system/status"), ("GET", "/api/system/version")
+
+
+def attest_with_token(runner, **args):
+    """Log in, then encedo_attestation with the token alone (the role's shape); -> its TaskResult."""
+    run = run_tasks(runner, [{"name": "log in", "encedo.hem.encedo_login": {"passphrase": PW}, "register": "hem_login"},
+                             {"name": TASK, "encedo.hem.encedo_attestation": dict(token="{{ hem_login.token }}", **args)}])
+    found = run.results(task=TASK)
+    assert len(found) == 1, run.tail()
+    return found[0]
+
+
+def sent(emu, i):
+    return [(e["method"], e["path"]) for e in emu.log(i)]
+
+
+def test_with_a_token_only_the_attestation_and_the_configuration_are_read(ppa, epa, hem_playbook):
+    """The role's case: a verified device costs GET attestation + GET config (genuine_id), no status, no version.
+    The status is read only to explain a failed freshness check; an EPA answers 404, then the version says why,
+    with the same message as without a token."""
+    runner = hem_playbook(ppa, devices=[5])
+    ppa.clear_log(5)
+    res = attest_with_token(runner, trust_anchor_path=ppa.custody_ca_file)
+    assert not res.failed and res.result["attestation"]["verified"] is True, res.msg
+    assert sent(ppa, 5) == LOGIN + [("GET", ATTESTATION), ("GET", "/api/system/config")]
+    assert res.result["attestation"]["genuine_id_sources"] == ["device"]
+
+    # a token an hour old: the status is read after the checks, and shows the clock set (so no check-in is asked for)
+    ppa.clock(5, -3600)
+    try:
+        ppa.clear_log(5)
+        res = attest_with_token(runner, trust_anchor_path=ppa.custody_ca_file, max_age=60, fail_on_invalid=False)
+    finally:
+        ppa.clock(5, 0)
+    assert sent(ppa, 5) == LOGIN + [("GET", ATTESTATION), ("GET", "/api/system/config"), STATUS]
+    reason = res.result["attestation"]["checks"]["freshness"]["reason"]
+    assert statuses(res.result)["freshness"] == "failed" and "more than max_age 60" in reason
+    assert "encedo_checkin" not in reason
+
+    # an EPA: 404, then the version; the same result and message as without a token
+    erunner = hem_playbook(epa, devices=[0])
+    for fail_on_invalid in (True, False):
+        epa.clear_log(0)
+        with_token = attest_with_token(erunner, trust_anchor_path=epa.custody_ca_file, fail_on_invalid=fail_on_invalid)
+        assert sent(epa, 0) == LOGIN + [("GET", ATTESTATION), VERSION]
+        epa.clear_log(0)
+        without = attest(erunner, passphrase=PW, trust_anchor_path=epa.custody_ca_file, fail_on_invalid=fail_on_invalid)
+        assert sent(epa, 0) == [STATUS, VERSION]          # the status does not show a PPA: the version, then no login
+        assert with_token.failed is without.failed is fail_on_invalid
+        assert with_token.msg == without.msg
+        assert with_token.result["supported"] is without.result["supported"] is False
+        assert with_token.result.get("attestation") == without.result.get("attestation")

@@ -331,3 +331,86 @@ def test_harness_runs_a_playbook_file_with_switches(emulator, hem_playbook, tmp_
     run = runner.run_playbook(str(path), limit="hem1").assert_ok()
     assert [t.host for t in run.tasks] == ["hem1"]
     assert emu.log(0) and len(emu.log(1)) == 2 * len(emu.log(0))
+
+
+# ------------------------------------------------------------------ gather_subset: what is read, what is returned
+
+STATUS, VERSION = ("GET", "/api/system/status"), ("GET", "/api/system/version")
+LOGIN = [("GET", "/api/auth/token"), ("POST", "/api/auth/token")]
+
+
+def info_once(emu, runner, **args):
+    """One encedo_info task; -> (its result, the requests it sent)."""
+    emu.clear_log(0)
+    play = {"hosts": "hem", "gather_facts": False, "tasks": [{
+        "name": "Read", "encedo.hem.encedo_info": dict({"url": "{{ hem_url }}", "ca_path": "{{ hem_ca_path }}"}, **args)}]}
+    run = runner.run_playbook([play])
+    found = run.results(task="Read")
+    assert len(found) == 1, run.tail()
+    return found[0], [(e["method"], e["path"]) for e in emu.log(0)]
+
+
+@pytest.mark.parametrize("subset, requests, returned, absent", [
+    (None, [STATUS, VERSION] + LOGIN + [("GET", CONFIG)], {"model", "version", "firmware", "config", "certificate"}, set()),
+    (["all"], [STATUS, VERSION] + LOGIN + [("GET", CONFIG)], {"model", "version", "config", "certificate"}, set()),
+    (["status"], [STATUS], {"personalised", "rtc_set", "status", "model"}, {"version", "firmware", "config", "certificate"}),
+    (["!all"], [STATUS], {"personalised", "status"}, {"version", "config", "certificate"}),
+    (["status", "certificate"], [STATUS], {"certificate"}, {"version", "config"}),
+    (["version"], [STATUS, VERSION], {"version", "firmware", "model"}, {"config", "certificate"}),
+    (["config"], [STATUS] + LOGIN + [("GET", CONFIG)], {"config"}, {"version", "certificate"}),
+    (["!config"], [STATUS, VERSION], {"version", "certificate"}, {"config"}),
+    (["all", "!certificate", "!version"], [STATUS] + LOGIN + [("GET", CONFIG)], {"config"}, {"version", "certificate"}),
+], ids=["default", "all", "status", "not-all", "status-certificate", "version", "config", "not-config", "all-but-two"])
+def test_gather_subset_reads_only_what_is_asked(emulator_module, hem_playbook, subset, requests, returned, absent):
+    emu = emulator_module(passphrase=PASSPHRASE, rtc_set=True)
+    args = {"passphrase": PASSPHRASE}
+    if subset is not None:
+        args["gather_subset"] = subset
+    res, sent = info_once(emu, hem_playbook(emu), **args)
+    assert not res.failed and not res.changed, res.msg
+    assert sent == requests
+    assert returned <= set(res.result), sorted(res.result)
+    assert not absent & set(res.result), sorted(res.result)
+    assert res.result["personalised"] is True and res.result["rtc_set"] is True
+    if "certificate" in returned:
+        # the certificate the device serves, from the status request's own TLS handshake (no connection of its own)
+        cert = res.result["certificate"]
+        assert cert["pem"].strip() == emu.state(0)["tls_cert_pem"].strip()
+        assert cert["subject_alt_names"] and "IP:127.0.0.1" in cert["subject_alt_names"]
+        assert cert["not_after"].endswith("Z") and cert["issuer"] and cert["subject"]
+
+
+def test_gather_subset_certificate_costs_no_connection(emulator, hem_playbook):
+    from tests.integration.helpers.counting_proxy import CountingProxy
+    emu = emulator(rtc_set=True)
+    runner = hem_playbook(emu)
+    with CountingProxy(emu.url(0)) as proxy:
+        res, sent = info_once(emu, runner, url=proxy.url(), gather_subset=["status", "certificate"])
+    assert not res.failed, res.msg
+    assert sent == [STATUS] and proxy.connections == 1
+    assert res.result["certificate"]["pem"].strip() == emu.state(0)["tls_cert_pem"].strip()
+
+
+def test_gather_subset_model_only_when_decided(emulator, hem_playbook):
+    """Without the version, the model is returned only when the status decides it (a PPA's storage); an EPA's
+    status does not, so no model is guessed."""
+    emu = emulator(rtc_set=True, model="epa")
+    runner = hem_playbook(emu)
+    res, sent = info_once(emu, runner, gather_subset=["status"])
+    assert not res.failed and sent == [STATUS]
+    assert "model" not in res.result
+    res, sent = info_once(emu, runner, gather_subset=["version"])
+    assert res.result["model"] == "epa" and sent == [STATUS, VERSION]
+
+
+@pytest.mark.parametrize("subset, words", [
+    (["bogus"], ["option gather_subset", "'bogus' is not a subset", "allowed: all, status, version, config, certificate"]),
+    (["!status"], ["option gather_subset", "!status is not allowed", "use !all"]),
+])
+def test_gather_subset_bad_value_fails_before_any_request(emulator, hem_playbook, subset, words):
+    emu = emulator()
+    res, sent = info_once(emu, hem_playbook(emu), gather_subset=subset)
+    assert res.failed
+    for word in words:
+        assert word in res.msg, res.msg
+    assert sent == []

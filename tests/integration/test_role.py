@@ -18,6 +18,7 @@ from cryptography import x509
 from cryptography.x509.oid import NameOID
 
 from tests.emulator.util import write_ca
+from tests.integration.helpers.counting_proxy import CountingProxy
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SITE = str(REPO_ROOT / "playbooks" / "site.yml")
@@ -27,13 +28,16 @@ JWT_RE = re.compile(r"eyJ[\w-]{10,}\.eyJ[\w-]{10,}\.[\w-]{20,}")
 
 # Requests a no-op run of the role makes per host with every step enabled (status,
 # check-in skipped, personalisation skipped, login, attestation, configuration, TLS):
-#   encedo_info        GET /api/system/status, GET /api/system/version
+#   encedo_info        GET /api/system/status (gather_subset status + certificate: the served
+#                      certificate comes from this request's own TLS handshake)
 #   encedo_login       GET /api/auth/token, POST /api/auth/token          (the one login)
-#   encedo_attestation GET /api/system/status, GET /api/system/version,
-#                      GET /api/system/config/attestation, GET /api/system/config
+#   encedo_attestation GET /api/system/config/attestation, GET /api/system/config (with a token
+#                      the device is personalised; status and version are read only when needed)
 #   encedo_config      GET /api/system/config
-#   encedo_tls (csr)   GET /api/system/status (the served certificate comes with it)
-NOOP_REQUESTS_PER_HOST = 10
+#   encedo_tls (csr)   none, no connection: it decides from the certificate encedo_info read
+# The device closes the connection after every answer (PROTOCOL.md "Transport"), so this is
+# also the number of TCP connections (counted by CountingProxy in the test below).
+NOOP_REQUESTS_PER_HOST = 6
 
 
 def role_vars(emu, tmp_path, tls=True, attestation=True, **over):
@@ -115,13 +119,24 @@ def test_fresh_devices_to_desired_state_then_noop(emulator, hem_playbook, tmp_pa
         assert served_issuer_with_only(host_vars["encedo_hem_tls_issuer_cert_path"], emu.url(i)) == "Role test CA"
         emu.clear_log(i)
 
-    second = runner.run_playbook(SITE, verbosity=3)
+    # The no-op run goes through a counting TCP proxy in front of each device: connections, not only requests.
+    proxies = [CountingProxy(emu.url(i)) for i in range(n)]
+    try:
+        proxied = hem_playbook(emu, host_vars=dict(host_vars, hem_proxy_urls=[p.url() for p in proxies],
+                                                   encedo_hem_url="{{ hem_proxy_urls[hem_index] }}"))
+        second = proxied.run_playbook(SITE, verbosity=3)
+    finally:
+        for proxy in proxies:
+            proxy.close()
     second.assert_ok()
     assert_no_secret(second)
     logs = per_host(emu, n)
     for i in range(n):
         host = "hem%d" % i
         assert second.stats[host]["changed"] == 0, second.tail()
+        # At most 6 HTTP(S) connections per device (issue 15): one per request, none for the TLS step.
+        assert proxies[i].connections <= 6, (proxies[i].connections, [(e["method"], e["path"]) for e in logs[i]])
+        assert proxies[i].connections == len(logs[i]), "a connection without a request (e.g. a TLS handshake of its own)"
         posts = [(e["method"], e["path"]) for e in logs[i] if e["method"] == "POST"]
         assert posts == [("POST", "/api/auth/token")], "a no-op run may only POST its one login: %s" % posts
         assert len([e for e in logs[i] if e["path"] == "/api/auth/token" and e["method"] == "GET"]) == 1

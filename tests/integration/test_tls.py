@@ -400,3 +400,61 @@ def test_tls_key_import(emu, user_ca, tmp_path):
 def _spki_hex(public_key):
     import hashlib
     return hashlib.sha256(public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)).hexdigest()
+
+
+# ------------------------------------------------------------------ served_certificate: the certificate from encedo_info
+
+def test_tls_csr_with_served_certificate(emu, user_ca, tmp_path):
+    """state=csr decides from the certificate given in served_certificate: no connection at all when it is fine,
+    the same decision as from the device when it expires soon or is from another CA, a bad one refused first."""
+    from tests.integration.helpers.counting_proxy import CountingProxy
+    i = 1
+    device_key = served_cert(emu, i).public_key()
+    other_ca_key, other_ca = make_ca("Somebody Else CA")
+    given = {
+        "fine": issue(user_ca["key"], user_ca["cert"], device_key, days=90),
+        "expiring": issue(user_ca["key"], user_ca["cert"], device_key, days=10),
+        "other_ca": issue(other_ca_key, other_ca, device_key, days=90),
+    }
+    runner = runner_for(emu, i, tmp_path / "runner")
+    trust = trust_bundle(emu, user_ca, tmp_path / "trust.pem")
+
+    def csr_task(served, check=False, **more):
+        emu.clear_log(i)
+        with CountingProxy(emu.url(i)) as proxy:
+            args = dict({"url": proxy.url(), "ca_path": trust, "passphrase": "{{ hem_passphrase }}", "state": "csr",
+                         "issuer_ca_path": user_ca["cert_path"], "remaining_days": 30, "served_certificate": served}, **more)
+            run = runner.run_playbook([{"hosts": "hem", "gather_facts": False,
+                                        "tasks": [{"name": "tls", "encedo.hem.encedo_tls": args}]}], check=check)
+        found = run.results(task="tls")
+        assert len(found) == 1, run.tail()
+        return found[0], proxy.connections
+
+    # fine: nothing to do, and no connection to the device (not even a TLS handshake)
+    res, connections = csr_task(pem(given["fine"]))
+    assert not res.failed and not res.changed, res.msg
+    assert res.result["csr_needed"] is False and res.result["csr_reasons"] == []
+    assert res.result["certificate"]["serial_number"] == "%x" % given["fine"].serial_number
+    assert connections == 0 and emu.log(i) == []
+
+    # expiring soon, or from another CA: a CSR is needed, for the same reasons as read from the device
+    for name, reason in (("expiring", "days left, fewer than remaining_days (30)"),
+                         ("other_ca", "is not issued by the CA in issuer_ca_path")):
+        res, connections = csr_task(pem(given[name]), check=True)
+        assert not res.failed and res.changed, res.msg
+        assert res.result["csr_needed"] is True
+        assert any(reason in r for r in res.result["csr_reasons"]), res.result["csr_reasons"]
+        assert connections == 0 and emu.log(i) == []       # check mode: no CSR asked for, nothing read
+
+    # not a certificate, or a chain: refused before any request, naming the option
+    for bad, words in (("not a certificate", "is not an X.509 certificate"),
+                       (pem(given["fine"]) + pem(user_ca["cert"]), "holds 2 certificates")):
+        res, connections = csr_task(bad)
+        assert res.failed and "option served_certificate" in res.msg and words in res.msg, res.msg
+        assert "Nothing was sent to the device" in res.msg
+        assert connections == 0 and emu.log(i) == []
+
+    # only with state=csr
+    res, connections = csr_task(pem(given["fine"]), state="present", certificate=pem(given["fine"]))
+    assert res.failed and "option served_certificate: not used with state=present" in res.msg, res.msg
+    assert connections == 0

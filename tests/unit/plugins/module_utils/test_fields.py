@@ -133,6 +133,13 @@ def test_check_all_names_every_bad_option_at_once():
     (None, None, {"storage_capacity": 5}, "ppa"),
     (None, None, {"user": "x"}, "epa"),
     ({}, {}, None, "epa"),
+    ({}, {"hwv": "epa"}, None, "epa"),
+    ({"storage": ["1:rw"]}, {"hwv": "rev 3"}, None, "ppa"),         # no model in hwv: MSC-only fields
+    # an answer not read: a model only when the answers given decide it
+    ({"storage": ["1:rw"]}, None, None, "ppa"),                     # only the PPA's MSC build reports storage
+    ({}, None, None, None),                                         # an EPA, or a PPA whose hwv would say so
+    (None, {"hwv": "EPA rev 1.0"}, None, "epa"),
+    (None, {"hwv": "rev 3"}, None, None),                           # the status could still show storage
 ])
 def test_the_model_is_decided_in_one_function(status, version, config, model):
     assert F.device_model(status, version, config) == model

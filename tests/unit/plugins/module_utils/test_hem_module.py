@@ -65,18 +65,6 @@ def test_invalid_urls(url, reason):
     assert problem and reason in problem.lower()
 
 
-@pytest.mark.parametrize("status,version,model", [
-    ({}, {"hwv": "PPA rev 2.2"}, "ppa"),
-    ({"storage": ["1:rw"]}, {"hwv": "EPA rev 1.0"}, "epa"),     # the hardware version decides first
-    ({}, {"hwv": "epa"}, "epa"),
-    ({"storage": ["1:rw"]}, {"hwv": "rev 3"}, "ppa"),           # no model in hwv: MSC-only fields
-    ({}, {"uis": "x"}, "ppa"),
-    ({}, {}, "epa"),
-])
-def test_device_model(status, version, model):
-    assert M.device_model(status, version) == model
-
-
 def run_module(args, capsys, env=None, monkeypatch=None):
     """Build a HemModule from args; return (module or None, exit json or None)."""
     for name in M.ENV_VARS.values():

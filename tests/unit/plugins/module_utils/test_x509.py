@@ -310,7 +310,7 @@ def test_key_import_bad_emp(emp):
 
 def fetch_served(url, validate_certs=True, ca_path=None, timeout=30):
     """The served certificate as encedo_tls reads it: from the module's client."""
-    return _x509.served_certificate(HemClient(url, validate_certs=validate_certs, ca_path=ca_path, timeout=timeout))
+    return _x509._served_der(HemClient(url, validate_certs=validate_certs, ca_path=ca_path, timeout=timeout))
 
 
 class TLSServer(LoopbackServer):
@@ -354,6 +354,27 @@ def test_fetch_verified_with_the_right_ca(served, pki):
     assert got == der(pki["leaf"])
     got = fetch_served("https://localhost:%d/api" % server.port, ca_path=str(ca_file), timeout=5)
     assert got == der(pki["leaf"])
+
+
+def test_served_certificate_of_a_client(served, pki):
+    """The one helper: the certificate the client's last HTTPS request met when it made one (no connection),
+    else a handshake of its own, verified like the client's requests."""
+    server, ca_file = served
+    client = HemClient("https://127.0.0.1:%d" % server.port, ca_path=str(ca_file), timeout=5)
+    assert _x509.served_certificate(client) == pki["leaf"]      # no request made yet: one of its own
+
+    class Captured(object):
+        """A client that already met a certificate; its url has nothing listening, so a connection would fail."""
+        url, validate_certs, ca_path, timeout = "https://127.0.0.1:1", True, None, 1.0
+
+        @staticmethod
+        def served_certificate():
+            return der(pki["ca"])
+
+    assert _x509.served_certificate(Captured()) == pki["ca"]
+    Captured.served_certificate = staticmethod(lambda: b"not DER")
+    with pytest.raises(X509Error, match="the certificate the device serves is not an X.509 certificate"):
+        _x509.served_certificate(Captured())
 
 
 def test_fetch_with_a_ca_directory(served, pki, tmp_path):
