@@ -40,7 +40,7 @@ options:
         variable. When both are available the token is used first and the passphrase only for that one new login.
       - A task that logged in again returns the new token as C(token) in its result (registered variable), and its output
         is then hidden like with C(no_log). Give that token to the later tasks (for example the expression
-        C(previous.token | default(login.token))), so that they do not log in again.
+        C(previous.token if previous.token is defined else login.token)), so that they do not log in again.
       - If not set, the environment variable E(ENCEDO_HEM_TOKEN) is used, also when the task sets O(passphrase). Set it to an
         empty string to ignore that variable.
     type: str
