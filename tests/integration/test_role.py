@@ -144,6 +144,23 @@ def test_argument_spec_refuses_unknown_options_before_any_request(emulator, hem_
     assert emu.log(0) == []
 
 
+@pytest.mark.parametrize("bad,words", [({"encedo_hem_timeout": "abc"}, ("encedo_hem_timeout", "int")),
+                                       ({"encedo_hem_init": {"hostnme": "typo"}}, ("encedo_hem_init", "hostnme"))])
+def test_a_bad_role_variable_is_named_in_a_few_lines(emulator, hem_playbook, tmp_path, bad, words):
+    """Issue 17, defect 10: not ~9 KB of argument spec, but which variable is wrong and why."""
+    emu = emulator()
+    emu.clear_log(0)
+    runner = hem_playbook(emu, host_vars=role_vars(emu, tmp_path, tls=False, **bad))
+    run = runner.run_playbook(SITE)
+    assert run.rc != 0
+    [failed] = run.failed()
+    assert all(word in failed.msg for word in words), failed.msg
+    assert "ansible-doc -t role encedo.hem.device" in failed.msg
+    assert len(failed.msg) < 600 and len(run.output) < 2500, run.output
+    assert "argument_spec_data" not in run.output and "description" not in run.output
+    assert emu.log(0) == []
+
+
 def test_site_playbook_runs_on_the_hosts_pattern_given(emulator, hem_playbook, tmp_path):
     emu = emulator(devices=2, passphrase=PASS, rtc_set=True)
     for i in range(2):
