@@ -161,6 +161,27 @@ def test_a_bad_role_variable_is_named_in_a_few_lines(emulator, hem_playbook, tmp
     assert emu.log(0) == []
 
 
+def test_tls_step_refuses_a_certificate_that_does_not_name_the_url(emulator, hem_playbook, tmp_path):
+    """Never lock the controller out (issue 17): the device is personalised with ip 192.168.7.1, so its CSR (and the
+    certificate the CA signs) names that address and its hostname, but the play reaches it as https://127.0.0.1."""
+    emu = emulator(rtc_set=True, reboot_seconds=1.0)
+    host_vars = role_vars(emu, tmp_path, attestation=False, encedo_hem_config={},
+                          encedo_hem_init={"ip": "192.168.7.1/24", "hostname": "hem0.emulator.test"})
+    runner = hem_playbook(emu, host_vars=host_vars)
+    served = emu.state(0)["tls_cert_pem"]
+    run = runner.run_playbook(SITE)
+    assert run.rc != 0
+    [failed] = run.failed()
+    assert failed.task == "Upload the certificate (the device serves it after a reboot)"
+    assert "the certificate names DNS:hem0.emulator.test, IP:192.168.7.1" in failed.msg, failed.msg
+    assert "127.0.0.1 (the host of url) needs IP:127.0.0.1" in failed.msg and "Nothing was uploaded" in failed.msg
+    # Nothing uploaded: the device still serves the certificate the play can verify, and the next run can reach it.
+    state = emu.state(0)
+    assert state["tls_cert_pem"] == served and not state["pending_tls"]
+    assert [e["keys"] for e in emu.log(0) if e["method"] == "POST" and e["path"] == "/api/system/config"] == [["gen_csr"]]
+    assert runner.run_playbook(SITE, extra_vars={"encedo_hem_tls_issuer_cert_path": ""}).rc == 0
+
+
 def test_site_playbook_runs_on_the_hosts_pattern_given(emulator, hem_playbook, tmp_path):
     emu = emulator(devices=2, passphrase=PASS, rtc_set=True)
     for i in range(2):

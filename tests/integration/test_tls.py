@@ -394,3 +394,44 @@ def test_tls_key_import(emu, user_ca, tmp_path):
 def _spki_hex(public_key):
     import hashlib
     return hashlib.sha256(public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)).hexdigest()
+
+
+# ------------------------------------------------------------------ never lock the controller out (issue 17)
+
+def test_a_certificate_that_does_not_name_the_url_is_refused_before_anything_is_sent(emu, user_ca, tmp_path):
+    """The device is reached as https://127.0.0.1:<port>: a certificate naming only a DNS name (or the address as a
+    DNS name, which TLS clients never match against an IP address) would lock every later task out after the reboot."""
+    i = 0
+    device_key = served_cert(emu, i).public_key()
+    trust = trust_bundle(emu, user_ca, tmp_path / "trust.pem")
+    only_dns = issue(user_ca["key"], user_ca["cert"], device_key, names=("hem0.example.com",), ips=())
+    ip_as_dns = issue(user_ca["key"], user_ca["cert"], device_key, names=("127.0.0.1", "localhost"), ips=())
+    runner = runner_for(emu, i, tmp_path / "runner")
+    served_before, boot = served_pem(emu, i), emu.state(i)["boot_id"]
+
+    def upload(cert, check=False, **extra):
+        args = dict({"url": "{{ hem_url }}", "ca_path": trust, "passphrase": "{{ hem_passphrase }}", "certificate": pem(cert)},
+                    **extra)
+        task = {"name": "tls", "encedo.hem.encedo_tls": args, "register": "r", "check_mode": check}
+        return runner.run_playbook([{"hosts": "hem", "gather_facts": False, "tasks": [task]}])
+
+    for cert, names in ((only_dns, "DNS:hem0.example.com"), (ip_as_dns, "DNS:127.0.0.1, DNS:localhost")):
+        for check in (False, True):
+            emu.clear_log(i)
+            run = upload(cert, check=check)
+            assert run.rc != 0
+            result = run.result("tls")
+            msg = result["msg"]
+            assert "the certificate names %s" % names in msg, msg
+            assert "127.0.0.1 (the host of url) needs IP:127.0.0.1" in msg and "allow_name_mismatch" in msg
+            assert "Nothing was uploaded" in msg and result["changed"] is False
+            # Refused before anything was sent: not even a login.
+            assert [e for e in emu.log(i) if e["method"] == "POST"] == []
+
+    # Allowed explicitly (check mode here: the emulated device must stay reachable for the other tests).
+    emu.clear_log(i)
+    allowed = upload(only_dns, check=True, allow_name_mismatch=True).assert_ok().result("tls")
+    assert allowed["changed"] and allowed["reboot_required"]
+    assert any("allow_name_mismatch is true" in w and "DNS:hem0.example.com" in w for w in allowed["warnings"])
+    assert [e for e in emu.log(i) if e["method"] == "POST"] == []
+    assert served_pem(emu, i) == served_before and not emu.state(i)["pending_tls"] and emu.state(i)["boot_id"] == boot
