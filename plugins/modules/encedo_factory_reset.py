@@ -51,6 +51,8 @@ options:
     type: int
     default: 120
 notes:
+  - Ansible prints nothing while a module runs, and this one may wait minutes. Say what it waits for before it starts, in
+    the task name or in an M(ansible.builtin.debug) task just before it (the wait lasts up to O(wait_timeout)).
   - The task logs in to read the C(devid); it needs O(passphrase) or O(token) with the V(system:config) scope.
   - A device may come back from the wipe without a TLS bundle, with its HTTPS server off. Whether a real device does is
     not documented. The task then reads the status over plain HTTP (O(http_url)) and reports RV(https) V(false) and

@@ -85,6 +85,9 @@ options:
       - If not set, the environment variable E(ENCEDO_HEM_BACKEND_CA_PATH) is used.
     type: path
 notes:
+  - Ansible prints nothing while a module runs, and this one may wait minutes. Say what it waits for before it starts, in
+    the task name or in an M(ansible.builtin.debug) task just before it (the role C(encedo.hem.device) does so before its
+    reboot).
   - The proof of a restart is that the device uptime is lower than it would be had the device kept running, and low enough
     that the device booted after the reboot request. A device that has been up for 2 seconds or less could not prove it,
     so the module waits until the device has been up for 3 seconds before it requests the reboot.

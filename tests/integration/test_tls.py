@@ -495,6 +495,7 @@ def test_tls_playbook_from_the_installed_collection(emulator, user_ca, tmp_path)
     assert first.result("Check whether the certificate needs renewal")["changed"] is False
     assert first.result(CSR_TASK)["changed"] and first.result(UPLOAD_TASK)["changed"]
     assert first.result(REBOOT_HANDLER)["rebooted"]
+    assert "waits, silently, until the device answers again" in first.result("Say what the reboot waits for")["msg"]
     # The end says what encedo_hem_ca_path needs: the next run would not verify the device with it.
     told = first.result("Say what encedo_hem_ca_path needs")["msg"]
     assert str(ca_path) in told and user_ca["cert_path"] in told and "encedo_hem_tls_update_ca_path" in told
