@@ -49,6 +49,7 @@ CHECKIN_ACTION_ADVICE = {
          "again, then check its firmware (encedo.hem.encedo_info, version fwv) before using it",
 }
 
+
 class NotRebooted(HemError):
     """The device kept answering after the reboot request and its uptime never went back: it did not reboot."""
 
@@ -253,6 +254,6 @@ def wait_for_reboot(poll_status, uptime_before, seen_before, delay, timeout, int
     waited = clock() - start
     if last_error is None and last_uptime is not None:
         raise NotRebooted("the device did not reboot: it kept answering for %.0f s after the reboot request and its uptime "
-                       "never went back (%s s now, %s s just before the request)" % (waited, last_uptime, uptime_before))
+                          "never went back (%s s now, %s s just before the request)" % (waited, last_uptime, uptime_before))
     raise HemError("the device did not come back within %.0f s after the reboot request (timeout %s s); last error: %s"
                    % (waited, timeout, last_error))
