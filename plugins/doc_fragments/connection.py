@@ -46,7 +46,7 @@ options:
       - A task that logged in again returns the new token as C(token) in its result (registered variable), and its output
         is then hidden like with C(no_log), since Ansible can hide a result only whole; a warning says so, and what the task
         changed (with the diff's before and after when run with C(--diff)). Give that token to the later tasks (for example
-        C(previous.token | default(login.token))), so that they do not log in again.
+        C(previous.token if previous.token is defined else login.token)), so that they do not log in again.
       - If not set, the environment variable E(ENCEDO_HEM_TOKEN) is used, also when the task sets O(passphrase). Set it to an
         empty string to ignore that variable.
     type: str

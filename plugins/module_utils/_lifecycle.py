@@ -49,6 +49,11 @@ CHECKIN_ACTION_ADVICE = {
          "again, then check its firmware (encedo.hem.encedo_info, version fwv) before using it",
 }
 
+
+class NotRebooted(HemError):
+    """The device kept answering after the reboot request and its uptime never went back: it did not reboot."""
+
+
 # Seconds of slack when comparing the device uptime (whole seconds) with the wall clock.
 UPTIME_SLACK = 2
 
@@ -249,7 +254,7 @@ def wait_for_reboot(poll_status, uptime_before, seen_before, delay, timeout, int
         sleep(max(0.0, min(interval, deadline - now)))
     waited = clock() - start
     if last_error is None and last_uptime is not None:
-        raise HemError("the device did not reboot: it kept answering for %.0f s after the reboot request and its uptime "
-                       "never went back (%s s now, %s s just before the request)" % (waited, last_uptime, uptime_before))
+        raise NotRebooted("the device did not reboot: it kept answering for %.0f s after the reboot request and its uptime "
+                          "never went back (%s s now, %s s just before the request)" % (waited, last_uptime, uptime_before))
     raise HemError("the device did not come back within %.0f s after the reboot request (timeout %s s); last error: %s"
                    % (waited, timeout, last_error))

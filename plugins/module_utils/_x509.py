@@ -14,6 +14,7 @@ import datetime
 import hashlib
 import ipaddress
 import re
+import ssl
 
 from urllib.parse import urlsplit
 
@@ -474,3 +475,90 @@ def _served_der(client):
             "(a bundle of the old and the new CA works before and after the reboot)." % (host, port, exc.reason, detail))
     except HemError as exc:
         raise X509Error("cannot connect to %s:%d to read its TLS certificate: %s" % (host, port, exc))
+
+
+# ------------------------------------------------------------------------ name check (never lock the controller out)
+
+def tls_client_accepts_host(cert, host):
+    """Whether a TLS client reaching ``host`` would accept the names of ``cert``, as decided by Python's ``ssl``
+    (OpenSSL's own host check, the one the collection's client applies after the reboot): DNS names of the
+    subjectAltName with wildcards as TLS clients match them, an IP address only through an IP entry, the subject
+    CN only when there is no subjectAltName.
+
+    The device's certificate cannot be presented without the device's key, so a throwaway CA issues a throwaway
+    certificate with the same subject and subjectAltName, and an in-memory handshake (no network) checks it
+    against ``host``. Raises X509Error when the handshake fails for another reason than the name.
+    """
+    import os
+    import tempfile
+
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+    day = datetime.timedelta(days=1)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    leaf_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "encedo.hem name check CA")])
+    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
+          .serial_number(1).not_valid_before(now - day).not_valid_after(now + day)
+          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+          .sign(ca_key, hashes.SHA256()))
+    builder = (x509.CertificateBuilder().subject_name(cert.subject).issuer_name(ca_name).public_key(leaf_key.public_key())
+               .serial_number(2).not_valid_before(now - day).not_valid_after(now + day))
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+        builder = builder.add_extension(san.value, critical=san.critical)
+    except x509.ExtensionNotFound:
+        pass
+    leaf = builder.sign(ca_key, hashes.SHA256())
+
+    server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    with tempfile.TemporaryDirectory(prefix="encedo_hem_names.") as tmp:
+        cert_file, key_file = os.path.join(tmp, "cert.pem"), os.path.join(tmp, "key.pem")
+        with open(cert_file, "wb") as f:
+            f.write(leaf.public_bytes(serialization.Encoding.PEM))
+        with open(key_file, "wb") as f:
+            f.write(leaf_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+        server_ctx.load_cert_chain(cert_file, key_file)
+    client_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)       # check_hostname and CERT_REQUIRED, like the client's
+    client_ctx.load_verify_locations(cadata=ca.public_bytes(serialization.Encoding.PEM).decode("ascii"))
+
+    to_server, to_client = ssl.MemoryBIO(), ssl.MemoryBIO()
+    client = client_ctx.wrap_bio(to_client, to_server, server_hostname=host.strip("[]"))
+    server = server_ctx.wrap_bio(to_server, to_client, server_side=True)
+    for dummy in range(10):
+        try:
+            client.do_handshake()
+            return True
+        except ssl.SSLWantReadError:
+            pass
+        except ssl.SSLCertVerificationError as exc:
+            if getattr(exc, "verify_code", None) in (62, 64):    # X509_V_ERR_HOSTNAME_MISMATCH, X509_V_ERR_IP_ADDRESS_MISMATCH
+                return False
+            raise X509Error("the name check of the certificate failed: %s" % (getattr(exc, "verify_message", None) or exc))
+        try:
+            server.do_handshake()
+        except ssl.SSLWantReadError:
+            pass
+        except ssl.SSLError:
+            pass        # the client's side of the failure is read on the next turn
+    raise X509Error("the name check of the certificate did not complete")
+
+
+def name_mismatch(cert, host):
+    """None when a TLS client reaching ``host`` accepts ``cert``; else what is wrong, naming the certificate's
+    names and what ``host`` needs."""
+    if tls_client_accepts_host(cert, host):
+        return None
+    names = subject_alt_names(cert)
+    if not names:
+        cn = [a.value for a in cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)]
+        names = ["no subjectAltName (subject CN %s)" % (", ".join(cn) or "none")]
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+        needed = "IP:%s (an IP address matches only an IP entry, never a DNS name)" % host.strip("[]")
+    except ValueError:
+        parent = host.split(".", 1)[1] if "." in host else None
+        needed = "DNS:%s%s" % (host, " or DNS:*.%s" % parent if parent and "." in parent else "")
+    return "the certificate names %s; %s (the host of url) needs %s" % (", ".join(names), host, needed)

@@ -51,6 +51,8 @@ options:
     type: int
     default: 120
 notes:
+  - Ansible prints nothing while a module runs, and this one may wait minutes. Say what it waits for before it starts, in
+    the task name or in an M(ansible.builtin.debug) task just before it (the wait lasts up to O(wait_timeout)).
   - The task logs in to read the C(devid); it needs O(passphrase) or O(token) with the V(system:config) scope.
   - A device may come back from the wipe without a TLS bundle, with its HTTPS server off. Whether a real device does is
     not documented. The task then reads the status over plain HTTP (O(http_url)) and reports RV(https) V(false) and
@@ -90,8 +92,8 @@ sent:
   elements: str
   sample: [wipeout]
 devid:
-  description: The device's C(devid), when the device was personalised and could be read.
-  returned: when the device was personalised
+  description: The device's C(devid), when it matched O(confirm_devid) (never in the failure of a mismatch).
+  returned: when the device was personalised and its devid matched O(confirm_devid)
   type: str
   sample: 2023b758c209269a
 rebooted:
@@ -204,10 +206,13 @@ def run(module, client):
     if not module.has_credentials():
         module.fail_json(msg='credentials needed to read the devid: set passphrase or token. Nothing was sent.', **result)
     devid = str(client.get(CONFIG).get('devid', ''))
-    result['devid'] = devid
     if devid.lower() != want:
-        module.fail_json(msg='confirm_devid %r does not match the device at %s, whose devid is %r: nothing was sent'
-                         % (p['confirm_devid'], p['url'], devid), **result)
+        # The real devid is not in the failure: copying it from here would defeat the safeguard.
+        module.fail_json(msg='confirm_devid %r does not match the devid of the device at %s: nothing was sent. Make sure url '
+                             'points at the device you mean to wipe, then read its devid deliberately with '
+                             'encedo.hem.encedo_info (returned as devid) and give that as confirm_devid'
+                         % (p['confirm_devid'], p['url']), **result)
+    result['devid'] = devid
     result.update(changed=True, sent=['wipeout'])
     if module._diff:
         result['diff'] = dict(before=dict(devid=devid, personalised=True), after=dict(devid=devid, personalised=False))

@@ -74,7 +74,7 @@ options:
         word list (lower case), valid checksum; error messages name the word position, never a word.
       - Only 24-word phrases are accepted - BIP39 also has shorter ones, but the web manager makes only 24-word phrases,
         so a shorter one is almost certainly incomplete and would set a master key you cannot reproduce with the manager.
-      - Make one, for example, with C(python3 -c 'from mnemonic import Mnemonic; print(Mnemonic("english").generate(256))')
+      - Make one, for example, with the command python3 -c 'from mnemonic import Mnemonic; print(Mnemonic("english").generate(256))'
         and keep it offline or in a vault - it is the master key.
       - Mutually exclusive with O(master_passphrase). Needs the Python library C(mnemonic). Not used on a personalised device.
     type: str

@@ -16,7 +16,11 @@ description:
     device in (as M(encedo.hem.encedo_checkin)) so that logins work again. Tokens obtained before the reboot stay invalid;
     log in again (M(encedo.hem.encedo_login)).
   - Fails, saying how long it waited and the last error seen, when the device does not come back in time; fails, saying so,
-    when the device kept answering without restarting.
+    when the device kept answering without restarting. Once the device has accepted the reboot request, a failed task
+    still reports C(changed=true).
+  - A personalised device whose clock is unset (after a power-up) refuses logins, and the reboot request needs one. With
+    O(checkin=true) the module then checks the device in first (returned as RV(checkin_before)); with O(checkin=false) it
+    fails, saying so, before it sends the reboot request.
   - The check-in after the reboot returns the action the backend made the device execute in RV(checkin) (its C(status)
     and C(action)), as M(encedo.hem.encedo_checkin) does. Any action other than V(OK) (none) or V(R) (report) is a change
     and fails the task with a message that says what the device did and what to do next (RV(checkin) is in the result of
@@ -81,6 +85,9 @@ options:
       - If not set, the environment variable E(ENCEDO_HEM_BACKEND_CA_PATH) is used.
     type: path
 notes:
+  - Ansible prints nothing while a module runs, and this one may wait minutes. Say what it waits for before it starts, in
+    the task name or in an M(ansible.builtin.debug) task just before it (the role C(encedo.hem.device) does so before its
+    reboot).
   - The proof of a restart is that the device uptime is lower than it would be had the device kept running, and low enough
     that the device booted after the reboot request. A device that has been up for 2 seconds or less could not prove it,
     so the module waits until the device has been up for 3 seconds before it requests the reboot.
@@ -137,6 +144,13 @@ checkin:
   returned: when the device rebooted
   type: dict
   sample: {changed: true, clock_was_set: false, status: OK, action: none, time: 1767225600, ts: "2026-01-01T00:00:00Z"}
+checkin_before:
+  description:
+    - What the check-in before the reboot did, when the device clock was unset and O(checkin=true) (the same keys as
+      RV(checkin)). In check mode, the prediction (C(changed) and C(clock_was_set) only).
+  returned: when the device was personalised, its clock unset and O(checkin=true)
+  type: dict
+  sample: {changed: true, clock_was_set: false, status: OK, action: none, time: 1767225600, ts: "2026-01-01T00:00:00Z"}
 '''
 
 import time
@@ -150,12 +164,14 @@ from ansible_collections.encedo.hem.plugins.module_utils._lifecycle import (
     checkin_failure,
     checkin_warnings,
     clock_is_set,
+    NotRebooted,
     uptime_baseline,
     wait_for_reboot,
 )
 from ansible_collections.encedo.hem.plugins.module_utils._module import POLL, HemModule
 
 REBOOT_PATH = '/api/system/reboot'
+TOKEN_PATH = '/api/auth/token'
 
 
 def request_reboot(client, personalised):
@@ -174,6 +190,32 @@ def request_reboot(client, personalised):
     return None
 
 
+def checkin_before_reboot(module, client, backend, status):
+    """Check in a personalised device whose clock is unset, so that it accepts the login the reboot request needs.
+
+    Returns the check-in result. Fails the task, saying why, when the check-in fails or the backend made the
+    device do something.
+    """
+    try:
+        result = checkin(client, backend, status=status)
+    except HemError as exc:
+        raise HemError('the device clock is unset (it resets at every power-up), so the device refuses logins until it is '
+                       'checked in; this task checked it in before rebooting it, and that check-in failed, so nothing else '
+                       'was sent: %s' % exc)
+    for warning in checkin_warnings(result):
+        module.warn(warning)
+    failure = checkin_failure(result)
+    if failure:
+        module.fail_json(msg='the device clock was unset, so this task checked it in before rebooting it, and %s; the reboot '
+                             'was not requested' % failure, changed=True, rebooted=False, checkin_before=result)
+    return result
+
+
+def clock_refusal(exc):
+    """The login before the reboot request was refused because the device clock is unset (and checkin=false)."""
+    return exc.status == 403 and (exc.endpoint or '').endswith(TOKEN_PATH)
+
+
 def run(module, client):
     params = module.params
     before = client.status()
@@ -181,30 +223,58 @@ def run(module, client):
     personalised = before.get('inited') is not False
     if personalised and not module.has_credentials():
         raise HemError('the device is personalised: rebooting it needs passphrase or token')
+    # A personalised device with its clock unset refuses logins (trusted_ts on), and the reboot needs one.
+    checkin_first = personalised and params['checkin'] and not clock_is_set(before)
     if module.check_mode:
-        return dict(changed=True, rebooted=False)
+        result = dict(changed=True, rebooted=False)
+        if checkin_first:
+            result['checkin_before'] = checkin(client, None, check_mode=True, status=before)
+        return result
     backend = backend_client(module) if params['checkin'] else None
 
+    checkin_before = None
+    if checkin_first:
+        checkin_before = checkin_before_reboot(module, client, backend, before)
+        before, seen_before = client.status(), time.monotonic()
     before, seen_before = uptime_baseline(client.status, before, seen_before)
     requested_at = time.monotonic()
-    lost = request_reboot(client, personalised)
+    try:
+        lost = request_reboot(client, personalised)
+    except HemError as exc:
+        if clock_refusal(exc) and not clock_is_set(before):
+            raise HemError('the device clock is unset (it resets at every power-up), so the device refuses the login that the '
+                           'reboot request needs, and this task has checkin=false: set checkin to true (the task then checks '
+                           'the device in before and after the reboot), or check it in first with encedo.hem.encedo_checkin. '
+                           'Nothing else was sent', exc.endpoint, exc.status)
+        raise
+    # From here on the reboot was requested (and accepted, unless its answer was lost): every failure is a change.
+    result = dict(changed=True, rebooted=False)
+    if checkin_before is not None:
+        result['checkin_before'] = checkin_before
     poller = module.client(**POLL)
     try:
         status, waited = wait_for_reboot(poller.status, before.get('uptime'), seen_before, params['delay'],
                                          params['reboot_timeout'], params['poll_interval'], requested_at=requested_at)
+    except NotRebooted as exc:
+        if lost:
+            exc.msg += '; the reboot request itself got no answer (%s)' % lost
+        # A request whose answer was lost and after which the device kept running changed nothing.
+        result['changed'] = not lost
+        module.fail_json(msg=str(exc), **result)
     except HemError as exc:
         if lost:
             exc.msg += '; the reboot request itself got no answer (%s)' % lost
-        raise
+        module.fail_json(msg='%s. The device went away after the reboot request: it may still be rebooting (check it with '
+                             'encedo.hem.encedo_info before trying again)' % exc, **result)
     elapsed = int(round(waited))
     # Every token issued before the reboot is invalid now.
     client.token = None
-    result = dict(changed=True, rebooted=True, elapsed=elapsed, uptime=status.get('uptime'), checkin=None)
+    result.update(rebooted=True, elapsed=elapsed, uptime=status.get('uptime'), checkin=None)
     if backend is not None and not clock_is_set(status):
         try:
             result['checkin'] = checkin(client, backend, status=status)
         except HemError as exc:
-            raise HemError('the device rebooted (back after %d s) but the check-in failed: %s' % (elapsed, exc))
+            module.fail_json(msg='the device rebooted (back after %d s) but the check-in failed: %s' % (elapsed, exc), **result)
         for warning in checkin_warnings(result['checkin']):
             module.warn(warning)
         failure = checkin_failure(result['checkin'])

@@ -134,6 +134,17 @@ options:
         stored, a personalisation, an upload activated by a reboot), so that the module reads it itself.
       - It is trusted as given; M(encedo.hem.encedo_info) verified it with its O(ca_path) when it read it.
     type: str
+  allow_name_mismatch:
+    description:
+      - With O(state=present), upload a certificate that does not name the host of O(url) (as a DNS name, or as an IP
+        address for an IP address url; checked as TLS clients check it, with Python's C(ssl)).
+      - By default such a certificate is refused before anything is sent, because after the reboot that activates it every
+        task reaching the device by O(url) fails TLS verification (and so does any client using that address); the message
+        names the certificate's names and what the url needs.
+      - Set it to V(true) only when you will reach the device by one of the certificate's names afterwards; the task then
+        warns instead.
+    type: bool
+    default: false
   csr_path:
     description:
       - With O(state=csr), write the CSR (PEM) to this file when one is generated. The file is rewritten only when its
@@ -482,10 +493,15 @@ def state_present(module, client, inputs, served):
     if not _rcw.changed_fields(have, {'certificate': _x509.cert_der(cert)}):
         return result
     new_facts = _x509.certificate_facts(cert)
-    host = _x509.parse_url(p['url'])[0]
-    if not _x509.hostname_matches(cert, host):
-        module.warn('the certificate names %s, not %s (the host of url): after the reboot, clients using that url will '
-                    'refuse it' % (', '.join(new_facts['subject_alt_names']) or 'no subject alternative name', host))
+    # Never lock the controller out: a certificate that does not name the host of url fails every later task after the reboot.
+    mismatch_text = _x509.name_mismatch(cert, _x509.parse_url(p['url'])[0])
+    if mismatch_text and not p['allow_name_mismatch']:
+        raise InputError('option %s: %s. After the reboot that activates it, every task that reaches the device by this url '
+                         'would fail TLS verification. Have a certificate issued that names it (the device puts its hostname and '
+                         'ip configuration in its CSR), or set allow_name_mismatch=true if you will reach the device by one of '
+                         'the certificate\'s names (then change url accordingly). Nothing was uploaded.' % (inputs['option'], mismatch_text))
+    if mismatch_text:
+        module.warn('allow_name_mismatch is true and %s: after the reboot, clients using this url will refuse the device' % mismatch_text)
     if _x509.is_not_yet_valid(cert):
         module.warn('the certificate is valid only from %s; until then clients will refuse it' % new_facts['not_before'])
     key_import = inputs.get('key_import')
@@ -557,6 +573,7 @@ def main():
             issuer_ca_path=dict(type='path'),
             remaining_days=dict(type='int', default=30),
             force=dict(type='bool', default=False),
+            allow_name_mismatch=dict(type='bool', default=False),
             csr_path=dict(type='path'),
             served_certificate=dict(type='str'),
         ),

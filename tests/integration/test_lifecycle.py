@@ -273,6 +273,57 @@ def test_reboot_device_never_back_fails_with_time_and_last_error(emulator, hem_p
     assert "did not come back within" in msg and "timeout 4 s" in msg and "last error" in msg
     assert "cannot reach the device" in msg
     assert took < 30
+    # The device accepted the reboot request and went away: that is a change, even though the task failed (issue 17, 2).
+    result = run.result("Run encedo_reboot", host="hem0")
+    assert result["changed"] is True and result["rebooted"] is False
+    assert len(requests_of(emu, 0, "GET", "/api/system/reboot")) == 1
+
+
+def test_reboot_with_the_clock_unset_checks_in_first(emulator, hem_playbook):
+    """A personalised device after a power-up refuses logins until a check-in; the reboot request needs a login.
+    With checkin enabled the module checks in first instead of advising itself (issue 17, defect 3)."""
+    emu = emulator(passphrase=PASS, reboot_seconds=1.0)          # personalised, trusted_ts on, clock unset
+    runner = hem_playbook(emu)
+    args = dict(CONNECTION, passphrase=PASS, backend_url="{{ hem_backend_url }}", delay=0, poll_interval=0.3)
+    check = runner.run_playbook(module_play("encedo_reboot", args, check=True))
+    check.assert_ok()
+    assert check.result("Run encedo_reboot", host="hem0")["checkin_before"] == {"changed": True, "clock_was_set": False}
+    assert requests_of(emu, 0, method="POST") == []
+    boot_before = emu.state(0)["boot_id"]
+    run = runner.run_playbook(module_play("encedo_reboot", args))
+    run.assert_ok()
+    result = run.result("Run encedo_reboot", host="hem0")
+    assert result["changed"] is True and result["rebooted"] is True
+    assert result["checkin_before"]["status"] == "OK" and result["checkin"]["status"] == "OK"
+    order = [(e["method"], e["path"]) for e in emu.log(0) if e["path"] in ("/api/system/checkin", "/api/system/reboot")
+             and e["method"] in ("POST", "GET") and not (e["method"] == "GET" and e["path"] == "/api/system/checkin")]
+    assert order == [("POST", "/api/system/checkin"), ("GET", "/api/system/reboot"), ("POST", "/api/system/checkin")]
+    assert emu.state(0)["boot_id"] != boot_before and emu.state(0)["rtc_set"] is True
+    assert PASS not in run.output
+
+
+def test_reboot_with_the_clock_unset_and_checkin_off_says_what_to_change(emulator, hem_playbook):
+    emu = emulator(passphrase=PASS)                              # personalised, trusted_ts on, clock unset
+    boot_before = emu.state(0)["boot_id"]
+    run = hem_playbook(emu).run_playbook(module_play("encedo_reboot", dict(CONNECTION, passphrase=PASS, checkin=False)))
+    assert run.rc != 0
+    result = run.result("Run encedo_reboot", host="hem0")
+    assert "clock is unset" in result["msg"] and "checkin=false" in result["msg"] and "set checkin to true" in result["msg"]
+    assert "encedo_reboot with checkin enabled" not in result["msg"]
+    assert result["changed"] is False
+    assert requests_of(emu, 0, "GET", "/api/system/reboot") == [] and emu.state(0)["boot_id"] == boot_before
+
+
+def test_reboot_with_the_clock_unset_and_a_failing_checkin_says_why(emulator, hem_playbook):
+    emu = emulator(passphrase=PASS)
+    dead = "http://127.0.0.1:%d" % closed_port()
+    args = dict(CONNECTION, passphrase=PASS, backend_url=dead, timeout=3)
+    run = hem_playbook(emu).run_playbook(module_play("encedo_reboot", args))
+    assert run.rc != 0
+    msg = run.result("Run encedo_reboot", host="hem0")["msg"]
+    assert "checked it in before rebooting it, and that check-in failed" in msg and dead in msg and "cannot reach it" in msg
+    assert "run a check-in first" not in msg
+    assert requests_of(emu, 0, "GET", "/api/system/reboot") == []
 
 
 def test_reboot_that_does_not_happen_fails_saying_so(emulator, hem_playbook):
@@ -286,6 +337,8 @@ def test_reboot_that_does_not_happen_fails_saying_so(emulator, hem_playbook):
     msg = run.result("Run encedo_reboot", host="hem0")["msg"]
     assert "did not reboot" in msg and "uptime never went back" in msg and "got no answer" in msg
     assert emu.state(0)["boot_id"] == boot_before
+    # Nothing was accepted and nothing happened: no change.
+    assert run.result("Run encedo_reboot", host="hem0")["changed"] is False
 
 
 def test_reboot_refused_by_the_device(emulator, hem_playbook):

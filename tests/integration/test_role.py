@@ -5,6 +5,7 @@ state and, for the TLS step, with a TLS client that trusts only the test CA."""
 
 from __future__ import annotations
 
+import json
 import re
 import socket
 import ssl
@@ -159,6 +160,44 @@ def test_argument_spec_refuses_unknown_options_before_any_request(emulator, hem_
     assert emu.log(0) == []
 
 
+@pytest.mark.parametrize("bad,words", [({"encedo_hem_timeout": "abc"}, ("encedo_hem_timeout", "int")),
+                                       ({"encedo_hem_init": {"hostnme": "typo"}}, ("encedo_hem_init", "hostnme"))])
+def test_a_bad_role_variable_is_named_in_a_few_lines(emulator, hem_playbook, tmp_path, bad, words):
+    """Issue 17, defect 10: not ~9 KB of argument spec, but which variable is wrong and why."""
+    emu = emulator()
+    emu.clear_log(0)
+    runner = hem_playbook(emu, host_vars=role_vars(emu, tmp_path, tls=False, **bad))
+    run = runner.run_playbook(SITE)
+    assert run.rc != 0
+    [failed] = run.failed()
+    assert all(word in failed.msg for word in words), failed.msg
+    assert "ansible-doc -t role encedo.hem.device" in failed.msg
+    assert len(failed.msg) < 600 and len(run.output) < 2500, run.output
+    assert "argument_spec_data" not in run.output and "description" not in run.output
+    assert emu.log(0) == []
+
+
+def test_tls_step_refuses_a_certificate_that_does_not_name_the_url(emulator, hem_playbook, tmp_path):
+    """Never lock the controller out (issue 17): the device is personalised with ip 192.168.7.1, so its CSR (and the
+    certificate the CA signs) names that address and its hostname, but the play reaches it as https://127.0.0.1."""
+    emu = emulator(rtc_set=True, reboot_seconds=1.0)
+    host_vars = role_vars(emu, tmp_path, attestation=False, encedo_hem_config={},
+                          encedo_hem_init={"ip": "192.168.7.1/24", "hostname": "hem0.emulator.test"})
+    runner = hem_playbook(emu, host_vars=host_vars)
+    served = emu.state(0)["tls_cert_pem"]
+    run = runner.run_playbook(SITE)
+    assert run.rc != 0
+    [failed] = run.failed()
+    assert failed.task == "Upload the certificate (the device serves it after a reboot)"
+    assert "the certificate names DNS:hem0.emulator.test, IP:192.168.7.1" in failed.msg, failed.msg
+    assert "127.0.0.1 (the host of url) needs IP:127.0.0.1" in failed.msg and "Nothing was uploaded" in failed.msg
+    # Nothing uploaded: the device still serves the certificate the play can verify, and the next run can reach it.
+    state = emu.state(0)
+    assert state["tls_cert_pem"] == served and not state["pending_tls"]
+    assert [e["keys"] for e in emu.log(0) if e["method"] == "POST" and e["path"] == "/api/system/config"] == [["gen_csr"]]
+    assert runner.run_playbook(SITE, extra_vars={"encedo_hem_tls_issuer_cert_path": ""}).rc == 0
+
+
 def test_site_playbook_runs_on_the_hosts_pattern_given(emulator, hem_playbook, tmp_path):
     emu = emulator(devices=2, passphrase=PASS, rtc_set=True)
     for i in range(2):
@@ -248,6 +287,60 @@ def test_reboot_can_be_left_to_the_operator(emulator, hem_playbook, tmp_path):
     assert "reboot it yourself" in notice["msg"]
     assert notice["changed"] is False, "no reboot allowed: the notice must not notify the reboot handler"
     assert [e for e in emu.log(0) if e["path"] == "/api/system/reboot"] == []
+
+
+def test_a_reboot_left_to_the_operator_is_recalled_until_the_device_rebooted(emulator, hem_playbook, tmp_path):
+    """Issue 17: encedo_hem_reboot false reminds on every run, not only on the run that made the change; a run with
+    encedo_hem_reboot true then reboots; once rebooted, no more reminder."""
+    emu = emulator(rtc_set=True, reboot_seconds=0.5)
+    runner = hem_playbook(emu, host_vars=role_vars(emu, tmp_path, tls=False, attestation=False, encedo_hem_reboot=False,
+                                                   encedo_hem_pending_reboot_dir=str(tmp_path / "pending")))
+    remind = "Remind of the reboot left to you (the device has not rebooted since)"
+    first = runner.run_playbook(SITE).assert_ok()
+    assert "reboot it yourself" in first.result("Reboot to apply the changes that need it", host="hem0")["msg"]
+    assert not first.results(task="Say what the reboot waits for")
+    assert first.results(task=remind, status="skipped")
+    assert (tmp_path / "pending" / "hem0.json").is_file()
+
+    check = runner.run_playbook(SITE, check=True).assert_ok()
+    second = runner.run_playbook(SITE).assert_ok()
+    for run in (check, second):
+        notice = run.result(remind, host="hem0")
+        assert "still needs the reboot" in notice["msg"] and "personalisation" in notice["msg"], notice
+        assert "reboot it yourself" in notice["msg"] and notice["changed"] is False
+    assert second.stats["hem0"]["changed"] == 0
+    assert [e for e in emu.log(0) if e["path"] == "/api/system/reboot"] == []
+
+    # The operator allows the reboot now: the pending reboot is done, and recalled no more.
+    boot = emu.state(0)["boot_id"]
+    third = runner.run_playbook(SITE, extra_vars={"encedo_hem_reboot": True}).assert_ok()
+    assert third.result(remind, host="hem0")["changed"] is True
+    assert third.result("Reboot the device and wait until it is back", host="hem0")["rebooted"] is True
+    # Before the silent wait, a line says what it waits for (the handlers run in order).
+    said = third.result("Say what the reboot waits for", host="hem0")["msg"]
+    assert "waits, silently, until the device answers again" in said and "up to 60 s" in said
+    order = [t.task for t in third.tasks]
+    assert order.index("Say what the reboot waits for") == order.index("Reboot the device and wait until it is back") - 1
+    assert emu.state(0)["boot_id"] != boot
+    assert not (tmp_path / "pending" / "hem0.json").exists()
+    fourth = runner.run_playbook(SITE).assert_ok()
+    assert fourth.results(task=remind, status="skipped") and fourth.stats["hem0"]["changed"] == 0
+
+
+def test_a_reboot_done_by_hand_ends_the_reminder(emulator, hem_playbook, tmp_path):
+    emu = emulator(rtc_set=True, reboot_seconds=0.5)
+    runner = hem_playbook(emu, host_vars=role_vars(emu, tmp_path, tls=False, attestation=False, encedo_hem_reboot=False,
+                                                   encedo_hem_pending_reboot_dir=str(tmp_path / "pending")))
+    runner.run_playbook(SITE).assert_ok()
+    marker = json.loads((tmp_path / "pending" / "hem0.json").read_text())
+    # A boot time that differs from the remembered one by more than the role's slack (5 s).
+    time.sleep(max(0.0, marker["boot"] + 10 - time.time()))
+    boot = emu.state(0)["boot_id"]
+    emu.fault(0, "reboot")
+    assert emu.wait_new_boot(0, boot)
+    after = runner.run_playbook(SITE).assert_ok()
+    assert after.results(task="Remind of the reboot left to you (the device has not rebooted since)", status="skipped")
+    assert not (tmp_path / "pending" / "hem0.json").exists()
 
 
 def test_checkin_action_stops_the_host_with_the_modules_message(emulator, hem_playbook, tmp_path):

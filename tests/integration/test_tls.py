@@ -458,3 +458,125 @@ def test_tls_csr_with_served_certificate(emu, user_ca, tmp_path):
     res, connections = csr_task(pem(given["fine"]), state="present", certificate=pem(given["fine"]))
     assert res.failed and "option served_certificate: not used with state=present" in res.msg, res.msg
     assert connections == 0
+
+
+# ------------------------------------------------------------------ never lock the controller out (issue 17)
+
+def test_a_certificate_that_does_not_name_the_url_is_refused_before_anything_is_sent(emu, user_ca, tmp_path):
+    """The device is reached as https://127.0.0.1:<port>: a certificate naming only a DNS name (or the address as a
+    DNS name, which TLS clients never match against an IP address) would lock every later task out after the reboot."""
+    i = 0
+    device_key = served_cert(emu, i).public_key()
+    trust = trust_bundle(emu, user_ca, tmp_path / "trust.pem")
+    only_dns = issue(user_ca["key"], user_ca["cert"], device_key, names=("hem0.example.com",), ips=())
+    ip_as_dns = issue(user_ca["key"], user_ca["cert"], device_key, names=("127.0.0.1", "localhost"), ips=())
+    runner = runner_for(emu, i, tmp_path / "runner")
+    served_before, boot = served_pem(emu, i), emu.state(i)["boot_id"]
+
+    def upload(cert, check=False, **extra):
+        args = dict({"url": "{{ hem_url }}", "ca_path": trust, "passphrase": "{{ hem_passphrase }}", "certificate": pem(cert)},
+                    **extra)
+        task = {"name": "tls", "encedo.hem.encedo_tls": args, "register": "r", "check_mode": check}
+        return runner.run_playbook([{"hosts": "hem", "gather_facts": False, "tasks": [task]}])
+
+    for cert, names in ((only_dns, "DNS:hem0.example.com"), (ip_as_dns, "DNS:127.0.0.1, DNS:localhost")):
+        for check in (False, True):
+            emu.clear_log(i)
+            run = upload(cert, check=check)
+            assert run.rc != 0
+            result = run.result("tls")
+            msg = result["msg"]
+            assert "the certificate names %s" % names in msg, msg
+            assert "127.0.0.1 (the host of url) needs IP:127.0.0.1" in msg and "allow_name_mismatch" in msg
+            assert "Nothing was uploaded" in msg and result["changed"] is False
+            # Refused before anything was sent: not even a login.
+            assert [e for e in emu.log(i) if e["method"] == "POST"] == []
+
+    # Allowed explicitly (check mode here: the emulated device must stay reachable for the other tests).
+    emu.clear_log(i)
+    allowed = upload(only_dns, check=True, allow_name_mismatch=True).assert_ok().result("tls")
+    assert allowed["changed"] and allowed["reboot_required"]
+    assert any("allow_name_mismatch is true" in w and "DNS:hem0.example.com" in w for w in allowed["warnings"])
+    assert [e for e in emu.log(i) if e["method"] == "POST"] == []
+    assert served_pem(emu, i) == served_before and not emu.state(i)["pending_tls"] and emu.state(i)["boot_id"] == boot
+
+
+# ------------------------------------------------------------------ tls.yml from the installed collection (issue 17, defect 8)
+
+def _tree(root):
+    """Every file under root with its content hash (what a run may not change)."""
+    import hashlib
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(Path(root).rglob("*")) if p.is_file()}
+
+
+def _installed_collection(tmp_path):
+    """Build the collection tarball and install it into a directory of its own, as a user would."""
+    import subprocess
+    import sys
+    galaxy = str(Path(sys.executable).parent / "ansible-galaxy")
+    dist, installed = tmp_path / "dist", tmp_path / "installed"
+    env = {k: v for k, v in __import__("os").environ.items() if not k.startswith("ANSIBLE_")}
+    env["ANSIBLE_HOME"] = str(tmp_path / "galaxy-home")
+    subprocess.run([galaxy, "collection", "build", str(REPO), "--output-path", str(dist)], check=True, env=env,
+                   cwd=str(tmp_path), capture_output=True, timeout=300)
+    [tarball] = dist.glob("encedo-hem-*.tar.gz")
+    subprocess.run([galaxy, "collection", "install", str(tarball), "-p", str(installed)], check=True, env=env,
+                   cwd=str(tmp_path), capture_output=True, timeout=300)
+    assert (installed / "ansible_collections" / "encedo" / "hem" / "playbooks" / "tls.yml").is_file()
+    return installed
+
+
+def test_tls_playbook_from_the_installed_collection(emulator, user_ca, tmp_path):
+    emu = emulator(rtc_set=True, reboot_seconds=1.0)
+    assert Hem(emu.url(0), emu.ca_file).personalise(PW, hostname="localhost", ip="127.0.0.1/8").status == 200
+    emu.clear_log(0)
+    installed = _installed_collection(tmp_path)
+    before = _tree(installed)
+    cwd, scratch = tmp_path / "cwd", tmp_path / "scratch"
+    cwd.mkdir()
+    scratch.mkdir()
+    # encedo_hem_ca_path: a file of the user's, trusting only the CA of the certificate the device serves today.
+    ca_path = tmp_path / "trust.pem"
+    ca_path.write_text(Path(emu.ca_file).read_text())
+    runner = playbook_runner(emu, 0, tmp_path / "runner", user_ca)
+    env = {"ANSIBLE_COLLECTIONS_PATH": str(installed), "TMPDIR": str(scratch)}
+    extra = {"encedo_hem_ca_path": str(ca_path)}
+
+    def run(**options):
+        result = runner.run_playbook("encedo.hem.tls", extra_vars=dict(extra, **options.pop("extra", {})), env=env, cwd=cwd,
+                                     **options)
+        # Nothing written into the installed collection, the current directory or left in the temporary directory.
+        assert _tree(installed) == before
+        assert list(cwd.iterdir()) == [] and list(scratch.iterdir()) == []
+        return result
+
+    check = run(check=True).assert_ok()
+    assert check.result(CSR_TASK)["csr_needed"] and [e for e in emu.log(0) if e["method"] == "POST"] == []
+    assert check.results(task="Write the trust bundle (the CA of today's certificate and our CA)", status="skipped")
+
+    first = run().assert_ok()
+    # The renewal check only reads: it is not a change (the CSR and upload tasks are).
+    assert first.result("Check whether the certificate needs renewal")["changed"] is False
+    assert first.result(CSR_TASK)["changed"] and first.result(UPLOAD_TASK)["changed"]
+    assert first.result(REBOOT_HANDLER)["rebooted"]
+    assert "waits, silently, until the device answers again" in first.result("Say what the reboot waits for")["msg"]
+    # The end says what encedo_hem_ca_path needs: the next run would not verify the device with it.
+    told = first.result("Say what encedo_hem_ca_path needs")["msg"]
+    assert str(ca_path) in told and user_ca["cert_path"] in told and "encedo_hem_tls_update_ca_path" in told
+    with pytest.raises(ssl.SSLCertVerificationError):
+        https_status(emu.url(0), str(ca_path))
+
+    # Opted in: the playbook adds the new CA to encedo_hem_ca_path, keeping the old one.
+    fixed = run(extra={"encedo_hem_tls_update_ca_path": True}).assert_ok()
+    assert fixed.results(task="Add our CA to encedo_hem_ca_path (encedo_hem_tls_update_ca_path is true; the CAs in it stay)",
+                         status="ok")
+    assert Path(emu.ca_file).read_text().strip() in ca_path.read_text()
+    status, dummy = https_status(emu.url(0), str(ca_path))
+    assert status == 200
+
+    # The next run needs no change: nothing changed, nothing posted, nothing to tell.
+    emu.clear_log(0)
+    again = run(extra={"encedo_hem_tls_update_ca_path": True}).assert_ok()
+    assert again.stats["hem0"]["changed"] == 0, again.tail()
+    assert again.results(task="Say what encedo_hem_ca_path needs", status="skipped")
+    assert [e for e in emu.log(0) if e["method"] == "POST"] == []

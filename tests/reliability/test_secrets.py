@@ -138,7 +138,8 @@ class Material:
         self.role_trust.write_text(Path(self.role.ca_file).read_text() + role_ca_pem)
         self.custody_key, self.custody_cert, self.custody_pem, _unused = make_ca("Secrets custody CA")
         key = ec.generate_private_key(ec.SECP256R1())
-        self.tls_cert = pem(issue(self.ca_key, self.ca_cert, key.public_key(), "hem0.emulator.test", dns=["hem0.emulator.test"]))
+        self.tls_cert = pem(issue(self.ca_key, self.ca_cert, key.public_key(), "hem0.emulator.test", dns=["hem0.emulator.test"],
+                                  ips=["127.0.0.1"]))
         self.emp = base64.b64encode(key.public_key().public_bytes(serialization.Encoding.X962,
                                                                   serialization.PublicFormat.UncompressedPoint)).decode()
         self.key_secrets = []

@@ -45,6 +45,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -199,11 +200,14 @@ class PlaybookRunner:
         return self.run_playbook([play], **options)
 
     def run_playbook(self, playbook, *, extra_vars=None, check=False, diff=False, verbosity=0, limit=None, tags=None,
-                     env=None, timeout=600):
-        """Run ``playbook`` (a path, YAML text, or a list of plays); return a PlaybookRun."""
+                     env=None, timeout=600, cwd=None):
+        """Run ``playbook`` (a path, a collection playbook name such as ``encedo.hem.tls``, YAML text, or a list
+        of plays) from ``cwd`` (default the repository); return a PlaybookRun."""
         is_path = isinstance(playbook, os.PathLike)
         is_path = is_path or (isinstance(playbook, str) and "\n" not in playbook and playbook.endswith((".yml", ".yaml")))
-        if is_path:
+        if isinstance(playbook, str) and re.fullmatch(r"\w+\.\w+\.\w+", playbook):
+            path = playbook
+        elif is_path:
             path = str(playbook)
             if not Path(path).is_file():
                 raise FileNotFoundError("no playbook %s" % path)
@@ -227,7 +231,7 @@ class PlaybookRunner:
         if tags:
             cmd += ["--tags", tags if isinstance(tags, str) else ",".join(tags)]
         proc_env = self._environment(record, n, env)
-        rc, stdout, stderr = _run(cmd, proc_env, timeout)
+        rc, stdout, stderr = _run(cmd, proc_env, timeout, cwd)
         tasks, stats = [], {}
         if record.exists():
             for line in record.read_text(encoding="utf-8").splitlines():
@@ -268,9 +272,9 @@ class PlaybookRunner:
         return env
 
 
-def _run(cmd, env, timeout):
+def _run(cmd, env, timeout, cwd=None):
     """Run cmd in its own process group; on timeout stop that group (by the child's PID)."""
-    proc = subprocess.Popen(cmd, cwd=str(REPO_ROOT), env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+    proc = subprocess.Popen(cmd, cwd=str(cwd or REPO_ROOT), env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
         stdout, stderr = proc.communicate(timeout=timeout)
