@@ -10,7 +10,7 @@ COLL_LINK := build/collections/ansible_collections/encedo/hem
 SANITY_DIR := build/sanity/ansible_collections/encedo/hem
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 
-.PHONY: all venv link test sanity lint pytest unit demo bench clean
+.PHONY: all venv link test sanity integration lint pytest unit demo bench clean
 
 all: test
 
@@ -51,6 +51,19 @@ sanity: $(SANITY_VENV)/.installed
 	    --color no --local --requirements --python 3.11 $(SANITY_ARGS) > $(CURDIR)/build/sanity.log 2>&1 \
 	  || { grep -vE "is ignored: it is neither|^(Collecting|Downloading|Installing|Successfully|Requirement|Using cached|Processing|Looking in|Attempting|  )" $(CURDIR)/build/sanity.log; exit 1; }
 	@grep -E "^(Running sanity|WARNING: Skipping)" build/sanity.log; echo "sanity: passed"
+
+# `ansible-test integration --local` on a copy of the collection (as for sanity), run with
+# the project venv's ansible-test, whose Python has the collection's requirements
+# (requests, cryptography, mnemonic) and community.crypto (the `ansible` package). Each
+# tests/integration/targets/encedo_* target depends on setup_emulator, which starts the
+# emulator for it. INTEGRATION_ARGS e.g. encedo_info, or -v.
+INTEGRATION_DIR := build/integration/ansible_collections/encedo/hem
+
+integration: venv
+	rm -rf build/integration && mkdir -p $(INTEGRATION_DIR)
+	git ls-files -co --exclude-standard -z | xargs -0 sh -c 'for f; do [ -e "$$f" ] && cp --parents "$$f" $(INTEGRATION_DIR)/; done' _
+	cd $(INTEGRATION_DIR) && git init -q && git add -A && env -u ANSIBLE_CONFIG PATH=$(CURDIR)/$(BIN):$$PATH \
+	  $(CURDIR)/$(BIN)/ansible-test integration --color no --local --python 3.11 $(INTEGRATION_ARGS)
 
 lint: venv link
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/ansible-lint --profile production roles/ playbooks/
