@@ -74,7 +74,7 @@ pytest: venv link
 unit: venv link
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m pytest -q tests/unit
 
-test: sanity lint pytest
+test: sanity lint pytest integration
 
 demo: venv link
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m tests.demo
