@@ -1,4 +1,3 @@
-#!/usr/bin/env python
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Start and stop the HEM emulator for an ansible-test integration target.
 
