@@ -56,14 +56,17 @@ sanity: $(SANITY_VENV)/.installed
 # the project venv's ansible-test, whose Python has the collection's requirements
 # (requests, cryptography, mnemonic) and community.crypto (the `ansible` package). Each
 # tests/integration/targets/encedo_* target depends on setup_emulator, which starts the
-# emulator for it. INTEGRATION_ARGS e.g. encedo_info, or -v.
+# emulator for it. INTEGRATION_ARGS e.g. encedo_info, or -v; the output goes to
+# build/integration.log (its tail is shown on failure).
 INTEGRATION_DIR := build/integration/ansible_collections/encedo/hem
 
 integration: venv
 	rm -rf build/integration && mkdir -p $(INTEGRATION_DIR)
 	git ls-files -co --exclude-standard -z | xargs -0 sh -c 'for f; do [ -e "$$f" ] && cp --parents "$$f" $(INTEGRATION_DIR)/; done' _
 	cd $(INTEGRATION_DIR) && git init -q && git add -A && env -u ANSIBLE_CONFIG PATH=$(CURDIR)/$(BIN):$$PATH \
-	  $(CURDIR)/$(BIN)/ansible-test integration --color no --local --python 3.11 $(INTEGRATION_ARGS)
+	  $(CURDIR)/$(BIN)/ansible-test integration --color no --local --python 3.11 $(INTEGRATION_ARGS) \
+	    > $(CURDIR)/build/integration.log 2>&1 || { tail -n 150 $(CURDIR)/build/integration.log; exit 1; }
+	@grep -E "^(Running .* integration test|testhost +:)" build/integration.log; echo "integration: passed (log: build/integration.log)"
 
 lint: venv link
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/ansible-lint --profile production roles/ playbooks/
