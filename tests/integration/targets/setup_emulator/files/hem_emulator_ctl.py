@@ -82,7 +82,7 @@ def keep(args):
         _write(os.path.join(args.state, ERROR), "%s: %s" % (type(exc).__name__, exc))
         return 1
     try:
-        ready = dict(emu.ready, passphrase=emu.passphrase, keeper_pid=os.getpid())
+        ready = dict(emu.ready, keeper_pid=os.getpid())
         _write(os.path.join(args.state, READY), json.dumps(ready))
         deadline = time.monotonic() + args.lifetime
         while not stop.wait(0.5):
