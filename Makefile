@@ -10,7 +10,7 @@ COLL_LINK := build/collections/ansible_collections/encedo/hem
 SANITY_DIR := build/sanity/ansible_collections/encedo/hem
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 
-.PHONY: all venv link test sanity lint pytest unit demo bench clean
+.PHONY: all venv link test sanity integration lint pytest unit demo bench clean
 
 all: test
 
@@ -52,6 +52,22 @@ sanity: $(SANITY_VENV)/.installed
 	  || { grep -vE "is ignored: it is neither|^(Collecting|Downloading|Installing|Successfully|Requirement|Using cached|Processing|Looking in|Attempting|  )" $(CURDIR)/build/sanity.log; exit 1; }
 	@grep -E "^(Running sanity|WARNING: Skipping)" build/sanity.log; echo "sanity: passed"
 
+# `ansible-test integration --local` on a copy of the collection (as for sanity), run with
+# the project venv's ansible-test, whose Python has the collection's requirements
+# (requests, cryptography, mnemonic) and community.crypto (the `ansible` package). Each
+# tests/integration/targets/encedo_* target depends on setup_emulator, which starts the
+# emulator for it. INTEGRATION_ARGS e.g. encedo_info, or -v; the output goes to
+# build/integration.log (its tail is shown on failure).
+INTEGRATION_DIR := build/integration/ansible_collections/encedo/hem
+
+integration: venv
+	rm -rf build/integration && mkdir -p $(INTEGRATION_DIR)
+	git ls-files -co --exclude-standard -z | xargs -0 sh -c 'for f; do [ -e "$$f" ] && cp --parents "$$f" $(INTEGRATION_DIR)/; done' _
+	cd $(INTEGRATION_DIR) && git init -q && git add -A && env -u ANSIBLE_CONFIG PATH=$(CURDIR)/$(BIN):$$PATH \
+	  $(CURDIR)/$(BIN)/ansible-test integration --color no --local --python 3.11 $(INTEGRATION_ARGS) \
+	    > $(CURDIR)/build/integration.log 2>&1 || { tail -n 150 $(CURDIR)/build/integration.log; exit 1; }
+	@grep -E "^(Running .* integration test|testhost +:)" build/integration.log; echo "integration: passed (log: build/integration.log)"
+
 lint: venv link
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/ansible-lint --profile production roles/ playbooks/
 
@@ -61,7 +77,7 @@ pytest: venv link
 unit: venv link
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m pytest -q tests/unit
 
-test: sanity lint pytest
+test: sanity lint pytest integration
 
 demo: venv link
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m tests.demo

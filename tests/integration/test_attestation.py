@@ -11,16 +11,16 @@ issued here by a custody CA the test owns (cryptography, independent of the modu
 from __future__ import annotations
 
 import base64
-import datetime
 
 import pytest
 import requests
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from tests.emulator.harness import Emulator
+from tests.integration.helpers.attestation_pki import _name, fresh_target_vars, issue, make_ca, pem
+from tests.integration.helpers.attestation_pki import se_public_key as _se_public_key
 
 PW = "attestation-pass-1"
 ATTESTATION = "/api/system/config/attestation"
@@ -78,48 +78,11 @@ def epa(tmp_path_factory):
 
 # ------------------------------------------------------------------ a custody CA of the test's own
 
-def _name(cn, org="Attestation Test"):
-    return x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, org), x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-
-
-def _now():
-    return datetime.datetime.now(datetime.timezone.utc)
-
-
-def make_ca(subject=None):
-    key = ec.generate_private_key(ec.SECP256R1())
-    subject = subject or _name("Test Custody CA")
-    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(_now() - datetime.timedelta(days=1)).not_valid_after(_now() + datetime.timedelta(days=365))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-            .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True)
-            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-            .sign(key, hashes.SHA256()))
-    return key, cert
-
-
-def issue(ca_key, ca_cert, public_key, genuine_id):
-    return (x509.CertificateBuilder().subject_name(_name("#" + genuine_id, "Encedo Ltd")).issuer_name(ca_cert.subject)
-            .public_key(public_key).serial_number(x509.random_serial_number())
-            .not_valid_before(_now() - datetime.timedelta(days=1)).not_valid_after(_now() + datetime.timedelta(days=365))
-            .add_extension(x509.KeyUsage(True, False, False, False, False, False, False, False, False), critical=True)
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=False)
-            .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
-            .sign(ca_key, hashes.SHA256()))
-
-
-def pem(cert):
-    return cert.public_bytes(serialization.Encoding.PEM).decode("ascii")
-
+# (tests/integration/helpers/attestation_pki.py, shared with the target's own run under ansible-test)
 
 def se_public_key(emu, i):
     """The fresh secure element's public key, read directly (no module code)."""
-    answer = requests.get(emu.url(i) + ATTESTATION, verify=emu.ca_file, timeout=10)
-    assert answer.status_code == 200, answer.status_code
-    body = answer.json()
-    assert "crt" not in body and "key" in body, body
-    return serialization.load_der_public_key(base64.b64decode(body["key"]))
+    return _se_public_key(emu.url(i), emu.ca_file)
 
 
 def genuine_id(emu, i):
@@ -155,14 +118,10 @@ def attestation_requests(emu, i):
 # ------------------------------------------------------------------ the target: four steps, twice
 
 def test_target_verified_and_provisioned(ppa, fresh, hem_playbook):
-    ca_key, ca_cert = make_ca()
-    gid = genuine_id(fresh, 0)
-    cert = issue(ca_key, ca_cert, se_public_key(fresh, 0), gid)
     runner = hem_playbook(ppa, devices=[0])
-    run = runner.run_target("encedo_attestation", extra_vars={
-        "hem_fresh_url": fresh.url(0), "hem_fresh_ca_path": fresh.ca_file, "hem_fresh_control_url": fresh.control_url,
-        "hem_fresh_device": 0, "hem_fresh_genuine_id": gid, "hem_fresh_certificate": pem(cert),
-        "hem_test_ca_pem": pem(ca_cert)})
+    extra = fresh_target_vars(fresh.url(0), fresh.ca_file, fresh.control_url, 0, genuine_id(fresh, 0))
+    cert = x509.load_pem_x509_certificate(extra["hem_fresh_certificate"].encode())
+    run = runner.run_target("encedo_attestation", extra_vars=extra)
     run.assert_ok()
     asserts = run.results(action="assert", status="ok")
     assert len(asserts) >= 7, run.tail()

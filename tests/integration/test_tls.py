@@ -17,32 +17,29 @@ makes names the address the tests reach it at (as a real device names its own).
 
 from __future__ import annotations
 
-import base64
-import datetime
 import socket
 import ssl
 from pathlib import Path
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from tests.emulator import util
 
 from tests.emulator.harness import Emulator
 from tests.emulator_tests.hemclient import Hem
 from tests.integration.helpers.playbook import PlaybookRunner
+from tests.integration.helpers.tls_pki import issue, make_ca, pem, target_vars, write_user_ca
 
 REPO = Path(__file__).resolve().parents[2]
 PW = "tls-integration-pass"
 CONFIG = "/api/system/config"
-UTC = datetime.timezone.utc
-CA_CN = "encedo.hem test CA"
 
 
 # ------------------------------------------------------------------ PKI generated at run time
+# (tests/integration/helpers/tls_pki.py, shared with the target's own run under ansible-test)
 
 
 def only_status_reads(log):
@@ -50,59 +47,9 @@ def only_status_reads(log):
     return len(log) <= 2 and all((e["method"], e["path"], e.get("auth")) == ("GET", "/api/system/status", "none") for e in log)
 
 
-def _name(cn):
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-
-
-def make_ca(cn):
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.datetime.now(UTC)
-    cert = (x509.CertificateBuilder().subject_name(_name(cn)).issuer_name(_name(cn)).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=1))
-            .not_valid_after(now + datetime.timedelta(days=3650))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True, content_commitment=False,
-                                         key_encipherment=False, data_encipherment=False, key_agreement=False,
-                                         encipher_only=False, decipher_only=False), critical=True)
-            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-            .sign(key, hashes.SHA256()))
-    return key, cert
-
-
-def issue(ca_key, ca_cert, public_key, start=None, days=90, names=("localhost",), ips=("127.0.0.1",)):
-    import ipaddress
-    start = start or datetime.datetime.now(UTC) - datetime.timedelta(minutes=5)
-    sans = [x509.DNSName(n) for n in names] + [x509.IPAddress(ipaddress.ip_address(i)) for i in ips]
-    return (x509.CertificateBuilder().subject_name(_name(names[0] if names else "device")).issuer_name(ca_cert.subject)
-            .public_key(public_key).serial_number(x509.random_serial_number())
-            .not_valid_before(start).not_valid_after(start + datetime.timedelta(days=days))
-            .add_extension(x509.SubjectAlternativeName(sans), critical=False)
-            .sign(ca_key, hashes.SHA256()))
-
-
-def pem(obj):
-    return obj.public_bytes(serialization.Encoding.PEM).decode()
-
-
-def key_pem(key):
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                             serialization.NoEncryption()).decode()
-
-
-def b64(data):
-    return base64.b64encode(data).decode()
-
-
 @pytest.fixture(scope="module")
 def user_ca(tmp_path_factory):
-    d = tmp_path_factory.mktemp("user-ca")
-    key, cert = make_ca(CA_CN)
-    (d / "ca.pem").write_text(pem(cert))
-    key_file = d / "ca.key"
-    key_file.write_text(key_pem(key))
-    key_file.chmod(0o600)
-    return {"key": key, "cert": cert, "cert_path": str(d / "ca.pem"), "key_path": str(key_file),
-            "subject": cert.subject.rfc4514_string()}
+    return write_user_ca(tmp_path_factory.mktemp("user-ca"))
 
 
 # ------------------------------------------------------------------ emulated devices
@@ -174,38 +121,10 @@ def config_posts(emulator, index):
 
 def test_tls_target(emu, user_ca, tmp_path):
     i = 0
-    device_key = served_cert(emu, i).public_key()
-    other_ca_key, other_ca = make_ca("Somebody Else CA")
-    throwaway = ec.generate_private_key(ec.SECP256R1())
-    throwaway_cert = issue(user_ca["key"], user_ca["cert"], throwaway.public_key())
-    expired = issue(user_ca["key"], user_ca["cert"], device_key, start=datetime.datetime.now(UTC) - datetime.timedelta(days=60), days=30)
-    (tmp_path / "expired.pem").write_text(pem(expired))
-    (tmp_path / "notes.txt").write_text("important notes, not a CSR\n")
-    good_import = util.wrap_tls_key(throwaway, device_key)
-    spki = throwaway.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-    work = tmp_path / "work"
-    work.mkdir()
-    bad = {
-        "chain_pem": pem(throwaway_cert) + pem(user_ca["cert"]),
-        "key_and_cert_pem": key_pem(throwaway) + pem(throwaway_cert),
-        "csr_pem": pem(x509.CertificateSigningRequestBuilder().subject_name(_name("x")).sign(throwaway, hashes.SHA256())),
-        "expired_path": str(tmp_path / "expired.pem"),
-        "wrong_issuer_pem": pem(issue(other_ca_key, other_ca, device_key)),
-        "other_key_pem": pem(throwaway_cert),
-        "key_import_short": {"emp": good_import["emp"], "key": good_import["key"][:-1]},
-        "key_import_spki": {"emp": b64(spki), "key": good_import["key"]},
-        "not_a_csr_path": str(tmp_path / "notes.txt"),
-    }
     runner = runner_for(emu, i, tmp_path / "runner")
-    run = runner.run_target("encedo_tls", extra_vars={
-        "hem_tls_dir": str(work),
-        "hem_tls_trust": trust_bundle(emu, user_ca, tmp_path / "trust.pem"),
-        "hem_tls_ca_cert": user_ca["cert_path"],
-        "hem_tls_ca_key": user_ca["key_path"],
-        "hem_tls_ca_subject": user_ca["subject"],
-        "hem_tls_emulator_ca": emu.ca_file,
-        "hem_tls_bad": bad,
-    })
+    extra = target_vars(served_pem(emu, i), emu.ca_file, user_ca, tmp_path)
+    work = Path(extra["hem_tls_dir"])
+    run = runner.run_target("encedo_tls", extra_vars=extra)
     run.assert_ok()
     # The python side: the device serves exactly the certificate the target signed, issued by the user's CA.
     signed = x509.load_pem_x509_certificate((work / "device.crt").read_bytes())
