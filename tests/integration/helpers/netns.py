@@ -290,6 +290,8 @@ class Server:
             "ansible_ssh_common_args": "-o UserKnownHostsFile=/dev/null -o GlobalKnownHostsFile=/dev/null "
                                        "-o StrictHostKeyChecking=no -o IdentitiesOnly=yes",
             "ansible_python_interpreter": python or sys.executable,
+            # ssh's connection sockets: in the test bed, not in the controller's ~/.ansible/cp.
+            "ansible_control_path_dir": str(self.bed.workdir / "cp"),
         }
 
     def files(self):
