@@ -173,7 +173,16 @@ def test_fresh_ppas_behind_servers_to_desired_state_then_noop(server_testbed, he
         emu.clear_log(i)
     assert_nothing_left(all_servers, ca, first)
 
-    second = runner.run_playbook(SITE, verbosity=3)
+    env = None
+    if servers == 2:
+        # As on AWX: the passphrase and the CA bundle only in the controller's environment (the HEM credential
+        # type's ENCEDO_HEM_PASSPHRASE, ENCEDO_HEM_CA_PATH); the role passes them on to the modules on the servers.
+        both = tmp_path / "trust-all.pem"
+        both.write_text("".join(Path(path).read_text() for path in bundles.values()))
+        env = {"ENCEDO_HEM_PASSPHRASE": PASS, "ENCEDO_HEM_CA_PATH": str(both)}
+        write_inventory(runner, {host: {k: v for k, v in values.items() if k not in ("encedo_hem_passphrase", "encedo_hem_ca_path")}
+                                 for host, values in hosts.items()})
+    second = runner.run_playbook(SITE, verbosity=3, env=env)
     second.assert_ok()
     for n, (_srv, emu, i) in enumerate(devices):
         host = "ppa%d" % n
