@@ -22,6 +22,7 @@ environment variable CI is true (CI must run it).
 from __future__ import annotations
 
 import os
+import warnings
 
 import pytest
 
@@ -53,6 +54,8 @@ def server_testbed(tmp_path_factory):
         message = "the test bed of PPAs behind servers (network namespaces) cannot run here: %s" % problem
         if os.environ.get("CI", "").lower() in ("true", "1", "yes"):
             pytest.fail(message + " (CI is set: this test must run in CI)")
+        # Said in the default output too (warnings summary), not only with -rs.
+        warnings.warn(pytest.PytestWarning(message + " (skipped)"))
         pytest.skip(message)
     with TestBed(tmp_path_factory.mktemp("testbed")) as bed:
         yield bed
