@@ -1,7 +1,8 @@
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""A small forward proxy for tests: HTTP CONNECT tunnels and absolute-form plain-HTTP
-requests, on 127.0.0.1 or ::1, optionally TLS-wrapped (an ``https://`` proxy), counting
-what it carries.
+"""Small proxies for tests. ``CountingProxy``: a forward proxy (HTTP CONNECT tunnels and
+absolute-form plain-HTTP requests, on 127.0.0.1 or ::1, optionally TLS-wrapped: an
+``https://`` proxy), counting what it carries. ``CountingForwarder``: a TCP forwarder in front
+of one device, counting the connections made to it.
 
 Not part of the emulated firmware: it stands between a client and the emulator, so a test
 can prove that traffic went through a proxy (IPv6 targets, HTTPS proxies, ``no_proxy``) or
@@ -24,6 +25,7 @@ import select
 import socket
 import ssl
 import threading
+from urllib.parse import urlsplit
 
 
 def _read_head(conn):
@@ -163,3 +165,32 @@ class CountingProxy:
                 conn.close()
             except OSError:
                 pass
+
+
+class CountingForwarder(CountingProxy):
+    """A TCP forwarder on 127.0.0.1 in front of ONE device (``target_url``): a client that uses
+    ``forwarder.url`` as its device url reaches the device through it, TLS end to end (the emulated
+    devices' certificates name 127.0.0.1, whatever the port), and ``connections`` counts the TCP
+    connections it made. The device closes the connection after every answer (PROTOCOL.md
+    "Transport"), so that is its requests plus any connection made only for a TLS handshake.
+
+        with CountingForwarder(emu.url(0)) as forwarder:
+            ... run a task with url: forwarder.url ...
+        forwarder.connections
+    """
+
+    def __init__(self, target_url):
+        parts = urlsplit(target_url)
+        self.target = (parts.hostname, parts.port or (443 if parts.scheme == "https" else 80))
+        super().__init__()
+        self.url = "%s://127.0.0.1:%d" % (parts.scheme, self.port)
+
+    def _handle(self, conn):
+        try:
+            upstream = socket.create_connection(self.target, timeout=10)
+        except OSError as exc:
+            with self._lock:
+                self.errors.append(repr(exc))
+            conn.close()
+            return
+        self._relay(conn, upstream)

@@ -381,11 +381,11 @@ def test_gather_subset_reads_only_what_is_asked(emulator_module, hem_playbook, s
 
 
 def test_gather_subset_certificate_costs_no_connection(emulator, hem_playbook):
-    from tests.integration.helpers.counting_proxy import CountingProxy
+    from tests.emulator.proxy import CountingForwarder
     emu = emulator(rtc_set=True)
     runner = hem_playbook(emu)
-    with CountingProxy(emu.url(0)) as proxy:
-        res, sent = info_once(emu, runner, url=proxy.url(), gather_subset=["status", "certificate"])
+    with CountingForwarder(emu.url(0)) as proxy:
+        res, sent = info_once(emu, runner, url=proxy.url, gather_subset=["status", "certificate"])
     assert not res.failed, res.msg
     assert sent == [STATUS] and proxy.connections == 1
     assert res.result["certificate"]["pem"].strip() == emu.state(0)["tls_cert_pem"].strip()

@@ -19,7 +19,7 @@ from cryptography import x509
 from cryptography.x509.oid import NameOID
 
 from tests.emulator.util import write_ca
-from tests.integration.helpers.counting_proxy import CountingProxy
+from tests.emulator.proxy import CountingForwarder
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SITE = str(REPO_ROOT / "playbooks" / "site.yml")
@@ -37,7 +37,7 @@ JWT_RE = re.compile(r"eyJ[\w-]{10,}\.eyJ[\w-]{10,}\.[\w-]{20,}")
 #   encedo_config      GET /api/system/config
 #   encedo_tls (csr)   none, no connection: it decides from the certificate encedo_info read
 # The device closes the connection after every answer (PROTOCOL.md "Transport"), so this is
-# also the number of TCP connections (counted by CountingProxy in the test below).
+# also the number of TCP connections (counted by CountingForwarder in the test below).
 NOOP_REQUESTS_PER_HOST = 6
 
 
@@ -121,9 +121,9 @@ def test_fresh_devices_to_desired_state_then_noop(emulator, hem_playbook, tmp_pa
         emu.clear_log(i)
 
     # The no-op run goes through a counting TCP proxy in front of each device: connections, not only requests.
-    proxies = [CountingProxy(emu.url(i)) for i in range(n)]
+    proxies = [CountingForwarder(emu.url(i)) for i in range(n)]
     try:
-        proxied = hem_playbook(emu, host_vars=dict(host_vars, hem_proxy_urls=[p.url() for p in proxies],
+        proxied = hem_playbook(emu, host_vars=dict(host_vars, hem_proxy_urls=[p.url for p in proxies],
                                                    encedo_hem_url="{{ hem_proxy_urls[hem_index] }}"))
         second = proxied.run_playbook(SITE, verbosity=3)
     finally:

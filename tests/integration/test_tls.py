@@ -326,7 +326,7 @@ def _spki_hex(public_key):
 def test_tls_csr_with_served_certificate(emu, user_ca, tmp_path):
     """state=csr decides from the certificate given in served_certificate: no connection at all when it is fine,
     the same decision as from the device when it expires soon or is from another CA, a bad one refused first."""
-    from tests.integration.helpers.counting_proxy import CountingProxy
+    from tests.emulator.proxy import CountingForwarder
     i = 1
     device_key = served_cert(emu, i).public_key()
     other_ca_key, other_ca = make_ca("Somebody Else CA")
@@ -340,8 +340,8 @@ def test_tls_csr_with_served_certificate(emu, user_ca, tmp_path):
 
     def csr_task(served, check=False, **more):
         emu.clear_log(i)
-        with CountingProxy(emu.url(i)) as proxy:
-            args = dict({"url": proxy.url(), "ca_path": trust, "passphrase": "{{ hem_passphrase }}", "state": "csr",
+        with CountingForwarder(emu.url(i)) as proxy:
+            args = dict({"url": proxy.url, "ca_path": trust, "passphrase": "{{ hem_passphrase }}", "state": "csr",
                          "issuer_ca_path": user_ca["cert_path"], "remaining_days": 30, "served_certificate": served}, **more)
             run = runner.run_playbook([{"hosts": "hem", "gather_facts": False,
                                         "tasks": [{"name": "tls", "encedo.hem.encedo_tls": args}]}], check=check)
