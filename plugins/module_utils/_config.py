@@ -19,7 +19,8 @@ import ipaddress
 import re
 import time
 
-from ansible_collections.encedo.hem.plugins.module_utils._client import HemError, x25519_shared
+from ansible_collections.encedo.hem.plugins.module_utils._errors import HemError
+from ansible_collections.encedo.hem.plugins.module_utils._login import x25519_shared
 from ansible_collections.encedo.hem.plugins.module_utils._fields import (
     FIELDS, STORAGE_MODE_NAMES, FieldError, check, device_model, options_of, storage_mode_value,
 )

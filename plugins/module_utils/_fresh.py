@@ -37,7 +37,8 @@ from urllib.parse import urlsplit
 
 from ansible.module_utils.basic import env_fallback
 
-from ansible_collections.encedo.hem.plugins.module_utils._client import HemError, HemOutcomeUnknown, b64
+from ansible_collections.encedo.hem.plugins.module_utils._errors import HemError, HemOutcomeUnknown
+from ansible_collections.encedo.hem.plugins.module_utils._login import b64
 from ansible_collections.encedo.hem.plugins.module_utils._module import POLL
 
 HTTP_URL_ENV = 'ENCEDO_HEM_HTTP_URL'

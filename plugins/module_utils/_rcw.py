@@ -22,7 +22,7 @@ key check of a certificate, the personalisation signature).
 
 from __future__ import annotations
 
-from ansible_collections.encedo.hem.plugins.module_utils._client import HemError, HemOutcomeUnknown
+from ansible_collections.encedo.hem.plugins.module_utils._errors import HemError, HemOutcomeUnknown
 
 MASK = "********"
 

@@ -18,7 +18,8 @@ import ssl
 
 from urllib.parse import urlsplit
 
-from ansible_collections.encedo.hem.plugins.module_utils._client import HemError, HemTlsError, b64decode_any
+from ansible_collections.encedo.hem.plugins.module_utils._errors import HemError, HemTlsError
+from ansible_collections.encedo.hem.plugins.module_utils._login import b64decode_any
 
 try:
     from cryptography import x509

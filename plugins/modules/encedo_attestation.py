@@ -309,7 +309,7 @@ import time
 from ansible.module_utils.basic import missing_required_lib
 
 from ansible_collections.encedo.hem.plugins.module_utils import _attestation as att
-from ansible_collections.encedo.hem.plugins.module_utils._client import HemError, HemOutcomeUnknown
+from ansible_collections.encedo.hem.plugins.module_utils._errors import HemError, HemOutcomeUnknown
 from ansible_collections.encedo.hem.plugins.module_utils._fields import device_model
 from ansible_collections.encedo.hem.plugins.module_utils._module import HemModule
 

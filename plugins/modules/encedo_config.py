@@ -302,7 +302,8 @@ token:
   sample: eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzY29wZSI6InN5c3RlbTpjb25maWcifQ.c2lnbmF0dXJl
 '''
 
-from ansible_collections.encedo.hem.plugins.module_utils._client import HAS_CRYPTOGRAPHY, HemError, TOKEN_PATH, derive_keypair
+from ansible_collections.encedo.hem.plugins.module_utils._errors import HemError, TOKEN_PATH
+from ansible_collections.encedo.hem.plugins.module_utils._login import HAS_CRYPTOGRAPHY, derive_keypair
 from ansible_collections.encedo.hem.plugins.module_utils._config import (
     ROTATION_FIELDS, ConfigError, FormatNotFinished, apply_delta, current_values, format_running, plan_update, public_config,
     rotation_fields, same, storage_split, validate, wait_for_format, wire,

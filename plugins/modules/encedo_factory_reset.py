@@ -135,7 +135,7 @@ import re
 import time
 
 from ansible_collections.encedo.hem.plugins.module_utils import _fresh
-from ansible_collections.encedo.hem.plugins.module_utils._client import HemError, HemOutcomeUnknown
+from ansible_collections.encedo.hem.plugins.module_utils._errors import HemError, HemOutcomeUnknown
 from ansible_collections.encedo.hem.plugins.module_utils._module import POLL, HemModule
 
 CONFIG = '/api/system/config'

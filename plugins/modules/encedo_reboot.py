@@ -155,7 +155,7 @@ checkin_before:
 
 import time
 
-from ansible_collections.encedo.hem.plugins.module_utils._client import HemError
+from ansible_collections.encedo.hem.plugins.module_utils._errors import HemError
 from ansible_collections.encedo.hem.plugins.module_utils._lifecycle import (
     backend_client,
     check_backend_options,

@@ -322,7 +322,8 @@ import tempfile
 from ansible.module_utils.basic import missing_required_lib
 from ansible.module_utils.common.text.converters import to_bytes, to_native
 
-from ansible_collections.encedo.hem.plugins.module_utils._client import HemOutcomeUnknown, b64
+from ansible_collections.encedo.hem.plugins.module_utils._errors import HemOutcomeUnknown
+from ansible_collections.encedo.hem.plugins.module_utils._login import b64
 from ansible_collections.encedo.hem.plugins.module_utils._module import HemModule
 from ansible_collections.encedo.hem.plugins.module_utils import _rcw, _x509
 from ansible_collections.encedo.hem.plugins.module_utils._x509 import X509Error
