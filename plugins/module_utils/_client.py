@@ -43,7 +43,6 @@ from ansible_collections.encedo.hem.plugins.module_utils._login import (
     jwt_claims,
 )
 from ansible_collections.encedo.hem.plugins.module_utils._transport import (
-    Answer,
     Transport,
     TransportError,
 )

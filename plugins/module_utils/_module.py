@@ -162,7 +162,7 @@ class HemModule(AnsibleModule):
         try:
             result = fn(self, self.client())
         except HemError as exc:
-            self.fail_json(msg=str(exc), **exc.failure())
+            self.fail_json(**dict(exc.failure(), msg=str(exc)))
         result.setdefault('changed', False)
         renewed = self.renewed_token()
         if renewed:

@@ -41,7 +41,7 @@ _PEM_BLOCK = re.compile(r"-----BEGIN ([A-Z0-9 ]+)-----(.*?)-----END \1-----", re
 _B64_CHARS = re.compile(r"^[A-Za-z0-9+/_-]*=*$")
 
 
-class X509Error(Exception):
+class X509Error(HemError):
     """A certificate, CSR, key or TLS problem explained for the user."""
 
 
