@@ -63,6 +63,7 @@ import hashlib
 import re
 
 from ansible_collections.encedo.hem.plugins.module_utils import _x509
+from ansible_collections.encedo.hem.plugins.module_utils._errors import HemError
 
 try:
     from cryptography import x509
@@ -87,7 +88,7 @@ NOT_RUN = "not_run"
 _PEM_CERT_RE = re.compile(r"-----BEGIN CERTIFICATE-----\s.*?-----END CERTIFICATE-----", re.DOTALL)
 
 
-class AttestationError(Exception):
+class AttestationError(HemError):
     """Bad input: unreadable or unusable trust anchors, malformed token or certificate."""
 
 

@@ -15,8 +15,8 @@ rules users rely on: reads retried with backoff within ``timeout`` (``Retry-Afte
 honoured), writes never repeated once sent (``HemOutcomeUnknown``), one new login when
 the device refuses the token, errors that name the endpoint.
 
-The names other modules import from here (``HemError``, ``b64``, ``derive_keypair`` ...)
-are re-exported from the small modules that define them.
+Other modules import ``HemError``, ``b64``, ``derive_keypair`` ... from the module that defines
+them (``_errors``, ``_login``, ``_transport``); only ``HemClient`` lives here.
 """
 
 from __future__ import annotations
@@ -27,8 +27,7 @@ import time
 
 from urllib.parse import urlsplit
 
-from ansible_collections.encedo.hem.plugins.module_utils._errors import (  # noqa: F401 pylint: disable=unused-import
-    CHECKIN_HINT,
+from ansible_collections.encedo.hem.plugins.module_utils._errors import (
     MAX_JSON_BODY,
     STATUS_MEANINGS,
     TOKEN_PATH,
@@ -37,27 +36,13 @@ from ansible_collections.encedo.hem.plugins.module_utils._errors import (  # noq
     HemTlsError,
     status_meaning,
 )
-from ansible_collections.encedo.hem.plugins.module_utils._login import (  # noqa: F401 pylint: disable=unused-import
+from ansible_collections.encedo.hem.plugins.module_utils._login import (
     CHALLENGE_LIFETIME,
-    CRYPTOGRAPHY_IMPORT_ERROR,
-    HAS_CRYPTOGRAPHY,
-    JWT_HEADER,
-    PBKDF2_ITERATIONS,
-    b64,
-    b64decode_any,
-    b64url,
     build_auth_jwt,
     derive_keypair,
-    derive_seed,
     jwt_claims,
-    keypair_from_private,
-    master_keypair,
-    normalise_recovery_phrase,
-    recovery_phrase_keypair,
-    x25519_shared,
 )
-from ansible_collections.encedo.hem.plugins.module_utils._transport import (  # noqa: F401 pylint: disable=unused-import
-    Answer,
+from ansible_collections.encedo.hem.plugins.module_utils._transport import (
     Transport,
     TransportError,
 )

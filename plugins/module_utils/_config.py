@@ -19,7 +19,8 @@ import ipaddress
 import re
 import time
 
-from ansible_collections.encedo.hem.plugins.module_utils._client import HemError, x25519_shared
+from ansible_collections.encedo.hem.plugins.module_utils._errors import HemError
+from ansible_collections.encedo.hem.plugins.module_utils._login import x25519_shared
 from ansible_collections.encedo.hem.plugins.module_utils._fields import (
     FIELDS, STORAGE_MODE_NAMES, FieldError, check, device_model, options_of, storage_mode_value,
 )
@@ -32,8 +33,12 @@ NOISE = frozenset(("nonce", "spk", "iat", "uts"))
 ROTATION_FIELDS = ("userkey", "userkey_hmac", "userkey_nonce")
 
 
-class ConfigError(Exception):
-    """A request that cannot be honoured; raised before anything is sent to the device."""
+class ConfigError(HemError):
+    """A request that cannot be honoured; raised before anything is sent to the device (so the failure
+    says ``changed`` false and ``sent`` [])."""
+
+    def __init__(self, msg, **result):
+        super(ConfigError, self).__init__(msg, result=dict(dict(changed=False, sent=[]), **result))
 
 
 def storage_encryption(mode):
@@ -54,7 +59,7 @@ _INT_RE = re.compile(r"^\s*[+-]?\d+\s*$")
 
 
 class _Invalid(ValueError):
-    pass
+    """Internal: a value that does not convert; ``validate``/``plan_update`` turn it into a ConfigError message."""
 
 
 def to_bool(value):

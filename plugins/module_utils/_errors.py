@@ -42,14 +42,28 @@ class HemError(Exception):
     """The one error type of the collection; ``str()`` is the user-facing message.
 
     ``endpoint`` is ``"METHOD /path"`` (or None), ``status`` the HTTP status (or None
-    when the device gave no answer).
+    when the device gave no answer). ``result``: further fields of the failed task's
+    result (e.g. ``changed``, ``sent``, a partial result); ``HemModule.run`` merges them
+    into the failure after ``endpoint`` and ``status``, so they may also set those two
+    without naming them in the message.
     """
 
-    def __init__(self, msg, endpoint=None, status=None):
+    def __init__(self, msg, endpoint=None, status=None, result=None):
         super().__init__(msg)
         self.msg = msg
         self.endpoint = endpoint
         self.status = status
+        self.result = dict(result or {})
+
+    def failure(self):
+        """The fields of the failed task's result besides ``msg``."""
+        extra = {}
+        if self.endpoint:
+            extra['endpoint'] = self.endpoint
+        if self.status is not None:
+            extra['status'] = self.status
+        extra.update(self.result)
+        return extra
 
     def __str__(self):
         where = self.endpoint or ''

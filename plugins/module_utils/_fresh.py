@@ -37,7 +37,8 @@ from urllib.parse import urlsplit
 
 from ansible.module_utils.basic import env_fallback
 
-from ansible_collections.encedo.hem.plugins.module_utils._client import HemError, HemOutcomeUnknown, b64
+from ansible_collections.encedo.hem.plugins.module_utils._errors import HemError, HemOutcomeUnknown
+from ansible_collections.encedo.hem.plugins.module_utils._login import b64
 from ansible_collections.encedo.hem.plugins.module_utils._module import POLL
 
 HTTP_URL_ENV = 'ENCEDO_HEM_HTTP_URL'
@@ -212,7 +213,7 @@ def prepare(module, bundle=None):
     try:
         found.status = wait_for_https(module)
     except HemError as exc:
-        module.fail_json(msg=str(exc), changed=True, tls_bundle_stored=True)
+        raise HemError(str(exc), result=dict(changed=True, tls_bundle_stored=True))
     found.https = True
     found.message = where + ': the TLS bundle given in tls_bundle was stored over plain HTTP and HTTPS answers with it.'
     return found
@@ -244,10 +245,10 @@ def run_with_tls_bundle(fn):
         try:
             bundle = check_inputs(module.params)[0]
         except ValueError as exc:
-            module.fail_json(msg=str(exc))
+            raise HemError(str(exc))
         found = prepare(module, bundle)
         if found.missing:
-            module.fail_json(msg=found.message, changed=False, **found.result())
+            raise HemError(found.message, result=dict(changed=False, **found.result()))
         if found.stored and module.check_mode:
             # Check mode reads only: the prediction is made from the plain-HTTP answers, with a client
             # that holds no credentials (nothing secret can go over plain HTTP).
@@ -259,7 +260,7 @@ def run_with_tls_bundle(fn):
         except HemError as exc:
             if not found.stored or module.check_mode:
                 raise
-            module.fail_json(msg='%s (the TLS bundle was stored first)' % exc, changed=True, **found.result())
+            raise HemError('%s (the TLS bundle was stored first)' % exc, result=dict(changed=True, **found.result()))
         result.update(found.result())
         if found.stored:
             result['changed'] = True

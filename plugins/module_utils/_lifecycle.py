@@ -15,7 +15,7 @@ import time
 
 from ansible.module_utils.basic import env_fallback
 
-from ansible_collections.encedo.hem.plugins.module_utils._client import HemError, HemOutcomeUnknown
+from ansible_collections.encedo.hem.plugins.module_utils._errors import HemError, HemOutcomeUnknown
 
 DEFAULT_BACKEND_URL = "https://api.encedo.com"
 

@@ -19,7 +19,8 @@ from urllib.parse import urlsplit
 
 from ansible.module_utils.basic import AnsibleModule, env_fallback
 
-from ansible_collections.encedo.hem.plugins.module_utils._client import HemClient, HemError
+from ansible_collections.encedo.hem.plugins.module_utils._client import HemClient
+from ansible_collections.encedo.hem.plugins.module_utils._errors import HemError
 
 #: option name -> environment variable used when the task does not set the option.
 ENV_VARS = {
@@ -156,16 +157,12 @@ class HemModule(AnsibleModule):
         return self._hem_client
 
     def run(self, fn):
-        """Call ``fn(module, client)``, exit with its result dict; a HemError fails the task."""
+        """Call ``fn(module, client)``, exit with its result dict; a HemError fails the task (the one place
+        that turns an error of the collection into a failure: its message, endpoint, status and result fields)."""
         try:
             result = fn(self, self.client())
         except HemError as exc:
-            extra = {}
-            if exc.endpoint:
-                extra['endpoint'] = exc.endpoint
-            if exc.status is not None:
-                extra['status'] = exc.status
-            self.fail_json(msg=str(exc), **extra)
+            self.fail_json(**dict(exc.failure(), msg=str(exc)))
         result.setdefault('changed', False)
         renewed = self.renewed_token()
         if renewed:

@@ -22,7 +22,7 @@ key check of a certificate, the personalisation signature).
 
 from __future__ import annotations
 
-from ansible_collections.encedo.hem.plugins.module_utils._client import HemError, HemOutcomeUnknown
+from ansible_collections.encedo.hem.plugins.module_utils._errors import HemError, HemOutcomeUnknown
 
 MASK = "********"
 
@@ -78,7 +78,7 @@ def write(module, change, send, reread=None, unknown=None):
 
     Nothing is sent when ``change`` is empty or in check mode. ``send()`` makes the request.
     When its answer is lost, ``reread()`` (if given) reads the device again and
-    ``unknown(exc, now)`` decides: it fails the task (or raises) saying what the re-read shows,
+    ``unknown(exc, now)`` decides: it raises a HemError saying what the re-read shows,
     or returns what stands for the answer. Without ``unknown`` the HemOutcomeUnknown is raised
     again. A failed re-read raises a HemError that says the outcome is unknown and what to check.
     """

@@ -18,7 +18,8 @@ import ssl
 
 from urllib.parse import urlsplit
 
-from ansible_collections.encedo.hem.plugins.module_utils._client import HemError, HemTlsError, b64decode_any
+from ansible_collections.encedo.hem.plugins.module_utils._errors import HemError, HemTlsError
+from ansible_collections.encedo.hem.plugins.module_utils._login import b64decode_any
 
 try:
     from cryptography import x509
@@ -40,7 +41,7 @@ _PEM_BLOCK = re.compile(r"-----BEGIN ([A-Z0-9 ]+)-----(.*?)-----END \1-----", re
 _B64_CHARS = re.compile(r"^[A-Za-z0-9+/_-]*=*$")
 
 
-class X509Error(Exception):
+class X509Error(HemError):
     """A certificate, CSR, key or TLS problem explained for the user."""
 
 

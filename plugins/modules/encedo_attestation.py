@@ -309,7 +309,7 @@ import time
 from ansible.module_utils.basic import missing_required_lib
 
 from ansible_collections.encedo.hem.plugins.module_utils import _attestation as att
-from ansible_collections.encedo.hem.plugins.module_utils._client import HemError, HemOutcomeUnknown
+from ansible_collections.encedo.hem.plugins.module_utils._errors import HemError, HemOutcomeUnknown
 from ansible_collections.encedo.hem.plugins.module_utils._fields import device_model
 from ansible_collections.encedo.hem.plugins.module_utils._module import HemModule
 
@@ -319,12 +319,15 @@ CONFIG = '/api/system/config'
 VERSION = '/api/system/version'
 
 
-class AttestationFailure(Exception):
-    """The task must fail with this message (and the partial result)."""
+class AttestationFailure(HemError):
+    """The task fails with this message and the partial result (``changed`` false unless given).
+
+    A type of its own so that a failed re-read after a lost provisioning answer tells the device's
+    errors (outcome unknown) from this module's verdicts (raised as they are)."""
 
     def __init__(self, msg, **result):
-        super().__init__(msg)
-        self.result = result
+        result.setdefault('changed', False)
+        super().__init__(msg, result=result)
 
 
 def unsupported_result(why):
@@ -460,6 +463,8 @@ def run_provisioned(module, client, anchors, status, data):
         raise
     try:
         after_data = read_attestation(module, client, personalised)
+    except AttestationFailure:
+        raise
     except HemError as exc:
         if lost is None:
             raise
@@ -559,15 +564,13 @@ def main():
         module.fail_json(msg=missing_required_lib('cryptography'))
     if module.params['max_age'] <= 0:
         module.fail_json(msg='option max_age: must be a positive number of seconds, got %d' % module.params['max_age'])
-    try:
-        anchors = att.load_trust_anchors(module.params['trust_anchor'], module.params['trust_anchor_path'])
-        if module.params['state'] == 'provisioned':
-            att.load_certificate(module.params['certificate'], 'option certificate')  # refused before any request
-    except att.AttestationError as exc:
-        module.fail_json(msg=str(exc))
 
     def work(module, client):
+        # Bad trust anchors or certificate: refused before any request (an AttestationError fails the task).
+        anchors = att.load_trust_anchors(module.params['trust_anchor'], module.params['trust_anchor_path'])
         provisioning = module.params['state'] == 'provisioned'
+        if provisioning:
+            att.load_certificate(module.params['certificate'], 'option certificate')
         # A token comes from a login on a personalised device: with one, the attestation data is read at once, and the
         # status only when it is needed (run_verified). Without one (or to provision), the status says whether the
         # device is personalised, so whether the read needs credentials, and the version is read only when the status
@@ -592,15 +595,7 @@ def main():
                                                                           result['attestation']['checks']['signature']['reason']), **result)
         return result
 
-    def guarded(module, client):
-        try:
-            return work(module, client)
-        except AttestationFailure as exc:
-            extra = dict(exc.result)
-            extra.setdefault('changed', False)
-            module.fail_json(msg=str(exc), **extra)
-
-    module.run(guarded)
+    module.run(work)
 
 
 if __name__ == '__main__':

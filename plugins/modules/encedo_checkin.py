@@ -158,6 +158,7 @@ ts:
   sample: "2026-01-01T00:00:00Z"
 '''
 
+from ansible_collections.encedo.hem.plugins.module_utils._errors import HemError
 from ansible_collections.encedo.hem.plugins.module_utils._lifecycle import (
     backend_client,
     check_backend_options,
@@ -176,7 +177,7 @@ def run(module, client):
         module.warn(warning)
     failure = checkin_failure(result)
     if failure:
-        module.fail_json(msg=failure, **result)
+        raise HemError(failure, result=result)
     return result
 
 

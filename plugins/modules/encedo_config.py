@@ -302,7 +302,8 @@ token:
   sample: eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzY29wZSI6InN5c3RlbTpjb25maWcifQ.c2lnbmF0dXJl
 '''
 
-from ansible_collections.encedo.hem.plugins.module_utils._client import HAS_CRYPTOGRAPHY, HemError, TOKEN_PATH, derive_keypair
+from ansible_collections.encedo.hem.plugins.module_utils._errors import HemError, TOKEN_PATH
+from ansible_collections.encedo.hem.plugins.module_utils._login import HAS_CRYPTOGRAPHY, derive_keypair
 from ansible_collections.encedo.hem.plugins.module_utils._config import (
     ROTATION_FIELDS, ConfigError, FormatNotFinished, apply_delta, current_values, format_running, plan_update, public_config,
     rotation_fields, same, storage_split, validate, wait_for_format, wire,
@@ -314,10 +315,11 @@ from ansible.module_utils.basic import missing_required_lib
 CONFIG = '/api/system/config'
 
 
-def _fail(module, msg, **extra):
+def _failure(msg, **extra):
+    """The HemError that fails the task with ``msg`` and ``extra`` result fields (``changed`` false and ``sent`` [] unless given)."""
     extra.setdefault('changed', False)
     extra.setdefault('sent', [])
-    module.fail_json(msg=msg, **extra)
+    return HemError(msg, result=extra)
 
 
 def _try_new_passphrase(module):
@@ -344,7 +346,7 @@ def _outcome_unknown(module, exc, now, plan, desired, sent, rotate):
     if rotate:
         msg += (' Whether the passphrase was rotated cannot be read back: run the task again, it tries new_passphrase first and '
                 'rotates only if that login fails.')
-    _fail(module, msg, changed=bool(applied), sent=sent, config=_shown(module, public_config(now)), applied=applied, not_applied=pending)
+    raise _failure(msg, changed=bool(applied), sent=sent, config=_shown(module, public_config(now)), applied=applied, not_applied=pending)
 
 
 def _shown(module, config):
@@ -375,13 +377,13 @@ def _wait_for_format(module, sent, answer):
     try:
         status, waited, _polls = wait_for_format(module.client(**POLL).status, timeout)
     except FormatNotFinished as exc:
-        _fail(module, 'the device accepted the storage change (sent: %s) and is formatting its storage, but the format did not '
-                      'finish within format_timeout=%d s: %s. Leave the device powered and connected: it refuses configuration '
-                      'changes (HTTP 409) until the format is over. Watch encedo.hem.encedo_info (status.format becomes "done"), '
-                      'then run the task again: it sends nothing once the device holds the requested values. Raise format_timeout '
-                      'if formats take longer on this device.' % (', '.join(sent), timeout, exc.msg),
-              changed=True, sent=sent, updated=bool(answer.get('updated', True)), reformatted=False,
-              format_seconds=int(round(exc.waited)), device_status=exc.last_status)
+        raise _failure('the device accepted the storage change (sent: %s) and is formatting its storage, but the format did not '
+                       'finish within format_timeout=%d s: %s. Leave the device powered and connected: it refuses configuration '
+                       'changes (HTTP 409) until the format is over. Watch encedo.hem.encedo_info (status.format becomes "done"), '
+                       'then run the task again: it sends nothing once the device holds the requested values. Raise format_timeout '
+                       'if formats take longer on this device.' % (', '.join(sent), timeout, exc.msg),
+                       changed=True, sent=sent, updated=bool(answer.get('updated', True)), reformatted=False,
+                       format_seconds=int(round(exc.waited)), device_status=exc.last_status)
     fields = dict(reformatted=True, format_seconds=int(round(waited)))
     split = storage_split(status)
     if split is not None:
@@ -391,15 +393,12 @@ def _wait_for_format(module, sent, answer):
 
 def run(module, client):
     p = module.params
-    try:
-        desired = validate(dict((field.name, p[field.name]) for field in _fields.options_of('config')))
-    except ConfigError as exc:
-        _fail(module, str(exc))
+    desired = validate(dict((field.name, p[field.name]) for field in _fields.options_of('config')))
     new = p['new_passphrase']
     if new is not None and not new:
-        _fail(module, "option 'new_passphrase' is empty; allowed: a non-empty passphrase. Nothing was sent to the device.")
+        raise _failure("option 'new_passphrase' is empty; allowed: a non-empty passphrase. Nothing was sent to the device.")
     if not module.has_credentials() and new is None:
-        _fail(module, 'credentials needed: set passphrase or token (or ENCEDO_HEM_PASSPHRASE / ENCEDO_HEM_TOKEN)')
+        raise _failure('credentials needed: set passphrase or token (or ENCEDO_HEM_PASSPHRASE / ENCEDO_HEM_TOKEN)')
 
     rotate = False
     if new:
@@ -407,8 +406,8 @@ def run(module, client):
         if trial is not None:
             client = trial  # already rotated: the new passphrase is the one that works
         elif not module.has_credentials():
-            _fail(module, 'new_passphrase does not log in yet, and neither passphrase nor token was given to authorise the rotation. '
-                          'Nothing was sent.')
+            raise _failure('new_passphrase does not log in yet, and neither passphrase nor token was given to authorise the rotation. '
+                           'Nothing was sent.')
         else:
             rotate = True
 
@@ -417,16 +416,17 @@ def run(module, client):
         current = client.get(CONFIG)
     except HemError as exc:
         if rotate and exc.status == 401 and exc.endpoint == 'POST ' + TOKEN_PATH:
-            _fail(module, 'neither new_passphrase nor passphrase is accepted by the device (two failed login attempts; after 3 '
-                          'consecutive failures the device answers logins more slowly until one succeeds). Nothing was sent.',
-                  status=401, endpoint=exc.endpoint)
+            raise _failure('neither new_passphrase nor passphrase is accepted by the device (two failed login attempts; after 3 '
+                           'consecutive failures the device answers logins more slowly until one succeeds). Nothing was sent.',
+                           status=401, endpoint=exc.endpoint)
         raise
 
     # normalise and compare
     try:
         plan = plan_update(current, desired, p['allow_reformat'])
     except ConfigError as exc:
-        _fail(module, str(exc), config=_shown(module, public_config(current)))
+        exc.result['config'] = _shown(module, public_config(current))
+        raise
     change = _rcw.Change(plan.before, plan.after, rotated=('passphrase',) if rotate else ())
     sent = sorted(list(plan.delta) + (list(ROTATION_FIELDS) if rotate else []))
     result = dict(changed=bool(change), sent=sent, updated=False, reboot_required=plan.reboot_required,
@@ -444,7 +444,7 @@ def run(module, client):
     body = dict(plan.delta)
     if rotate:
         if not HAS_CRYPTOGRAPHY:
-            _fail(module, missing_required_lib('cryptography'))
+            raise _failure(missing_required_lib('cryptography'))
         private, public = derive_keypair(new, current['eid'])
         body.update(rotation_fields(private, public, current))
     try:
@@ -452,13 +452,13 @@ def run(module, client):
                             unknown=lambda exc, now: _outcome_unknown(module, exc, now, plan, desired, sent, rotate))
     except HemError as exc:
         if exc.status == 400:
-            _fail(module, 'the device rejected the configuration update (HTTP 400): at least one of the fields sent failed its '
-                          'validation on the device (sent: %s). The device applies all or nothing, so nothing was changed. '
-                          'The module checked the documented ranges first; check these values against what this device and '
-                          'its firmware accept (encedo.hem.encedo_info shows the model and firmware).' % ', '.join(sent),
-                  sent=sent, status=400, endpoint=exc.endpoint)
+            raise _failure('the device rejected the configuration update (HTTP 400): at least one of the fields sent failed its '
+                           'validation on the device (sent: %s). The device applies all or nothing, so nothing was changed. '
+                           'The module checked the documented ranges first; check these values against what this device and '
+                           'its firmware accept (encedo.hem.encedo_info shows the model and firmware).' % ', '.join(sent),
+                           sent=sent, status=400, endpoint=exc.endpoint)
         if exc.status == 409:
-            _fail(module, _busy_message(module, sent), sent=sent, status=409, endpoint=exc.endpoint)
+            raise _failure(_busy_message(module, sent), sent=sent, status=409, endpoint=exc.endpoint)
         if exc.status == 406 and rotate:
             exc.msg += ('; the device refused the passphrase rotation for the role of this login (the vendor documents a 406 for '
                         '"user-key rotation with wrong role" without naming the role). Nothing was applied: try with the other '

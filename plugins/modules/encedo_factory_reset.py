@@ -135,11 +135,13 @@ import re
 import time
 
 from ansible_collections.encedo.hem.plugins.module_utils import _fresh
-from ansible_collections.encedo.hem.plugins.module_utils._client import HemError, HemOutcomeUnknown
+from ansible_collections.encedo.hem.plugins.module_utils._errors import HemError, HemOutcomeUnknown
 from ansible_collections.encedo.hem.plugins.module_utils._module import POLL, HemModule
 
 CONFIG = '/api/system/config'
 POLL_INTERVAL = 1.0
+#: Result fields of a failure before any request.
+NOTHING_SENT = dict(changed=False, sent=[])
 
 
 def _factory_state_seen(module, since):
@@ -181,22 +183,20 @@ def run(module, client):
     p = module.params
     want = (p['confirm_devid'] or '').strip().lower()
     if not want:
-        module.fail_json(msg="option 'confirm_devid' is empty; allowed: the devid of the device to wipe. Nothing was sent.",
-                         changed=False, sent=[])
+        raise HemError("option 'confirm_devid' is empty; allowed: the devid of the device to wipe. Nothing was sent.", result=NOTHING_SENT)
     if not re.match(r'^[0-9a-f]{16}$', want):
-        module.fail_json(msg="option 'confirm_devid' is %r; allowed: the devid of the device to wipe, 16 hex digits. Nothing was sent."
-                         % p['confirm_devid'], changed=False, sent=[])
+        raise HemError("option 'confirm_devid' is %r; allowed: the devid of the device to wipe, 16 hex digits. Nothing was sent."
+                       % p['confirm_devid'], result=NOTHING_SENT)
     if p['wait_timeout'] < 1:
-        module.fail_json(msg="option 'wait_timeout' is %d; allowed: 1 second or more. Nothing was sent." % p['wait_timeout'],
-                         changed=False, sent=[])
+        raise HemError("option 'wait_timeout' is %d; allowed: 1 second or more. Nothing was sent." % p['wait_timeout'], result=NOTHING_SENT)
     try:
         _fresh.check_inputs(p)
     except ValueError as exc:
-        module.fail_json(msg=str(exc) + '. Nothing was sent.', changed=False, sent=[])
+        raise HemError(str(exc) + '. Nothing was sent.', result=NOTHING_SENT)
     result = dict(changed=False, sent=[], rebooted=False, reboot_required=False)
     fresh = _fresh.prepare(module)
     if fresh.https is False and fresh.status.get('inited') is not False:
-        module.fail_json(msg=fresh.message, https=False, tls_bundle_needed=True, **result)
+        raise HemError(fresh.message, result=dict(result, https=False, tls_bundle_needed=True))
     status = fresh.status if fresh.status is not None else client.status()
     if status.get('inited') is False:
         result['msg'] = 'the device is already in factory state (not personalised); nothing was sent'
@@ -204,14 +204,14 @@ def run(module, client):
             _no_bundle(result, 'it')
         return result
     if not module.has_credentials():
-        module.fail_json(msg='credentials needed to read the devid: set passphrase or token. Nothing was sent.', **result)
+        raise HemError('credentials needed to read the devid: set passphrase or token. Nothing was sent.', result=result)
     devid = str(client.get(CONFIG).get('devid', ''))
     if devid.lower() != want:
         # The real devid is not in the failure: copying it from here would defeat the safeguard.
-        module.fail_json(msg='confirm_devid %r does not match the devid of the device at %s: nothing was sent. Make sure url '
-                             'points at the device you mean to wipe, then read its devid deliberately with '
-                             'encedo.hem.encedo_info (returned as devid) and give that as confirm_devid'
-                         % (p['confirm_devid'], p['url']), **result)
+        raise HemError('confirm_devid %r does not match the devid of the device at %s: nothing was sent. Make sure url '
+                       'points at the device you mean to wipe, then read its devid deliberately with '
+                       'encedo.hem.encedo_info (returned as devid) and give that as confirm_devid'
+                       % (p['confirm_devid'], p['url']), result=result)
     result['devid'] = devid
     result.update(changed=True, sent=['wipeout'])
     if module._diff:
@@ -227,8 +227,8 @@ def run(module, client):
         # The device closes the connection around the wipe; tell from its state whether it happened.
         https = _factory_state_seen(module, sent_at)
         if https is None:
-            module.fail_json(msg='outcome unknown: the wipe was sent but its answer was lost (%s), and the device did not come back in '
-                                 'factory state within %d seconds' % (exc, p['wait_timeout']), **result)
+            raise HemError('outcome unknown: the wipe was sent but its answer was lost (%s), and the device did not come back in '
+                           'factory state within %d seconds' % (exc, p['wait_timeout']), result=result)
         result.update(rebooted=True, msg='the device wiped its configuration, passphrases and keys and rebooted into factory state')
         if https is False:
             _no_bundle(result, 'it came back and')
@@ -236,11 +236,11 @@ def run(module, client):
     if p['wait']:
         https = _factory_state_seen(module, sent_at)
         if https is None:
-            module.fail_json(msg='the device accepted the wipe but did not come back in factory state at %s within %d seconds. '
-                                 'A wiped device answers at its factory address (https://my.ence.do or https://192.168.7.1 on its '
-                                 'USB link), not at the address it was personalised with: check it there with '
-                                 'encedo.hem.encedo_info, and if it does not answer at all, unplug and replug it'
-                             % (p['url'], p['wait_timeout']), **result)
+            raise HemError('the device accepted the wipe but did not come back in factory state at %s within %d seconds. '
+                           'A wiped device answers at its factory address (https://my.ence.do or https://192.168.7.1 on its '
+                           'USB link), not at the address it was personalised with: check it there with '
+                           'encedo.hem.encedo_info, and if it does not answer at all, unplug and replug it'
+                           % (p['url'], p['wait_timeout']), result=result)
         result.update(rebooted=True, msg='the device wiped its configuration, passphrases and keys and rebooted into factory state')
         if https is False:
             _no_bundle(result, 'it came back and')

@@ -248,6 +248,7 @@ token:
 from ansible.module_utils.basic import missing_required_lib
 
 from ansible_collections.encedo.hem.plugins.module_utils import _fresh
+from ansible_collections.encedo.hem.plugins.module_utils._errors import HemError
 from ansible_collections.encedo.hem.plugins.module_utils._fields import device_model
 from ansible_collections.encedo.hem.plugins.module_utils._module import HemModule
 
@@ -283,13 +284,13 @@ def gather(module, client):
         subsets = chosen_subsets(module.params['gather_subset'])
         bundle = _fresh.check_inputs(module.params)[0]
     except ValueError as exc:
-        module.fail_json(msg=str(exc))
+        raise HemError(str(exc))
     x509 = None
     if 'certificate' in subsets and module.params['url'].lower().startswith('https:'):
         # imported only when asked for: cryptography's import cost is paid per task and host in a fleet
         from ansible_collections.encedo.hem.plugins.module_utils import _x509 as x509
         if not x509.HAS_CRYPTOGRAPHY:
-            module.fail_json(msg=missing_required_lib('cryptography') + ' (for gather_subset certificate)')
+            raise HemError(missing_required_lib('cryptography') + ' (for gather_subset certificate)')
     fresh = _fresh.prepare(module, bundle)
     over_https = fresh.https is not False and not (fresh.stored and module.check_mode)
     version = None
@@ -321,7 +322,7 @@ def gather(module, client):
         try:
             served = x509.served_certificate(reader)
         except x509.X509Error as exc:
-            module.fail_json(msg='gather_subset certificate: %s' % exc, **result)
+            raise HemError('gather_subset certificate: %s' % exc, result=result)
         result['certificate'] = dict(pem=x509.cert_pem(served), **x509.certificate_facts(served)) if served is not None else None
     result.update(fresh.result())
     if 'https' not in result and isinstance(status.get('https'), bool):

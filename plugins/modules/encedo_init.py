@@ -303,9 +303,9 @@ import hmac
 import json
 import time
 
-from ansible_collections.encedo.hem.plugins.module_utils._client import (
+from ansible_collections.encedo.hem.plugins.module_utils._errors import HemError
+from ansible_collections.encedo.hem.plugins.module_utils._login import (
     JWT_HEADER,
-    HemError,
     b64url,
     derive_keypair,
     master_keypair,

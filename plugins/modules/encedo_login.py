@@ -143,19 +143,20 @@ scope:
   sample: system:config
 '''
 
+from ansible_collections.encedo.hem.plugins.module_utils._errors import HemError
 from ansible_collections.encedo.hem.plugins.module_utils._module import HemModule
 
 
 def login(module, client):
     if not module.params['passphrase']:
-        module.fail_json(msg='encedo_login needs passphrase (or the environment variable ENCEDO_HEM_PASSPHRASE); a token cannot log in')
+        raise HemError('encedo_login needs passphrase (or the environment variable ENCEDO_HEM_PASSPHRASE); a token cannot log in')
     lifetime = module.params['lifetime']
     if lifetime is not None and lifetime <= 0:
-        module.fail_json(msg='option lifetime: must be a positive number of seconds, got %d' % lifetime)
+        raise HemError('option lifetime: must be a positive number of seconds, got %d' % lifetime)
     scope = module.params['scope']
     if not scope or len(scope) > 127 or any(c.isspace() for c in scope):
-        module.fail_json(msg='option scope: must be 1 to 127 characters without spaces (the device refuses other scopes), got %d characters'
-                         % len(scope or ''))
+        raise HemError('option scope: must be 1 to 127 characters without spaces (the device refuses other scopes), got %d characters'
+                       % len(scope or ''))
     # Ansible masks every no_log value wherever it appears in a result, even inside another
     # string: a token that happens to contain the (short) passphrase would come back damaged.
     # A new login gives a different token.
@@ -163,8 +164,8 @@ def login(module, client):
         token = client.login(scope=scope, lifetime=lifetime)
         if not any(secret and secret in token for secret in module.no_log_values):
             return dict(changed=False, token=token, expires=client.last_login['expires'], scope=scope)
-    module.fail_json(msg='the passphrase is so short that it appears inside every token obtained, which Ansible would mask; '
-                         'use a longer passphrase')
+    raise HemError('the passphrase is so short that it appears inside every token obtained, which Ansible would mask; '
+                   'use a longer passphrase')
 
 
 def main():

@@ -155,7 +155,7 @@ checkin_before:
 
 import time
 
-from ansible_collections.encedo.hem.plugins.module_utils._client import HemError
+from ansible_collections.encedo.hem.plugins.module_utils._errors import HemError
 from ansible_collections.encedo.hem.plugins.module_utils._lifecycle import (
     backend_client,
     check_backend_options,
@@ -206,8 +206,8 @@ def checkin_before_reboot(module, client, backend, status):
         module.warn(warning)
     failure = checkin_failure(result)
     if failure:
-        module.fail_json(msg='the device clock was unset, so this task checked it in before rebooting it, and %s; the reboot '
-                             'was not requested' % failure, changed=True, rebooted=False, checkin_before=result)
+        raise HemError('the device clock was unset, so this task checked it in before rebooting it, and %s; the reboot '
+                       'was not requested' % failure, result=dict(changed=True, rebooted=False, checkin_before=result))
     return result
 
 
@@ -260,12 +260,13 @@ def run(module, client):
             exc.msg += '; the reboot request itself got no answer (%s)' % lost
         # A request whose answer was lost and after which the device kept running changed nothing.
         result['changed'] = not lost
-        module.fail_json(msg=str(exc), **result)
+        exc.result.update(result)
+        raise
     except HemError as exc:
         if lost:
             exc.msg += '; the reboot request itself got no answer (%s)' % lost
-        module.fail_json(msg='%s. The device went away after the reboot request: it may still be rebooting (check it with '
-                             'encedo.hem.encedo_info before trying again)' % exc, **result)
+        raise HemError('%s. The device went away after the reboot request: it may still be rebooting (check it with '
+                       'encedo.hem.encedo_info before trying again)' % exc, result=result)
     elapsed = int(round(waited))
     # Every token issued before the reboot is invalid now.
     client.token = None
@@ -274,12 +275,12 @@ def run(module, client):
         try:
             result['checkin'] = checkin(client, backend, status=status)
         except HemError as exc:
-            module.fail_json(msg='the device rebooted (back after %d s) but the check-in failed: %s' % (elapsed, exc), **result)
+            raise HemError('the device rebooted (back after %d s) but the check-in failed: %s' % (elapsed, exc), result=result)
         for warning in checkin_warnings(result['checkin']):
             module.warn(warning)
         failure = checkin_failure(result['checkin'])
         if failure:
-            module.fail_json(msg='the device rebooted (back after %d s) and checked in, and %s' % (elapsed, failure), **result)
+            raise HemError('the device rebooted (back after %d s) and checked in, and %s' % (elapsed, failure), result=result)
     return result
 
 

@@ -322,7 +322,8 @@ import tempfile
 from ansible.module_utils.basic import missing_required_lib
 from ansible.module_utils.common.text.converters import to_bytes, to_native
 
-from ansible_collections.encedo.hem.plugins.module_utils._client import HemOutcomeUnknown, b64
+from ansible_collections.encedo.hem.plugins.module_utils._errors import HemError, HemOutcomeUnknown
+from ansible_collections.encedo.hem.plugins.module_utils._login import b64
 from ansible_collections.encedo.hem.plugins.module_utils._module import HemModule
 from ansible_collections.encedo.hem.plugins.module_utils import _rcw, _x509
 from ansible_collections.encedo.hem.plugins.module_utils._x509 import X509Error
@@ -330,8 +331,17 @@ from ansible_collections.encedo.hem.plugins.module_utils._x509 import X509Error
 CONFIG = '/api/system/config'
 
 
-class InputError(Exception):
-    """Bad task input, detected before anything is sent."""
+class InputError(HemError):
+    """Bad task input or an unusable certificate: the task fails with ``changed`` false and ``sent``.
+
+    ``sent``: the requests made before it (``['gen_csr']`` after a CSR request, else none); when
+    none, the message says so (unless it already tells what was not done).
+    """
+
+    def __init__(self, msg, sent=()):
+        if not sent and 'Nothing was' not in msg:
+            msg = msg.rstrip('.') + '. Nothing was sent to the device.'
+        super(InputError, self).__init__(msg, result=dict(changed=False, sent=['gen_csr'] if sent else []))
 
 
 def _read_option_file(path, option):
@@ -419,11 +429,11 @@ def _device_csr(client, sent):
     sent.append('gen_csr')
     answer = client.post(CONFIG, {'gen_csr': True})
     if not answer.get('csr'):
-        raise X509Error('the device answered the CSR request without a csr (it may have failed to generate one)')
+        raise InputError('the device answered the CSR request without a csr (it may have failed to generate one)', sent)
     try:
         return _x509.load_csr(answer['csr']), answer.get('genuine')
     except X509Error as exc:
-        raise X509Error('the csr the device returned %s' % exc)
+        raise InputError('the csr the device returned %s' % exc, sent)
 
 
 def _write_csr(module, path, pem):
@@ -494,7 +504,10 @@ def state_present(module, client, inputs, served):
         return result
     new_facts = _x509.certificate_facts(cert)
     # Never lock the controller out: a certificate that does not name the host of url fails every later task after the reboot.
-    mismatch_text = _x509.name_mismatch(cert, _x509.parse_url(p['url'])[0])
+    try:
+        mismatch_text = _x509.name_mismatch(cert, _x509.parse_url(p['url'])[0])
+    except X509Error as exc:
+        raise InputError(str(exc))
     if mismatch_text and not p['allow_name_mismatch']:
         raise InputError('option %s: %s. After the reboot that activates it, every task that reaches the device by this url '
                          'would fail TLS verification. Have a certificate issued that names it (the device puts its hostname and '
@@ -518,7 +531,7 @@ def state_present(module, client, inputs, served):
     else:
         csr, dummy = _device_csr(client, inputs['sent'])
         if not _x509.same_key(cert, csr):
-            raise InputError(mismatch % ('read from a fresh CSR', _x509.spki_sha256(csr)))
+            raise InputError(mismatch % ('read from a fresh CSR', _x509.spki_sha256(csr)), inputs['sent'])
         key_match = 'csr'
     tls = {}
     if key_import is not None:
@@ -543,20 +556,18 @@ def state_present(module, client, inputs, served):
 
 
 def run(module, client):
-    sent = []
-    try:
-        inputs = _check_inputs(module)
-        inputs['sent'] = sent
-        served = inputs['served'] if 'served' in inputs else _x509.served_certificate(client)
-        if module.params['state'] == 'csr':
-            return state_csr(module, client, inputs, served)
-        return state_present(module, client, inputs, served)
-    except (InputError, X509Error) as exc:
-        msg = str(exc)
-        posted = bool(sent)
-        if not posted and 'Nothing was' not in msg:
-            msg = msg.rstrip('.') + '. Nothing was sent to the device.'
-        module.fail_json(msg=msg, changed=False, sent=['gen_csr'] if posted else [])
+    inputs = _check_inputs(module)
+    inputs['sent'] = []
+    if 'served' in inputs:
+        served = inputs['served']
+    else:
+        try:
+            served = _x509.served_certificate(client)
+        except X509Error as exc:    # not trusted, not readable, or no connection: nothing was sent
+            raise InputError(str(exc))
+    if module.params['state'] == 'csr':
+        return state_csr(module, client, inputs, served)
+    return state_present(module, client, inputs, served)
 
 
 def main():

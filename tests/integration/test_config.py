@@ -18,11 +18,13 @@ from tests.integration.helpers import ensure_collection_link
 from tests.integration.helpers.playbook import REPO_ROOT
 
 try:
-    from ansible_collections.encedo.hem.plugins.module_utils._client import HemClient, HemError
+    from ansible_collections.encedo.hem.plugins.module_utils._client import HemClient
+    from ansible_collections.encedo.hem.plugins.module_utils._errors import HemError
 except ImportError:  # the collection resolves through build/collections (make link)
     ensure_collection_link()
     sys.path.insert(0, str(REPO_ROOT / "build" / "collections"))
-    from ansible_collections.encedo.hem.plugins.module_utils._client import HemClient, HemError
+    from ansible_collections.encedo.hem.plugins.module_utils._client import HemClient
+    from ansible_collections.encedo.hem.plugins.module_utils._errors import HemError
 
 PW = "integration-pass-1"
 NEW_PW = "integration-pass-2"

@@ -25,6 +25,8 @@ try:
 except ImportError:  # run without the collection link on sys.path
     sys.path.insert(0, str(Path(__file__).resolve().parents[4] / "build" / "collections"))
     from ansible_collections.encedo.hem.plugins.module_utils import _client as C
+from ansible_collections.encedo.hem.plugins.module_utils import _errors as E
+from ansible_collections.encedo.hem.plugins.module_utils import _transport as T
 from ansible_collections.encedo.hem.plugins.module_utils import _login as L
 
 
@@ -100,11 +102,11 @@ class ScriptedClient(C.HemClient):
         self.sent.append((method, path, data, dict(headers)))
         if self.device is not None and path == "/api/auth/token":
             if method == "GET":
-                return C.Answer(200, json.dumps(self.device.challenge()).encode(), {})
+                return T.Answer(200, json.dumps(self.device.challenge()).encode(), {})
             token = self.device.check_proof(json.loads(data)["auth"])
             if token is None:
-                return C.Answer(401, b"", {})
-            return C.Answer(200, json.dumps({"token": token}).encode(), {})
+                return T.Answer(401, b"", {})
+            return T.Answer(200, json.dumps({"token": token}).encode(), {})
         step = self.script.pop(0)
         if isinstance(step, BaseException):
             raise step
@@ -112,23 +114,23 @@ class ScriptedClient(C.HemClient):
             return step(method, path, data, headers)
         status, body = step[0], step[1]
         hdrs = step[2] if len(step) > 2 else {}
-        return C.Answer(status, json.dumps(body).encode() if body is not None else b"", hdrs)
+        return T.Answer(status, json.dumps(body).encode() if body is not None else b"", hdrs)
 
 
 def refused():
-    return C.TransportError("[Errno 111] Connection refused", sent=False)
+    return T.TransportError("[Errno 111] Connection refused", sent=False)
 
 
 def dropped():
-    return C.TransportError("[Errno 104] Connection reset by peer", sent=True)
+    return T.TransportError("[Errno 104] Connection reset by peer", sent=True)
 
 
 def read_timeout():
-    return C.TransportError("timed out waiting for the answer", sent=True, timeout=True)
+    return T.TransportError("timed out waiting for the answer", sent=True, timeout=True)
 
 
 def connect_timeout():
-    return C.TransportError("timed out connecting", sent=False, timeout=True)
+    return T.TransportError("timed out connecting", sent=False, timeout=True)
 
 
 # ------------------------------------------------------------------ derivation
@@ -140,7 +142,7 @@ def connect_timeout():
 ])
 def test_derive_keypair_matches_independent_pbkdf2_x25519(passphrase, eid):
     seed, public_b64 = expected_keypair(passphrase, eid)
-    assert C.derive_keypair(passphrase, eid) == (seed, public_b64)
+    assert L.derive_keypair(passphrase, eid) == (seed, public_b64)
     # iss is standard base64 with padding: 32 bytes -> 44 characters ending in "="
     assert len(public_b64) == 44 and public_b64.endswith("=")
 
@@ -148,14 +150,14 @@ def test_derive_keypair_matches_independent_pbkdf2_x25519(passphrase, eid):
 def test_salt_is_the_eid_text_not_its_decoded_bytes():
     eid = "ff6/rpgprw6OjcPbedIB5LbsxjZqmnf43J1zeK1x82I="
     wrong = hashlib.pbkdf2_hmac("sha256", b"pw", base64.b64decode(eid), 600000, 32)
-    assert C.derive_keypair("pw", eid)[0] != wrong
+    assert L.derive_keypair("pw", eid)[0] != wrong
 
 
 def test_auth_jwt_shape_and_signature():
     device = FakeDevice("s3cret passphrase")
     challenge = device.challenge()
     private, public_b64 = expected_keypair("s3cret passphrase", device.eid)
-    proof = C.build_auth_jwt(challenge, private, public_b64, "system:config", 1_700_000_000, 1_700_000_600)
+    proof = L.build_auth_jwt(challenge, private, public_b64, "system:config", 1_700_000_000, 1_700_000_600)
     head, body, sig = proof.split(".")
     # base64url without padding everywhere in the JWT
     for segment in (head, body, sig):
@@ -203,7 +205,7 @@ def test_401_logs_in_again_once_and_repeats_once():
 def test_401_twice_is_not_a_loop():
     device = FakeDevice("pw-abcdef")
     client = ScriptedClient([(401, None), (401, None)], device=device, passphrase="pw-abcdef")
-    with pytest.raises(C.HemError) as err:
+    with pytest.raises(E.HemError) as err:
         client.post("/api/system/config", {"user": "x"})
     assert err.value.status == 401
     assert [sent[1] for sent in client.sent].count("/api/system/config") == 2
@@ -212,7 +214,7 @@ def test_401_twice_is_not_a_loop():
 
 def test_401_with_a_token_only_tells_to_log_in_again():
     client = ScriptedClient([(401, None)], token="abc.def.ghi")
-    with pytest.raises(C.HemError) as err:
+    with pytest.raises(E.HemError) as err:
         client.get("/api/system/config")
     assert "encedo_login" in str(err.value) and "401" in str(err.value)
     assert len(client.sent) == 1
@@ -221,7 +223,7 @@ def test_401_with_a_token_only_tells_to_log_in_again():
 def test_wrong_passphrase_is_a_clear_login_error():
     device = FakeDevice("right")
     client = ScriptedClient([], device=device, passphrase="wrong")
-    with pytest.raises(C.HemError) as err:
+    with pytest.raises(E.HemError) as err:
         client.login()
     text = str(err.value)
     assert text.startswith("POST /api/auth/token answered HTTP 401") and "passphrase is wrong" in text
@@ -253,7 +255,7 @@ def test_login_with_another_scope_keeps_the_client_token():
 def test_token_endpoint_status_meanings(status, words):
     script = [(status, None), (200, {"inited": True})] + [(status, None)] * 4 if status == 409 else [(status, None)]
     client = ScriptedClient(script, passphrase="pw")
-    with pytest.raises(C.HemError) as err:
+    with pytest.raises(E.HemError) as err:
         client.login()
     text = str(err.value)
     assert "GET /api/auth/token" in text and "HTTP %d" % status in text
@@ -263,7 +265,7 @@ def test_token_endpoint_status_meanings(status, words):
 
 def test_409_on_fresh_device_is_not_retried():
     client = ScriptedClient([(409, None), (200, {"inited": False, "uptime": 1})], passphrase="pw")
-    with pytest.raises(C.HemError) as err:
+    with pytest.raises(E.HemError) as err:
         client.login()
     assert "not personalised" in str(err.value) and "busy" not in str(err.value)
     assert client.slept == []
@@ -280,7 +282,7 @@ def test_get_retries_busy_statuses_with_backoff(status):
 
 def test_get_gives_up_after_bounded_retries():
     client = ScriptedClient([(503, None)] * 10, retries=3)
-    with pytest.raises(C.HemError) as err:
+    with pytest.raises(E.HemError) as err:
         client.get("/api/system/status", auth=False)
     assert err.value.status == 503 and "4 attempts" in str(err.value)
     assert len(client.sent) == 4
@@ -294,7 +296,7 @@ def test_retry_after_is_honoured_and_clamped():
 
 def test_retries_stop_at_the_timeout():
     client = ScriptedClient([(429, None, {"Retry-After": "8"})] * 5, timeout=5, retries=10)
-    with pytest.raises(C.HemError):
+    with pytest.raises(E.HemError):
         client.get("/api/system/status", auth=False)
     assert client.slept == []  # waiting 8 s would overrun the 5 s budget
 
@@ -308,7 +310,7 @@ def test_get_retries_connection_errors_and_timeouts():
 @pytest.mark.parametrize("status", [409, 500, 503])
 def test_post_is_never_retried_on_status(status):
     client = ScriptedClient([(status, None), (200, {})], token="t.t.t")
-    with pytest.raises(C.HemError) as err:
+    with pytest.raises(E.HemError) as err:
         client.post("/api/system/config", {"user": "x"})
     assert err.value.status == status and len(client.sent) == 1
 
@@ -316,7 +318,7 @@ def test_post_is_never_retried_on_status(status):
 @pytest.mark.parametrize("exc", [dropped(), read_timeout()])
 def test_post_with_lost_answer_is_outcome_unknown(exc):
     client = ScriptedClient([exc, (200, {})], token="t.t.t")
-    with pytest.raises(C.HemOutcomeUnknown) as err:
+    with pytest.raises(E.HemOutcomeUnknown) as err:
         client.post("/api/system/config", {"user": "x"})
     assert "may or may not have been applied" in str(err.value)
     assert len(client.sent) == 1
@@ -347,8 +349,8 @@ def test_lost_login_answer_restarts_the_handshake():
 
 
 def test_tls_error_is_not_retried_and_says_tls():
-    client = ScriptedClient([C.TransportError("CERTIFICATE_VERIFY_FAILED: certificate verify failed", sent=False, tls=True), (200, {})])
-    with pytest.raises(C.HemError) as err:
+    client = ScriptedClient([T.TransportError("CERTIFICATE_VERIFY_FAILED: certificate verify failed", sent=False, tls=True), (200, {})])
+    with pytest.raises(E.HemError) as err:
         client.get("/api/system/status", auth=False)
     assert "TLS" in str(err.value) and "ca_path" in str(err.value)
     assert len(client.sent) == 1
@@ -359,7 +361,7 @@ def test_tls_error_is_not_retried_and_says_tls():
 def test_body_over_7300_bytes_is_refused_before_sending():
     client = ScriptedClient([], token="t.t.t")
     body = {"tls": "A" * 7300}
-    with pytest.raises(C.HemError) as err:
+    with pytest.raises(E.HemError) as err:
         client.post("/api/system/config", body)
     assert "7300" in str(err.value) and "POST /api/system/config" in str(err.value)
     assert client.sent == []
@@ -387,7 +389,7 @@ def test_get_has_no_body_and_no_content_type():
 ])
 def test_error_messages_name_endpoint_status_and_meaning(status, word):
     client = ScriptedClient([(status, None)], token="t.t.t")
-    with pytest.raises(C.HemError) as err:
+    with pytest.raises(E.HemError) as err:
         client.post("/api/system/config", {"a": 1})
     text = str(err.value)
     assert text.startswith("POST /api/system/config answered HTTP %d: " % status)
@@ -396,22 +398,22 @@ def test_error_messages_name_endpoint_status_and_meaning(status, word):
 
 
 def test_non_json_answer_is_an_error():
-    client = ScriptedClient([lambda *a: C.Answer(200, b"<html>", {})])
-    with pytest.raises(C.HemError, match="not JSON"):
+    client = ScriptedClient([lambda *a: T.Answer(200, b"<html>", {})])
+    with pytest.raises(E.HemError, match="not JSON"):
         client.get("/api/system/status", auth=False)
 
 
 def test_jwt_claims_and_base64_helpers():
-    assert C.b64url(b"\xfb\xff") == "-_8"
-    assert C.b64(b"\xfb\xff") == "+/8="
-    assert C.b64decode_any("-_8") == C.b64decode_any("+/8=") == b"\xfb\xff"
-    assert C.jwt_claims("a." + C.b64url(b'{"exp": 5}') + ".c") == {"exp": 5}
-    assert C.jwt_claims("garbage") == {}
+    assert L.b64url(b"\xfb\xff") == "-_8"
+    assert L.b64(b"\xfb\xff") == "+/8="
+    assert L.b64decode_any("-_8") == L.b64decode_any("+/8=") == b"\xfb\xff"
+    assert L.jwt_claims("a." + L.b64url(b'{"exp": 5}') + ".c") == {"exp": 5}
+    assert L.jwt_claims("garbage") == {}
 
 
 def test_authenticated_call_without_credentials_says_what_is_missing():
     client = ScriptedClient([])
-    with pytest.raises(C.HemError) as err:
+    with pytest.raises(E.HemError) as err:
         client.get("/api/system/config")
     assert "needs credentials" in str(err.value) and client.sent == []
 
@@ -420,7 +422,7 @@ def test_authenticated_call_without_credentials_says_what_is_missing():
 
 def test_404_under_a_url_path_says_the_path_is_the_problem():
     client = ScriptedClient([(404, None)], url="https://hem.test/hem/7", token="a.b.c")
-    with pytest.raises(C.HemError) as err:
+    with pytest.raises(E.HemError) as err:
         client.get("/api/system/config")
     msg = str(err.value)
     assert "GET /api/system/config answered HTTP 404" in msg
@@ -429,7 +431,7 @@ def test_404_under_a_url_path_says_the_path_is_the_problem():
 
 def test_404_without_a_url_path_keeps_the_endpoint_meaning():
     client = ScriptedClient([(404, None)], token="a.b.c")
-    with pytest.raises(C.HemError) as err:
+    with pytest.raises(E.HemError) as err:
         client.get("/api/system/config")
     assert "this endpoint does not exist on this device" in str(err.value) and "path" not in str(err.value)
 
@@ -441,7 +443,7 @@ def _token(scope):
 
 def test_403_with_a_too_narrow_token_names_both_scopes():
     client = ScriptedClient([(403, None)], token=_token("logger:get"))
-    with pytest.raises(C.HemError) as err:
+    with pytest.raises(E.HemError) as err:
         client.get("/api/system/config")
     msg = str(err.value)
     assert "needs a token with scope system:config" in msg and "the token given has scope logger:get" in msg
@@ -450,6 +452,6 @@ def test_403_with_a_too_narrow_token_names_both_scopes():
 @pytest.mark.parametrize("scope", ["system:config", "system:config:extra"])
 def test_403_with_a_covering_scope_keeps_the_general_meaning(scope):
     client = ScriptedClient([(403, None)], token=_token(scope))
-    with pytest.raises(C.HemError) as err:
+    with pytest.raises(E.HemError) as err:
         client.get("/api/system/config")
     assert "token's scope or role does not allow this" in str(err.value) and "needs a token with scope" not in str(err.value)

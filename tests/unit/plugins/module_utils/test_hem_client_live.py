@@ -9,6 +9,7 @@ import threading
 import sys
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -19,6 +20,8 @@ try:
 except ImportError:  # run without the collection link on sys.path
     sys.path.insert(0, str(Path(__file__).resolve().parents[4] / "build" / "collections"))
     from ansible_collections.encedo.hem.plugins.module_utils import _client as C
+from ansible_collections.encedo.hem.plugins.module_utils import _errors as E
+from ansible_collections.encedo.hem.plugins.module_utils import _login as L
 
 PASSPHRASE = "live-client-passphrase-99"
 
@@ -81,7 +84,7 @@ def test_plain_http_goes_through_the_proxy_in_absolute_form(capture, monkeypatch
     request = capture.requests[0]
     assert request["line"] == "GET http://backend.invalid:8080/base/checkin HTTP/1.1"
     assert request["headers"]["host"] == "backend.invalid:8080"
-    assert request["headers"]["proxy-authorization"] == "Basic " + C.b64(b"u:p@ss")
+    assert request["headers"]["proxy-authorization"] == "Basic " + L.b64(b"u:p@ss")
 
 
 def test_netrc_does_not_replace_the_bearer(capture, tmp_path, monkeypatch):
@@ -112,7 +115,7 @@ def test_bad_ca_path_is_a_clear_error(device, tmp_path):
     not_pem = tmp_path / "not-a-ca.pem"
     not_pem.write_text("hello\n")
     for path in (str(not_pem), str(tmp_path / "missing.pem")):
-        with pytest.raises(C.HemError, match="ca_path %s cannot be read as a PEM CA bundle" % path):
+        with pytest.raises(E.HemError, match="ca_path %s cannot be read as a PEM CA bundle" % path):
             client_for(device, ca_path=path).status()
     assert device.log(0) == []      # nothing was sent
 
@@ -126,9 +129,9 @@ def test_api_requests_go_through_the_environment_proxy(device, monkeypatch):
         client = client_for(device)
         assert "uptime" in client.status()
         assert client.get("/api/system/config")       # challenge, login, config: one tunnel each
-        target = C.urlsplit(device.url(0)).netloc
+        target = urlsplit(device.url(0)).netloc
         assert proxy.tunnels == [target] * 4
-        assert proxy.auth == ["Proxy-Authorization: Basic " + C.b64(b"user:s@cret")] * 4
+        assert proxy.auth == ["Proxy-Authorization: Basic " + L.b64(b"user:s@cret")] * 4
         monkeypatch.setenv("no_proxy", "127.0.0.1")
         assert "uptime" in client.status()
         assert len(proxy.tunnels) == 4                 # bypassed
@@ -148,7 +151,7 @@ def test_failed_writes_are_not_retried(device):
     client = client_for(device)
     client.login()
     device.fault(0, "error500", count=1, path="/api/system/config", method="POST")
-    with pytest.raises(C.HemError) as err:
+    with pytest.raises(E.HemError) as err:
         client.post("/api/system/config", {"user": "x"})
     assert err.value.status == 500
     assert entries(device, "/api/system/config") == [("POST", 500)]
@@ -158,7 +161,7 @@ def test_dropped_write_is_outcome_unknown(device):
     client = client_for(device)
     client.login()
     device.fault(0, "drop", count=1, path="/api/system/config", method="POST", after_apply=True)
-    with pytest.raises(C.HemOutcomeUnknown):
+    with pytest.raises(E.HemOutcomeUnknown):
         client.post("/api/system/config", {"user": "dropped-but-applied"})
     sent = entries(device, "/api/system/config")
     assert len(sent) == 1 and sent[0][0] == "POST"  # sent once, not retried
@@ -182,7 +185,7 @@ def test_slow_write_is_outcome_unknown(device):
     client = client_for(device, timeout=3)
     client.login()
     device.fault(0, "latency", count=1, path="/api/system/config", method="POST", seconds=8)
-    with pytest.raises(C.HemOutcomeUnknown):
+    with pytest.raises(E.HemOutcomeUnknown):
         client.post("/api/system/config", {"user": "slow"})
 
 
@@ -199,7 +202,7 @@ def test_body_limit_is_checked_before_sending(device):
     client = client_for(device)
     client.login()
     device.clear_log(0)
-    with pytest.raises(C.HemError, match="7300"):
+    with pytest.raises(E.HemError, match="7300"):
         client.post("/api/system/config", {"tls": {"crt": "A" * 8000}})
     assert device.log(0) == []
 
@@ -240,7 +243,7 @@ def test_a_refused_connection_has_sent_nothing(scheme):
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     sock.close()
-    with pytest.raises(C.HemError) as err:
+    with pytest.raises(E.HemError) as err:
         C.HemClient("%s://127.0.0.1:%d" % (scheme, port), token="aaa.bbb.ccc", timeout=2).post("/checkin", {"check": "x"})
-    assert not isinstance(err.value, C.HemOutcomeUnknown)
+    assert not isinstance(err.value, E.HemOutcomeUnknown)
     assert "cannot reach the device" in str(err.value) and "Connection refused" in str(err.value)

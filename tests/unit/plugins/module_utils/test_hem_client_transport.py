@@ -27,6 +27,7 @@ try:
 except ImportError:  # run without the collection link on sys.path
     sys.path.insert(0, str(Path(__file__).resolve().parents[4] / "build" / "collections"))
     from ansible_collections.encedo.hem.plugins.module_utils import _client as C
+from ansible_collections.encedo.hem.plugins.module_utils import _errors as E
 
 PASSPHRASE = "transport-passphrase-42"
 PROXY_VARS = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy", "NO_PROXY", "no_proxy")
@@ -98,13 +99,13 @@ def test_requests_is_imported_by_the_first_request_only(v4):
 def test_default_trust_is_requests_default_and_ca_path_always_wins(v4, tmp_path, monkeypatch):
     unrelated = make_tls_pair(tmp_path)[0]          # a CA bundle that did not sign the device certificate
     # nothing set: certifi's bundle, which does not hold the emulator's CA
-    with pytest.raises(C.HemTlsError, match="CERTIFICATE_VERIFY_FAILED.*Set ca_path"):
+    with pytest.raises(E.HemTlsError, match="CERTIFICATE_VERIFY_FAILED.*Set ca_path"):
         C.HemClient(v4.url(0)).status()
     # without ca_path, REQUESTS_CA_BUNDLE (else CURL_CA_BUNDLE) is the trust, as in requests
     monkeypatch.setenv("CURL_CA_BUNDLE", v4.ca_file)
     assert "uptime" in C.HemClient(v4.url(0)).status()
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", unrelated)
-    with pytest.raises(C.HemTlsError, match="CERTIFICATE_VERIFY_FAILED"):
+    with pytest.raises(E.HemTlsError, match="CERTIFICATE_VERIFY_FAILED"):
         C.HemClient(v4.url(0)).status()        # REQUESTS_CA_BUNDLE comes before CURL_CA_BUNDLE
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", v4.ca_file)
     assert "uptime" in C.HemClient(v4.url(0)).status()
@@ -114,7 +115,7 @@ def test_default_trust_is_requests_default_and_ca_path_always_wins(v4, tmp_path,
     assert "uptime" in C.HemClient(v4.url(0), ca_path=v4.ca_file).status()
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", v4.ca_file)
     monkeypatch.setenv("CURL_CA_BUNDLE", v4.ca_file)
-    with pytest.raises(C.HemTlsError, match="CERTIFICATE_VERIFY_FAILED"):
+    with pytest.raises(E.HemTlsError, match="CERTIFICATE_VERIFY_FAILED"):
         C.HemClient(v4.url(0), ca_path=unrelated).status()
     # a CA directory (c_rehash layout) works as ca_path
     cadir = tmp_path / "cadir"
@@ -166,7 +167,7 @@ def test_https_proxy_with_credentials(v4, tmp_path, monkeypatch):
         assert proxy.tunnels == [target] * 4
         assert proxy.auth == ["Proxy-Authorization: Basic dXNlcjpzQGNyZXQ="] * 4       # user:s@cret
         # the proxy's certificate is verified with the same trust as the device's
-        with pytest.raises(C.HemError) as err:
+        with pytest.raises(E.HemError) as err:
             C.HemClient(v4.url(0), ca_path=v4.ca_file, timeout=3).status()
         assert "CERTIFICATE_VERIFY_FAILED" in str(err.value) and "s@cret" not in str(err.value) and "s%40cret" not in str(err.value)
         assert len(proxy.tunnels) == 4
@@ -198,7 +199,7 @@ def test_a_dead_proxy_is_named_without_its_credentials(v4, monkeypatch):
     with CountingProxy() as proxy:
         url = proxy.url_with("user", "topsecret")
     # the proxy is closed now: nothing listens on its port
-    with pytest.raises(C.HemError) as err:
+    with pytest.raises(E.HemError) as err:
         C.HemClient(v4.url(0), ca_path=v4.ca_file, proxy_url=url, timeout=2).status()
     assert "proxy http://127.0.0.1 failed" in str(err.value) and "topsecret" not in str(err.value)
 
@@ -207,14 +208,14 @@ def test_a_dead_proxy_is_named_without_its_credentials(v4, monkeypatch):
 
 @pytest.mark.parametrize("host", ["bücher.invalid", "xn--bcher-kva.invalid"])
 def test_an_idn_host_name_is_encoded_and_fails_only_on_resolution(host):
-    with pytest.raises(C.HemError) as err:
+    with pytest.raises(E.HemError) as err:
         C.HemClient("https://%s:4443" % host, timeout=1).status()
     assert "cannot reach the device at https://%s:4443" % host in str(err.value)
     assert "Traceback" not in str(err.value)
 
 
 def test_an_invalid_idn_host_name_is_a_clear_error():
-    with pytest.raises(C.HemError) as err:
+    with pytest.raises(E.HemError) as err:
         C.HemClient("https://a\u2603\u200b\u0301.invalid", timeout=1).status()
     assert "cannot be used" in str(err.value) and "check the host name" in str(err.value)
 
@@ -243,7 +244,7 @@ def test_served_certificate_through_a_proxy(v4, monkeypatch):
 
 
 def test_served_certificate_needs_https(v4):
-    with pytest.raises(C.HemError, match="must be https://"):
+    with pytest.raises(E.HemError, match="must be https://"):
         C.HemClient(v4.http_url(0)).served_certificate()
 
 
@@ -260,7 +261,7 @@ def test_one_connection_per_request_as_the_device_closes_them(v4):
 def test_403_for_a_too_narrow_token_names_the_scopes(v4):
     """Issue 17 defect 7: the device (emulator) refuses a logger:get token for a configuration change."""
     narrow = C.HemClient(v4.url(0), passphrase=PASSPHRASE, ca_path=v4.ca_file).login(scope="logger:get")
-    with pytest.raises(C.HemError) as err:
+    with pytest.raises(E.HemError) as err:
         C.HemClient(v4.url(0), token=narrow, ca_path=v4.ca_file).post("/api/system/config", {"user": "x"})
     assert "answered HTTP 403" in str(err.value)
     assert "needs a token with scope system:config, and the token given has scope logger:get" in str(err.value)

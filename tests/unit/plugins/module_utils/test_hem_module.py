@@ -248,3 +248,78 @@ def test_run_exits_with_the_result(capsys, monkeypatch):
             module.run(lambda mod, client: {"model": "ppa"})
     result = json.loads(capsys.readouterr().out)
     assert result["changed"] is False and result["model"] == "ppa" and "failed" not in result
+
+
+#: Exception classes of the collection that never reach HemModule.run, each with the reason.
+INTERNAL_ERRORS = {
+    "_transport.TransportError": "one failed try of the transport; HemClient turns it into a HemError (with the endpoint) "
+                                 "or retries",
+    "_fields.FieldError": "a ValueError of one field's check; _config.validate and encedo_init's validate collect them "
+                          "into one message (ConfigError, or a failure before module.run)",
+    "_config._Invalid": "a ValueError of a value conversion; plan_update/validate turn it into a ConfigError message",
+}
+
+
+def _collection_error_classes():
+    """Every Exception subclass defined in plugins/module_utils and plugins/modules, as ("module.Class", class)."""
+    import importlib
+    import inspect
+    import pkgutil
+
+    from ansible_collections.encedo.hem.plugins import module_utils, modules
+
+    found = []
+    for package in (module_utils, modules):
+        for info in pkgutil.iter_modules(package.__path__):
+            mod = importlib.import_module("%s.%s" % (package.__name__, info.name))
+            for name, obj in vars(mod).items():
+                if inspect.isclass(obj) and issubclass(obj, BaseException) and obj.__module__ == mod.__name__:
+                    found.append(("%s.%s" % (info.name, name), obj))
+    return found
+
+
+def test_every_error_of_the_collection_is_a_hem_error():
+    """One error type reaches HemModule.run: what the collection raises is a HemError (or internal, listed above)."""
+    classes = dict(_collection_error_classes())
+    # the introspection sees the errors it must see
+    assert {"_errors.HemError", "_x509.X509Error", "_attestation.AttestationError", "_config.ConfigError",
+            "encedo_tls.InputError", "encedo_attestation.AttestationFailure"} <= set(classes)
+    assert set(INTERNAL_ERRORS) <= set(classes), "an internal error listed here no longer exists"
+    strays = sorted(name for name, cls in classes.items() if not issubclass(cls, M.HemError) and name not in INTERNAL_ERRORS)
+    assert strays == []
+    assert not any(issubclass(classes[name], M.HemError) for name in INTERNAL_ERRORS), "listed as internal but a HemError"
+
+
+def test_run_fails_with_the_result_fields_a_hem_error_carries(capsys, monkeypatch):
+    for name in M.ENV_VARS.values():
+        monkeypatch.delenv(name, raising=False)
+
+    def boom(mod, client):
+        raise M.HemError("the update was refused", "POST /api/system/config", 400,
+                         result=dict(changed=True, sent=["user"], config={"user": "u"}))
+
+    with patch_module_args({"url": "https://h"}):
+        module = M.HemModule(argument_spec={}, supports_check_mode=True)
+        with pytest.raises(SystemExit):
+            module.run(boom)
+    result = json.loads(capsys.readouterr().out)
+    assert result["failed"] is True
+    assert result["msg"] == "POST /api/system/config answered HTTP 400: the update was refused"
+    assert (result["endpoint"], result["status"]) == ("POST /api/system/config", 400)
+    assert result["changed"] is True and result["sent"] == ["user"] and result["config"] == {"user": "u"}
+
+
+def test_result_fields_may_name_endpoint_and_status_without_prefixing_the_message(capsys, monkeypatch):
+    for name in M.ENV_VARS.values():
+        monkeypatch.delenv(name, raising=False)
+
+    def boom(mod, client):
+        raise M.HemError("neither passphrase is accepted. Nothing was sent.", result=dict(status=401, endpoint="POST /api/auth/token"))
+
+    with patch_module_args({"url": "https://h"}):
+        module = M.HemModule(argument_spec={}, supports_check_mode=True)
+        with pytest.raises(SystemExit):
+            module.run(boom)
+    result = json.loads(capsys.readouterr().out)
+    assert result["msg"] == "neither passphrase is accepted. Nothing was sent."
+    assert (result["status"], result["endpoint"]) == (401, "POST /api/auth/token") and "changed" not in result

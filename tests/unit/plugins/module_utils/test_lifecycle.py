@@ -14,7 +14,8 @@ except ImportError:  # run without the collection link on sys.path
     sys.path.insert(0, str(Path(__file__).resolve().parents[4] / "build" / "collections"))
     from ansible_collections.encedo.hem.plugins.module_utils import _lifecycle as L
 
-from ansible_collections.encedo.hem.plugins.module_utils._client import HemClient, HemError, HemOutcomeUnknown
+from ansible_collections.encedo.hem.plugins.module_utils._client import HemClient
+from ansible_collections.encedo.hem.plugins.module_utils._errors import HemError, HemOutcomeUnknown
 
 
 # ---------------------------------------------------------------------------- fakes

@@ -17,7 +17,7 @@ try:
 except ImportError:  # run without the collection link on sys.path
     sys.path.insert(0, str(Path(__file__).resolve().parents[4] / "build" / "collections"))
     from ansible_collections.encedo.hem.plugins.module_utils import _rcw
-from ansible_collections.encedo.hem.plugins.module_utils._client import HemError, HemOutcomeUnknown
+from ansible_collections.encedo.hem.plugins.module_utils._errors import HemError, HemOutcomeUnknown
 
 
 class Module(object):

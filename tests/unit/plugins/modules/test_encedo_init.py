@@ -19,7 +19,7 @@ try:
 except ImportError:  # run without the collection link on sys.path
     sys.path.insert(0, str(Path(__file__).resolve().parents[4] / "build" / "collections"))
     from ansible_collections.encedo.hem.plugins.modules import encedo_init as M
-from ansible_collections.encedo.hem.plugins.module_utils import _client as C
+from ansible_collections.encedo.hem.plugins.module_utils import _login as L
 from ansible_collections.encedo.hem.plugins.module_utils import _fields
 
 
@@ -210,25 +210,25 @@ def test_recovery_phrase_master_key_is_the_web_managers():
     seed_hex = seed.hex()
     assert len(seed_hex) == 128
     expected_private = bytes.fromhex(seed_hex[1:65])                   # build.js: fromHexString(seedM.substr(1, 64))
-    private, public = C.recovery_phrase_keypair(ABANDON_ART)
+    private, public = L.recovery_phrase_keypair(ABANDON_ART)
     assert private == expected_private
     assert public == rfc7748_public(expected_private) == ABANDON_ART_MASTER_PUB
     # The off-by-one is pinned: the "natural" first 64 hex digits give another key.
     assert rfc7748_public(bytes.fromhex(seed_hex[0:64])) != ABANDON_ART_MASTER_PUB
-    assert C.master_keypair("ignored-eid", recovery_phrase=ABANDON_ART) == (private, public)
+    assert L.master_keypair("ignored-eid", recovery_phrase=ABANDON_ART) == (private, public)
 
 
 def test_recovery_phrase_white_space_is_normalised_like_the_web_manager():
     """jsbip39 toSeed: split on white space, join with single spaces, NFKD (the manager also trims)."""
     messy = "  " + ABANDON_ART.replace(" ", "\t", 3).replace(" ", "  \n", 2) + "\n"
-    assert C.recovery_phrase_keypair(messy)[1] == ABANDON_ART_MASTER_PUB
-    assert C.normalise_recovery_phrase(messy) == ABANDON_ART
+    assert L.recovery_phrase_keypair(messy)[1] == ABANDON_ART_MASTER_PUB
+    assert L.normalise_recovery_phrase(messy) == ABANDON_ART
 
 
 def test_master_passphrase_is_derived_like_the_user_key():
     eid = base64.b64encode(b"\x02" * 32).decode()
     seed = hashlib.pbkdf2_hmac("sha256", b"master pass", eid.encode(), 600000, 32)
-    assert C.master_keypair(eid, passphrase="master pass") == (seed, rfc7748_public(seed))
+    assert L.master_keypair(eid, passphrase="master pass") == (seed, rfc7748_public(seed))
 
 
 @pytest.mark.parametrize("phrase,fragment", [
