@@ -32,11 +32,6 @@ from tests.unit.plugins.modules import replay as R
 
 from ansible_collections.encedo.hem.plugins.module_utils import _client, _config, _fresh, _lifecycle, _transport, _x509
 
-#: The secrets a replayed task is given (the device that would check them is not there).
-SECRETS = {"passphrase": "replayed-passphrase", "new_passphrase": "replayed-new-passphrase",
-           "master_passphrase": "replayed-master-passphrase", "token": None}
-
-
 class Replay(object):
 
     def __init__(self, monkeypatch, tmp_path):
@@ -67,7 +62,7 @@ class Replay(object):
             path.write_text(content)
             task[option] = str(path)
         for option in fixture.get("secret_options", []):
-            task[option] = SECRETS[option]
+            task[option] = R.SECRETS[option]
         for option, value in args.items():
             if value is None:
                 task.pop(option, None)

@@ -42,6 +42,9 @@ except ImportError:  # run without the collection link on sys.path
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "modules"
 #: Request body fields that are proofs or wrapped keys: recorded as placeholders.
 PLACEHOLDERS = {"auth": "<proof>", "userkey_hmac": "<proof>", "init": "<signed personalisation request>", "key": "<redacted>"}
+#: The secrets a replayed task is given (the device that would check them is not there).
+SECRETS = {"passphrase": "replayed-passphrase", "new_passphrase": "replayed-new-passphrase",
+           "master_passphrase": "replayed-master-passphrase"}
 
 
 def fixture_path(name):
