@@ -92,6 +92,16 @@ def run_main(module, args, check_mode=False, diff=False):
     return result, bool(result.get("failed"))
 
 
+def warnings(result):
+    """The warning texts of a module result (ansible-core 2.19 gives each as a structured summary)."""
+    texts = []
+    for warning in result.get("warnings", []):
+        if isinstance(warning, dict):
+            warning = (warning.get("event") or {}).get("msg", warning.get("msg"))
+        texts.append(warning)
+    return texts
+
+
 class VirtualTime(object):
     """The clock of a replay: wall time from the recording's ``epoch``; sleeps return at once and move
     it on; each replayed answer moves it to the moment the answer came when recorded."""
