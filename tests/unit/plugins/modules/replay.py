@@ -56,6 +56,12 @@ def load(name):
         return json.load(fh)
 
 
+def requests_from(name, first):
+    """The "METHOD path" of fixture ``name``'s exchanges from the first one that is ``first`` on (for ``unused``)."""
+    names = ["%s %s" % (e["method"], e["path"]) for e in load(name)["exchanges"]]
+    return names[names.index(first):]
+
+
 def redact(body):
     """The request body as recorded: proofs and wrapped keys replaced by placeholders (at any depth)."""
     if isinstance(body, dict):
