@@ -39,6 +39,11 @@ SECRET_OPTIONS = ("passphrase", "new_passphrase", "master_passphrase", "master_r
 COMMAND = "python -m tests.unit.plugins.modules.record_fixtures"
 
 
+def read(path):
+    with open(path, encoding="ascii") as fh:
+        return fh.read()
+
+
 class Recorder(object):
     """Wraps Transport.send while one scenario runs; keeps what went over the wire."""
 
@@ -125,7 +130,7 @@ class Session(object):
         files = dict(files or {})
         task = dict(url=emu.url(index), timeout=10)
         task.update(args)
-        files.setdefault("ca_path", open(emu.ca_file, encoding="ascii").read())
+        files.setdefault("ca_path", read(emu.ca_file))
         task["ca_path"] = emu.ca_file
         mod = importlib.import_module("ansible_collections.encedo.hem.plugins.modules." + module)
         epoch = time.time()
@@ -164,7 +169,7 @@ def scenarios(s):
              note="a passphrase the device refuses")
     s.record("encedo_login_ok", "encedo_login", ppa, 0, dict(passphrase=PW, lifetime=600))
     s.record("encedo_login_bad_passphrase", "encedo_login", ppa, 0, dict(passphrase="not-the-passphrase"))
-    custody = open(ppa.custody_ca_file, encoding="ascii").read()
+    custody = read(ppa.custody_ca_file)
     s.record("encedo_attestation_verified", "encedo_attestation", ppa, 0, dict(passphrase=PW, trust_anchor=custody))
     if s.wanted("encedo_attestation_tampered"):
         ppa.fault(0, "tamper_attestation")

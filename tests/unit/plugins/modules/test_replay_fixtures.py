@@ -43,7 +43,7 @@ def test_fixture_holds_no_secret(name):
     for exchange in fixture["exchanges"]:
         body = exchange.get("request") or {}
         for field in ("auth", "init", "userkey_hmac"):
-            assert body.get(field, "<") .startswith("<"), (name, field)
+            assert body.get(field, "<").startswith("<"), (name, field)
 
 
 def test_a_request_not_recorded_fails_naming_both(replay):
