@@ -32,7 +32,9 @@ from tests.unit.plugins.modules import replay as R
 
 from ansible_collections.encedo.hem.plugins.module_utils import _client, _config, _fresh, _lifecycle, _transport, _x509
 
+
 class Replay(object):
+    """Runs a module against one fixture file; ``fixture`` and ``player`` hold the last run's."""
 
     def __init__(self, monkeypatch, tmp_path):
         self.monkeypatch = monkeypatch
@@ -49,7 +51,11 @@ class Replay(object):
         for var in list(os.environ):
             if var.startswith("ENCEDO_HEM_"):
                 mp.delenv(var)
-        mp.setattr(_transport.Transport, "send", lambda transport, *a: player.send(transport, *a))
+
+        def send(transport, *request):
+            return player.send(transport, *request)
+
+        mp.setattr(_transport.Transport, "send", send)
         for obj, attr, value in R.virtual_clock_patches(clock, (module, _client, _fresh),
                                                         (_lifecycle.uptime_baseline, _lifecycle.wait_for_reboot,
                                                          _config.wait_for_format)):
