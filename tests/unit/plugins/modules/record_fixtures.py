@@ -161,7 +161,8 @@ class Session(object):
 
 
 def scenarios(s):
-    ppa = s.emulator("ppa", devices=5, passphrase=PW, rtc_set=True)
+    # reboot_seconds 2.5: the first status poll of encedo_reboot (delay 1) meets the device down
+    ppa = s.emulator("ppa", devices=5, passphrase=PW, rtc_set=True, reboot_seconds=2.5)
     # --- encedo_info, encedo_login, encedo_attestation: device 0 of the personalised PPAs
     s.record("encedo_info_all", "encedo_info", ppa, 0, dict(passphrase=PW), note="personalised PPA, everything read")
     s.record("encedo_info_status", "encedo_info", ppa, 0, dict(gather_subset=["status"]), note="only the status, no credentials")
