@@ -201,7 +201,9 @@ def scenarios(s):
     s.record("encedo_tls_present", "encedo_tls", ppa, 2, dict(passphrase=PW, certificate=new_cert), diff=True,
              note="a certificate for the served key, issued by a CA made by the recorder")
 
-    # --- encedo_reboot: device 3 (up for a while: its uptime can prove the restart)
+    # --- encedo_reboot: device 3, up for more than UPTIME_SLACK seconds (its uptime can prove the restart at once)
+    while s.wanted("encedo_reboot_ok") and ppa.state(3)["uptime"] <= 3:
+        time.sleep(0.5)
     s.record("encedo_reboot_ok", "encedo_reboot", ppa, 3, dict(passphrase=PW, checkin=False, delay=1, poll_interval=0.5))
 
     # --- encedo_factory_reset: device 4
