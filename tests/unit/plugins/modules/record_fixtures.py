@@ -185,6 +185,10 @@ def scenarios(s):
         ppa.fault(1, "busy", path="/api/system/config", method="POST")
     s.record("encedo_config_busy", "encedo_config", ppa, 1, dict(passphrase=PW, user="Another User"),
              note="the control interface's busy fault: the update is answered 409")
+    if s.wanted("encedo_config_lost_answer"):
+        ppa.fault(1, "drop", path="/api/system/config", method="POST", after_apply=True)
+    s.record("encedo_config_lost_answer", "encedo_config", ppa, 1, dict(passphrase=PW, user="Lost Answer User", email="lost@example.com"),
+             note="the control interface's drop fault after_apply: the update is applied, its answer lost")
     s.record("encedo_config_rotate", "encedo_config", ppa, 1, dict(passphrase=PW, new_passphrase=PW2), diff=True,
              note="passphrase rotation")
 
@@ -209,6 +213,10 @@ def scenarios(s):
     # --- encedo_factory_reset: device 4
     s.record("encedo_factory_reset_wrong_devid", "encedo_factory_reset", ppa, 4, dict(passphrase=PW, confirm_devid="0123456789abcdef"))
     devid = ppa.state(4)["config"].get("devid", "")
+    if s.wanted("encedo_factory_reset_busy"):
+        ppa.fault(4, "busy", path="/api/system/config", method="POST")
+    s.record("encedo_factory_reset_busy", "encedo_factory_reset", ppa, 4, dict(passphrase=PW, confirm_devid=devid),
+             note="the control interface's busy fault: the wipe is answered 409")
     s.record("encedo_factory_reset_ok", "encedo_factory_reset", ppa, 4, dict(passphrase=PW, confirm_devid=devid), diff=True)
 
     # --- clock unset (power-up without a check-in): encedo_checkin, and encedo_reboot with checkin false

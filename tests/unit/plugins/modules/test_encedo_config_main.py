@@ -81,3 +81,30 @@ def test_bad_value_fails_before_any_request(replay):
                                       unused=LOGIN_AND_READ + ["POST /api/system/config", "GET /api/system/config"])
     assert failed and sent == []
     assert "option user: must be 1 to 32 characters" in result["msg"] and "nothing was sent" in result["msg"]
+
+
+def test_lost_answer_is_not_repeated_and_the_reread_tells(replay):
+    result, failed, sent = replay.run("encedo_config_lost_answer")
+    assert failed and result["changed"] is True
+    assert posts(sent) == [{"user": "Lost Answer User", "email": "lost@example.com"}]      # sent once, never repeated
+    assert sent[-1]["method"] == "GET" and sent[-1]["path"] == "/api/system/config"       # the re-read
+    assert result["msg"].startswith("outcome unknown:")
+    assert result["applied"] == ["email", "user"] and result["not_applied"] == []
+    assert "as requested now: email, user" in result["msg"]
+
+
+def test_lost_answer_with_nothing_applied(replay, monkeypatch):
+    """The same lost answer, with a re-read that shows the old values: nothing applied, not changed."""
+    from tests.unit.plugins.modules import replay as R
+    original = R.load
+
+    def load(name):
+        fixture = original(name)
+        fixture["exchanges"][-1]["json"] = fixture["exchanges"][2]["json"]    # the re-read answers as the first read
+        return fixture
+
+    monkeypatch.setattr(R, "load", load)
+    result, failed, dummy = replay.run("encedo_config_lost_answer")
+    assert failed and result["changed"] is False
+    assert result["applied"] == [] and result["not_applied"] == ["email", "user"]
+    assert "none of the changed fields applied" in result["msg"]

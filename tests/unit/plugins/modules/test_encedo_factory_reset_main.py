@@ -61,3 +61,11 @@ def test_device_in_factory_state_is_a_noop(replay):
 def test_bad_devid_fails_before_any_request(replay):
     result, failed, sent = replay.run("encedo_factory_reset_fresh", confirm_devid="xyz", unused=["GET /api/system/status"])
     assert failed and sent == [] and "16 hex digits" in result["msg"]
+
+
+def test_busy_device_fails_clearly(replay):
+    result, failed, sent = replay.run("encedo_factory_reset_busy")
+    assert failed and result["status"] == 409 and result["endpoint"] == "POST /api/system/config"
+    assert "busy" in result["msg"]
+    assert not result.get("changed")
+    assert [s["body"] for s in sent if s["method"] == "POST" and s["path"] == "/api/system/config"] == [{"wipeout": True}]
