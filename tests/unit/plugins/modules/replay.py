@@ -30,7 +30,9 @@ import json
 import sys
 import time as _time
 from pathlib import Path
+from unittest import mock
 
+from ansible.module_utils import _internal as _ansible_internal
 from ansible.module_utils.testing import patch_module_args
 
 try:
@@ -85,7 +87,10 @@ def run_main(module, args, check_mode=False, diff=False):
     """Run ``module.main()`` with ``args``; -> (result dict, failed)."""
     args = dict(args, _ansible_check_mode=check_mode, _ansible_diff=diff)
     out = io.StringIO()
-    with patch_module_args(args), contextlib.redirect_stdout(out):
+    # A module runs in a process of its own, never in the controller's: once a test in this process has
+    # imported controller code (an action plugin, ansible-doc), module warnings would go to the controller's
+    # display instead of the result.
+    with patch_module_args(args), contextlib.redirect_stdout(out), mock.patch.object(_ansible_internal, "is_controller", False):
         try:
             module.main()
         except SystemExit:
