@@ -62,10 +62,10 @@ options:
     description:
       - PEM file with the CA certificate(s) that signed the device TLS certificate (for example the vendor CA).
       - A directory of hashed CA certificates (C(c_rehash)) works too.
-      - If not set, the default trust of the Python C(requests) library - the bundle named by E(REQUESTS_CA_BUNDLE), else
-        by E(CURL_CA_BUNDLE), else the bundle of the Python C(certifi) package.
-      - When set, it is the only trust; no environment variable replaces it (E(REQUESTS_CA_BUNDLE), E(CURL_CA_BUNDLE) and
-        E(SSL_CERT_FILE) are then not read).
+      - If not set, the CA bundle of the Python C(certifi) package (the default of the Python C(requests) library).
+      - When set, it is the only trust.
+      - Environment variables never change the trust, with or without this option (E(REQUESTS_CA_BUNDLE), E(CURL_CA_BUNDLE)
+        and E(SSL_CERT_FILE) are not read), so a variable set for other tools cannot decide which devices are trusted.
       - It also verifies the certificate of an C(https://) proxy (see O(proxy_url)).
       - If not set, the environment variable E(ENCEDO_HEM_CA_PATH) is used.
     type: path

@@ -11,8 +11,9 @@
   a module run that sends nothing does not pay their import.
 - TLS: verification on unless ``validate_certs`` is false. Trust: ``ca_path`` (a PEM file
   or a hashed directory) when given, and then nothing else (no environment variable
-  replaces it); without it, what requests trusts by default: the bundle named by
-  ``REQUESTS_CA_BUNDLE``, else ``CURL_CA_BUNDLE``, else certifi's bundle.
+  replaces it); without it, certifi's bundle (what requests trusts by default). No
+  environment variable is read for trust: ``REQUESTS_CA_BUNDLE``, ``CURL_CA_BUNDLE`` and
+  ``SSL_CERT_FILE`` can neither widen nor narrow it (the session does not trust the environment).
 - Proxies: ``proxy_url`` when given (for every request, ``no_proxy`` does not apply), else
   the environment as requests reads it (``https_proxy``/``http_proxy``/``all_proxy``, http://
   or https:// proxies, ``no_proxy`` with host names, domains and CIDR blocks). ``.netrc``
@@ -92,9 +93,10 @@ def check_ca_path(ca_path):
 
 
 def default_trust():
-    """What requests trusts when no ``ca_path`` is given: ``REQUESTS_CA_BUNDLE``, else
-    ``CURL_CA_BUNDLE`` (when set and not empty), else True (certifi's bundle)."""
-    return os.environ.get('REQUESTS_CA_BUNDLE') or os.environ.get('CURL_CA_BUNDLE') or True
+    """The trust when no ``ca_path`` is given: True, i.e. certifi's bundle, requests' own default. Never
+    from the environment (``REQUESTS_CA_BUNDLE``, ``CURL_CA_BUNDLE``): a variable set for other tools
+    (a corporate proxy CA in an execution environment, say) must not decide which devices are trusted."""
+    return True
 
 
 def _proxy_names(url):

@@ -259,9 +259,9 @@ def test_requests_ca_bundle_cannot_override_the_choice(emulator, hem_playbook):
     other = emu.custody_ca_file
     run = runner.run_playbook(_tls_play(other), env={"REQUESTS_CA_BUNDLE": emu.ca_file, "CURL_CA_BUNDLE": emu.ca_file})
     assert run.rc != 0 and "CERTIFICATE_VERIFY_FAILED" in run.failed()[0].msg
-    # Without ca_path the default trust is requests' own: REQUESTS_CA_BUNDLE (documented), else certifi (no emulator CA).
-    run = runner.run_playbook(_tls_play(), env={"REQUESTS_CA_BUNDLE": emu.ca_file})
-    run.assert_ok()
+    # Without ca_path the trust is certifi's bundle (no emulator CA), and the environment does not widen it.
+    run = runner.run_playbook(_tls_play(), env={"REQUESTS_CA_BUNDLE": emu.ca_file, "CURL_CA_BUNDLE": emu.ca_file})
+    assert run.rc != 0 and "CERTIFICATE_VERIFY_FAILED" in run.failed()[0].msg
     run = runner.run_playbook(_tls_play())
     assert run.rc != 0 and "CERTIFICATE_VERIFY_FAILED" in run.failed()[0].msg
     # The environment points at another bundle, the task at the emulator CA: the task's choice wins.
