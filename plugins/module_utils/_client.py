@@ -134,14 +134,8 @@ class HemClient(object):
                 try:
                     self._request('GET', '/api/system/status', None, auth=False, retries=0)
                 except HemTlsError as exc:
-                    probe = Transport(self.url, validate_certs=False, proxy_url=self._transport.proxy_url)
-                    try:
-                        probe.send('GET', '/api/system/status', None, {'Connection': 'close'}, min(self.timeout, 10.0))
-                    except (TransportError, HemError):
-                        pass
-                    finally:
-                        probe.close()
-                    exc.served = probe.peer_certificate
+                    # which certificate failed: a handshake alone, no request reaches an untrusted device
+                    exc.served = self._transport.unverified_peer_certificate(min(self.timeout, 10.0))
                     raise
                 except HemError:
                     # the handshake is what counts here: a device that then gives no usable answer still served it

@@ -126,6 +126,25 @@ class Transport(object):
             self._session.close()
             self._session = None
 
+    def unverified_peer_certificate(self, timeout):
+        """The DER certificate the device presents, read by a TLS handshake alone with no verification and
+        no HTTP request (only to tell a user which certificate failed verification); None when a proxy
+        stands between (no direct handshake then) or the handshake fails."""
+        if not self.https or self.proxies():
+            return None
+        import socket
+        import ssl
+        parts = urlsplit(self.url)
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        try:
+            with socket.create_connection((parts.hostname, parts.port or 443), timeout=timeout) as raw:
+                with ctx.wrap_socket(raw, server_hostname=parts.hostname) as tls:
+                    return tls.getpeercert(binary_form=True)
+        except (OSError, ssl.SSLError, ValueError, UnicodeError):
+            return None
+
     def proxies(self):
         """The proxies of this client's URL: ``proxy_url``, else the environment's (with no_proxy)."""
         if self.proxy_url:
