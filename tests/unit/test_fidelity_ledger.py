@@ -42,10 +42,9 @@ def test_readme_real_device_claims_name_options_the_ledger_and_modules_know():
     section = _real_device_section()
     assert "docs/fidelity.md" in section
     # Ansible's own variables (ansible_connection, ansible_host, ...) are not device options.
-    options = {name for name in re.findall(r"`([a-z][a-z0-9_]+)`", section) if not name.startswith("ansible_")} - {"mnemonic", "encedo_init", "encedo_info", "encedo_login",
-                                                                  "encedo_tls", "ca_path", "validate_certs",
-                                                                  "check", "encedo_hem_url",
-                                                                  "encedo_hem_backend_url", "encedo_hem_ca_path"}
+    not_options = {"mnemonic", "encedo_init", "encedo_info", "encedo_login", "encedo_tls", "ca_path", "validate_certs", "check",
+                   "encedo_hem_url", "encedo_hem_backend_url", "encedo_hem_ca_path"}
+    options = {name for name in re.findall(r"`([a-z][a-z0-9_]+)`", section) if not name.startswith("ansible_")} - not_options
     assert {"master_passphrase", "master_recovery_phrase", "allow_reformat", "enforce_validity", "tls_bundle"} <= options
     modules = "\n".join(t for p, t in _plugin_sources().items() if "/modules/" in str(p) or "doc_fragments" in str(p))
     for option in sorted(options):
