@@ -28,7 +28,8 @@ import threading
 from urllib.parse import urlsplit
 
 
-def _read_head(conn):
+def read_head(conn):
+    """Read up to the end of an HTTP head: (the head's lines, the bytes read after it)."""
     data = b""
     while b"\r\n\r\n" not in data:
         chunk = conn.recv(65536)
@@ -133,7 +134,7 @@ class CountingProxy:
             conn.settimeout(10)
             if self._ctx is not None:
                 conn = self._ctx.wrap_socket(conn, server_side=True)
-            lines, rest = _read_head(conn)
+            lines, rest = read_head(conn)
             if not lines or not lines[0]:
                 conn.close()
                 return

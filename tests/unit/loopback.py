@@ -10,18 +10,6 @@ import threading
 from tests.emulator.proxy import CountingProxy
 
 
-def read_head(conn):
-    """Read up to the end of an HTTP head: (the head's lines, the bytes read after it)."""
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = conn.recv(65536)
-        if not chunk:
-            break
-        data += chunk
-    head, rest = (data.split(b"\r\n\r\n", 1) + [b""])[:2]
-    return head.decode("latin-1").split("\r\n"), rest
-
-
 class LoopbackServer:
     """A TCP server on 127.0.0.1 (free port ``port``) calling ``handle(conn)`` for each
     connection on its own thread. Subclasses set their attributes, then call __init__."""

@@ -13,7 +13,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests.unit.loopback import ConnectProxy, LoopbackServer, read_head
+from tests.emulator.proxy import read_head
+from tests.unit.loopback import ConnectProxy, LoopbackServer
 
 try:
     from ansible_collections.encedo.hem.plugins.module_utils import _client as C
