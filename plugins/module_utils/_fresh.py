@@ -108,7 +108,7 @@ def check_inputs(params):
                          % facts['not_after'])
     if params.get('validate_certs', True):
         host = urlsplit(params['url']).hostname or ''
-        if not _x509.hostname_matches(cert, host):
+        if not _x509.tls_client_accepts_host(cert, host):
             raise ValueError('option tls_bundle.crt: the certificate names %s, not %s (the host in url), so HTTPS would not verify; '
                              'allowed: a certificate whose subjectAltName has the name or address in url'
                              % (', '.join(facts['subject_alt_names']) or 'nothing', host))

@@ -325,27 +325,6 @@ def issued_by_any(cert, ca_certs):
     return any(is_issued_by(cert, ca) for ca in ca_certs)
 
 
-def hostname_matches(cert, host):
-    """Whether a TLS client connecting to host would accept cert's names (SAN only)."""
-    names = subject_alt_names(cert)
-    host = host.strip("[]").lower()
-    try:
-        ip = ipaddress.ip_address(host)
-        return ("IP:%s" % ip) in names
-    except ValueError:
-        pass
-    for entry in names:
-        if not entry.startswith("DNS:"):
-            continue
-        pattern = entry[4:].lower().rstrip(".")
-        if pattern == host.rstrip("."):
-            return True
-        if pattern.startswith("*.") and "." in host:
-            if host.split(".", 1)[1] == pattern[2:]:
-                return True
-    return False
-
-
 # ------------------------------------------------------------------------ CSRs
 
 def load_csr(data):

@@ -155,7 +155,7 @@ checkin_before:
 
 import time
 
-from ansible_collections.encedo.hem.plugins.module_utils._errors import HemError
+from ansible_collections.encedo.hem.plugins.module_utils._errors import TOKEN_PATH, HemError
 from ansible_collections.encedo.hem.plugins.module_utils._lifecycle import (
     backend_client,
     check_backend_options,
@@ -171,7 +171,6 @@ from ansible_collections.encedo.hem.plugins.module_utils._lifecycle import (
 from ansible_collections.encedo.hem.plugins.module_utils._module import POLL, HemModule
 
 REBOOT_PATH = '/api/system/reboot'
-TOKEN_PATH = '/api/auth/token'
 
 
 def request_reboot(client, personalised):

@@ -214,16 +214,16 @@ def test_key_match_between_certificate_and_csr(pki):
     assert not _x509.same_key(other_leaf, csr)
 
 
-def test_hostname_matches(pki):
+def test_tls_client_accepts_host_names(pki):
     leaf = pki["leaf"]
-    assert _x509.hostname_matches(leaf, "localhost")
-    assert _x509.hostname_matches(leaf, "127.0.0.1")
-    assert _x509.hostname_matches(leaf, "HEM0.emulator.test")
-    assert not _x509.hostname_matches(leaf, "hem1.emulator.test")
-    assert not _x509.hostname_matches(leaf, "127.0.0.2")
+    assert _x509.tls_client_accepts_host(leaf, "localhost")
+    assert _x509.tls_client_accepts_host(leaf, "127.0.0.1")
+    assert _x509.tls_client_accepts_host(leaf, "HEM0.emulator.test")
+    assert not _x509.tls_client_accepts_host(leaf, "hem1.emulator.test")
+    assert not _x509.tls_client_accepts_host(leaf, "127.0.0.2")
     dummy, wild = make_leaf(pki["ca_key"], pki["ca"], sans=("*.example.org",))
-    assert _x509.hostname_matches(wild, "a.example.org")
-    assert not _x509.hostname_matches(wild, "a.b.example.org")
+    assert _x509.tls_client_accepts_host(wild, "a.example.org")
+    assert not _x509.tls_client_accepts_host(wild, "a.b.example.org")
 
 
 # ----------------------------------------------------------------------------- CSR normalisation
