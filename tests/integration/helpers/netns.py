@@ -238,9 +238,20 @@ class Server:
             "mount -t tmpfs -o mode=0755 hem-testbed /mnt",
             "mkdir /mnt/hem-sshd",
             "mount --bind %s /mnt/hem-sshd" % self.sshd_dir,
+        ]
+        venv = os.path.realpath(sys.prefix)
+        hidden = any(venv.startswith(base + "/") for base in ("/tmp", "/var/tmp", "/root")) and not venv.startswith("/root/.pyenv/")
+        if hidden:
+            # A checkout under /tmp (mktemp) or /root: its venv Python would be hidden by the server's own mounts below.
+            script += ["mkdir /mnt/hem-venv", "mount --bind %s /mnt/hem-venv" % venv]
+        script += [
             "mount --rbind %s /root" % self.home,
             "mount --bind %s /var/tmp" % self.var_tmp,
             "mount --bind %s /tmp" % self.tmp,
+        ]
+        if hidden:
+            script += ["mkdir -p %s" % venv, "mount --bind /mnt/hem-venv %s" % venv, "mount -o remount,bind,ro %s" % venv]
+        script += [
             "exec %s -D -e -f /mnt/hem-sshd/sshd_config" % shutil.which("sshd", path="/usr/sbin:/usr/local/sbin:/sbin"),
         ]
         self.bed.privsep_dir()
