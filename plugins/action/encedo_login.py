@@ -11,8 +11,9 @@ module documenting each action plugin is satisfied).
 
 A module cannot hide its own result (Ansible strips ``_ansible_*`` keys from module
 results), so a bearer token in a result would show in the task output and with ``-vvv``.
-The results that hold one (key ``token``) are encedo_login's, and those of a module that
-logged in again because the device refused the token it was given. This plugin marks
+The results that hold one (key ``token``) are encedo_login's, encedo_info's with
+``return_token``, and those of a module that logged in again because the device refused
+the token it was given. This plugin marks
 such a result ``no_log``: callbacks show it censored, while ``register`` still receives
 the token, so that the later tasks reuse it (one new login in all). Other results, and
 failures, stay visible.
@@ -31,6 +32,7 @@ from __future__ import annotations
 
 import json
 
+from ansible.module_utils.parsing.convert_bool import boolean
 from ansible.plugins.action.normal import ActionModule as NormalAction
 
 #: Characters of one value shown in the warning about a hidden change.
@@ -61,11 +63,16 @@ class ActionModule(NormalAction):
 
     TRANSFERS_FILES = False
 
+    def _token_asked_for(self):
+        """Whether the token is the result the task asked for (encedo_login, encedo_info's return_token), not a re-login."""
+        name = self._task.action.rpartition('.')[2]
+        return name == 'encedo_login' or (name == 'encedo_info' and boolean(self._task.args.get('return_token', False), strict=False))
+
     def run(self, tmp=None, task_vars=None):
         result = super(ActionModule, self).run(tmp, task_vars)
         if result.get('token') and not result.get('failed'):
             result['_ansible_no_log'] = True
-            if self._task.action.rpartition('.')[2] != 'encedo_login':
+            if not self._token_asked_for():
                 msg = ('the device refused the token given to this task (it expired, or the device rebooted) and the task logged in '
                        'again; its result is hidden because it holds the new token (register it and give it as token to the next '
                        'tasks, they then need no new login)')

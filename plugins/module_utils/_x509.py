@@ -129,6 +129,28 @@ def load_certificates(data):
         raise X509Error("is not an X.509 certificate (neither PEM nor base64 DER of one)")
 
 
+def load_issuers(params):
+    """The CA certificates of the ``issuer_ca`` / ``issuer_ca_path`` options (encedo_tls, encedo_info).
+
+    Returns (option name, certificates), or (None, None) when neither is set. X509Error names the option.
+    """
+    if params.get('issuer_ca') is not None:
+        option, data = 'issuer_ca', params['issuer_ca']
+    elif params.get('issuer_ca_path') is not None:
+        option = 'issuer_ca_path'
+        try:
+            with open(params['issuer_ca_path'], 'rb') as f:
+                data = f.read()
+        except (IOError, OSError) as exc:
+            raise X509Error('option issuer_ca_path: cannot read %s: %s' % (params['issuer_ca_path'], exc))
+    else:
+        return None, None
+    try:
+        return option, load_certificates(data)
+    except X509Error as exc:
+        raise X509Error('option %s %s' % (option, exc))
+
+
 def load_certificate(data):
     """Parse exactly one certificate from PEM or base64 (or raw) DER.
 

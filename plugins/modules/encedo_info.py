@@ -60,6 +60,27 @@ options:
     type: list
     elements: str
     default: [all]
+  return_token:
+    description:
+      - Also log in with O(passphrase) and return the bearer token as RV(token), so that one task reads the status and logs
+        in for the tasks after it (which pass it as their O(token)), saving the separate M(encedo.hem.encedo_login) task.
+      - The login happens only when the status says the device can log in (it is personalised and its clock is set);
+        otherwise no RV(token) is returned and the task does not fail.
+      - The output of a task that returns a token is hidden, like with C(no_log) (the registered variable still holds it).
+      - Needs O(passphrase) (or E(ENCEDO_HEM_PASSPHRASE)); checked before the first request.
+    type: bool
+    default: false
+  issuer_ca:
+    description:
+      - PEM content of the CA certificate(s) the served TLS certificate should be issued by (a bundle is allowed). With
+        V(certificate) in O(gather_subset), RV(certificate.issued_by_ca) tells whether it is (by name and signature),
+        the test M(encedo.hem.encedo_tls) makes with the same option before it asks for a CSR.
+      - Read and checked before the first request. Mutually exclusive with O(issuer_ca_path).
+    type: str
+  issuer_ca_path:
+    description:
+      - A file with the CA certificate(s) of O(issuer_ca).
+    type: path
 notes:
   - The model is taken from the hardware version (C(hwv) of C(GET /api/system/version), for example C(PPA rev 2.2)).
     When C(hwv) names neither model, a device that reports mass-storage (MSC) fields (C(storage) in the status, or
@@ -89,6 +110,21 @@ EXAMPLES = r'''
     ca_path: /etc/pki/encedo-ca.pem
     token: "{{ hem_login.token }}"
   register: hem
+
+- name: Read the status and log in when the device can, for the next tasks (their token option)
+  encedo.hem.encedo_info:
+    url: https://my.ence.do
+    ca_path: /etc/pki/encedo-ca.pem
+    passphrase: "{{ hem_passphrase }}"
+    gather_subset: ["!all", certificate]
+    issuer_ca_path: /etc/pki/our-ca.pem
+    return_token: true
+  register: hem
+
+- name: Renew the TLS certificate only when it is not from our CA or expires within 30 days
+  ansible.builtin.debug:
+    msg: "{{ inventory_hostname }} needs a new certificate"
+  when: not hem.certificate.issued_by_ca or hem.certificate.days_remaining < 30
 
 - name: Read only the status and the served TLS certificate (one request, no login)
   encedo.hem.encedo_info:
@@ -211,6 +247,10 @@ certificate:
     self_signed:
       description: Whether the certificate is issued by itself.
       type: bool
+    issued_by_ca:
+      description: Whether the certificate is issued by a CA of O(issuer_ca) or O(issuer_ca_path) (by name and signature).
+      type: bool
+      returned: when O(issuer_ca) or O(issuer_ca_path) is given
 https:
   description:
     - Whether the device's HTTPS server runs. V(false) means the device has no TLS bundle.
@@ -237,10 +277,10 @@ msg:
   sample: "the device at https://my.ence.do has no TLS bundle, so its HTTPS server is off ..."
 token:
   description:
-    - The new bearer token, when the device refused O(token) (it expired, or the device rebooted) and the task logged in
-      again with O(passphrase). Pass it to the next tasks instead of the old one.
+    - With O(return_token), the token of this task's login. Otherwise the new bearer token when the device refused O(token)
+      (it expired, or the device rebooted) and the task logged in again with O(passphrase). Pass it to the next tasks.
     - The output of a task that returns it is hidden, like with C(no_log); the registered variable still holds it.
-  returned: when the task logged in again because the device refused O(token)
+  returned: with O(return_token) when the device can log in, or when the task logged in again because the device refused O(token)
   type: str
   sample: eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzY29wZSI6InN5c3RlbTpjb25maWcifQ.c2lnbmF0dXJl
 '''
@@ -285,12 +325,24 @@ def gather(module, client):
         bundle = _fresh.check_inputs(module.params)[0]
     except ValueError as exc:
         raise HemError(str(exc))
-    x509 = None
-    if 'certificate' in subsets and module.params['url'].lower().startswith('https:'):
+    p = module.params
+    if p['return_token'] and not p['passphrase']:
+        raise HemError('option return_token: needs passphrase (or the environment variable ENCEDO_HEM_PASSPHRASE) to log in; '
+                       'nothing was sent to the device')
+    issuer_given = p['issuer_ca'] is not None or p['issuer_ca_path'] is not None
+    if issuer_given and 'certificate' not in subsets:
+        raise HemError('option issuer_ca/issuer_ca_path: used only with certificate in gather_subset; nothing was sent to the device')
+    x509 = issuers = None
+    reads_certificate = 'certificate' in subsets and p['url'].lower().startswith('https:')
+    if reads_certificate or issuer_given:
         # imported only when asked for: cryptography's import cost is paid per task and host in a fleet
         from ansible_collections.encedo.hem.plugins.module_utils import _x509 as x509
         if not x509.HAS_CRYPTOGRAPHY:
             raise HemError(missing_required_lib('cryptography') + ' (for gather_subset certificate)')
+        try:
+            issuers = x509.load_issuers(p)[1]
+        except x509.X509Error as exc:
+            raise HemError('%s; nothing was sent to the device' % exc)
     fresh = _fresh.prepare(module, bundle)
     over_https = fresh.https is not False and not (fresh.stored and module.check_mode)
     version = None
@@ -316,7 +368,7 @@ def gather(module, client):
         result['model'] = model
     if version is not None:
         result.update(firmware=version.get('fwv'), version=version)
-    if x509 is not None and over_https:
+    if reads_certificate and over_https:
         # From the status request's own TLS handshake (the client that read it), unless a bundle was just stored.
         reader = fresh.poller if fresh.poller is not None and fresh.https and not fresh.stored else client
         try:
@@ -324,6 +376,8 @@ def gather(module, client):
         except x509.X509Error as exc:
             raise HemError('gather_subset certificate: %s' % exc, result=result)
         result['certificate'] = dict(pem=x509.cert_pem(served), **x509.certificate_facts(served)) if served is not None else None
+        if served is not None and issuers is not None:
+            result['certificate']['issued_by_ca'] = x509.issued_by_any(served, issuers)
     result.update(fresh.result())
     if 'https' not in result and isinstance(status.get('https'), bool):
         result['https'] = status['https']       # url is plain http: the status says it
@@ -331,6 +385,8 @@ def gather(module, client):
         result['msg'] = fresh.message
         if fresh.missing:
             module.warn(fresh.message)
+    if p['return_token'] and over_https and personalised and result['rtc_set']:
+        result['token'] = module.login_token(client)
     if module.has_credentials() and 'config' in subsets:
         if not over_https:
             module.warn('The device has no HTTPS server: the configuration was not read, credentials are never sent over plain HTTP.')
@@ -344,8 +400,13 @@ def gather(module, client):
 
 def main():
     spec = _fresh.fresh_argument_spec()
-    spec['gather_subset'] = dict(type='list', elements='str', default=['all'])
-    module = HemModule(argument_spec=spec, supports_check_mode=True)
+    spec.update(
+        gather_subset=dict(type='list', elements='str', default=['all']),
+        return_token=dict(type='bool', default=False),
+        issuer_ca=dict(type='str'),
+        issuer_ca_path=dict(type='path'),
+    )
+    module = HemModule(argument_spec=spec, supports_check_mode=True, mutually_exclusive=[('issuer_ca', 'issuer_ca_path')])
     module.run(gather)
 
 

@@ -157,15 +157,8 @@ def login(module, client):
     if not scope or len(scope) > 127 or any(c.isspace() for c in scope):
         raise HemError('option scope: must be 1 to 127 characters without spaces (the device refuses other scopes), got %d characters'
                        % len(scope or ''))
-    # Ansible masks every no_log value wherever it appears in a result, even inside another
-    # string: a token that happens to contain the (short) passphrase would come back damaged.
-    # A new login gives a different token.
-    for dummy in range(3):
-        token = client.login(scope=scope, lifetime=lifetime)
-        if not any(secret and secret in token for secret in module.no_log_values):
-            return dict(changed=False, token=token, expires=client.last_login['expires'], scope=scope)
-    raise HemError('the passphrase is so short that it appears inside every token obtained, which Ansible would mask; '
-                   'use a longer passphrase')
+    token = module.login_token(client, scope=scope, lifetime=lifetime)
+    return dict(changed=False, token=token, expires=client.last_login['expires'], scope=scope)
 
 
 def main():

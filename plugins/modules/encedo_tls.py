@@ -353,16 +353,10 @@ def _read_option_file(path, option):
 
 
 def _load_issuers(p):
-    if p['issuer_ca'] is not None:
-        option, data = 'issuer_ca', p['issuer_ca']
-    elif p['issuer_ca_path'] is not None:
-        option, data = 'issuer_ca_path', _read_option_file(p['issuer_ca_path'], 'issuer_ca_path')
-    else:
-        return None, None
     try:
-        return option, _x509.load_certificates(data)
+        return _x509.load_issuers(p)
     except X509Error as exc:
-        raise InputError('option %s %s' % (option, exc))
+        raise InputError(str(exc))
 
 
 def _load_new_certificate(p, issuers):

@@ -44,7 +44,9 @@ def test_info_on_a_personalised_device(emulator, hem_playbook):
     config = run.result("Read facts with the passphrase")["config"]
     assert config["hostname"] == emu.state(0)["config"]["hostname"]
     assert {e["method"] for e in emu.log(0)} == {"GET", "POST"}
-    assert [e["path"] for e in emu.posts(0)] == ["/api/auth/token"]
+    # one login with the passphrase, one by return_token; the token task then reads with that token
+    assert [e["path"] for e in emu.posts(0)] == ["/api/auth/token", "/api/auth/token"]
+    assert run.result("Read the configuration with that token only")["config"]["hostname"] == config["hostname"]
 
 
 def test_info_on_an_epa(emulator, hem_playbook):
@@ -410,6 +412,74 @@ def test_gather_subset_model_only_when_decided(emulator, hem_playbook):
 def test_gather_subset_bad_value_fails_before_any_request(emulator, hem_playbook, subset, words):
     emu = emulator()
     res, sent = info_once(emu, hem_playbook(emu), gather_subset=subset)
+    assert res.failed
+    for word in words:
+        assert word in res.msg, res.msg
+    assert sent == []
+
+
+# ------------------------------------------------------------------ return_token: the status and the login in one task
+
+def test_return_token_logs_in_once_for_the_next_tasks(emulator, hem_playbook):
+    emu = emulator(passphrase=PASSPHRASE, rtc_set=True)
+    runner = hem_playbook(emu)
+    play = {"hosts": "hem", "gather_facts": False,
+            "module_defaults": {"group/encedo.hem.hem": {"url": "{{ hem_url }}", "ca_path": "{{ hem_ca_path }}"}},
+            "tasks": [
+                {"name": "Read", "encedo.hem.encedo_info": {"passphrase": PASSPHRASE, "gather_subset": ["status"], "return_token": True},
+                 "register": "hem"},
+                {"name": "Read the configuration with its token", "encedo.hem.encedo_info": {"token": "{{ hem.token }}"},
+                 "register": "again"},
+                {"name": "Show", "ansible.builtin.debug": {"msg": "{{ again.config.hostname }}"}}]}
+    for check in (False, True):
+        emu.clear_log(0)
+        run = runner.run_playbook([play], check=check).assert_ok()
+        # the status, ONE login, then the second task reads with that token (no login of its own)
+        assert [(e["method"], e["path"]) for e in emu.log(0)] == [STATUS] + LOGIN + [STATUS, VERSION, ("GET", CONFIG)], check
+        assert emu.log(0)[-1]["auth"] == "bearer" and emu.log(0)[-1]["status"] == 200
+        read = run.results(task="Read")[0]
+        assert read.censored and "token" not in read.result
+        # a token asked for is no re-login: no warning about a refused token
+        assert "refused the token" not in run.output
+        assert run.result("Show")["msg"] == emu.state(0)["config"]["hostname"]
+
+
+def test_return_token_on_a_device_that_cannot_log_in_returns_none(emulator, hem_playbook):
+    """Factory-fresh (and then with the clock unset): the status only, no login tried, no failure, the result shown."""
+    for emu in (emulator(), emulator(passphrase=PASSPHRASE, rtc_set=False)):
+        res, sent = info_once(emu, hem_playbook(emu), passphrase=PASSPHRASE, gather_subset=["status"], return_token=True)
+        assert not res.failed and not res.censored, res.msg
+        assert sent == [STATUS] and "token" not in res.result
+
+
+def test_return_token_without_passphrase_fails_before_any_request(emulator, hem_playbook):
+    emu = emulator(passphrase=PASSPHRASE, rtc_set=True)
+    res, sent = info_once(emu, hem_playbook(emu), gather_subset=["status"], return_token=True)
+    assert res.failed and "option return_token" in res.msg and "passphrase" in res.msg
+    assert sent == []
+
+
+def test_issuer_ca_path_tells_whether_the_ca_issued_the_served_certificate(emulator, hem_playbook, tmp_path):
+    from tests.emulator.util import write_ca
+    emu = emulator(rtc_set=True)
+    runner = hem_playbook(emu)
+    other = write_ca(tmp_path, "Another CA", stem="other")[1]
+    for path, issued in ((emu.ca_file, True), (other, False)):
+        res, sent = info_once(emu, runner, gather_subset=["status", "certificate"], issuer_ca_path=path)
+        assert not res.failed and sent == [STATUS], res.msg
+        assert res.result["certificate"]["issued_by_ca"] is issued
+    res, dummy = info_once(emu, runner, gather_subset=["status", "certificate"])
+    assert "issued_by_ca" not in res.result["certificate"]
+
+
+@pytest.mark.parametrize("args, words", [
+    ({"gather_subset": ["status", "certificate"], "issuer_ca_path": "/nonexistent/ca.pem"}, ["option issuer_ca_path", "cannot read"]),
+    ({"gather_subset": ["status", "certificate"], "issuer_ca": "not a certificate"}, ["option issuer_ca"]),
+    ({"gather_subset": ["status"], "issuer_ca_path": "/nonexistent/ca.pem"}, ["issuer_ca_path", "only with certificate in gather_subset"]),
+], ids=["unreadable", "not-pem", "no-certificate-subset"])
+def test_issuer_ca_problems_fail_before_any_request(emulator, hem_playbook, args, words):
+    emu = emulator(rtc_set=True)
+    res, sent = info_once(emu, hem_playbook(emu), **args)
     assert res.failed
     for word in words:
         assert word in res.msg, res.msg

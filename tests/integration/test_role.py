@@ -30,15 +30,18 @@ JWT_RE = re.compile(r"eyJ[\w-]{10,}\.eyJ[\w-]{10,}\.[\w-]{20,}")
 # Requests a no-op run of the role makes per host with every step enabled (status,
 # check-in skipped, personalisation skipped, login, attestation, configuration, TLS):
 #   encedo_info        GET /api/system/status (gather_subset status + certificate: the served
-#                      certificate comes from this request's own TLS handshake)
-#   encedo_login       GET /api/auth/token, POST /api/auth/token          (the one login)
+#                      certificate comes from this request's own TLS handshake, and whether the
+#                      CA issued it), then with return_token
+#                      GET /api/auth/token, POST /api/auth/token          (the one login)
 #   encedo_attestation GET /api/system/config/attestation, GET /api/system/config (with a token
 #                      the device is personalised; status and version are read only when needed)
 #   encedo_config      GET /api/system/config
-#   encedo_tls (csr)   none, no connection: it decides from the certificate encedo_info read
+#   TLS step           skipped: the certificate encedo_info read is the CA's with days left
+# Three module runs per host (NOOP_MODULES), the rest of the role runs on the controller.
 # The device closes the connection after every answer (PROTOCOL.md "Transport"), so this is
 # also the number of TCP connections (counted by CountingForwarder in the test below).
 NOOP_REQUESTS_PER_HOST = 6
+NOOP_MODULES = ["encedo.hem.encedo_info", "encedo.hem.encedo_attestation", "encedo.hem.encedo_config"]
 
 
 def role_vars(emu, tmp_path, tls=True, attestation=True, **over):
@@ -135,6 +138,9 @@ def test_fresh_devices_to_desired_state_then_noop(emulator, hem_playbook, tmp_pa
     for i in range(n):
         host = "hem%d" % i
         assert second.stats[host]["changed"] == 0, second.tail()
+        # Only three modules ran (the cost of a fleet's no-op is mostly module runs): the login was the status task's.
+        ran = [t.action for t in second.results(host=host, status="ok") if not t.action.startswith("ansible.builtin.")]
+        assert ran == NOOP_MODULES, ran
         # At most 6 HTTP(S) connections per device (issue 15): one per request, none for the TLS step.
         assert proxies[i].connections <= 6, (proxies[i].connections, [(e["method"], e["path"]) for e in logs[i]])
         assert proxies[i].connections == len(logs[i]), "a connection without a request (e.g. a TLS handshake of its own)"

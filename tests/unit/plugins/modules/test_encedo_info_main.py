@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 ALL_BUT_STATUS = ["GET /api/system/version", "GET /api/auth/token", "POST /api/auth/token", "GET /api/system/config"]
+R_ALL = ["GET /api/system/status"] + ALL_BUT_STATUS
 
 
 def test_reads_everything_with_credentials(replay):
@@ -58,3 +59,19 @@ def test_refused_passphrase_fails_clearly(replay):
     assert result["status"] == 401 and result["endpoint"] == "POST /api/auth/token"
     assert "passphrase is wrong" in result["msg"]
     assert "config" not in result
+
+
+def test_return_token_logs_in_and_returns_the_token(replay):
+    result, failed, sent = replay.run("encedo_info_all", gather_subset=["status", "version"], return_token=True,
+                                      unused=["GET /api/system/config"])
+    assert not failed and result["changed"] is False
+    login = replay.fixture["exchanges"][3]["json"]
+    assert result["token"] == login["token"]
+    assert [(s["method"], s["path"]) for s in sent] == [("GET", "/api/system/status"), ("GET", "/api/system/version"),
+                                                        ("GET", "/api/auth/token"), ("POST", "/api/auth/token")]
+    assert "config" not in result
+
+
+def test_return_token_without_passphrase_sends_nothing(replay):
+    result, failed, sent = replay.run("encedo_info_all", passphrase=None, return_token=True, unused=R_ALL)
+    assert failed and "option return_token" in result["msg"] and sent == []
