@@ -70,5 +70,60 @@ demo: venv link
 bench: venv link
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python tests/perf/fleet.py $(BENCH_ARGS)
 
+# ---------------------------------------------------------------------------- version matrix
+# Every ansible-core minor version that meta/runtime.yml's requires_ansible admits
+# (tests/unit/test_runtime.py checks that the two agree). `make test` covers MATRIX_MAIN
+# (.venv); `make matrix` runs sanity and the unit tests on each other version, each in
+# its own .venv-<version> (cached; rebuilt when tests/matrix-requirements.txt changes),
+# and the role's converge + no-op on the emulator on the oldest and the newest version.
+# ansible-core 2.20 and later need Python 3.12 or newer (pyenv's where no python3.12 is
+# on PATH). One version alone: `make matrix-2.17` (or matrix-sanity-2.17, matrix-unit-2.17,
+# matrix-role-2.17).
+MATRIX_VERSIONS := 2.17 2.18 2.19 2.20 2.21
+MATRIX_MAIN := 2.19
+MATRIX_OTHERS := $(filter-out $(MATRIX_MAIN),$(MATRIX_VERSIONS))
+MATRIX_EDGES := $(firstword $(MATRIX_VERSIONS)) $(lastword $(MATRIX_VERSIONS))
+MATRIX_PY312 := 2.20 2.21
+PYTHON312 ?= $(or $(wildcard /root/.pyenv/versions/3.12.*/bin/python3.12),$(shell command -v python3.12))
+matrix_python = $(if $(filter $(1),$(MATRIX_PY312)),$(firstword $(PYTHON312)),$(PYTHON))
+matrix_pyver = $(shell $(call matrix_python,$(1)) -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+MATRIX_ROLE_TESTS := tests/integration/test_role.py -k "fresh_devices_to_desired_state_then_noop"
+
+.PHONY: matrix
+matrix: $(foreach v,$(MATRIX_OTHERS),matrix-sanity-$(v) matrix-unit-$(v)) $(foreach v,$(MATRIX_EDGES),matrix-role-$(v))
+	@echo "matrix: passed ($(MATRIX_OTHERS): sanity + unit; $(MATRIX_EDGES): role converge + no-op)"
+
+matrix-%: matrix-sanity-% matrix-unit-% ;
+
+# The venv of one version: that ansible-core, the test needs, and community.crypto (the
+# role's optional TLS step) copied from .venv's `ansible` package.
+.venv-%/.installed: tests/matrix-requirements.txt | $(STAMP)
+	rm -rf .venv-$*
+	$(call matrix_python,$*) -m venv .venv-$*
+	.venv-$*/bin/pip install --quiet --upgrade pip
+	.venv-$*/bin/pip install --quiet "ansible-core==$*.*" -r tests/matrix-requirements.txt
+	src=$$($(BIN)/python -c 'import ansible_collections.community.crypto as c; print(list(c.__path__)[0])') && \
+	  dst=$$(.venv-$*/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/ansible_collections/community && \
+	  mkdir -p $$dst && cp -a $$src $$dst/
+	touch $@
+
+matrix-sanity-%: .venv-%/.installed
+	@mkdir -p $(ANSIBLE_TEST_CACHE)
+	@for v in $$(grep -ohE "pip='[0-9.]+'" .venv-$*/lib/python*/site-packages/ansible_test/_internal/python_requirements.py | tr -dc '0-9.\n' | tr . _); do \
+	  cp tests/sanity/get_pip_offline.py $(ANSIBLE_TEST_CACHE)/get_pip_$$v.py; done
+	rm -rf build/sanity-$* && mkdir -p build/sanity-$*/ansible_collections/encedo/hem
+	git ls-files -co --exclude-standard -z | xargs -0 sh -c 'for f; do [ -e "$$f" ] && cp --parents "$$f" build/sanity-$*/ansible_collections/encedo/hem/; done' _
+	cd build/sanity-$*/ansible_collections/encedo/hem && git init -q && git add -A && \
+	  PATH=$(CURDIR)/.venv-$*/bin:$$PATH $(CURDIR)/.venv-$*/bin/ansible-test sanity \
+	    --color no --local --requirements --python $(call matrix_pyver,$*) $(SANITY_ARGS) > $(CURDIR)/build/sanity-$*.log 2>&1 \
+	  || { grep -vE "is ignored: it is neither|^(Collecting|Downloading|Installing|Successfully|Requirement|Using cached|Processing|Looking in|Attempting|  )" $(CURDIR)/build/sanity-$*.log; exit 1; }
+	@echo "sanity on ansible-core $*: passed"
+
+matrix-unit-%: .venv-%/.installed link
+	PATH=$(CURDIR)/.venv-$*/bin:$$PATH .venv-$*/bin/python -m pytest -q tests/unit
+
+matrix-role-%: .venv-%/.installed link
+	PATH=$(CURDIR)/.venv-$*/bin:$$PATH .venv-$*/bin/python -m pytest -q $(MATRIX_ROLE_TESTS)
+
 clean:
-	rm -rf build $(VENV) $(SANITY_VENV) .pytest_cache
+	rm -rf build $(VENV) $(SANITY_VENV) .pytest_cache $(foreach v,$(MATRIX_VERSIONS),.venv-$(v))

@@ -115,13 +115,18 @@ EXAMPLES = r'''
         token: "{{ hem_attestation.token | default(hem_login.token) }}"
         user: HEM 1
 
-- name: A short-lived token with a narrower scope
-  encedo.hem.encedo_login:
-    url: https://my.ence.do
-    passphrase: "{{ hem_passphrase }}"
-    scope: system:config
-    lifetime: 600
-  register: hem_login
+# A short-lived token with a narrower scope.
+- name: Read the configuration with a ten-minute token
+  hosts: hem
+  gather_facts: false
+  tasks:
+    - name: A short-lived token with a narrower scope
+      encedo.hem.encedo_login:
+        url: https://my.ence.do
+        passphrase: "{{ hem_passphrase }}"
+        scope: system:config
+        lifetime: 600
+      register: hem_login
 '''
 
 RETURN = r'''
