@@ -70,6 +70,29 @@ demo: venv link
 bench: venv link
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python tests/perf/fleet.py $(BENCH_ARGS)
 
+# ---------------------------------------------------------------------------- dependency floors
+# The lowest versions meta/ee-requirements.txt admits (`name>=X`) are installed exactly
+# (.venv-floor, cached) and the attestation, certificate and TLS checks run on them:
+# cryptography 39 lacks Certificate.verify_directly_issued_by, which 40 added.
+FLOOR_VENV := .venv-floor
+FLOOR_PINS = $(shell sed -nE 's/^([A-Za-z0-9_.-]+)>=([0-9][0-9.]*).*/\1==\2/p' meta/ee-requirements.txt)
+FLOOR_TESTS := tests/unit/plugins/module_utils/test_attestation.py tests/unit/plugins/module_utils/test_x509.py \
+  tests/unit/plugins/module_utils/test_fresh.py
+
+$(FLOOR_VENV)/.installed: meta/ee-requirements.txt tests/matrix-requirements.txt
+	rm -rf $(FLOOR_VENV)
+	$(PYTHON) -m venv $(FLOOR_VENV)
+	$(FLOOR_VENV)/bin/pip install --quiet --upgrade pip
+	$(FLOOR_VENV)/bin/pip install --quiet "$$(grep '^ansible-core' tests/requirements.txt)" -r tests/matrix-requirements.txt $(FLOOR_PINS)
+	touch $@
+
+.PHONY: floor
+floor: $(FLOOR_VENV)/.installed link
+	@for pin in $(FLOOR_PINS); do $(FLOOR_VENV)/bin/pip freeze 2>/dev/null | grep -qix "$$pin" \
+	  || { echo "floor: $$pin is not what $(FLOOR_VENV) holds"; exit 1; }; done
+	PATH=$(CURDIR)/$(FLOOR_VENV)/bin:$$PATH $(FLOOR_VENV)/bin/python -m pytest -q $(FLOOR_TESTS)
+	@echo "floor: passed on $(FLOOR_PINS)"
+
 # ---------------------------------------------------------------------------- version matrix
 # Every ansible-core minor version that meta/runtime.yml's requires_ansible admits
 # (tests/unit/test_runtime.py checks that the two agree). `make test` covers MATRIX_MAIN
@@ -126,4 +149,4 @@ matrix-role-%: .venv-%/.installed link
 	PATH=$(CURDIR)/.venv-$*/bin:$$PATH .venv-$*/bin/python -m pytest -q $(MATRIX_ROLE_TESTS)
 
 clean:
-	rm -rf build $(VENV) $(SANITY_VENV) .pytest_cache $(foreach v,$(MATRIX_VERSIONS),.venv-$(v))
+	rm -rf build $(VENV) $(SANITY_VENV) .pytest_cache $(foreach v,$(MATRIX_VERSIONS),.venv-$(v)) $(FLOOR_VENV)

@@ -36,6 +36,8 @@ description:
   - The EPA (rack) model has no attestation; the module reports RV(supported=false) for it.
 author:
   - encedo.hem maintainers (@encedo)
+requirements:
+  - cryptography >= 40.0 (Python library, on the host that runs the module)
 extends_documentation_fragment:
   - encedo.hem.connection
   - ansible.builtin.action_common_attributes

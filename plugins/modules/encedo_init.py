@@ -30,7 +30,7 @@ description:
 author:
   - encedo.hem maintainers (@encedo)
 requirements:
-  - cryptography (Python library, on the host that runs the module)
+  - cryptography >= 40.0 (Python library, on the host that runs the module)
   - mnemonic (Python library by Trezor, on the host that runs the module), only for O(master_recovery_phrase)
 extends_documentation_fragment:
   - encedo.hem.connection

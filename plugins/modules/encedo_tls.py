@@ -27,7 +27,7 @@ description:
 author:
   - encedo.hem maintainers (@encedo)
 requirements:
-  - cryptography >= 3.4 (Python library, on the host that runs the module)
+  - cryptography >= 40.0 (Python library, on the host that runs the module)
 extends_documentation_fragment:
   - encedo.hem.connection
   - ansible.builtin.action_common_attributes
