@@ -55,6 +55,15 @@ FORBIDDEN_TOP = {".venv", ".venv-sanity", "build", ".pytest_cache", ".hypothesis
 FORBIDDEN_ANY = {"__pycache__", ".pytest_cache", ".hypothesis", ".mypy_cache", ".tox"}
 
 
+def ee_requirement_names(text=None):
+    """Package names of meta/ee-requirements.txt (or of ``text``), lower case, in file order."""
+    if text is None:
+        with open(os.path.join(REPO, "meta", "ee-requirements.txt")) as f:
+            text = f.read()
+    return [re.split(r"[<>=!~;\[ ]", line.strip())[0].lower() for line in text.splitlines()
+            if line.strip() and not line.startswith("#")]
+
+
 def _clean_env(**extra):
     """The caller's environment without Ansible or encedo.hem settings (`make` exports ANSIBLE_CONFIG)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ANSIBLE_", "ENCEDO_HEM_"))}
@@ -110,14 +119,13 @@ def test_artifact_ships_ee_metadata(collection_artifact):
         # The files the EE metadata names are in the artifact, relative to the collection root.
         assert deps["python"] in names and deps["system"] in names
         pip = tar.extractfile(deps["python"]).read().decode()
-    reqs = [re.split(r"[<>=!~;\[ ]", line.strip())[0].lower() for line in pip.splitlines()
-            if line.strip() and not line.startswith("#")]
-    # the modules' third-party imports (HTTP is the standard library's): cryptography, and mnemonic for
-    # encedo_init's optional master_recovery_phrase
-    assert reqs == ["cryptography", "mnemonic"], reqs
+    reqs = ee_requirement_names(pip)
+    assert reqs == ee_requirement_names(), "the artifact's meta/ee-requirements.txt is not the checkout's"
+    # the modules' third-party imports, and mnemonic for encedo_init's optional master_recovery_phrase
+    assert "cryptography" in reqs and "mnemonic" in reqs, reqs
     assert "ansible-core" not in reqs and "ansible" not in reqs, "the EE brings its own ansible-core"
-    assert all(not re.search(r"[<>=~]", line) for line in pip.splitlines() if not line.startswith("#")), \
-        "EE requirements must stay unpinned"
+    assert all(not re.search(r"(==|<|~=|!=)", line) for line in pip.splitlines() if not line.startswith("#")), \
+        "EE requirements carry floors only (>=), no pins or upper bounds"
 
 
 def test_artifact_has_no_private_keys_venvs_or_caches(collection_artifact):
@@ -141,6 +149,36 @@ def test_artifact_has_no_private_keys_venvs_or_caches(collection_artifact):
     assert not keys, "PEM private keys shipped in the artifact: %s" % keys
 
 
+def test_build_ignore_leaves_out_ansible_cfg_venvs_and_caches(tmp_path):
+    """A checkout in which tests, type checks and `make matrix` have run: the artifact built from
+    it holds none of their leftovers, nor the repository's ansible.cfg (aimed at the emulator)."""
+    src = tmp_path / "src"
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=REPO, capture_output=True,
+                           check=True).stdout.decode().split("\0")
+    for name in filter(None, files):
+        if os.path.isfile(os.path.join(REPO, name)):
+            os.makedirs(os.path.dirname(str(src / name)), exist_ok=True)
+            shutil.copy(os.path.join(REPO, name), str(src / name))
+    assert (src / "ansible.cfg").is_file() and (src / "galaxy.yml").is_file()
+    planted = [".coverage", ".coverage.hem0.1234", ".mypy_cache/3.11/x.json", ".pytest_cache/v/cache/lastfailed",
+               ".venv-2.17/bin/python", ".venv-floor/pyvenv.cfg", ".venv-importer/pyvenv.cfg", "build/sanity-2.17.log",
+               "tests/output/junit.xml", "plugins/modules/__pycache__/encedo_info.cpython-311.pyc", ".tox/log"]
+    for name in planted:
+        (src / name).parent.mkdir(parents=True, exist_ok=True)
+        (src / name).write_text("leftover\n")
+    out = tmp_path / "out"
+    out.mkdir()
+    _run([os.path.join(BIN, "ansible-galaxy"), "collection", "build", "--output-path", str(out), str(src)],
+         cwd=str(out), env=_clean_env())
+    (artifact,) = glob.glob(str(out / "encedo-hem-*.tar.gz"))
+    names = {m.name for m in _members(artifact)}
+    assert "galaxy.yml" not in names and "MANIFEST.json" in names and "plugins/modules/encedo_info.py" in names
+    roots = {".coverage", ".coverage.hem0.1234", ".mypy_cache", ".pytest_cache", ".venv-2.17", ".venv-floor", ".venv-importer",
+             "build", ".tox", "ansible.cfg"}
+    leaked = sorted(n for n in names if n.split("/")[0] in roots or n.startswith("tests/output") or "__pycache__" in n.split("/"))
+    assert not leaked, "galaxy.yml build_ignore lets these into the artifact: %s" % leaked
+
+
 # ---------------------------------------------------------------------------------------------- ansible-builder
 
 
@@ -162,6 +200,9 @@ def test_builder_context_installs_collection_and_lists_its_python_requirements(c
     galaxy_reqs = yaml.safe_load((build / "requirements.yml").read_text())
     file_reqs = [c for c in galaxy_reqs["collections"] if isinstance(c, dict) and c.get("type") == "file"]
     assert [c["name"] for c in file_reqs] == ["collections/encedo-hem.tar.gz"]
+    # Both collections: this one (the artifact) and community.crypto for the role's TLS step.
+    names = sorted(c["name"] if isinstance(c, dict) else c for c in galaxy_reqs["collections"])
+    assert names == ["collections/encedo-hem.tar.gz", "community.crypto"], names
     assert "COPY _build /build" in containerfile and "WORKDIR /build" in containerfile
     assert "ansible-galaxy collection install" in containerfile
     introspect = [line for line in containerfile.splitlines() if "introspect.py introspect" in line]
@@ -184,8 +225,12 @@ def test_builder_context_installs_collection_and_lists_its_python_requirements(c
         a.replace("/tmp/src/", str(out_dir) + "/") for a in argv[2:]] + [str(coll_root)]
     proc = _run(argv, cwd=str(build))
     written = (out_dir / "requirements.txt").read_text().splitlines()
-    from_us = sorted(line.split()[0] for line in written if line.endswith("# from collection encedo.hem"))
-    assert from_us == ["cryptography", "mnemonic"], proc.stdout
+    # Exactly the Python dependencies meta/ee-requirements.txt declares, with their floors.
+    from_us = sorted(line.split("#")[0].strip() for line in written if line.endswith("# from collection encedo.hem"))
+    with open(os.path.join(REPO, "meta", "ee-requirements.txt")) as f:
+        declared = sorted(line.strip() for line in f if line.strip() and not line.startswith("#"))
+    assert from_us == declared, proc.stdout
+    assert sorted(re.split(r"[<>=!~;\[ ]", r)[0].lower() for r in from_us) == sorted(ee_requirement_names())
     assert not any(line.split()[0].lower() in ("ansible-core", "ansible") for line in written)
 
 
