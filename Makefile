@@ -70,6 +70,43 @@ demo: venv link
 bench: venv link
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python tests/perf/fleet.py $(BENCH_ARGS)
 
+# ---------------------------------------------------------------------------- release checks
+# antsibull-changelog lint: the fragments (changelogs/fragments/) are valid.
+.PHONY: changelog-lint importer docs-lint
+changelog-lint: venv
+	$(BIN)/antsibull-changelog lint
+
+# galaxy-importer (what Galaxy and Automation Hub run at upload) on the built artifact,
+# offline (tests/galaxy-importer.cfg explains the settings), in its own .venv-importer:
+# it pins attrs and ansible-lint, which must not move .venv's. Any warning fails.
+IMPORTER_VENV := .venv-importer
+$(IMPORTER_VENV)/.installed: tests/importer-requirements.txt
+	rm -rf $(IMPORTER_VENV)
+	$(PYTHON) -m venv $(IMPORTER_VENV)
+	$(IMPORTER_VENV)/bin/pip install --quiet --upgrade pip
+	$(IMPORTER_VENV)/bin/pip install --quiet -r tests/importer-requirements.txt
+	touch $@
+
+importer: $(IMPORTER_VENV)/.installed
+	rm -rf build/artifact && mkdir -p build/artifact
+	env -u ANSIBLE_CONFIG $(IMPORTER_VENV)/bin/ansible-galaxy collection build --force --output-path build/artifact . > /dev/null
+	cd build/artifact && env -u ANSIBLE_CONFIG GALAXY_IMPORTER_CONFIG=$(CURDIR)/tests/galaxy-importer.cfg \
+	  PATH=$(CURDIR)/$(IMPORTER_VENV)/bin:$$PATH $(CURDIR)/$(IMPORTER_VENV)/bin/python -m galaxy_importer.main \
+	  $$(ls $(CURDIR)/build/artifact/encedo-hem-*.tar.gz) > $(CURDIR)/build/importer.log 2>&1 \
+	  || { cat $(CURDIR)/build/importer.log; exit 1; }
+	@if grep -E "^(WARNING|ERROR)" build/importer.log; then echo "importer: warnings or errors above"; exit 1; fi
+	@grep -q "Importer processing completed successfully" build/importer.log
+	@echo "importer: no warnings, no errors"
+
+# antsibull-docs: the collection docs (extra docs, plugin and role docs) lint clean, with
+# references to this collection and to ansible.builtin validated. community.crypto (an
+# optional dependency, in encedo_tls's seealso) is not validated: `--validate-collection-refs
+# all` would, but it loads every collection of the `ansible` package (9.5 min here).
+docs-lint: venv link
+	env -u ANSIBLE_CONFIG ANSIBLE_COLLECTIONS_PATH=$(CURDIR)/build/collections PATH=$(CURDIR)/$(BIN):$$PATH \
+	  $(BIN)/antsibull-docs lint-collection-docs --plugin-docs --validate-collection-refs dependent \
+	  --check-extra-docs-refs .
+
 # ---------------------------------------------------------------------------- dependency floors
 # The lowest versions meta/ee-requirements.txt admits (`name>=X`) are installed exactly
 # (.venv-floor, cached) and the attestation, certificate and TLS checks run on them:
@@ -149,4 +186,4 @@ matrix-role-%: .venv-%/.installed link
 	PATH=$(CURDIR)/.venv-$*/bin:$$PATH .venv-$*/bin/python -m pytest -q $(MATRIX_ROLE_TESTS)
 
 clean:
-	rm -rf build $(VENV) $(SANITY_VENV) .pytest_cache $(foreach v,$(MATRIX_VERSIONS),.venv-$(v)) $(FLOOR_VENV)
+	rm -rf build $(VENV) $(SANITY_VENV) .pytest_cache $(foreach v,$(MATRIX_VERSIONS),.venv-$(v)) $(FLOOR_VENV) $(IMPORTER_VENV)
