@@ -237,7 +237,7 @@ def test_builder_context_installs_collection_and_lists_its_python_requirements(c
 # ---------------------------------------------------------------------------------------------- credential type
 
 
-def awx_inject(credential_type, inputs, private_data_dir):
+def awx_inject(credential_type, inputs, private_data_dir, kind="env"):
     """Render a custom credential type's injectors as AWX does (CredentialType.inject_credential):
 
     the template namespace holds the inputs that are set and non-empty, booleans never set
@@ -274,7 +274,7 @@ def awx_inject(credential_type, inputs, private_data_dir):
         else:
             tower.filename = path
     return {name: jinja.from_string(template).render(**namespace)
-            for name, template in credential_type["injectors"].get("env", {}).items()}
+            for name, template in credential_type["injectors"].get(kind, {}).items()}
 
 
 @pytest.fixture(scope="module")
@@ -579,3 +579,86 @@ def test_job_slices_converge_independently(emulator, installed_collection, crede
     assert all(counts["changed"] == 0 for counts in summary.values()), summary
     for i in range(4):
         assert _write_posts(emu.log(i)) == [], i
+
+
+# ---------------------------------------------------------------------------------------------- release pieces
+
+
+def _role_options():
+    with open(os.path.join(REPO, "roles", "device", "meta", "argument_specs.yml")) as handle:
+        return yaml.safe_load(handle)["argument_specs"]["main"]["options"]
+
+
+@pytest.mark.parametrize("name, variable, secret_inputs", [
+    ("credential_type_master.yml", "encedo_hem_master_passphrase", {"master_passphrase": "pw-master-1"}),
+    ("credential_type_tls_ca.yml", "encedo_hem_tls_issuer_key_passphrase", {"ca_key": "KEY-PEM", "ca_key_passphrase": "pw-ca"}),
+])
+def test_secret_credential_types_inject_role_variables(name, variable, secret_inputs, tmp_path):
+    """The credential types for the master passphrase and the TLS CA key: every input is secret and
+    required where the type is useless without it; they inject only role variables, rendered as AWX renders them."""
+    with open(os.path.join(REPO, "docs", "awx", name)) as handle:
+        ctype = yaml.safe_load(handle)
+    assert set(ctype) == {"name", "description", "kind", "inputs", "injectors"}
+    fields = {f["id"]: f for f in ctype["inputs"]["fields"]}
+    assert all(f.get("secret") is True for f in fields.values()), "every input of %s must be secret" % name
+    assert ctype["inputs"]["required"] and set(ctype["inputs"]["required"]) <= set(fields)
+    assert set(ctype["injectors"]) <= {"extra_vars", "file"} and "env" not in ctype["injectors"]
+    options = _role_options()
+    assert set(ctype["injectors"]["extra_vars"]) <= set(options), "injects variables the role does not take"
+    extra = awx_inject(ctype, secret_inputs, str(tmp_path), kind="extra_vars")
+    assert extra[variable] == list(secret_inputs.values())[-1]
+    assert options[variable].get("no_log") is True, "%s carries a secret: the role must declare it no_log" % variable
+    if "ca_key" in secret_inputs:
+        key_path = extra["encedo_hem_tls_issuer_key_path"]
+        assert key_path.startswith(str(tmp_path / "env") + os.sep) and open(key_path).read() == "KEY-PEM"
+        assert not os.stat(key_path).st_mode & 0o007, "the CA key file is readable by others"
+        # Without the optional key passphrase the role gets "", which it treats as unset (default(omit, true)).
+        assert awx_inject(ctype, {"ca_key": "KEY-PEM"}, str(tmp_path), kind="extra_vars")[variable] == ""
+
+
+def test_survey_example_matches_the_role_argument_spec():
+    """docs/examples/job_template_survey.json: AWX survey fields, variables the role (or site.yml) takes,
+    answer types the role's argument spec accepts, the role's defaults, and no secrets (credentials carry those)."""
+    with open(os.path.join(REPO, "docs", "examples", "job_template_survey.json")) as handle:
+        survey = json.load(handle)
+    assert set(survey) == {"name", "description", "spec"} and survey["spec"]
+    options = _role_options()
+    with open(os.path.join(REPO, "playbooks", "site.yml")) as handle:
+        site = handle.read()
+    variables = [q["variable"] for q in survey["spec"]]
+    assert len(variables) == len(set(variables)), "a variable asked twice"
+    kinds = {"text": ("str", "path"), "integer": ("int",), "multiplechoice": ("str", "bool")}
+    for q in survey["spec"]:
+        assert {"question_name", "question_description", "variable", "type", "required", "default"} <= set(q), q
+        assert q["type"] in kinds, "%s: survey type %s not used here" % (q["variable"], q["type"])
+        if q["variable"] == "encedo_hem_hosts":  # site.yml's own variable, not the role's
+            assert "encedo_hem_hosts | default('all')" in site and q["default"] == "all"
+            continue
+        assert q["variable"] in options, "%s is not a variable of encedo.hem.device" % q["variable"]
+        option = options[q["variable"]]
+        assert not option.get("no_log"), "%s is a secret: it belongs in a credential, not a survey" % q["variable"]
+        assert option["type"] in kinds[q["type"]], (q["variable"], option["type"], q["type"])
+        if option["type"] == "bool":
+            assert sorted(q["choices"]) == ["false", "true"]
+            assert q["default"] == str(option.get("default")).lower()
+        else:
+            assert q["default"] == option.get("default"), "%s: survey default %r, role default %r" % (
+                q["variable"], q["default"], option.get("default"))
+        if q["type"] == "integer":
+            assert q["min"] <= q["default"] <= q["max"]
+
+
+def test_project_collections_requirements_example():
+    """docs/examples/collections/requirements.yml (an AWX project's collections/requirements.yml)
+    installs this collection within its major version and community.crypto at the floor the EE uses."""
+    with open(os.path.join(REPO, "docs", "examples", "collections", "requirements.yml")) as handle:
+        reqs = {c["name"]: c.get("version") for c in yaml.safe_load(handle)["collections"]}
+    with open(os.path.join(REPO, "galaxy.yml")) as handle:
+        version = yaml.safe_load(handle)["version"]
+    major = int(version.split(".")[0])
+    assert reqs["encedo.hem"] == ">=%d.0.0,<%d.0.0" % (major, major + 1)
+    with open(EXAMPLE_EE) as handle:
+        ee = yaml.safe_load(handle)
+    ee_crypto = [c for c in ee["dependencies"]["galaxy"]["collections"] if c["name"] == "community.crypto"]
+    assert len(ee_crypto) == 1 and reqs["community.crypto"] == ee_crypto[0]["version"]
+    assert set(reqs) == {"encedo.hem", "community.crypto"}
