@@ -156,7 +156,9 @@ matrix: $(foreach v,$(MATRIX_OTHERS),matrix-sanity-$(v) matrix-unit-$(v)) $(fore
 matrix-%: matrix-sanity-% matrix-unit-% ;
 
 # The venv of one version: that ansible-core, the test needs, and community.crypto (the
-# role's optional TLS step) copied from .venv's `ansible` package.
+# role's optional TLS step) copied from .venv's `ansible` package. Precious: make would
+# otherwise delete the stamp of this intermediate file after each run, and rebuild the venv.
+.PRECIOUS: .venv-%/.installed
 .venv-%/.installed: tests/matrix-requirements.txt | $(STAMP)
 	rm -rf .venv-$*
 	$(call matrix_python,$*) -m venv .venv-$*
