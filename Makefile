@@ -14,10 +14,19 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 
 all: test
 
+# Every venv is filled by uv (installed into .venv first by pip): on this project's machine it
+# installs a venv's packages in seconds where pip takes minutes, which keeps `make test`, with
+# its venv per ansible-core version, within CI's time. Venvs are made with pip (--seed) for
+# the tools that call it (ansible-test --requirements).
+UV := $(BIN)/uv
+uv_venv = rm -rf $(1) && $(UV) venv --quiet --seed --python $(2) $(1)
+uv_install = $(UV) pip install --quiet --python $(1)/bin/python
+
 $(STAMP): tests/requirements.txt
+	rm -rf $(VENV)
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -r tests/requirements.txt
+	$(BIN)/pip install --quiet "$$(grep '^uv' tests/requirements.txt)"
+	$(call uv_install,$(VENV)) -r tests/requirements.txt
 	touch $@
 
 venv: $(STAMP)
@@ -35,10 +44,9 @@ link:
 SANITY_VENV := .venv-sanity
 ANSIBLE_TEST_CACHE := $(HOME)/.ansible/test/cache
 
-$(SANITY_VENV)/.installed: tests/requirements.txt
-	$(PYTHON) -m venv $(SANITY_VENV)
-	$(SANITY_VENV)/bin/pip install --quiet --upgrade pip
-	$(SANITY_VENV)/bin/pip install --quiet "$$(grep '^ansible-core' tests/requirements.txt)"
+$(SANITY_VENV)/.installed: tests/requirements.txt | $(STAMP)
+	$(call uv_venv,$(SANITY_VENV),$(PYTHON))
+	$(call uv_install,$(SANITY_VENV)) "$$(grep '^ansible-core' tests/requirements.txt)"
 	touch $@
 
 sanity: $(SANITY_VENV)/.installed
@@ -77,7 +85,9 @@ pytest: venv link
 unit: venv link
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m pytest -q tests/unit
 
-test: sanity lint pytest integration
+# Every test, and the release checks (below): the version matrix, the dependency floors,
+# galaxy-importer on the built artifact, the collection docs and the changelog.
+test: sanity lint pytest integration release-checks
 
 demo: venv link
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m tests.demo
@@ -86,5 +96,119 @@ demo: venv link
 bench: venv link
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python tests/perf/fleet.py $(BENCH_ARGS)
 
+# ---------------------------------------------------------------------------- release checks
+# antsibull-changelog lint: the fragments (changelogs/fragments/) are valid.
+.PHONY: release-checks changelog-lint importer docs-lint
+release-checks: changelog-lint docs-lint importer floor matrix
+changelog-lint: venv
+	$(BIN)/antsibull-changelog lint
+
+# galaxy-importer (what Galaxy and Automation Hub run at upload) on the built artifact,
+# offline (tests/galaxy-importer.cfg explains the settings), in its own .venv-importer:
+# it pins attrs and ansible-lint, which must not move .venv's. Any warning fails.
+IMPORTER_VENV := .venv-importer
+$(IMPORTER_VENV)/.installed: tests/importer-requirements.txt | $(STAMP)
+	$(call uv_venv,$(IMPORTER_VENV),$(PYTHON))
+	$(call uv_install,$(IMPORTER_VENV)) -r tests/importer-requirements.txt
+	touch $@
+
+importer: $(IMPORTER_VENV)/.installed
+	rm -rf build/artifact && mkdir -p build/artifact
+	env -u ANSIBLE_CONFIG $(IMPORTER_VENV)/bin/ansible-galaxy collection build --force --output-path build/artifact . > /dev/null
+	cd build/artifact && env -u ANSIBLE_CONFIG GALAXY_IMPORTER_CONFIG=$(CURDIR)/tests/galaxy-importer.cfg \
+	  PATH=$(CURDIR)/$(IMPORTER_VENV)/bin:$$PATH $(CURDIR)/$(IMPORTER_VENV)/bin/python -m galaxy_importer.main \
+	  $$(ls $(CURDIR)/build/artifact/encedo-hem-*.tar.gz) > $(CURDIR)/build/importer.log 2>&1 \
+	  || { cat $(CURDIR)/build/importer.log; exit 1; }
+	@if grep -E "^(WARNING|ERROR)" build/importer.log; then echo "importer: warnings or errors above"; exit 1; fi
+	@grep -q "Importer processing completed successfully" build/importer.log
+	@echo "importer: no warnings, no errors"
+
+# antsibull-docs: the collection docs (extra docs, plugin and role docs) lint clean, with
+# references to this collection and to ansible.builtin validated. community.crypto (an
+# optional dependency, in encedo_tls's seealso) is not validated: `--validate-collection-refs
+# all` would, but it loads every collection of the `ansible` package (9.5 min here).
+docs-lint: venv link
+	env -u ANSIBLE_CONFIG ANSIBLE_COLLECTIONS_PATH=$(CURDIR)/build/collections PATH=$(CURDIR)/$(BIN):$$PATH \
+	  $(BIN)/antsibull-docs lint-collection-docs --plugin-docs --validate-collection-refs dependent \
+	  --check-extra-docs-refs .
+
+# ---------------------------------------------------------------------------- dependency floors
+# The lowest versions meta/ee-requirements.txt admits (`name>=X`) are installed exactly
+# (.venv-floor, cached) and the transport, attestation, certificate and TLS checks run on
+# them: cryptography 39 lacks Certificate.verify_directly_issued_by, which 40 added; with
+# urllib3 2.4 an IPv6 device address through a proxy fails.
+FLOOR_VENV := .venv-floor
+FLOOR_PINS = $(shell sed -nE 's/^([A-Za-z0-9_.-]+)>=([0-9][0-9.]*).*/\1==\2/p' meta/ee-requirements.txt)
+FLOOR_TESTS := tests/unit/plugins/module_utils/test_attestation.py tests/unit/plugins/module_utils/test_x509.py \
+  tests/unit/plugins/module_utils/test_fresh.py tests/unit/plugins/module_utils/test_hem_client_transport.py \
+  tests/unit/plugins/module_utils/test_hem_client_live.py
+
+$(FLOOR_VENV)/.installed: meta/ee-requirements.txt tests/matrix-requirements.txt | $(STAMP)
+	$(call uv_venv,$(FLOOR_VENV),$(PYTHON))
+	$(call uv_install,$(FLOOR_VENV)) "$$(grep '^ansible-core' tests/requirements.txt)" -r tests/matrix-requirements.txt $(FLOOR_PINS)
+	touch $@
+
+.PHONY: floor
+floor: $(FLOOR_VENV)/.installed link
+	@for pin in $(FLOOR_PINS); do $(FLOOR_VENV)/bin/pip freeze 2>/dev/null | grep -qix "$$pin" \
+	  || { echo "floor: $$pin is not what $(FLOOR_VENV) holds"; exit 1; }; done
+	PATH=$(CURDIR)/$(FLOOR_VENV)/bin:$$PATH $(FLOOR_VENV)/bin/python -m pytest -q $(FLOOR_TESTS)
+	@echo "floor: passed on $(FLOOR_PINS)"
+
+# ---------------------------------------------------------------------------- version matrix
+# Every ansible-core minor version that meta/runtime.yml's requires_ansible admits
+# (tests/unit/test_runtime.py checks that the two agree). `make test` covers MATRIX_MAIN
+# (.venv); `make matrix` runs sanity and the unit tests on each other version, each in
+# its own .venv-<version> (cached; rebuilt when tests/matrix-requirements.txt changes),
+# and the role's converge + no-op on the emulator on the oldest and the newest version.
+# ansible-core 2.20 and later need Python 3.12 or newer (pyenv's where no python3.12 is
+# on PATH). One version alone: `make matrix-2.17` (or matrix-sanity-2.17, matrix-unit-2.17,
+# matrix-role-2.17).
+MATRIX_VERSIONS := 2.17 2.18 2.19 2.20 2.21
+MATRIX_MAIN := 2.19
+MATRIX_OTHERS := $(filter-out $(MATRIX_MAIN),$(MATRIX_VERSIONS))
+MATRIX_EDGES := $(firstword $(MATRIX_VERSIONS)) $(lastword $(MATRIX_VERSIONS))
+MATRIX_PY312 := 2.20 2.21
+PYTHON312 ?= $(or $(wildcard /root/.pyenv/versions/3.12.*/bin/python3.12),$(shell command -v python3.12))
+matrix_python = $(if $(filter $(1),$(MATRIX_PY312)),$(firstword $(PYTHON312)),$(PYTHON))
+matrix_pyver = $(shell $(call matrix_python,$(1)) -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+MATRIX_ROLE_TESTS := tests/integration/test_role.py -k "fresh_devices_to_desired_state_then_noop"
+
+.PHONY: matrix
+matrix: $(foreach v,$(MATRIX_OTHERS),matrix-sanity-$(v) matrix-unit-$(v)) $(foreach v,$(MATRIX_EDGES),matrix-role-$(v))
+	@echo "matrix: passed ($(MATRIX_OTHERS): sanity + unit; $(MATRIX_EDGES): role converge + no-op)"
+
+matrix-%: matrix-sanity-% matrix-unit-% ;
+
+# The venv of one version: that ansible-core, the test needs, and community.crypto (the
+# role's optional TLS step) copied from .venv's `ansible` package. Precious: make would
+# otherwise delete the stamp of this intermediate file after each run, and rebuild the venv.
+.PRECIOUS: .venv-%/.installed
+.venv-%/.installed: tests/matrix-requirements.txt | $(STAMP)
+	$(call uv_venv,.venv-$*,$(call matrix_python,$*))
+	$(call uv_install,.venv-$*) "ansible-core==$*.*" -r tests/matrix-requirements.txt
+	src=$$($(BIN)/python -c 'import ansible_collections.community.crypto as c; print(list(c.__path__)[0])') && \
+	  dst=$$(.venv-$*/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/ansible_collections/community && \
+	  mkdir -p $$dst && cp -a $$src $$dst/
+	touch $@
+
+matrix-sanity-%: .venv-%/.installed
+	@mkdir -p $(ANSIBLE_TEST_CACHE)
+	@for v in $$(grep -ohE "pip='[0-9.]+'" .venv-$*/lib/python*/site-packages/ansible_test/_internal/python_requirements.py | tr -dc '0-9.\n' | tr . _); do \
+	  cp tests/sanity/get_pip_offline.py $(ANSIBLE_TEST_CACHE)/get_pip_$$v.py; done
+	rm -rf build/sanity-$* && mkdir -p build/sanity-$*/ansible_collections/encedo/hem
+	git ls-files -co --exclude-standard -z | xargs -0 sh -c 'for f; do [ -e "$$f" ] && cp --parents "$$f" build/sanity-$*/ansible_collections/encedo/hem/; done' _
+	cd build/sanity-$*/ansible_collections/encedo/hem && git init -q && git add -A && \
+	  PATH=$(CURDIR)/.venv-$*/bin:$$PATH $(CURDIR)/.venv-$*/bin/ansible-test sanity \
+	    --color no --local --requirements --python $(call matrix_pyver,$*) $(SANITY_ARGS) > $(CURDIR)/build/sanity-$*.log 2>&1 \
+	  || { grep -vE "is ignored: it is neither|^(Collecting|Downloading|Installing|Successfully|Requirement|Using cached|Processing|Looking in|Attempting|  )" $(CURDIR)/build/sanity-$*.log; exit 1; }
+	@echo "sanity on ansible-core $*: passed"
+
+matrix-unit-%: .venv-%/.installed link
+	PATH=$(CURDIR)/.venv-$*/bin:$$PATH .venv-$*/bin/python -m pytest -q tests/unit
+
+matrix-role-%: .venv-%/.installed link
+	PATH=$(CURDIR)/.venv-$*/bin:$$PATH .venv-$*/bin/python -m pytest -q $(MATRIX_ROLE_TESTS)
+
 clean:
-	rm -rf build $(VENV) $(SANITY_VENV) .pytest_cache
+	rm -rf build $(VENV) $(SANITY_VENV) .pytest_cache $(foreach v,$(MATRIX_VERSIONS),.venv-$(v)) $(FLOOR_VENV) $(IMPORTER_VENV)

@@ -13,7 +13,9 @@ class ModuleDocFragment(object):
 
     DOCUMENTATION = r'''
 requirements:
-  - requests (Python library, on the host that runs the module; imported only when the module sends its first request)
+  - requests >= 2.32.2 (Python library, on the host that runs the module; imported only when the module sends its first request)
+  - urllib3 >= 2.5.0 (Python library, installed with requests; the transport uses its connections)
+  - cryptography >= 40.0 (Python library, on the host that runs the module; for the login and the certificate checks)
 options:
   url:
     description:

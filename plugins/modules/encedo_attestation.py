@@ -8,7 +8,7 @@ from __future__ import annotations
 DOCUMENTATION = r'''
 module: encedo_attestation
 short_description: Verify that an Encedo HEM is genuine, or provision its secure element
-version_added: 0.1.0
+version_added: 1.0.0
 description:
   - Reads the attestation data of an Encedo HEM PPA (C(GET /api/system/config/attestation)) and verifies it. Fetching
     the data proves nothing by itself; the module runs six checks.

@@ -8,7 +8,7 @@ from __future__ import annotations
 DOCUMENTATION = r'''
 module: encedo_checkin
 short_description: Set the clock of an Encedo HEM through the vendor check-in backend
-version_added: 0.1.0
+version_added: 1.0.0
 description:
   - Runs the device check-in. The device clock (RTC) is unset after every power-up or reboot, and while it is unset a device
     with the trusted-time option refuses every login (HTTP 403). A check-in sets it.

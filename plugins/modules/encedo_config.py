@@ -8,7 +8,7 @@ from __future__ import annotations
 DOCUMENTATION = r'''
 module: encedo_config
 short_description: Manage the configuration of an Encedo HEM device
-version_added: 0.1.0
+version_added: 1.0.0
 description:
   - Declaratively manages the settable fields of the device configuration (C(POST /api/system/config)), and rotates the
     user passphrase.

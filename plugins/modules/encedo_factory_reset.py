@@ -8,7 +8,7 @@ from __future__ import annotations
 DOCUMENTATION = r'''
 module: encedo_factory_reset
 short_description: Wipe an Encedo HEM device back to factory state
-version_added: 0.1.0
+version_added: 1.0.0
 description:
   - Sends C(wipeout) to the device (C(POST /api/system/config)). The device erases its configuration, passphrases and
     keys, and reboots into factory state. It must then be personalised again.

@@ -8,7 +8,7 @@ from __future__ import annotations
 DOCUMENTATION = r'''
 module: encedo_info
 short_description: Read facts about an Encedo HEM device
-version_added: 0.1.0
+version_added: 1.0.0
 description:
   - Reads the status, version and model of an Encedo HEM device (PPA or EPA) without authentication, and the TLS
     certificate the device serves.

@@ -8,7 +8,7 @@ from __future__ import annotations
 DOCUMENTATION = r'''
 module: encedo_init
 short_description: Personalise a factory-fresh Encedo HEM
-version_added: 0.1.0
+version_added: 1.0.0
 description:
   - Personalises a factory-fresh device (C(GET) and C(POST /api/auth/init)), once in its life or after a wipe; sets the
     user and master keys, the user label, e-mail, hostname, IP address (PPA) and the initial options.
@@ -30,7 +30,6 @@ description:
 author:
   - encedo.hem maintainers (@encedo)
 requirements:
-  - cryptography (Python library, on the host that runs the module)
   - mnemonic (Python library by Trezor, on the host that runs the module), only for O(master_recovery_phrase)
 extends_documentation_fragment:
   - encedo.hem.connection

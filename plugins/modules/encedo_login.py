@@ -8,7 +8,7 @@ from __future__ import annotations
 DOCUMENTATION = r'''
 module: encedo_login
 short_description: Log in to an Encedo HEM device once and get a bearer token for later tasks
-version_added: 0.1.0
+version_added: 1.0.0
 description:
   - Logs in to the device with the passphrase and returns a bearer token for O(scope).
   - Later tasks pass the token as O(encedo.hem.encedo_info#module:token) (every encedo.hem module has that option), so a
@@ -115,13 +115,18 @@ EXAMPLES = r'''
         token: "{{ hem_attestation.token | default(hem_login.token) }}"
         user: HEM 1
 
-- name: A short-lived token with a narrower scope
-  encedo.hem.encedo_login:
-    url: https://my.ence.do
-    passphrase: "{{ hem_passphrase }}"
-    scope: system:config
-    lifetime: 600
-  register: hem_login
+# A short-lived token with a narrower scope.
+- name: Read the configuration with a ten-minute token
+  hosts: hem
+  gather_facts: false
+  tasks:
+    - name: A short-lived token with a narrower scope
+      encedo.hem.encedo_login:
+        url: https://my.ence.do
+        passphrase: "{{ hem_passphrase }}"
+        scope: system:config
+        lifetime: 600
+      register: hem_login
 '''
 
 RETURN = r'''

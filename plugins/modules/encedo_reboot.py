@@ -8,7 +8,7 @@ from __future__ import annotations
 DOCUMENTATION = r'''
 module: encedo_reboot
 short_description: Reboot an Encedo HEM and wait until it is back
-version_added: 0.1.0
+version_added: 1.0.0
 description:
   - Reboots the device (C(GET /api/system/reboot)), waits O(delay) seconds, then polls the device status until it answers
     again and its uptime proves that it restarted, for at most O(reboot_timeout) seconds.

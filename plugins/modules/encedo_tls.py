@@ -8,7 +8,7 @@ from __future__ import annotations
 DOCUMENTATION = r'''
 module: encedo_tls
 short_description: Manage the TLS certificate an Encedo HEM device serves, with its key kept in the HSM
-version_added: 0.1.0
+version_added: 1.0.0
 description:
   - Manages the certificate the device presents on HTTPS. The private key stays inside the device; the device signs a
     certificate signing request (CSR) for it, your CA signs that, and the module uploads the certificate.
@@ -27,8 +27,6 @@ description:
     another key or a malformed O(key_import) fails the task with nothing uploaded.
 author:
   - encedo.hem maintainers (@encedo)
-requirements:
-  - cryptography >= 3.4 (Python library, on the host that runs the module)
 extends_documentation_fragment:
   - encedo.hem.connection
   - ansible.builtin.action_common_attributes

@@ -40,9 +40,6 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 BIN = os.path.dirname(sys.executable)
 CREDENTIAL_TYPE = os.path.join(REPO, "docs", "awx", "credential_type.yml")
 EXAMPLE_EE = os.path.join(REPO, "docs", "examples", "execution-environment.yml")
-with open(os.path.join(REPO, "meta", "ee-requirements.txt"), encoding="utf-8") as _reqs:
-    # The Python packages the modules import, as meta/ee-requirements.txt names them (in its order).
-    EE_REQUIREMENTS = [re.split(r"[<>=!~ ;#]", line.strip())[0] for line in _reqs if line.strip() and not line.startswith("#")]
 
 # A real PEM private key block: BEGIN line, optional RFC 1421 headers, base64 body, END line;
 # lines end with a newline, or with an escaped one as in a JSON file (emulator --state-dir).
@@ -56,6 +53,15 @@ PEM_PRIVATE_KEY = re.compile(
 # Paths that must never be in the artifact (first path component, or any component for caches).
 FORBIDDEN_TOP = {".venv", ".venv-sanity", "build", ".pytest_cache", ".hypothesis", ".ansible", ".git", "tests/output"}
 FORBIDDEN_ANY = {"__pycache__", ".pytest_cache", ".hypothesis", ".mypy_cache", ".tox"}
+
+
+def ee_requirement_names(text=None):
+    """Package names of meta/ee-requirements.txt (or of ``text``), lower case, in file order."""
+    if text is None:
+        with open(os.path.join(REPO, "meta", "ee-requirements.txt")) as f:
+            text = f.read()
+    return [re.split(r"[<>=!~;\[ ]", line.strip())[0].lower() for line in text.splitlines()
+            if line.strip() and not line.startswith("#")]
 
 
 def _clean_env(**extra):
@@ -113,14 +119,14 @@ def test_artifact_ships_ee_metadata(collection_artifact):
         # The files the EE metadata names are in the artifact, relative to the collection root.
         assert deps["python"] in names and deps["system"] in names
         pip = tar.extractfile(deps["python"]).read().decode()
-    reqs = [re.split(r"[<>=!~;\[ ]", line.strip())[0].lower() for line in pip.splitlines()
-            if line.strip() and not line.startswith("#")]
-    # the modules' third-party imports (HTTP is the standard library's): cryptography, and mnemonic for
+    reqs = ee_requirement_names(pip)
+    assert reqs == ee_requirement_names(), "the artifact's meta/ee-requirements.txt is not the checkout's"
+    # the modules' third-party imports (the HTTP transport, certificates and login), and mnemonic for
     # encedo_init's optional master_recovery_phrase
-    assert reqs == EE_REQUIREMENTS, reqs
+    assert reqs == ["cryptography", "requests", "urllib3", "mnemonic"], reqs
     assert "ansible-core" not in reqs and "ansible" not in reqs, "the EE brings its own ansible-core"
-    assert all(not re.search(r"[<>=~]", line) for line in pip.splitlines() if not line.startswith("#")), \
-        "EE requirements must stay unpinned"
+    assert all(not re.search(r"(==|<|~=|!=)", line) for line in pip.splitlines() if not line.startswith("#")), \
+        "EE requirements carry floors only (>=), no pins or upper bounds"
 
 
 def test_artifact_has_no_private_keys_venvs_or_caches(collection_artifact):
@@ -144,6 +150,36 @@ def test_artifact_has_no_private_keys_venvs_or_caches(collection_artifact):
     assert not keys, "PEM private keys shipped in the artifact: %s" % keys
 
 
+def test_build_ignore_leaves_out_ansible_cfg_venvs_and_caches(tmp_path):
+    """A checkout in which tests, type checks and `make matrix` have run: the artifact built from
+    it holds none of their leftovers, nor the repository's ansible.cfg (aimed at the emulator)."""
+    src = tmp_path / "src"
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=REPO, capture_output=True,
+                           check=True).stdout.decode().split("\0")
+    for name in filter(None, files):
+        if os.path.isfile(os.path.join(REPO, name)):
+            os.makedirs(os.path.dirname(str(src / name)), exist_ok=True)
+            shutil.copy(os.path.join(REPO, name), str(src / name))
+    assert (src / "ansible.cfg").is_file() and (src / "galaxy.yml").is_file()
+    planted = [".coverage", ".coverage.hem0.1234", ".mypy_cache/3.11/x.json", ".pytest_cache/v/cache/lastfailed",
+               ".venv-2.17/bin/python", ".venv-floor/pyvenv.cfg", ".venv-importer/pyvenv.cfg", "build/sanity-2.17.log",
+               "tests/output/junit.xml", "plugins/modules/__pycache__/encedo_info.cpython-311.pyc", ".tox/log"]
+    for name in planted:
+        (src / name).parent.mkdir(parents=True, exist_ok=True)
+        (src / name).write_text("leftover\n")
+    out = tmp_path / "out"
+    out.mkdir()
+    _run([os.path.join(BIN, "ansible-galaxy"), "collection", "build", "--output-path", str(out), str(src)],
+         cwd=str(out), env=_clean_env())
+    (artifact,) = glob.glob(str(out / "encedo-hem-*.tar.gz"))
+    names = {m.name for m in _members(artifact)}
+    assert "galaxy.yml" not in names and "MANIFEST.json" in names and "plugins/modules/encedo_info.py" in names
+    roots = {".coverage", ".coverage.hem0.1234", ".mypy_cache", ".pytest_cache", ".venv-2.17", ".venv-floor", ".venv-importer",
+             "build", ".tox", "ansible.cfg"}
+    leaked = sorted(n for n in names if n.split("/")[0] in roots or n.startswith("tests/output") or "__pycache__" in n.split("/"))
+    assert not leaked, "galaxy.yml build_ignore lets these into the artifact: %s" % leaked
+
+
 # ---------------------------------------------------------------------------------------------- ansible-builder
 
 
@@ -165,6 +201,9 @@ def test_builder_context_installs_collection_and_lists_its_python_requirements(c
     galaxy_reqs = yaml.safe_load((build / "requirements.yml").read_text())
     file_reqs = [c for c in galaxy_reqs["collections"] if isinstance(c, dict) and c.get("type") == "file"]
     assert [c["name"] for c in file_reqs] == ["collections/encedo-hem.tar.gz"]
+    # Both collections: this one (the artifact) and community.crypto for the role's TLS step.
+    names = sorted(c["name"] if isinstance(c, dict) else c for c in galaxy_reqs["collections"])
+    assert names == ["collections/encedo-hem.tar.gz", "community.crypto"], names
     assert "COPY _build /build" in containerfile and "WORKDIR /build" in containerfile
     assert "ansible-galaxy collection install" in containerfile
     introspect = [line for line in containerfile.splitlines() if "introspect.py introspect" in line]
@@ -187,15 +226,19 @@ def test_builder_context_installs_collection_and_lists_its_python_requirements(c
         a.replace("/tmp/src/", str(out_dir) + "/") for a in argv[2:]] + [str(coll_root)]
     proc = _run(argv, cwd=str(build))
     written = (out_dir / "requirements.txt").read_text().splitlines()
-    from_us = sorted(line.split()[0] for line in written if line.endswith("# from collection encedo.hem"))
-    assert from_us == sorted(EE_REQUIREMENTS), proc.stdout
+    # Exactly the Python dependencies meta/ee-requirements.txt declares, with their floors.
+    from_us = sorted(line.split("#")[0].strip() for line in written if line.endswith("# from collection encedo.hem"))
+    with open(os.path.join(REPO, "meta", "ee-requirements.txt")) as f:
+        declared = sorted(line.strip() for line in f if line.strip() and not line.startswith("#"))
+    assert from_us == declared, proc.stdout
+    assert sorted(re.split(r"[<>=!~;\[ ]", r)[0].lower() for r in from_us) == sorted(ee_requirement_names())
     assert not any(line.split()[0].lower() in ("ansible-core", "ansible") for line in written)
 
 
 # ---------------------------------------------------------------------------------------------- credential type
 
 
-def awx_inject(credential_type, inputs, private_data_dir):
+def awx_inject(credential_type, inputs, private_data_dir, kind="env"):
     """Render a custom credential type's injectors as AWX does (CredentialType.inject_credential):
 
     the template namespace holds the inputs that are set and non-empty, booleans never set
@@ -232,7 +275,7 @@ def awx_inject(credential_type, inputs, private_data_dir):
         else:
             tower.filename = path
     return {name: jinja.from_string(template).render(**namespace)
-            for name, template in credential_type["injectors"].get("env", {}).items()}
+            for name, template in credential_type["injectors"].get(kind, {}).items()}
 
 
 @pytest.fixture(scope="module")
@@ -537,3 +580,86 @@ def test_job_slices_converge_independently(emulator, installed_collection, crede
     assert all(counts["changed"] == 0 for counts in summary.values()), summary
     for i in range(4):
         assert _write_posts(emu.log(i)) == [], i
+
+
+# ---------------------------------------------------------------------------------------------- release pieces
+
+
+def _role_options():
+    with open(os.path.join(REPO, "roles", "device", "meta", "argument_specs.yml")) as handle:
+        return yaml.safe_load(handle)["argument_specs"]["main"]["options"]
+
+
+@pytest.mark.parametrize("name, variable, secret_inputs", [
+    ("credential_type_master.yml", "encedo_hem_master_passphrase", {"master_passphrase": "pw-master-1"}),
+    ("credential_type_tls_ca.yml", "encedo_hem_tls_issuer_key_passphrase", {"ca_key": "KEY-PEM", "ca_key_passphrase": "pw-ca"}),
+])
+def test_secret_credential_types_inject_role_variables(name, variable, secret_inputs, tmp_path):
+    """The credential types for the master passphrase and the TLS CA key: every input is secret and
+    required where the type is useless without it; they inject only role variables, rendered as AWX renders them."""
+    with open(os.path.join(REPO, "docs", "awx", name)) as handle:
+        ctype = yaml.safe_load(handle)
+    assert set(ctype) == {"name", "description", "kind", "inputs", "injectors"}
+    fields = {f["id"]: f for f in ctype["inputs"]["fields"]}
+    assert all(f.get("secret") is True for f in fields.values()), "every input of %s must be secret" % name
+    assert ctype["inputs"]["required"] and set(ctype["inputs"]["required"]) <= set(fields)
+    assert set(ctype["injectors"]) <= {"extra_vars", "file"} and "env" not in ctype["injectors"]
+    options = _role_options()
+    assert set(ctype["injectors"]["extra_vars"]) <= set(options), "injects variables the role does not take"
+    extra = awx_inject(ctype, secret_inputs, str(tmp_path), kind="extra_vars")
+    assert extra[variable] == list(secret_inputs.values())[-1]
+    assert options[variable].get("no_log") is True, "%s carries a secret: the role must declare it no_log" % variable
+    if "ca_key" in secret_inputs:
+        key_path = extra["encedo_hem_tls_issuer_key_path"]
+        assert key_path.startswith(str(tmp_path / "env") + os.sep) and open(key_path).read() == "KEY-PEM"
+        assert not os.stat(key_path).st_mode & 0o007, "the CA key file is readable by others"
+        # Without the optional key passphrase the role gets "", which it treats as unset (default(omit, true)).
+        assert awx_inject(ctype, {"ca_key": "KEY-PEM"}, str(tmp_path), kind="extra_vars")[variable] == ""
+
+
+def test_survey_example_matches_the_role_argument_spec():
+    """docs/examples/job_template_survey.json: AWX survey fields, variables the role (or site.yml) takes,
+    answer types the role's argument spec accepts, the role's defaults, and no secrets (credentials carry those)."""
+    with open(os.path.join(REPO, "docs", "examples", "job_template_survey.json")) as handle:
+        survey = json.load(handle)
+    assert set(survey) == {"name", "description", "spec"} and survey["spec"]
+    options = _role_options()
+    with open(os.path.join(REPO, "playbooks", "site.yml")) as handle:
+        site = handle.read()
+    variables = [q["variable"] for q in survey["spec"]]
+    assert len(variables) == len(set(variables)), "a variable asked twice"
+    kinds = {"text": ("str", "path"), "integer": ("int",), "multiplechoice": ("str", "bool")}
+    for q in survey["spec"]:
+        assert {"question_name", "question_description", "variable", "type", "required", "default"} <= set(q), q
+        assert q["type"] in kinds, "%s: survey type %s not used here" % (q["variable"], q["type"])
+        if q["variable"] == "encedo_hem_hosts":  # site.yml's own variable, not the role's
+            assert "encedo_hem_hosts | default('all')" in site and q["default"] == "all"
+            continue
+        assert q["variable"] in options, "%s is not a variable of encedo.hem.device" % q["variable"]
+        option = options[q["variable"]]
+        assert not option.get("no_log"), "%s is a secret: it belongs in a credential, not a survey" % q["variable"]
+        assert option["type"] in kinds[q["type"]], (q["variable"], option["type"], q["type"])
+        if option["type"] == "bool":
+            assert sorted(q["choices"]) == ["false", "true"]
+            assert q["default"] == str(option.get("default")).lower()
+        else:
+            assert q["default"] == option.get("default"), "%s: survey default %r, role default %r" % (
+                q["variable"], q["default"], option.get("default"))
+        if q["type"] == "integer":
+            assert q["min"] <= q["default"] <= q["max"]
+
+
+def test_project_collections_requirements_example():
+    """docs/examples/collections/requirements.yml (an AWX project's collections/requirements.yml)
+    installs this collection within its major version and community.crypto at the floor the EE uses."""
+    with open(os.path.join(REPO, "docs", "examples", "collections", "requirements.yml")) as handle:
+        reqs = {c["name"]: c.get("version") for c in yaml.safe_load(handle)["collections"]}
+    with open(os.path.join(REPO, "galaxy.yml")) as handle:
+        version = yaml.safe_load(handle)["version"]
+    major = int(version.split(".")[0])
+    assert reqs["encedo.hem"] == ">=%d.0.0,<%d.0.0" % (major, major + 1)
+    with open(EXAMPLE_EE) as handle:
+        ee = yaml.safe_load(handle)
+    ee_crypto = [c for c in ee["dependencies"]["galaxy"]["collections"] if c["name"] == "community.crypto"]
+    assert len(ee_crypto) == 1 and reqs["community.crypto"] == ee_crypto[0]["version"]
+    assert set(reqs) == {"encedo.hem", "community.crypto"}

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -28,7 +29,11 @@ def ansible_doc(*args):
     exe = Path(sys.executable).parent / "ansible-doc"
     proc = subprocess.run([str(exe), *args], env=env, cwd=str(ROOT), capture_output=True, text=True, timeout=300, check=False)
     assert proc.returncode == 0, proc.stderr
-    assert "WARNING" not in proc.stderr and "ERROR" not in proc.stderr, proc.stderr
+    # ansible-core 2.21 (make matrix) warns about its own internal collection ansible._protomatter,
+    # which ships without MANIFEST.json: not about this collection, so that one line is left out.
+    stderr = "\n".join(line for line in proc.stderr.splitlines()
+                       if not re.search(r"/ansible/_internal/ansible_collections/ansible/_protomatter' does not have a MANIFEST", line))
+    assert "WARNING" not in stderr and "ERROR" not in stderr, proc.stderr
     return proc.stdout
 
 
@@ -51,7 +56,11 @@ def test_module_doc_is_complete(docs, module):
     for name, option in doc["options"].items():
         assert option.get("description"), "option %s has no description" % name
     examples = yaml.safe_load(entry["examples"])
-    assert any("encedo.hem." + module in task for task in examples), "no example uses the module"
+    # EXAMPLES are all tasks or all plays (galaxy-importer warns about a mix); a play's tasks count.
+    plays = [item for item in examples if "hosts" in item]
+    assert not plays or len(plays) == len(examples), "EXAMPLES mix plays and bare tasks"
+    tasks = [task for play in plays for task in play.get("tasks", [])] if plays else examples
+    assert any("encedo.hem." + module in task for task in tasks), "no example uses the module"
     assert entry["return"], "RETURN is empty"
     for name, value in entry["return"].items():
         assert value.get("description") and value.get("returned") and value.get("type"), name

@@ -72,8 +72,9 @@ def ensure_collection_link():
 
 
 def ansible_playbook_bin():
-    """The ansible-playbook of the project venv, else the one next to this Python."""
-    for candidate in (VENV_BIN / "ansible-playbook", Path(sys.executable).parent / "ansible-playbook"):
+    """The ansible-playbook next to this Python (so `make matrix` runs each venv's own
+    ansible-core), else the project venv's."""
+    for candidate in (Path(sys.executable).parent / "ansible-playbook", VENV_BIN / "ansible-playbook"):
         if candidate.exists():
             return str(candidate)
     raise RuntimeError("ansible-playbook not found: run `make venv`")

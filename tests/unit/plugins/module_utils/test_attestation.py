@@ -220,9 +220,13 @@ def test_different_certificate_same_name_and_ski_fails_signature(pki):
     # a certificate for another key but claiming the sample's SKI and CN: the signature exposes it
     sample = x509.load_der_x509_certificate(base64.b64decode(SAMPLE["crt"]))
     other_key = ec.generate_private_key(ec.SECP256R1())
+    if hasattr(sample, "not_valid_before_utc"):
+        valid_from, valid_to = sample.not_valid_before_utc, sample.not_valid_after_utc
+    else:  # cryptography < 42 (the floor is tested: tests/unit/test_dependency_floor.py)
+        valid_from, valid_to = sample.not_valid_before, sample.not_valid_after
     forged = (x509.CertificateBuilder().subject_name(sample.subject).issuer_name(sample.issuer)
               .public_key(other_key.public_key()).serial_number(109)
-              .not_valid_before(sample.not_valid_before_utc).not_valid_after(sample.not_valid_after_utc)
+              .not_valid_before(valid_from).not_valid_after(valid_to)
               .add_extension(sample.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value, critical=False)
               .sign(other_key, hashes.SHA256()))
     result = sample_verify(crt=forged)
