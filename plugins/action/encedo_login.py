@@ -18,6 +18,10 @@ such a result ``no_log``: callbacks show it censored, while ``register`` still r
 the token, so that the later tasks reuse it (one new login in all). Other results, and
 failures, stay visible.
 
+While the module runs, the play context says ``no_log``: connection plugins print a module's
+raw output with ``-vvv`` (ssh does, for a module on a server) unless it does, and the result is
+marked only once it is back. The result itself is shown or hidden as said above.
+
 Why the token travels in the censored result and nowhere else: Ansible hides a result
 only whole (``no_log``; no key can be hidden on its own), and the only other ways a value
 reaches later tasks are facts (``ansible_facts``: the fact cache, which ansible-runner and
@@ -69,7 +73,19 @@ class ActionModule(NormalAction):
         return name == 'encedo_login' or (name == 'encedo_info' and boolean(self._task.args.get('return_token', False), strict=False))
 
     def run(self, tmp=None, task_vars=None):
-        result = super(ActionModule, self).run(tmp, task_vars)
+        # A connection plugin prints a module's raw output at -vvv (ssh: "(rc, stdout, stderr)") unless the play
+        # context says no_log; a result with a token is marked no_log only once it is back, too late for that line.
+        # So while the module runs the play context says no_log (its result is marked below, or shown as it is).
+        # (The connection has a play context of its own, a copy made for the task.)
+        contexts = [c for c in (self._play_context, getattr(self._connection, '_play_context', None)) if c is not None]
+        saved = [c.no_log for c in contexts]
+        for context in contexts:
+            context.no_log = True
+        try:
+            result = super(ActionModule, self).run(tmp, task_vars)
+        finally:
+            for context, no_log in zip(contexts, saved):
+                context.no_log = no_log
         if result.get('token') and not result.get('failed'):
             result['_ansible_no_log'] = True
             if not self._token_asked_for():

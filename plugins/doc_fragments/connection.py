@@ -14,7 +14,7 @@ class ModuleDocFragment(object):
     DOCUMENTATION = r'''
 requirements:
   - requests >= 2.32.2 (Python library, on the host that runs the module; imported only when the module sends its first request)
-  - urllib3 >= 2.5.0 (Python library, installed with requests; the transport uses its connections)
+  - urllib3 >= 2.5 (Python library, installed with requests; the transport uses its connections)
   - cryptography >= 40.0 (Python library, on the host that runs the module; for the login and the certificate checks)
 options:
   url:

@@ -30,16 +30,54 @@ def test_every_module_runs_through_the_one_action_plugin():
 
 
 class _Task:
-    def __init__(self, action):
+    def __init__(self, action, args=None):
         self.action = action
+        self.args = args or {}
 
 
-def run_plugin(monkeypatch, module_result, action="encedo.hem.encedo_config"):
-    """ActionModule.run with the module's result given (the module itself is not run)."""
-    monkeypatch.setattr(A.NormalAction, "run", lambda self, tmp=None, task_vars=None: dict(module_result))
-    plugin = A.ActionModule.__new__(A.ActionModule)  # run() uses only the task's action name
-    plugin._task = _Task(action)
-    return plugin.run(task_vars={})
+class _Context:
+    def __init__(self, no_log=False):
+        self.no_log = no_log
+
+
+class _Connection:
+    def __init__(self, no_log=False):
+        self._play_context = _Context(no_log)
+
+
+def run_plugin(monkeypatch, module_result, action="encedo.hem.encedo_config", args=None, seen=None, no_log=False):
+    """ActionModule.run with the module's result given (the module itself is not run); ``seen`` gets the no_log of
+    the play context and of the connection's play context while the module runs."""
+    def module_run(self, tmp=None, task_vars=None):
+        if seen is not None:
+            seen.extend([self._play_context.no_log, self._connection._play_context.no_log])
+        return dict(module_result)
+
+    monkeypatch.setattr(A.NormalAction, "run", module_run)
+    plugin = A.ActionModule.__new__(A.ActionModule)  # run() uses the task, the play context and the connection only
+    plugin._task = _Task(action, args)
+    plugin._play_context = _Context(no_log)
+    plugin._connection = _Connection(no_log)
+    result = plugin.run(task_vars={})
+    assert (plugin._play_context.no_log, plugin._connection._play_context.no_log) == (no_log, no_log), "no_log not restored"
+    return result
+
+
+@pytest.mark.parametrize("no_log", [False, True])
+def test_the_raw_module_output_is_never_printed_by_the_connection(monkeypatch, no_log):
+    """ssh prints a module's raw output at -vvv unless its play context says no_log: it does while the module runs
+    (both play contexts: the task's and the connection's copy), and is restored afterwards."""
+    seen = []
+    result = run_plugin(monkeypatch, {"changed": False, "token": TOKEN}, "encedo.hem.encedo_login", seen=seen, no_log=no_log)
+    assert seen == [True, True] and result["_ansible_no_log"] is True
+
+
+def test_a_token_asked_for_with_return_token_is_hidden_without_a_renewal_warning(monkeypatch):
+    result = run_plugin(monkeypatch, {"changed": False, "personalised": True, "token": TOKEN}, "encedo.hem.encedo_info",
+                        args={"return_token": True})
+    assert result["_ansible_no_log"] is True and "warnings" not in result
+    result = run_plugin(monkeypatch, {"changed": False, "personalised": True, "token": TOKEN}, "encedo.hem.encedo_info")
+    assert result["_ansible_no_log"] is True and "refused the token" in result["warnings"][0]
 
 
 @pytest.mark.parametrize("action,module_result,hidden", [
