@@ -587,7 +587,7 @@ def test_job_slices_converge_independently(emulator, installed_collection, crede
 
 def _role_options():
     with open(os.path.join(REPO, "roles", "device", "meta", "argument_specs.yml")) as handle:
-        return yaml.safe_load(handle)["argument_specs"]["main"]["options"]
+        return yaml.safe_load(handle)["argument_specs"]["variables"]["options"]
 
 
 @pytest.mark.parametrize("name, variable, secret_inputs", [
