@@ -59,3 +59,24 @@ def test_readme_states_the_floors():
     readme = (ROOT / "README.md").read_text()
     for name, version in floors().items():
         assert "`%s` >= %s" % (name, short(version)) in readme, "README.md does not state %s >= %s" % (name, short(version))
+
+
+def test_the_requirements_are_exactly_what_the_plugins_import():
+    """meta/ee-requirements.txt (what ansible-builder introspects) names exactly the third-party packages that the
+    collection's plugins import: not the standard library, ansible, or the collection itself."""
+    import ast
+    import sys
+
+    imported = set()
+    for path in (ROOT / "plugins").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                imported.update(alias.name.split(".")[0] for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                imported.add(node.module.split(".")[0])
+    third_party = {name for name in imported
+                   if name not in sys.stdlib_module_names and name not in ("ansible", "ansible_collections", "__future__")}
+    text = (ROOT / "meta" / "ee-requirements.txt").read_text()
+    declared = {re.split(r"[<>=!~;\[ ]", line.strip())[0].lower() for line in text.splitlines()
+                if line.strip() and not line.startswith("#")}
+    assert third_party == declared, (sorted(third_party), sorted(declared))
