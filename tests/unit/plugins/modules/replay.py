@@ -32,8 +32,27 @@ import time as _time
 from pathlib import Path
 from unittest import mock
 
-from ansible.module_utils import _internal as _ansible_internal
-from ansible.module_utils.testing import patch_module_args
+try:
+    from ansible.module_utils.testing import patch_module_args
+except ImportError:     # ansible-core < 2.19 (make matrix): the module reads its arguments from basic._ANSIBLE_ARGS
+    @contextlib.contextmanager
+    def patch_module_args(args):
+        from ansible.module_utils import basic
+        with mock.patch.object(basic, "_ANSIBLE_ARGS", json.dumps({"ANSIBLE_MODULE_ARGS": args}).encode()):
+            yield
+
+try:
+    from ansible.module_utils import _internal as _ansible_internal
+
+    def module_process():
+        """A module runs in a process of its own, never in the controller's: once a test in this process has
+        imported controller code (an action plugin, ansible-doc), module warnings would go to the controller's
+        display instead of the result."""
+        return mock.patch.object(_ansible_internal, "is_controller", False)
+except ImportError:     # ansible-core < 2.19: warnings collect in process-wide lists, fresh for each module run
+    def module_process():
+        from ansible.module_utils.common import warnings as _warnings
+        return mock.patch.multiple(_warnings, _global_warnings=[], _global_deprecations=[])
 
 try:
     from ansible_collections.encedo.hem.plugins.module_utils import _transport
@@ -87,10 +106,7 @@ def run_main(module, args, check_mode=False, diff=False):
     """Run ``module.main()`` with ``args``; -> (result dict, failed)."""
     args = dict(args, _ansible_check_mode=check_mode, _ansible_diff=diff)
     out = io.StringIO()
-    # A module runs in a process of its own, never in the controller's: once a test in this process has
-    # imported controller code (an action plugin, ansible-doc), module warnings would go to the controller's
-    # display instead of the result.
-    with patch_module_args(args), contextlib.redirect_stdout(out), mock.patch.object(_ansible_internal, "is_controller", False):
+    with patch_module_args(args), contextlib.redirect_stdout(out), module_process():
         try:
             module.main()
         except SystemExit:
