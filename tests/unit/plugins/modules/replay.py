@@ -43,13 +43,16 @@ except ImportError:     # ansible-core < 2.19 (make matrix): the module reads it
 
 try:
     from ansible.module_utils import _internal as _ansible_internal
+except ImportError:
+    _ansible_internal = None
 
+if hasattr(_ansible_internal, "is_controller"):      # ansible-core 2.19 and later
     def module_process():
         """A module runs in a process of its own, never in the controller's: once a test in this process has
         imported controller code (an action plugin, ansible-doc), module warnings would go to the controller's
         display instead of the result."""
         return mock.patch.object(_ansible_internal, "is_controller", False)
-except ImportError:     # ansible-core < 2.19: warnings collect in process-wide lists, fresh for each module run
+else:                   # ansible-core < 2.19: warnings collect in process-wide lists, fresh for each module run
     def module_process():
         from ansible.module_utils.common import warnings as _warnings
         return mock.patch.multiple(_warnings, _global_warnings=[], _global_deprecations=[])
