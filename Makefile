@@ -49,15 +49,27 @@ $(SANITY_VENV)/.installed: tests/requirements.txt | $(STAMP)
 	$(call uv_install,$(SANITY_VENV)) "$$(grep '^ansible-core' tests/requirements.txt)"
 	touch $@
 
+# A copy of the collection in directory $(1) (…/ansible_collections/encedo/hem), a git
+# repository of its own, for ansible-test (sanity, the matrix's sanity, integration).
+collection_copy = rm -rf $(1) && mkdir -p $(1) && \
+  git ls-files -co --exclude-standard -z | xargs -0 sh -c 'for f; do [ -e "$$f" ] && cp --parents "$$f" $(1)/; done' _ && \
+  cd $(1) && git init -q && git add -A
+
+# `ansible-test sanity` with venv $(1) on Python $(2), on a copy of the collection in $(3),
+# output to $(4) (shown, without pip's lines, on failure). The offline get-pip stands in for
+# every pip version that venv's ansible-test names.
+define run_sanity
+@mkdir -p $(ANSIBLE_TEST_CACHE)
+@for v in $$(grep -ohE "pip='[0-9.]+'" $(1)/lib/python*/site-packages/ansible_test/_internal/python_requirements.py | tr -dc '0-9.\n' | tr . _); do \
+  cp tests/sanity/get_pip_offline.py $(ANSIBLE_TEST_CACHE)/get_pip_$$v.py; done
+$(call collection_copy,$(3)) && \
+  PATH=$(CURDIR)/$(1)/bin:$$PATH $(CURDIR)/$(1)/bin/ansible-test sanity \
+    --color no --local --requirements --python $(2) $(SANITY_ARGS) > $(CURDIR)/$(4) 2>&1 \
+  || { grep -vE "is ignored: it is neither|^(Collecting|Downloading|Installing|Successfully|Requirement|Using cached|Processing|Looking in|Attempting|  )" $(CURDIR)/$(4); exit 1; }
+endef
+
 sanity: $(SANITY_VENV)/.installed
-	@mkdir -p $(ANSIBLE_TEST_CACHE)
-	@for v in 24_2 24_3 25_0 25_1 25_2 25_3; do cp tests/sanity/get_pip_offline.py $(ANSIBLE_TEST_CACHE)/get_pip_$$v.py; done
-	rm -rf build/sanity && mkdir -p $(SANITY_DIR)
-	git ls-files -co --exclude-standard -z | xargs -0 sh -c 'for f; do [ -e "$$f" ] && cp --parents "$$f" $(SANITY_DIR)/; done' _
-	cd $(SANITY_DIR) && git init -q && git add -A && \
-	  PATH=$(CURDIR)/$(SANITY_VENV)/bin:$$PATH $(CURDIR)/$(SANITY_VENV)/bin/ansible-test sanity \
-	    --color no --local --requirements --python 3.11 $(SANITY_ARGS) > $(CURDIR)/build/sanity.log 2>&1 \
-	  || { grep -vE "is ignored: it is neither|^(Collecting|Downloading|Installing|Successfully|Requirement|Using cached|Processing|Looking in|Attempting|  )" $(CURDIR)/build/sanity.log; exit 1; }
+	$(call run_sanity,$(SANITY_VENV),3.11,$(SANITY_DIR),build/sanity.log)
 	@grep -E "^(Running sanity|WARNING: Skipping)" build/sanity.log; echo "sanity: passed"
 
 # `ansible-test integration --local` on a copy of the collection (as for sanity), run with
@@ -69,9 +81,7 @@ sanity: $(SANITY_VENV)/.installed
 INTEGRATION_DIR := build/integration/ansible_collections/encedo/hem
 
 integration: venv
-	rm -rf build/integration && mkdir -p $(INTEGRATION_DIR)
-	git ls-files -co --exclude-standard -z | xargs -0 sh -c 'for f; do [ -e "$$f" ] && cp --parents "$$f" $(INTEGRATION_DIR)/; done' _
-	cd $(INTEGRATION_DIR) && git init -q && git add -A && env -u ANSIBLE_CONFIG PATH=$(CURDIR)/$(BIN):$$PATH \
+	$(call collection_copy,$(INTEGRATION_DIR)) && env -u ANSIBLE_CONFIG PATH=$(CURDIR)/$(BIN):$$PATH \
 	  $(CURDIR)/$(BIN)/ansible-test integration --color no --local --python 3.11 $(INTEGRATION_ARGS) \
 	    > $(CURDIR)/build/integration.log 2>&1 || { tail -n 150 $(CURDIR)/build/integration.log; exit 1; }
 	@grep -E "^(Running .* integration test|testhost +:)" build/integration.log; echo "integration: passed (log: build/integration.log)"
@@ -204,15 +214,7 @@ matrix-%: matrix-sanity-% matrix-unit-% ;
 	touch $@
 
 matrix-sanity-%: .venv-%/.installed
-	@mkdir -p $(ANSIBLE_TEST_CACHE)
-	@for v in $$(grep -ohE "pip='[0-9.]+'" .venv-$*/lib/python*/site-packages/ansible_test/_internal/python_requirements.py | tr -dc '0-9.\n' | tr . _); do \
-	  cp tests/sanity/get_pip_offline.py $(ANSIBLE_TEST_CACHE)/get_pip_$$v.py; done
-	rm -rf build/sanity-$* && mkdir -p build/sanity-$*/ansible_collections/encedo/hem
-	git ls-files -co --exclude-standard -z | xargs -0 sh -c 'for f; do [ -e "$$f" ] && cp --parents "$$f" build/sanity-$*/ansible_collections/encedo/hem/; done' _
-	cd build/sanity-$*/ansible_collections/encedo/hem && git init -q && git add -A && \
-	  PATH=$(CURDIR)/.venv-$*/bin:$$PATH $(CURDIR)/.venv-$*/bin/ansible-test sanity \
-	    --color no --local --requirements --python $(call matrix_pyver,$*) $(SANITY_ARGS) > $(CURDIR)/build/sanity-$*.log 2>&1 \
-	  || { grep -vE "is ignored: it is neither|^(Collecting|Downloading|Installing|Successfully|Requirement|Using cached|Processing|Looking in|Attempting|  )" $(CURDIR)/build/sanity-$*.log; exit 1; }
+	$(call run_sanity,.venv-$*,$(call matrix_pyver,$*),build/sanity-$*/ansible_collections/encedo/hem,build/sanity-$*.log)
 	@echo "sanity on ansible-core $*: passed"
 
 matrix-unit-%: .venv-%/.installed link
