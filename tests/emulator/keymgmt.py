@@ -5,12 +5,14 @@ update, import, derive, delete).
 The Device owns one `KeyRepository`; records live in the device state (`p["keys"]`, so
 `Device.save` keeps them with --state-dir and `Device._wipe`, which rebuilds the state,
 empties them). Every rule below and its source is in docs/fidelity.md, "Key repository".
-Keys are real: `cryptography` generates them (ML-KEM-512, which it lacks, gets a public
-part of the right length that is no real key), and `get` returns public parts only.
+Keys are real: `cryptography` generates them (ML-KEM-512, which it lacks, and ML-KEM/ML-DSA
+before cryptography 46 get a public part of the right length that is no real key), and
+`get` returns public parts only.
 """
 
 from __future__ import annotations
 
+import datetime
 import functools
 import hashlib
 import re
@@ -104,9 +106,12 @@ def _flags(ktype, mode, private):
 
 
 def _pqc_class(ktype):
-    from cryptography.hazmat.primitives.asymmetric import mldsa, mlkem
-    module = mlkem if ktype.startswith("MLKEM") else mldsa
-    return getattr(module, ktype + "PrivateKey", None)
+    """cryptography's ML-KEM/ML-DSA private key class (46 and later), None where it has none."""
+    try:
+        from cryptography.hazmat.primitives.asymmetric import mldsa, mlkem
+    except ImportError:
+        return None
+    return getattr(mlkem if ktype.startswith("MLKEM") else mldsa, ktype + "PrivateKey", None)
 
 
 def _from_seed(ktype, seed):
@@ -175,7 +180,8 @@ class KeyRepository:
         cert = x509.load_pem_x509_certificate(p["tls_crt"].encode("ascii"))
         point = cert.public_key().public_bytes(serialization.Encoding.X962, serialization.PublicFormat.CompressedPoint)
         der = cert.public_bytes(serialization.Encoding.DER)
-        when = int(cert.not_valid_before_utc.timestamp())
+        start = getattr(cert, "not_valid_before_utc", None)          # cryptography 42 and later
+        when = int((start or cert.not_valid_before.replace(tzinfo=datetime.timezone.utc)).timestamp())
         base = {"created": when, "updated": when, "descr": "", "pub": None, "fixed": True}
         return [dict(base, kid=hashlib.sha1(point).hexdigest()[:32], label="TLS key", type="PKEY,GENERIC_DER",
                      alg="DER_PKEY"),
