@@ -36,29 +36,23 @@ MODES = {"ECDH": ("ECDH",), "ExDSA": ("ExDSA",), "ECDH,ExDSA": ("ECDH", "ExDSA")
 EC_CURVES = {"SECP256R1": ec.SECP256R1, "SECP384R1": ec.SECP384R1, "SECP521R1": ec.SECP521R1,
              "SECP256K1": ec.SECP256K1}
 PQC_PUBLIC = {"MLKEM512": 800, "MLKEM768": 1184, "MLKEM1024": 1568, "MLDSA44": 1312, "MLDSA65": 1952, "MLDSA87": 2592}
-
-
-def _kind(ktype):
-    """(kind, usage flags without a mode, seed bytes) of a key type; None for an unknown one."""
-    if ktype in EC_CURVES:
-        return "ec", ("ECDH",), (EC_CURVES[ktype].key_size + 7) // 8      # PY OQ-19: no mode = ECDH only
-    fixed = {"CURVE25519": ("x25519", ("ECDH",), 32), "CURVE448": ("x448", ("ECDH",), 56),
-             "ED25519": ("ed25519", ("ExDSA",), 32), "ED448": ("ed448", ("ExDSA",), 57),
-             "AES128": ("secret", (), 16), "AES192": ("secret", (), 24), "AES256": ("secret", (), 32),
-             "SHA2-256": ("secret", (), 32), "SHA2-384": ("secret", (), 48), "SHA2-512": ("secret", (), 64),
-             "SHA3-256": ("secret", (), 32), "SHA3-384": ("secret", (), 48), "SHA3-512": ("secret", (), 64)}
-    if ktype in fixed:
-        return fixed[ktype]
-    if ktype in PQC_PUBLIC:
-        return "pqc", ("PQC",), 64 if ktype.startswith("MLKEM") else 32
-    return None
-
-
-CREATE_TYPES = ("SECP256R1", "SECP384R1", "SECP521R1", "SECP256K1", "CURVE25519", "CURVE448", "ED25519", "ED448",
-                "SHA2-256", "SHA2-384", "SHA2-512", "SHA3-256", "SHA3-384", "SHA3-512", "AES128", "AES192", "AES256",
-                "MLKEM512", "MLKEM768", "MLKEM1024", "MLDSA44", "MLDSA65", "MLDSA87")
-IMPORT_TYPES = tuple(t for t in CREATE_TYPES if _kind(t)[0] != "secret")
-DERIVE_TYPES = tuple(t for t in CREATE_TYPES if _kind(t)[0] != "pqc")
+# Montgomery and Edwards curves: (private class, public class).
+RAW_CLASSES = {"x25519": (x25519.X25519PrivateKey, x25519.X25519PublicKey),
+               "x448": (x448.X448PrivateKey, x448.X448PublicKey),
+               "ed25519": (ed25519.Ed25519PrivateKey, ed25519.Ed25519PublicKey),
+               "ed448": (ed448.Ed448PrivateKey, ed448.Ed448PublicKey)}
+# Key type -> (kind, usage flags without a `mode`, bytes of private material). A SECP* key made without `mode` is
+# ECDH only (PY OQ-19); AES/SHA secrets are their own length (HMAC keys: the digest size, the emulator's choice).
+KINDS = {name: ("ec", ("ECDH",), (curve.key_size + 7) // 8) for name, curve in EC_CURVES.items()}
+KINDS.update({"CURVE25519": ("x25519", ("ECDH",), 32), "CURVE448": ("x448", ("ECDH",), 56),
+              "ED25519": ("ed25519", ("ExDSA",), 32), "ED448": ("ed448", ("ExDSA",), 57),
+              "AES128": ("secret", (), 16), "AES192": ("secret", (), 24), "AES256": ("secret", (), 32),
+              "SHA2-256": ("secret", (), 32), "SHA2-384": ("secret", (), 48), "SHA2-512": ("secret", (), 64),
+              "SHA3-256": ("secret", (), 32), "SHA3-384": ("secret", (), 48), "SHA3-512": ("secret", (), 64)})
+KINDS.update({name: ("pqc", ("PQC",), 64 if name.startswith("MLKEM") else 32) for name in PQC_PUBLIC})
+CREATE_TYPES = tuple(KINDS)                                                  # OA create: 23 types
+IMPORT_TYPES = tuple(t for t in KINDS if KINDS[t][0] != "secret")            # OA import: 14
+DERIVE_TYPES = tuple(t for t in KINDS if KINDS[t][0] != "pqc")               # OA derive: 17
 
 
 class _Bad(Exception):
@@ -99,7 +93,7 @@ def _flags(ktype, mode, private):
     """The list `type` prefixes: PKEY (private part held), then the usage flags (`mode` for SECP* only)."""
     if mode is not None and mode not in MODES:
         raise _Bad()
-    kind, flags, _seed = _kind(ktype)
+    kind, flags, _size = KINDS[ktype]
     if kind == "ec" and mode is not None:
         flags = MODES[mode]
     return (("PKEY",) if private and kind != "secret" else ()) + flags
@@ -114,30 +108,31 @@ def _pqc_class(ktype):
     return getattr(mlkem if ktype.startswith("MLKEM") else mldsa, ktype + "PrivateKey", None)
 
 
+def _ec_private(ktype, seed):
+    """The SECP* private key of `seed`: a scalar below 2^(bits-1), so under the group order of all four curves."""
+    curve = EC_CURVES[ktype]()
+    return ec.derive_private_key(max(1, int.from_bytes(seed, "big") & ((1 << (curve.key_size - 1)) - 1)), curve)
+
+
 def _from_seed(ktype, seed):
     """(private or secret bytes, raw public bytes or None) of a key made from `seed` (generated or derived)."""
-    kind = _kind(ktype)[0]
+    kind = KINDS[ktype][0]
     if kind == "secret":
         return seed, None
     if kind == "ec":
-        curve = EC_CURVES[ktype]()
-        # Below 2^(bits-1), so under the group order of all four curves; never 0.
-        d = max(1, int.from_bytes(seed, "big") & ((1 << (curve.key_size - 1)) - 1))
-        pub = ec.derive_private_key(d, curve).public_key()
+        pub = _ec_private(ktype, seed).public_key()
         return seed, pub.public_bytes(serialization.Encoding.X962, serialization.PublicFormat.CompressedPoint)
     if kind == "pqc":
         cls = _pqc_class(ktype)
         if cls is None:       # not in this `cryptography`: the right length, no real key
             return seed, HKDF(hashes.SHA256(), PQC_PUBLIC[ktype], None, b"emulator-" + ktype.encode()).derive(seed)
         return seed, cls.from_seed_bytes(seed).public_key().public_bytes_raw()
-    cls = {"x25519": x25519.X25519PrivateKey, "x448": x448.X448PrivateKey, "ed25519": ed25519.Ed25519PrivateKey,
-           "ed448": ed448.Ed448PrivateKey}[kind]
-    return seed, cls.from_private_bytes(seed).public_key().public_bytes_raw()
+    return seed, RAW_CLASSES[kind][0].from_private_bytes(seed).public_key().public_bytes_raw()
 
 
 def _public_key(ktype, raw):
     """The `cryptography` public key of raw bytes (compressed X9.63 for SECP*); ValueError when not one."""
-    kind = _kind(ktype)[0]
+    kind = KINDS[ktype][0]
     if kind == "ec":
         if len(raw) != 1 + (EC_CURVES[ktype].key_size + 7) // 8 or raw[:1] not in (b"\x02", b"\x03"):
             raise ValueError("not a compressed point")
@@ -146,20 +141,15 @@ def _public_key(ktype, raw):
         if len(raw) != PQC_PUBLIC[ktype]:
             raise ValueError("length")
         return raw
-    cls = {"x25519": x25519.X25519PublicKey, "x448": x448.X448PublicKey, "ed25519": ed25519.Ed25519PublicKey,
-           "ed448": ed448.Ed448PublicKey}[kind]
-    return cls.from_public_bytes(raw)
+    return RAW_CLASSES[kind][1].from_public_bytes(raw)
 
 
 def _ecdh(ktype, seed, peer_raw):
     peer = _public_key(ktype, peer_raw)
-    kind = _kind(ktype)[0]
+    kind = KINDS[ktype][0]
     if kind == "ec":
-        curve = EC_CURVES[ktype]()
-        d = max(1, int.from_bytes(seed, "big") & ((1 << (curve.key_size - 1)) - 1))
-        return ec.derive_private_key(d, curve).exchange(ec.ECDH(), peer)
-    cls = x25519.X25519PrivateKey if kind == "x25519" else x448.X448PrivateKey
-    return cls.from_private_bytes(seed).exchange(peer)
+        return _ec_private(ktype, seed).exchange(ec.ECDH(), peer)
+    return RAW_CLASSES[kind][0].from_private_bytes(seed).exchange(peer)
 
 
 class KeyRepository:
@@ -338,7 +328,7 @@ class KeyRepository:
             descr = _descr(body["descr"]) if "descr" in body else b""
         except _Bad as exc:
             return _response(exc.status)
-        return self._store(label, ktype, flags, descr, *_from_seed(ktype, secrets.token_bytes(_kind(ktype)[2])))
+        return self._store(label, ktype, flags, descr, *_from_seed(ktype, secrets.token_bytes(KINDS[ktype][2])))
 
     def post_update(self, req, claims, body):
         denied = self._deny(claims, ("keymgmt:upd",))
@@ -370,7 +360,7 @@ class KeyRepository:
         try:
             label = _label(body.get("label"))
             descr = _descr(body["descr"]) if "descr" in body else b""
-            if not isinstance(ktype, str) or body.get("mode") not in (None, *MODES):
+            if not isinstance(ktype, str):
                 raise _Bad()
             pub = _b64_field(body.get("pubkey"))
             if ktype not in IMPORT_TYPES:
@@ -420,7 +410,7 @@ class KeyRepository:
             shared = _ecdh(src["alg"], b64d(src["priv"]), peer_raw)
         except ValueError:
             return _response(406)
-        seed = HKDF(hashes.SHA256(), _kind(ktype)[2], None, ("encedo-" + ktype).encode()).derive(shared)
+        seed = HKDF(hashes.SHA256(), KINDS[ktype][2], None, ("encedo-" + ktype).encode()).derive(shared)
         return self._store(label, ktype, flags, descr, *_from_seed(ktype, seed))
 
     def delete_key(self, kid, req, claims):
