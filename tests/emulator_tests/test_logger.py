@@ -16,6 +16,7 @@ import hmac
 import re
 import struct
 import time
+import urllib.error
 
 import pytest
 from cryptography.exceptions import InvalidSignature
@@ -61,7 +62,7 @@ def verify_log(text: str, logger_key_b64: str) -> list:
         elif line_key is None:
             raise LogError("line %d: no seed line before it" % number)
         if previous is not None and counter != previous + 1:
-            raise LogError("line %d: counter %d follows %d" % (number, counter, previous))
+            raise LogError("line %d: counter %d follows %s" % (number, counter, previous))
         previous = counter
         body = line[:line.rindex("|") + 1]
         if not hmac.compare_digest(hmac.new(line_key, body.encode("utf-8"), hashlib.sha256).digest()[:16], _b64(fields[6])):
@@ -225,3 +226,22 @@ def test_factory_reset_erases_the_log_and_its_key(emulator):
     assert emu.wait_new_boot(0, boot)
     after = emu.logger(0)
     assert len(after["files"]) == 1 and after["files"][0]["locked"] and after["key"] != before["key"]
+
+
+def test_busy_while_a_format_runs_and_control_refuses_bad_bodies(emulator):
+    emu = emulator(devices=1, passphrase=PASS, rtc_set=True, extra_args=["--format-seconds", "30"])
+    hem = client(emu)
+    hem.login(PASS, scope="logger:get")
+    assert hem.get("/api/logger/key").status == 200
+    current = emu.logger(0)["files"][0]["id"]
+    for body in ({"action": "flip", "file": current, "line": 99}, {"action": "remove", "file": current, "line": "1"},
+                 {"action": "swap_key", "file": current}, {"action": "burn"}, {"file": current}):
+        with pytest.raises(urllib.error.HTTPError, match="400"):
+            emu._control("POST", "/devices/0/logger", body)  # pylint: disable=protected-access
+    with pytest.raises(urllib.error.HTTPError, match="404"):
+        emu.logger(0, "flip", file="0badf00d")
+    admin = client(emu)
+    admin.login(PASS)
+    assert admin.post("/api/system/config", {"storage_disk0size": 4194304}).status == 200   # a format starts
+    for path in ("/api/logger/key", "/api/logger/list", "/api/logger/" + current):
+        assert hem.get(path).status == 409, path
