@@ -6,7 +6,8 @@ library and `cryptography`. Contract: ../shared/reference/hem-api-1.2.2.yaml (Op
 followed where it disagrees with anything else), PROTOCOL.md, docs/development.md (CLI,
 control interface, harness). Layout: util.py (encodings, JWT, keys, X.509), device.py
 (state + REST API of one device), server.py (sockets, stand-in backend, control
-interface), cli.py (options, READY line), harness.py (start/stop from tests), keymgmt.py
+interface), logger.py (the audit logger, `/api/logger/*`: its docstring gives the file format
+and every choice), cli.py (options, READY line), harness.py (start/stop from tests), keymgmt.py
 (the key repository, /api/keymgmt/*).
 
 Choices made where the contract is ambiguous or silent
@@ -52,7 +53,7 @@ Login and tokens (PROTOCOL.md)
   (+ ctx when given); `exp` is the client's, 0 means now + 8 h.
 - A scope requirement R is met when the token's scope starts with R (prefix match).
   `system:config` is needed for config read/write; reads also accept `logger:get` and
-  `auth:ext:pair`; attestation and selftest accept any valid token.
+  `auth:ext:pair`; attestation and selftest accept any valid token; `/api/logger/*` need `logger:get`.
 - A present but invalid `Authorization` header answers 401 on every path, before routing
   (so also on unknown paths and on /api/system/status).
 
@@ -265,8 +266,8 @@ Transport
   loopback for a wildcard bind).
 - Plain HTTP serves the same API; `/api/keymgmt/*` and `/api/crypto/*` answer 418 there
   (409 for the two documented quirks). Over HTTPS keymgmt is the key repository of
-  keymgmt.py (its choices: docs/fidelity.md, "Key repository"); crypto, storage, upgrade,
-  external auth and logger families answer 404 on both (not implemented). Unknown paths 404.
+  keymgmt.py (its choices: docs/fidelity.md, "Key repository"); crypto, storage, upgrade and
+  external auth families answer 404 on both (not implemented); the logger answers on both. Unknown paths 404.
 - `/api/system/status`: `hostname` appears when the Host header differs from the
   configured hostname (so almost always, over 127.0.0.1); `storage` and `format` on PPA as
   in Configuration above; temp 36.6.

@@ -27,6 +27,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from . import keymgmt, util
+from .logger import AuditLog
 from .util import b64d, b64e
 
 # ---------------------------------------------------------------------------- constants
@@ -53,8 +54,7 @@ PREFLIGHT_HEADERS = {
 
 # Families the emulator does not implement: HTTPS answers 404. keymgmt (keymgmt.py) and crypto refuse plain
 # HTTP with 418 (two documented quirks answer 409 instead).
-UNIMPLEMENTED_PREFIXES = ("/api/crypto/", "/api/storage/", "/api/system/upgrade/",
-                          "/api/auth/ext/", "/api/logger/")
+UNIMPLEMENTED_PREFIXES = ("/api/crypto/", "/api/storage/", "/api/system/upgrade/", "/api/auth/ext/")
 TLS_ONLY_PREFIXES = ("/api/keymgmt/", "/api/crypto/")
 HTTP_409_QUIRKS = ("/api/keymgmt/delete/", "/api/crypto/hmac/hash")
 
@@ -161,13 +161,15 @@ class Request:
 @dataclass
 class Response:
     status: int
-    body: object = None      # dict -> JSON, None -> empty
+    body: object = None      # dict -> JSON, bytes -> text/plain, None -> empty
     headers: dict = field(default_factory=dict)
     after: object = None     # callable run once the answer is sent (reboot, wipe, ...)
     min_time: float = 0.0    # answer no earlier than request start + min_time (login delay)
     drop: bool = False       # close without answering
 
     def payload(self) -> bytes:
+        if isinstance(self.body, bytes):
+            return self.body            # text/plain (a log file)
         return b"" if self.body is None else util.json_bytes(self.body)
 
 
@@ -200,6 +202,7 @@ class Device:
             self.p = self._new_state()
         else:
             self.p = state
+        self.logger = AuditLog(self)      # the audit log (tests/emulator/logger.py)
         self._boot(rtc_set=fleet.rtc_set)
 
     # ------------------------------------------------------------------ persistent state
@@ -316,6 +319,19 @@ class Device:
         self.fmt = None              # the disk format task of this boot (None: none ran)
         self.boot_storage_mode = self.cfg.get("storage_mode")
         self.ssl_context = self.fleet.make_ssl_context(self.index, self.p["tls_key"], self.p["tls_crt"])
+        self.logger.power_up()
+
+    def audit(self, event, result=0, subject="-", data=b""):
+        """Write one audit-log line to the current boot's file (tests/emulator/logger.py) and persist it.
+
+        event: a name of logger.EVENTS (the manager's `logger_types`), e.g. "key_generated",
+        "key_deleted", "key_imported", "key_derived", "key_attributes_changed", "firmware_upgraded",
+        "exdsa_sign", ...; result 0 OK, 1 ERROR, 2 FAIL; subject "U" / "M" (the token's `sub`), "-",
+        or base64url bytes; data the raw bytes the manager decodes for that type (a KID for the key
+        types: `bytes.fromhex(kid)`). Call it from a handler (device lock held), e.g.
+        `self.audit("key_generated", subject=claims["sub"], data=bytes.fromhex(kid))`.
+        """
+        self.logger.write(event, result, subject, data)
 
     def go_down(self, seconds: float, wipe: bool = False):
         """Reboot (or power-cycle): unreachable for `seconds`, then a new boot."""
@@ -537,6 +553,8 @@ class Device:
             return _err(409 if any(path.startswith(q) for q in HTTP_409_QUIRKS) else 418)
         if any(path.startswith(p) or path + "/" == p for p in UNIMPLEMENTED_PREFIXES):
             return _err(404)
+        if path.startswith("/api/logger/"):
+            return self.logger.route(req, claims, path)
         routes = {
             ("GET", "/api/system/status"): self.get_status,
             ("GET", "/api/system/version"): self.get_version,
@@ -647,6 +665,7 @@ class Device:
             self.failures += 1
         elif resp.status == 200:
             self.failures = 0
+        self.logger.login(resp)
         resp.min_time = delay
         return resp
 
@@ -778,7 +797,7 @@ class Device:
         self.p.update(personalised=True, userkey=b64e(userkey), masterkey=b64e(masterkey), iat=now, uts=now,
                       instanceid=self._instance_id(secrets.token_bytes(16)))
         self._lazy = {}
-        self.save()
+        self.audit("personalised", subject="M")     # proved with the master key
         token = self.bearer({"jti": b64e(secrets.token_bytes(12)), "iat": now, "exp": now + DEFAULT_TOKEN_LIFETIME,
                              "scope": "system:config", "sub": "U"})
         out = {"instanceid": self.p["instanceid"], "token": token}
@@ -900,7 +919,7 @@ class Device:
             out["genuine"] = self.genuine()
         if changed:
             self.p["uts"] = self.now()
-            self.save()
+            self.audit("config_updated", subject=claims.get("sub", "-"))
         out["updated"] = changed
         return Response(200, out)
 
@@ -1078,6 +1097,7 @@ class Device:
         if not isinstance(iat, int) or isinstance(iat, bool):
             return _err(401)
         self.rtc_set = True
+        self.logger.rtc_set()
         action = payload.get("action", "OK")
         if action not in CHECKIN_ACTIONS:
             action = "???"
@@ -1128,12 +1148,14 @@ class Device:
         denied = self._auth(claims, ("system:config", "system:upgrade", "system:shutdown"), fresh_ok=True)
         if denied:
             return denied
+        self.audit("reboot", subject=claims.get("sub", "-") if claims else "-")
         return Response(200, None, after=lambda: self.go_down(self.fleet.reboot_seconds))
 
     def get_shutdown(self, req, claims):
         denied = self._auth(claims, ("system:config", "system:shutdown"))
         if denied:
             return denied
+        self.audit("shutdown", subject=claims.get("sub", "-"))
         return Response(200, None, after=lambda: self.go_down(self.fleet.reboot_seconds))
 
     # ------------------------------------------------------------------ control-interface views

@@ -313,6 +313,13 @@ class Emulator:
     def clear_checkin_order(self, i=0):
         return self._control("DELETE", "/devices/%d/checkin" % i)
 
+    def logger(self, i=0, action=None, **fields):
+        """Device i's audit log files and logger key (GET), or a tamper: action "flip" / "remove" with
+        file=<id>, line=<n> (0 is the seed line), or "swap_key" (POST /devices/<i>/logger)."""
+        if action is None:
+            return self._control("GET", "/devices/%d/logger" % i)
+        return self._control("POST", "/devices/%d/logger" % i, dict(fields, action=action))
+
     def clock(self, i, offset):
         return self._control("POST", "/devices/%d/clock" % i, {"offset": offset})
 

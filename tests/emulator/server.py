@@ -212,7 +212,7 @@ def _reset(conn):
 def write_response(conn, resp: Response):
     body = resp.payload()
     lines = ["HTTP/1.1 %d %s" % (resp.status, REASONS.get(resp.status, "")),
-             "Content-Type: application/json",
+             "Content-Type: " + ("text/plain" if isinstance(resp.body, bytes) else "application/json"),
              "Content-Length: %d" % len(body),
              "Connection: close"]
     lines += ["%s: %s" % (k, v) for k, v in resp.headers.items()]
@@ -539,6 +539,9 @@ def control_handler(fleet: Fleet, urls):
             with dev.lock:
                 dev.checkin_order = None
             return Response(200, {})
+        if what == "logger" and req.method in ("GET", "POST"):
+            with dev.lock:
+                return Response(*dev.logger.control(req.method, body))
         if what == "clock" and req.method == "POST":
             if not isinstance(body, dict) or not isinstance(body.get("offset"), (int, float)) or isinstance(body.get("offset"), bool):
                 return Response(400)

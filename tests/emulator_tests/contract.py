@@ -26,6 +26,7 @@ SPEC_PATH = os.environ.get("HEM_API_SPEC") or os.path.normpath(
 # 200 answers the spec documents as empty in some modes (fresh-device tls upload, wipeout).
 EMPTY_200_ALLOWED = {("POST", "/api/system/config")}
 
+TEXT = "text/plain"     # operations() value of a 200 documented as text (an audit-log file)
 RECORDED = []          # dicts: method, path, operation, status, validated
 _LOCK = threading.Lock()
 _SPEC = {"loaded": False, "ops": None, "error": None}
@@ -64,7 +65,7 @@ def _strict(schema):
 
 
 def operations():
-    """{(METHOD, path template): 200 JSON schema or None (200 without body)}; None if no spec."""
+    """{(METHOD, path template): 200 JSON schema, TEXT (text/plain) or None (200 without body)}; None if no spec."""
     if not _SPEC["loaded"]:
         _SPEC["loaded"] = True
         if spec_available():
@@ -80,8 +81,9 @@ def operations():
                     if ok is None:
                         continue
                     ok = _resolve(ok, root)
-                    schema = ok.get("content", {}).get("application/json", {}).get("schema")
-                    ops[(method.upper(), path)] = _strict(schema) if schema else None
+                    content = ok.get("content", {})
+                    schema = content.get("application/json", {}).get("schema")
+                    ops[(method.upper(), path)] = _strict(schema) if schema else TEXT if "text/plain" in content else None
             _SPEC["ops"] = ops
     return _SPEC["ops"]
 
@@ -137,7 +139,10 @@ def record(method, path, answer):
     if answer.status != 200 or not path.startswith("/api/"):
         return
     entry = {"method": method, "path": path, "operation": None, "validated": False}
-    if operations() is not None:
+    if operations() is not None and operations().get(match(method, path)) == TEXT:
+        assert answer.headers.get("Content-Type", "").startswith("text/plain"), "%s %s: not text/plain" % (method, path)
+        entry.update(operation=match(method, path), validated=True)
+    elif operations() is not None:
         body = answer.json if answer.raw else None
         assert answer.raw == b"" or answer.json is not None, "%s %s: 200 body is not JSON" % (method, path)
         entry["operation"] = validate(method, path, body)

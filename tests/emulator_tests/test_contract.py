@@ -30,6 +30,8 @@ IMPLEMENTED = {
     ("POST", "/api/auth/token"), ("GET", "/api/auth/init"), ("POST", "/api/auth/init"),
     ("GET", "/api/system/config"), ("POST", "/api/system/config"), ("GET", "/api/system/config/attestation"),
     ("POST", "/api/system/config/provisioning"), ("GET", "/api/system/reboot"), ("GET", "/api/system/shutdown"),
+    ("GET", "/api/logger/key"), ("GET", "/api/logger/list"), ("GET", "/api/logger/list/{offset}"),
+    ("GET", "/api/logger/{file}"),
 }
 
 
@@ -83,6 +85,10 @@ def test_every_implemented_operation_conforms(emulator):
     assert hem.get("/api/system/reboot").status == 200
     assert emu.wait_up(0)
     hem.checkin(emu.backend_url)
+    hem.login("contract pass", scope="logger:get")
+    hem.get("/api/logger/key")
+    hem.get("/api/logger/list/0")
+    assert hem.get("/api/logger/" + hem.get("/api/logger/list").json["id"][0]).status == 200   # the first boot's file
     hem.login("contract pass")
     assert hem.get("/api/system/shutdown").status == 200
     seen = {e["operation"] for e in contract.RECORDED[before:]}
