@@ -40,7 +40,8 @@ IO_TIMEOUT = 10.0
 MAX_LINE = 8192
 MAX_HEADERS = 64
 VENDOR_DEFAULT_NAME = "my.ence.do"   # the vendor's default device name (PROTOCOL.md, "Certificates on the device's name")
-FAULT_KINDS = ("latency", "drop", "busy", "error400", "error500", "reboot", "tamper_attestation", "expire_tokens") + upgrade.FAULTS
+FAULT_KINDS = ("latency", "drop", "busy", "error400", "error500", "reboot", "tamper_attestation",
+               "expire_tokens") + upgrade.FAULTS
 
 
 class Fleet:
