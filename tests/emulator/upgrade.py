@@ -103,10 +103,10 @@ class Upgrade:
             if flash["kind"] == "fw":
                 self.st["fw"] = {"fwv": flash["fwv"], "fws": flash["fws"]}
                 self.fw_upgrade = True
-            if flash["source"] == "pending":
-                self.st.pop("pending", None)
-            else:
-                self.st.get("staged", {}).pop("fw", None)
+            source = self.st if flash["source"] == "pending" else self.st.get("staged", {})
+            key = "pending" if flash["source"] == "pending" else "fw"
+            if (source.get(key) or {}).get("fws") == flash["fws"]:
+                source.pop(key)               # the installed image is consumed (not one uploaded meanwhile)
         self.dev.save()
 
     def version(self) -> dict:

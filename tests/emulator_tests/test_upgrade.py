@@ -89,7 +89,6 @@ def test_firmware_upload_check_install_and_the_new_boot(ppa):
     boot = emu.state(0)["boot_id"]
     assert hem.get(UP + "install_fw").status == 200
     assert hem.get(UP + "install_fw").status == 409                # install in progress (still answering)
-    assert emu.state(0)["upgrade"]["installing"] is True
     assert emu.wait_down(0, timeout=10) and emu.wait_up(0, timeout=20)
     assert emu.state(0)["boot_id"] != boot
     after = version(hem)
@@ -232,6 +231,17 @@ def test_epa_has_no_upload_and_installs_through_checkin_u(emulator):
     status = hem.get("/api/system/status", auth=False).json
     assert status["fw_upgrade"] is True and "time" not in status
     assert emu.state(0)["upgrade"]["pending"] is None
+
+
+def test_checkin_u_on_a_ppa_installs_the_checked_firmware(ppa):
+    emu, hem = ppa
+    assert upload(hem, firmware.make_image(NEW)).status == 200 and check(hem)[-1] == 200
+    emu.checkin_order(0, action="U", count=1)
+    boot = emu.state(0)["boot_id"]
+    assert hem.checkin(emu.backend_url).json == {"status": "U"}
+    assert emu.wait_new_boot(0, boot)
+    assert version(hem)["fwv"] == NEW and hem.get("/api/system/status", auth=False).json["fw_upgrade"] is True
+    assert emu.state(0)["upgrade"]["staged"] == {}
 
 
 def test_upgrade_is_kept_with_state_dir(tmp_path):
