@@ -209,7 +209,8 @@ Attestation (PPA only; on EPA both paths answer 404)
 
 Check-in (the blobs are opaque to clients)
 - `check` = compact JWS, header as the login header, claims jti (single use, valid 600 s),
-  spk, did (devid), iat, fws, tls (served certificate serial, hex); HS256 keyed with
+  spk, did (devid), iat, fws (the installed firmware's, as in the version), tls (served
+  certificate serial, hex); HS256 keyed with
   X25519(device session key, backend public key).
 - The stand-in backend (`POST /checkin {"check"}` -> `{"checked"}`) recomputes that key from
   `spk`, checks the HMAC (401 if bad, 400 if malformed) and answers an EdDSA (Ed25519) JWS

@@ -7,6 +7,7 @@ with Emulator(devices=2, passphrase="pw", rtc_set=True, auth_delay=0.0, tmp_path
     emu.url(0); emu.http_url(0); emu.ca_file; emu.custody_ca_file; emu.backend_url
     emu.log(0); emu.clear_log(0); emu.fault(0, "busy", count=2, path="/api/system/config")
     emu.state(0); emu.posts(0); emu.checkin_order(0, action="L", count=1)
+    emu.pending_firmware(0, "nGINE 1.2.3")      # an image check-in U installs (upgrade_seconds=S: --upgrade-seconds)
 ```
 
 The emulator runs as a subprocess (`python -m tests.emulator`) on free ports: a random
