@@ -19,8 +19,12 @@ import ipaddress
 import re
 import time
 
-from ansible_collections.encedo.hem.plugins.module_utils._errors import HemError
-from ansible_collections.encedo.hem.plugins.module_utils._login import x25519_shared
+from ansible.module_utils.basic import missing_required_lib
+
+from ansible_collections.encedo.hem.plugins.module_utils._engine import Plan, Resource
+from ansible_collections.encedo.hem.plugins.module_utils._errors import TOKEN_PATH, HemError
+from ansible_collections.encedo.hem.plugins.module_utils._login import HAS_CRYPTOGRAPHY, derive_keypair, x25519_shared
+from ansible_collections.encedo.hem.plugins.module_utils._module import POLL
 from ansible_collections.encedo.hem.plugins.module_utils._fields import (
     FIELDS, STORAGE_MODE_NAMES, FieldError, check, device_model, options_of, storage_mode_value,
 )
@@ -221,7 +225,7 @@ def public_config(current):
     return result
 
 
-class Plan(object):
+class Update(object):
     """What to send: ``delta`` (field -> wire value), ``before``/``after`` of those fields."""
 
     __slots__ = ("delta", "before", "after", "reboot_required", "model", "reformat")
@@ -300,7 +304,7 @@ def plan_update(current, desired, allow_reformat=False):
         reformat = reformat or field.reformat
     if problems:
         raise ConfigError("nothing was sent to the device: " + "; ".join(problems))
-    return Plan(delta, before, after, reboot, "ppa" if msc else "epa", reformat)
+    return Update(delta, before, after, reboot, "ppa" if msc else "epa", reformat)
 
 
 def _mode_text(mode):
@@ -399,3 +403,183 @@ def storage_split(status):
         except ValueError:
             return None
     return out
+
+
+# ---------------------------------------------------------------------------- the resource
+
+CONFIG_PATH = "/api/system/config"
+
+
+def _refusal(msg, **extra):
+    """A HemError failing the task with ``msg`` and ``extra`` result fields (``changed`` false and ``sent`` [] unless given)."""
+    extra.setdefault("changed", False)
+    extra.setdefault("sent", [])
+    return HemError(msg, result=extra)
+
+
+class ConfigResource(Resource):
+    """``GET``/``POST /api/system/config``: the configuration fields of the table, and the user passphrase rotation.
+
+    Its own steps besides the engine's: the rotation (a trial login with ``new_passphrase`` first: already
+    rotated means nothing to send), the disk format a storage change starts (waited for), and what a refused
+    or lost update means.
+    """
+
+    name = "config"
+    path = CONFIG_PATH
+
+    def __init__(self, module):
+        self.module = module
+        self.params = module.params
+        self.rotate = False
+
+    # -- what the task asks for
+    def desired(self, params):
+        if params["format_timeout"] <= 0:
+            raise _refusal("option format_timeout: must be a positive number of seconds, got %d" % params["format_timeout"])
+        want = validate(dict((field.name, params.get(field.name)) for field in options_of("config")))
+        new = params.get("new_passphrase")
+        if new is not None and not new:
+            raise _refusal("option 'new_passphrase' is empty; allowed: a non-empty passphrase. Nothing was sent to the device.")
+        if not self.module.has_credentials() and new is None:
+            raise _refusal("credentials needed: set passphrase or token (or ENCEDO_HEM_PASSPHRASE / ENCEDO_HEM_TOKEN)")
+        return want
+
+    def connect(self, client):
+        """The client to use: with ``new_passphrase``, one that logs in with it when the device accepts it (already rotated)."""
+        new = self.params.get("new_passphrase")
+        if not new:
+            return client
+        trial = self.module.client(passphrase=new, token=None)
+        try:
+            trial.login()
+            return trial
+        except HemError as exc:
+            if not (exc.status == 401 and exc.endpoint == "POST " + TOKEN_PATH):
+                raise
+        if not self.module.has_credentials():
+            raise _refusal("new_passphrase does not log in yet, and neither passphrase nor token was given to authorise the "
+                           "rotation. Nothing was sent.")
+        self.rotate = True
+        return client
+
+    def read(self, client):
+        try:
+            return client.get(self.path)
+        except HemError as exc:
+            if self.rotate and exc.status == 401 and exc.endpoint == "POST " + TOKEN_PATH:
+                raise _refusal("neither new_passphrase nor passphrase is accepted by the device (two failed login attempts; after "
+                               "3 consecutive failures the device answers logins more slowly until one succeeds). Nothing was "
+                               "sent.", status=401, endpoint=exc.endpoint)
+            raise
+
+    # -- the plan
+    def plan(self, current, want):
+        try:
+            update = plan_update(current, want, self.params.get("allow_reformat"))
+        except ConfigError as exc:
+            exc.result["config"] = self.shown(current)
+            raise
+        rotated = ("passphrase",) if self.rotate else ()
+        sent = sorted(list(update.delta) + (list(ROTATION_FIELDS) if self.rotate else []))
+        return Plan(update.before, update.after, body=update.delta, sent=sent, rotated=rotated,
+                    reboot_required=update.reboot_required, reformat=update.reformat, want=want)
+
+    def predict(self, current, plan):
+        return apply_delta(current, plan.body)
+
+    def write(self, client, plan, current):
+        body = dict(plan.body)
+        if self.rotate:
+            if not HAS_CRYPTOGRAPHY:
+                raise _refusal(missing_required_lib("cryptography"))
+            private, public = derive_keypair(self.params["new_passphrase"], current["eid"])
+            body.update(rotation_fields(private, public, current))
+        return client.post(self.path, body)
+
+    def refused(self, client, exc, plan):
+        sent = plan.sent
+        if exc.status == 400:
+            return _refusal("the device rejected the configuration update (HTTP 400): at least one of the fields sent failed its "
+                            "validation on the device (sent: %s). The device applies all or nothing, so nothing was changed. "
+                            "The module checked the documented ranges first; check these values against what this device and "
+                            "its firmware accept (encedo.hem.encedo_info shows the model and firmware)." % ", ".join(sent),
+                            sent=sent, status=400, endpoint=exc.endpoint)
+        if exc.status == 409:
+            return _refusal(self._busy_message(sent), sent=sent, status=409, endpoint=exc.endpoint)
+        if exc.status == 406 and self.rotate:
+            exc.msg += ("; the device refused the passphrase rotation for the role of this login (the vendor documents a 406 for "
+                        '"user-key rotation with wrong role" without naming the role). Nothing was applied: try with the other '
+                        "credential - the user passphrase, or a token of the master key")
+        return exc
+
+    def _busy_message(self, sent):
+        """The device answered 409 to the update: say whether a storage format is the reason."""
+        try:
+            formatting = format_running(self.module.client(**POLL).status())
+        except HemError:
+            formatting = False
+        if formatting:
+            return ("the device refused the configuration update (HTTP 409) because it is formatting its storage (sent: %s); "
+                    "nothing was changed. Wait until the format is over (encedo.hem.encedo_info shows status.format \"done\"), "
+                    "then run the task again." % ", ".join(sent))
+        return ("the device refused the configuration update (HTTP 409): it is busy or in the wrong state (a firmware install, a "
+                "disk format or a latched self-test fault; sent: %s); nothing was changed. Check encedo.hem.encedo_info, wait "
+                "until the device is idle, then run the task again." % ", ".join(sent))
+
+    def outcome_unknown(self, exc, plan, now, want):
+        have = current_values(now)
+        applied = [n for n in sorted(plan.body) if n in have and same(n, want[n], have[n])]
+        pending = [n for n in sorted(plan.body) if n not in applied]
+        msg = ("outcome unknown: the configuration update was sent but its answer was lost (%s). A re-read of the configuration "
+               "shows: %s; %s." % (exc, "as requested now: " + ", ".join(applied) if applied else "none of the changed fields applied",
+                                   "still different: " + ", ".join(pending) if pending else "nothing left to change"))
+        if self.rotate:
+            msg += (" Whether the passphrase was rotated cannot be read back: run the task again, it tries new_passphrase first "
+                    "and rotates only if that login fails.")
+        return _refusal(msg, changed=bool(applied), sent=plan.sent, config=self.shown(public_config(now)), applied=applied,
+                        not_applied=pending)
+
+    def settle(self, client, plan, answer):
+        """After an accepted storage change: wait for the device's format; fails the task on a timeout."""
+        if not plan.extra.get("reformat"):
+            return {}
+        timeout = self.params["format_timeout"]
+        try:
+            status, waited, dummy = wait_for_format(self.module.client(**POLL).status, timeout)
+        except FormatNotFinished as exc:
+            raise _refusal("the device accepted the storage change (sent: %s) and is formatting its storage, but the format did "
+                           "not finish within format_timeout=%d s: %s. Leave the device powered and connected: it refuses "
+                           "configuration changes (HTTP 409) until the format is over. Watch encedo.hem.encedo_info (status.format "
+                           "becomes \"done\"), then run the task again: it sends nothing once the device holds the requested values. "
+                           "Raise format_timeout if formats take longer on this device." % (", ".join(plan.sent), timeout, exc.msg),
+                           changed=True, sent=plan.sent, updated=bool(answer.get("updated", True)), reformatted=False,
+                           format_seconds=int(round(exc.waited)), device_status=exc.last_status)
+        fields = dict(reformatted=True, format_seconds=int(round(waited)))
+        split = storage_split(status)
+        if split is not None:
+            fields["storage"] = split
+        return fields
+
+    def result(self, plan, answer):
+        return dict(updated=bool(answer and answer.get("updated", False)),
+                    reformatted=bool(plan) and bool(plan.extra.get("reformat")))
+
+    # -- what the device holds
+    def values(self, current):
+        return dict((name, wire(name, value)) for name, value in current_values(current).items())
+
+    def same(self, name, written, have):
+        if have is None:
+            return False
+        try:
+            return same(name, normalise(name, written), normalise(name, have))
+        except ValueError:
+            return written == have
+
+    def shown(self, current):
+        """The declared fields only, or all of it with full_config (results stay small in a fleet)."""
+        config = public_config(current)
+        if self.params.get("full_config"):
+            return config
+        return dict((name, value) for name, value in config.items() if self.params.get(name) is not None)

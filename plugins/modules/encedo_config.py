@@ -302,184 +302,14 @@ token:
   sample: eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzY29wZSI6InN5c3RlbTpjb25maWcifQ.c2lnbmF0dXJl
 '''
 
-from ansible_collections.encedo.hem.plugins.module_utils._errors import HemError, TOKEN_PATH
-from ansible_collections.encedo.hem.plugins.module_utils._login import HAS_CRYPTOGRAPHY, derive_keypair
-from ansible_collections.encedo.hem.plugins.module_utils._config import (
-    ROTATION_FIELDS, ConfigError, FormatNotFinished, apply_delta, current_values, format_running, plan_update, public_config,
-    rotation_fields, same, storage_split, validate, wait_for_format, wire,
-)
-from ansible_collections.encedo.hem.plugins.module_utils import _fields, _rcw
-from ansible_collections.encedo.hem.plugins.module_utils._module import POLL, HemModule
-from ansible.module_utils.basic import missing_required_lib
-
-CONFIG = '/api/system/config'
-
-
-def _failure(msg, **extra):
-    """The HemError that fails the task with ``msg`` and ``extra`` result fields (``changed`` false and ``sent`` [] unless given)."""
-    extra.setdefault('changed', False)
-    extra.setdefault('sent', [])
-    return HemError(msg, result=extra)
-
-
-def _try_new_passphrase(module):
-    """A client logged in with new_passphrase, or None when the device refuses it (401)."""
-    p = module.params
-    trial = module.client(passphrase=p['new_passphrase'], token=None)
-    try:
-        trial.login()
-    except HemError as exc:
-        if exc.status == 401 and exc.endpoint == 'POST ' + TOKEN_PATH:
-            return None
-        raise
-    return trial
-
-
-def _outcome_unknown(module, exc, now, plan, desired, sent, rotate):
-    """The POST was sent but its answer was lost; ``now`` is the configuration re-read by the engine: say what it holds."""
-    have = current_values(now)
-    applied = [n for n in sorted(plan.delta) if n in have and same(n, desired[n], have[n])]
-    pending = [n for n in sorted(plan.delta) if n not in applied]
-    msg = ('outcome unknown: the configuration update was sent but its answer was lost (%s). A re-read of the configuration '
-           'shows: %s; %s.' % (exc, 'as requested now: ' + ', '.join(applied) if applied else 'none of the changed fields applied',
-                               'still different: ' + ', '.join(pending) if pending else 'nothing left to change'))
-    if rotate:
-        msg += (' Whether the passphrase was rotated cannot be read back: run the task again, it tries new_passphrase first and '
-                'rotates only if that login fails.')
-    raise _failure(msg, changed=bool(applied), sent=sent, config=_shown(module, public_config(now)), applied=applied, not_applied=pending)
-
-
-def _shown(module, config):
-    """The configuration to return: the declared fields only, or all of it with full_config (results stay small in a fleet)."""
-    if module.params['full_config']:
-        return config
-    return dict((name, value) for name, value in config.items() if module.params.get(name) is not None)
-
-
-def _busy_message(module, sent):
-    """The device answered 409 to the update: say whether a storage format is the reason."""
-    try:
-        formatting = format_running(module.client(**POLL).status())
-    except HemError:
-        formatting = False
-    if formatting:
-        return ('the device refused the configuration update (HTTP 409) because it is formatting its storage (sent: %s); nothing '
-                'was changed. Wait until the format is over (encedo.hem.encedo_info shows status.format "done"), then run the '
-                'task again.' % ', '.join(sent))
-    return ('the device refused the configuration update (HTTP 409): it is busy or in the wrong state (a firmware install, a '
-            'disk format or a latched self-test fault; sent: %s); nothing was changed. Check encedo.hem.encedo_info, wait until '
-            'the device is idle, then run the task again.' % ', '.join(sent))
-
-
-def _wait_for_format(module, sent, answer):
-    """After an accepted storage change: wait for the device's format. -> result fields; fails the task on a timeout."""
-    timeout = module.params['format_timeout']
-    try:
-        status, waited, _polls = wait_for_format(module.client(**POLL).status, timeout)
-    except FormatNotFinished as exc:
-        raise _failure('the device accepted the storage change (sent: %s) and is formatting its storage, but the format did not '
-                       'finish within format_timeout=%d s: %s. Leave the device powered and connected: it refuses configuration '
-                       'changes (HTTP 409) until the format is over. Watch encedo.hem.encedo_info (status.format becomes "done"), '
-                       'then run the task again: it sends nothing once the device holds the requested values. Raise format_timeout '
-                       'if formats take longer on this device.' % (', '.join(sent), timeout, exc.msg),
-                       changed=True, sent=sent, updated=bool(answer.get('updated', True)), reformatted=False,
-                       format_seconds=int(round(exc.waited)), device_status=exc.last_status)
-    fields = dict(reformatted=True, format_seconds=int(round(waited)))
-    split = storage_split(status)
-    if split is not None:
-        fields['storage'] = split
-    return fields
+from ansible_collections.encedo.hem.plugins.module_utils import _fields
+from ansible_collections.encedo.hem.plugins.module_utils._config import ConfigResource
+from ansible_collections.encedo.hem.plugins.module_utils._engine import converge
+from ansible_collections.encedo.hem.plugins.module_utils._module import HemModule
 
 
 def run(module, client):
-    p = module.params
-    desired = validate(dict((field.name, p[field.name]) for field in _fields.options_of('config')))
-    new = p['new_passphrase']
-    if new is not None and not new:
-        raise _failure("option 'new_passphrase' is empty; allowed: a non-empty passphrase. Nothing was sent to the device.")
-    if not module.has_credentials() and new is None:
-        raise _failure('credentials needed: set passphrase or token (or ENCEDO_HEM_PASSPHRASE / ENCEDO_HEM_TOKEN)')
-
-    rotate = False
-    if new:
-        trial = _try_new_passphrase(module)
-        if trial is not None:
-            client = trial  # already rotated: the new passphrase is the one that works
-        elif not module.has_credentials():
-            raise _failure('new_passphrase does not log in yet, and neither passphrase nor token was given to authorise the rotation. '
-                           'Nothing was sent.')
-        else:
-            rotate = True
-
-    # read
-    try:
-        current = client.get(CONFIG)
-    except HemError as exc:
-        if rotate and exc.status == 401 and exc.endpoint == 'POST ' + TOKEN_PATH:
-            raise _failure('neither new_passphrase nor passphrase is accepted by the device (two failed login attempts; after 3 '
-                           'consecutive failures the device answers logins more slowly until one succeeds). Nothing was sent.',
-                           status=401, endpoint=exc.endpoint)
-        raise
-
-    # normalise and compare
-    try:
-        plan = plan_update(current, desired, p['allow_reformat'])
-    except ConfigError as exc:
-        exc.result['config'] = _shown(module, public_config(current))
-        raise
-    change = _rcw.Change(plan.before, plan.after, rotated=('passphrase',) if rotate else ())
-    sent = sorted(list(plan.delta) + (list(ROTATION_FIELDS) if rotate else []))
-    result = dict(changed=bool(change), sent=sent, updated=False, reboot_required=plan.reboot_required,
-                  reformatted=bool(change) and plan.reformat)
-    if not change:
-        result['config'] = _shown(module, public_config(current))
-        return result
-    if module.check_mode:
-        result['config'] = _shown(module, public_config(apply_delta(current, plan.delta)))
-        if module._diff:
-            result['diff'] = change.diff()
-        return result
-
-    # write: one POST of the differing fields (and the rotation proof)
-    body = dict(plan.delta)
-    if rotate:
-        if not HAS_CRYPTOGRAPHY:
-            raise _failure(missing_required_lib('cryptography'))
-        private, public = derive_keypair(new, current['eid'])
-        body.update(rotation_fields(private, public, current))
-    try:
-        answer = _rcw.write(module, change, lambda: client.post(CONFIG, body), reread=lambda: client.get(CONFIG),
-                            unknown=lambda exc, now: _outcome_unknown(module, exc, now, plan, desired, sent, rotate))
-    except HemError as exc:
-        if exc.status == 400:
-            raise _failure('the device rejected the configuration update (HTTP 400): at least one of the fields sent failed its '
-                           'validation on the device (sent: %s). The device applies all or nothing, so nothing was changed. '
-                           'The module checked the documented ranges first; check these values against what this device and '
-                           'its firmware accept (encedo.hem.encedo_info shows the model and firmware).' % ', '.join(sent),
-                           sent=sent, status=400, endpoint=exc.endpoint)
-        if exc.status == 409:
-            raise _failure(_busy_message(module, sent), sent=sent, status=409, endpoint=exc.endpoint)
-        if exc.status == 406 and rotate:
-            exc.msg += ('; the device refused the passphrase rotation for the role of this login (the vendor documents a 406 for '
-                        '"user-key rotation with wrong role" without naming the role). Nothing was applied: try with the other '
-                        'credential - the user passphrase, or a token of the master key')
-        raise
-
-    if plan.reformat:
-        result.update(_wait_for_format(module, sent, answer))
-    after = client.get(CONFIG)
-    have = current_values(after)
-    residual = [n for n in sorted(plan.delta) if n not in have or not same(n, desired[n], have[n])]
-    if residual:
-        module.warn('the device accepted the update but still reports a different value for: %s' % ', '.join(residual))
-    result.update(
-        updated=bool(answer.get('updated', False)),
-        reboot_required=plan.reboot_required or bool(answer.get('reboot_required')),
-        config=_shown(module, public_config(after)),
-    )
-    if module._diff:
-        result['diff'] = change.diff(dict((n, wire(n, have[n]) if n in have else None) for n in plan.delta))
-    return result
+    return converge(module, client, ConfigResource(module))
 
 
 def main():
@@ -491,8 +321,6 @@ def main():
         new_passphrase=dict(type='str', no_log=True),
     )
     module = HemModule(argument_spec=spec, supports_check_mode=True)
-    if module.params['format_timeout'] <= 0:
-        module.fail_json(msg='option format_timeout: must be a positive number of seconds, got %d' % module.params['format_timeout'])
     module.run(run)
 
 

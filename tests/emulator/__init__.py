@@ -6,7 +6,8 @@ library and `cryptography`. Contract: ../shared/reference/hem-api-1.2.2.yaml (Op
 followed where it disagrees with anything else), PROTOCOL.md, docs/development.md (CLI,
 control interface, harness). Layout: util.py (encodings, JWT, keys, X.509), device.py
 (state + REST API of one device), server.py (sockets, stand-in backend, control
-interface), cli.py (options, READY line), harness.py (start/stop from tests).
+interface), cli.py (options, READY line), harness.py (start/stop from tests), keymgmt.py
+(the key repository, /api/keymgmt/*).
 
 Choices made where the contract is ambiguous or silent
 ======================================================
@@ -255,8 +256,8 @@ Transport
   every answer, empty error bodies (except the config 400). POST without Content-Length,
   with `Content-Length: 0` or with Transfer-Encoding: 411. Declared length over 7300: 413
   and the connection is closed unread (the raw uploads `upload_fw`/`upload_ui` take up to
-  16 MiB and close some requests unanswered: upgrade.py, docs/fidelity.md). A body shorter than declared (peer closed): 400;
-  a stalled request is closed without an answer after http_option_dosprot_mode x 0.5 s
+  16 MiB and close some requests unanswered: upgrade.py, docs/fidelity.md). A body shorter
+  than declared (peer closed): 400 (406 for an upload); a stalled request is closed without an answer after http_option_dosprot_mode x 0.5 s
   (10 s when 0). Malformed request line or headers: 400. Non-object JSON body: 400.
 - CORS: `origin` is a list split on commas/blanks; `*`, exact origins and `*.domain`
   wildcards match. A non-matching Origin answers 412, also on OPTIONS; OPTIONS otherwise
@@ -267,26 +268,30 @@ Transport
   address the devices are reached on (`--bind`; an IP SAN, or a DNS SAN for a name; the
   loopback for a wildcard bind).
 - Plain HTTP serves the same API; `/api/keymgmt/*` and `/api/crypto/*` answer 418 there
-  (409 for the two documented quirks) and 404 over HTTPS. Storage, external auth, logger and
-  `/api/system/upgrade/usbmode` answer 404 on both (not implemented).
+  (409 for the two documented quirks). Over HTTPS keymgmt is the key repository of
+  keymgmt.py (its choices: docs/fidelity.md, "Key repository"); crypto, storage,
+  `/api/system/upgrade/usbmode`, external auth and logger answer 404 on both (not
+  implemented). Unknown paths 404.
+- `/api/system/status`: `hostname` appears when the Host header differs from the
+  configured hostname (so almost always, over 127.0.0.1); `storage` and `format` on PPA as
+  in Configuration above; temp 36.6.
 
 Firmware upgrade (PPA; tests/emulator/upgrade.py, images: tests/emulator/firmware.py)
 - upload_fw / upload_ui / check_fw / check_ui / install_fw / install_ui as docs/fidelity.md
   "Firmware upgrade" lists them, with their sources. Checks take `--upgrade-seconds`
   (201, then 202, then 200 or 406); install_fw answers, keeps answering (409 to another
   install) for `--upgrade-seconds`, then is down for `--reboot-seconds` and boots the new
-  firmware (`fwv`, `fws` in the version, `fw_upgrade` in the status for that boot, clock unset).
-  Personalisation, configuration and keys survive (the emulator's assumption). EPA: 404. Unknown paths 404.
-- `/api/system/status`: `hostname` appears when the Host header differs from the
-  configured hostname (so almost always, over 127.0.0.1); `storage` and `format` on PPA as
-  in Configuration above; temp 36.6.
+  firmware (`fwv`, `fws` in the version, `fw_upgrade` in the status for that boot, clock
+  unset). Personalisation, configuration and keys survive (the emulator's assumption).
+  On an EPA every upgrade path answers 404.
 
 Test support
 - Control interface: docs/development.md. A `drop` fault resets the connection; it is
   logged with status null (so is an upload closed unanswered). `flash_power_loss` cuts the
   next flash (the device comes back on its old firmware); `flash_never_back` leaves the
-  device down after the next flash until the `reboot` fault (a power cycle). `reboot` happens at once. `tamper_attestation` flips one byte
-  in the middle of the next `count` signatures.
+  device down after the next flash until the `reboot` fault (a power cycle). `reboot`
+  happens at once. `tamper_attestation` flips one byte in the middle of the next `count`
+  signatures.
 - State files: `<state-dir>/fleet.json` (CAs, backend keys) and `device-<i>.json`, each
   written through a temporary file + os.replace.
 """

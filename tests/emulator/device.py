@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-from . import upgrade, util
+from . import keymgmt, upgrade, util
 from .util import b64d, b64e
 
 # ---------------------------------------------------------------------------- constants
@@ -50,9 +50,9 @@ PREFLIGHT_HEADERS = {
     "Access-Control-Allow-Credentials": "true",
 }
 
-# Families the emulator does not implement: HTTPS answers 404; keymgmt/crypto refuse plain HTTP with 418
-# (two documented quirks answer 409 instead).
-UNIMPLEMENTED_PREFIXES = ("/api/keymgmt/", "/api/crypto/", "/api/storage/", "/api/auth/ext/", "/api/logger/")
+# Families the emulator does not implement: HTTPS answers 404. keymgmt (keymgmt.py) and crypto refuse plain
+# HTTP with 418 (two documented quirks answer 409 instead).
+UNIMPLEMENTED_PREFIXES = ("/api/crypto/", "/api/storage/", "/api/auth/ext/", "/api/logger/")
 TLS_ONLY_PREFIXES = ("/api/keymgmt/", "/api/crypto/")
 HTTP_409_QUIRKS = ("/api/keymgmt/delete/", "/api/crypto/hmac/hash")
 
@@ -193,6 +193,7 @@ class Device:
         self.up = True
         self.down_until = 0.0
         self.ssl_context = None
+        self.keys = keymgmt.KeyRepository(self)      # its records live in self.p["keys"]
         if state is None:
             self.p = self._new_state()
         else:
@@ -533,11 +534,9 @@ class Device:
         if claims is False:
             return _err(401)
         path = req.path.rstrip("/") or "/"
+        if req.scheme == "http" and path.startswith(TLS_ONLY_PREFIXES):
+            return _err(409 if any(path.startswith(q) for q in HTTP_409_QUIRKS) else 418)
         if any(path.startswith(p) or path + "/" == p for p in UNIMPLEMENTED_PREFIXES):
-            if req.scheme == "http" and path.startswith(TLS_ONLY_PREFIXES):
-                if any(path.startswith(q) for q in HTTP_409_QUIRKS):
-                    return _err(409)
-                return _err(418)
             return _err(404)
         if path.startswith(upgrade.PREFIX):
             status, after = self.upgrade.handle(req, claims, path)
@@ -560,7 +559,7 @@ class Device:
         if self.msc:
             routes[("GET", "/api/system/config/attestation")] = self.get_attestation
             routes[("POST", "/api/system/config/provisioning")] = self.post_provisioning
-        handler = routes.get((req.method, path))
+        handler = routes.get((req.method, path)) or self.keys.route(req.method, path)
         if handler is None:
             return _err(404)
         if self.msc and (req.method, path) in BUSY_DURING_FORMAT and self.formatting():
@@ -627,7 +626,7 @@ class Device:
         now = self.now()
         out = {"last_selftest_ts": now, "last_fls_state": 0, "last_entropytest_ts": now, "last_kat_ts": now,
                "fls_state": 0, "selftest_ts": now,
-               "repo_stats": {"total": 0, "deleted": 0, "invalid": 0, "fragmented": 0, "freeslots": 1024}}
+               "repo_stats": self.keys.stats()}
         if self.msc:
             out["se_state"] = 0
         return Response(200, out)

@@ -27,21 +27,18 @@ PASS = "pw-role-user"
 MASTER = "pw-role-master"
 JWT_RE = re.compile(r"eyJ[\w-]{10,}\.eyJ[\w-]{10,}\.[\w-]{20,}")
 
-# Requests a no-op run of the role makes per host with every step enabled (status,
-# check-in skipped, personalisation skipped, login, attestation, configuration, TLS):
-#   encedo_info        GET /api/system/status (gather_subset status + certificate: the served
-#                      certificate comes from this request's own TLS handshake, and whether the
-#                      CA issued it), then with return_token
-#                      GET /api/auth/token, POST /api/auth/token          (the one login)
-#   encedo_attestation GET /api/system/config/attestation, GET /api/system/config (with a token
-#                      the device is personalised; status and version are read only when needed)
-#   encedo_config      GET /api/system/config
-#   TLS step           skipped: the certificate encedo_info read is the CA's with days left
-# Three module runs per host (NOOP_MODULES), the rest of the role runs on the controller.
+# Requests a no-op run of the role makes per host with every step enabled (status, check-in and
+# personalisation skipped, login, attestation, configuration, TLS), all in one module run:
+#   encedo_device      GET /api/system/status (the served certificate comes from this request's own
+#                      TLS handshake), GET /api/auth/token, POST /api/auth/token (the one login),
+#                      GET /api/system/config/attestation, GET /api/system/config (read once for the
+#                      attestation's genuine_id and the configuration step)
+#   TLS step           the certificate is the CA's with days left: no CSR, no request
+# One module run per host (NOOP_MODULES), the rest of the role runs on the controller.
 # The device closes the connection after every answer (PROTOCOL.md "Transport"), so this is
 # also the number of TCP connections (counted by CountingForwarder in the test below).
-NOOP_REQUESTS_PER_HOST = 6
-NOOP_MODULES = ["encedo.hem.encedo_info", "encedo.hem.encedo_attestation", "encedo.hem.encedo_config"]
+NOOP_REQUESTS_PER_HOST = 5
+NOOP_MODULES = ["encedo.hem.encedo_device"]
 
 
 def role_vars(emu, tmp_path, tls=True, attestation=True, **over):
@@ -116,8 +113,9 @@ def test_fresh_devices_to_desired_state_then_noop(emulator, hem_playbook, tmp_pa
         cfg = state["config"]
         assert (cfg["user"], cfg["hostname"], cfg["ip"], cfg["http_option_hsts"]) == ("Role test", host + ".emulator.test",
                                                                                       "127.0.0.1/8", True)
-        # One login before the reboot, one after it (the handler).
-        assert len([e for e in emu.log(i) if e["method"] == "POST" and e["path"] == "/api/auth/token"]) == 2
+        # One login for the device module once the device is set up, one for the certificate upload, one for the
+        # reboot (the handler): each module logs in with the passphrase, no token travels through the role.
+        assert len([e for e in emu.log(i) if e["method"] == "POST" and e["path"] == "/api/auth/token"]) == 3
         assert len([e for e in emu.log(i) if e["path"] == "/api/system/reboot"]) == 1
         # The device now serves the certificate issued by the test CA, valid for its URL.
         assert served_issuer_with_only(host_vars["encedo_hem_tls_issuer_cert_path"], emu.url(i)) == "Role test CA"
@@ -138,11 +136,11 @@ def test_fresh_devices_to_desired_state_then_noop(emulator, hem_playbook, tmp_pa
     for i in range(n):
         host = "hem%d" % i
         assert second.stats[host]["changed"] == 0, second.tail()
-        # Only three modules ran (the cost of a fleet's no-op is mostly module runs): the login was the status task's.
+        # One module ran (the cost of a fleet's no-op is mostly module runs).
         ran = [t.action for t in second.results(host=host, status="ok") if not t.action.startswith("ansible.builtin.")]
         assert ran == NOOP_MODULES, ran
-        # At most 6 HTTP(S) connections per device (issue 15): one per request, none for the TLS step.
-        assert proxies[i].connections <= 6, (proxies[i].connections, [(e["method"], e["path"]) for e in logs[i]])
+        # At most 5 HTTP(S) connections per device: one per request, none for the TLS step.
+        assert proxies[i].connections <= 5, (proxies[i].connections, [(e["method"], e["path"]) for e in logs[i]])
         assert proxies[i].connections == len(logs[i]), "a connection without a request (e.g. a TLS handshake of its own)"
         posts = [(e["method"], e["path"]) for e in logs[i] if e["method"] == "POST"]
         assert posts == [("POST", "/api/auth/token")], "a no-op run may only POST its one login: %s" % posts
@@ -230,7 +228,7 @@ def test_tls_step_without_community_crypto_fails_with_instructions(emulator, hem
     # No host went on: nothing but the login was sent to either device (no CSR requested).
     for i in range(2):
         assert [e for e in emu.log(i) if e["method"] == "POST" and e["path"] != "/api/auth/token"] == []
-    assert run.results(task="Have the device generate a CSR when its certificate is not from the CA or expires soon") == []
+    assert run.results(task="Bring the device to its declared state (status, attestation, configuration, certificate due)") == []
 
 
 def test_unexpected_reboot_mid_play_fails_clearly_and_a_rerun_recovers(emulator, hem_playbook, tmp_path):

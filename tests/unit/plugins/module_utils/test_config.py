@@ -16,11 +16,11 @@ from hypothesis import strategies as st
 
 try:
     from ansible_collections.encedo.hem.plugins.module_utils import _config as C
-    from ansible_collections.encedo.hem.plugins.module_utils import _fields as F, _rcw
+    from ansible_collections.encedo.hem.plugins.module_utils import _fields as F, _engine
 except ImportError:  # run without the collection link on sys.path
     sys.path.insert(0, str(Path(__file__).resolve().parents[4] / "build" / "collections"))
     from ansible_collections.encedo.hem.plugins.module_utils import _config as C
-    from ansible_collections.encedo.hem.plugins.module_utils import _fields as F, _rcw
+    from ansible_collections.encedo.hem.plugins.module_utils import _fields as F, _engine
 
 
 def ppa_config(**over):
@@ -380,9 +380,9 @@ def test_public_config_has_no_noise():
 
 
 def test_diff_masks_the_passphrase():
-    d = _rcw.Change({"user": "a"}, {"user": "b"}, rotated=("passphrase",)).diff()
-    assert d["before"] == {"user": "a", "passphrase": _rcw.MASK}
-    assert d["after"]["passphrase"].startswith(_rcw.MASK) and d["after"]["user"] == "b"
+    d = _engine.Plan({"user": "a"}, {"user": "b"}, rotated=("passphrase",)).diff()
+    assert d["before"] == {"user": "a", "passphrase": _engine.MASK}
+    assert d["after"]["passphrase"].startswith(_engine.MASK) and d["after"]["user"] == "b"
 
 
 def test_rotation_proof_verifies_from_the_device_side():
