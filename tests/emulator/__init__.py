@@ -211,7 +211,8 @@ Attestation (PPA only; on EPA both paths answer 404)
 
 Check-in (the blobs are opaque to clients)
 - `check` = compact JWS, header as the login header, claims jti (single use, valid 600 s),
-  spk, did (devid), iat, fws, tls (served certificate serial, hex); HS256 keyed with
+  spk, did (devid), iat, fws (the installed firmware's, as in the version), tls (served
+  certificate serial, hex); HS256 keyed with
   X25519(device session key, backend public key).
 - The stand-in backend (`POST /checkin {"check"}` -> `{"checked"}`) recomputes that key from
   `spk`, checks the HMAC (401 if bad, 400 if malformed) and answers an EdDSA (Ed25519) JWS
@@ -238,10 +239,12 @@ Check-in (the blobs are opaque to clients)
   wipe and reboot); `R` changes nothing; `B` stops the web servers after the answer: every
   connection to the device (HTTPS and HTTP) is reset, state `up` false, until a power cycle,
   which is the control-interface `reboot` fault (a check-in cannot undo it: the OpenAPI has no
-  way back but power); `U` reboots after the answer, as `GET /api/system/upgrade/install_fw`
-  does ("reboots into the bootloader to flash the image"): the emulator has no image, so the
-  device comes back with the same firmware and the clock unset (it does not show
-  `fw_upgrade`). Known limit: a device personalised by `--passphrase` whose user key `L`
+  way back but power); `U` ("force upgrade") installs the pending image after the answer, as
+  `GET /api/system/upgrade/install_fw` does (tests/emulator/upgrade.py): an image given through
+  the control interface (`POST /devices/<i>/firmware`, how an EPA gets one) or, on a PPA, a
+  staged firmware whose check passed; the device comes back with the new firmware,
+  `fw_upgrade` and the clock unset. Without one (or with one that fails the check, which is
+  dropped) `U` only reboots: same firmware, no `fw_upgrade`, clock unset. Known limit: a device personalised by `--passphrase` whose user key `L`
   erased gets it back when the emulator is restarted with `--state-dir` and `--passphrase`.
 - `newcrt` is installed like a `tls` import of `crt` alone: it must be a P-256 certificate for
   the device's stored TLS key (the pending one if an import is pending), else `newcrt:
@@ -253,8 +256,9 @@ Transport
 - One request per connection, `Connection: close`, `Content-Type: application/json` on
   every answer, empty error bodies (except the config 400). POST without Content-Length,
   with `Content-Length: 0` or with Transfer-Encoding: 411. Declared length over 7300: 413
-  and the connection is closed unread. A body shorter than declared (peer closed): 400;
-  a stalled request is closed without an answer after http_option_dosprot_mode x 0.5 s
+  and the connection is closed unread (the raw uploads `upload_fw`/`upload_ui` take up to
+  16 MiB and close some requests unanswered: upgrade.py, docs/fidelity.md). A body shorter
+  than declared (peer closed): 400 (406 for an upload); a stalled request is closed without an answer after http_option_dosprot_mode x 0.5 s
   (10 s when 0). Malformed request line or headers: 400. Non-object JSON body: 400.
 - CORS: `origin` is a list split on commas/blanks; `*`, exact origins and `*.domain`
   wildcards match. A non-matching Origin answers 412, also on OPTIONS; OPTIONS otherwise
@@ -266,16 +270,29 @@ Transport
   loopback for a wildcard bind).
 - Plain HTTP serves the same API; `/api/keymgmt/*` and `/api/crypto/*` answer 418 there
   (409 for the two documented quirks). Over HTTPS keymgmt is the key repository of
-  keymgmt.py (its choices: docs/fidelity.md, "Key repository"); crypto, storage, upgrade and
-  external auth families answer 404 on both (not implemented); the logger answers on both. Unknown paths 404.
+  keymgmt.py (its choices: docs/fidelity.md, "Key repository"); crypto, storage,
+  `/api/system/upgrade/usbmode` and external auth answer 404 on both (not implemented); the
+  logger and the upgrade (upgrade.py) answer. Unknown paths 404.
 - `/api/system/status`: `hostname` appears when the Host header differs from the
   configured hostname (so almost always, over 127.0.0.1); `storage` and `format` on PPA as
   in Configuration above; temp 36.6.
 
+Firmware upgrade (PPA; tests/emulator/upgrade.py, images: tests/emulator/firmware.py)
+- upload_fw / upload_ui / check_fw / check_ui / install_fw / install_ui as docs/fidelity.md
+  "Firmware upgrade" lists them, with their sources. Checks take `--upgrade-seconds`
+  (201, then 202, then 200 or 406); install_fw answers, keeps answering (409 to another
+  install) for `--upgrade-seconds`, then is down for `--reboot-seconds` and boots the new
+  firmware (`fwv`, `fws` in the version, `fw_upgrade` in the status for that boot, clock
+  unset). Personalisation, configuration and keys survive (the emulator's assumption).
+  On an EPA every upgrade path answers 404.
+
 Test support
 - Control interface: docs/development.md. A `drop` fault resets the connection; it is
-  logged with status null. `reboot` happens at once. `tamper_attestation` flips one byte
-  in the middle of the next `count` signatures.
+  logged with status null (so is an upload closed unanswered). `flash_power_loss` cuts the
+  next flash (the device comes back on its old firmware); `flash_never_back` leaves the
+  device down after the next flash until the `reboot` fault (a power cycle). `reboot`
+  happens at once. `tamper_attestation` flips one byte in the middle of the next `count`
+  signatures.
 - State files: `<state-dir>/fleet.json` (CAs, backend keys) and `device-<i>.json`, each
   written through a temporary file + os.replace.
 """

@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-from . import keymgmt, util
+from . import keymgmt, upgrade, util
 from .logger import AuditLog
 from .util import b64d, b64e
 
@@ -43,7 +43,6 @@ FACTORY_HOSTNAME = "my.ence.do"
 STORAGE_CAPACITY = 120979451
 BACKEND_ISSUER = "hem-emulator-backend"
 CHECKIN_ACTIONS = ("OK", "L", "W", "R", "B", "U")   # OpenAPI POST /api/system/checkin
-FW_NAME = "nGINE 1.2.2 (HEM emulator)"
 
 PREFLIGHT_HEADERS = {
     "Access-Control-Allow-Methods": "GET, POST, DELETE, OPTIONS",
@@ -54,7 +53,7 @@ PREFLIGHT_HEADERS = {
 
 # Families the emulator does not implement: HTTPS answers 404. keymgmt (keymgmt.py) and crypto refuse plain
 # HTTP with 418 (two documented quirks answer 409 instead).
-UNIMPLEMENTED_PREFIXES = ("/api/crypto/", "/api/storage/", "/api/system/upgrade/", "/api/auth/ext/")
+UNIMPLEMENTED_PREFIXES = ("/api/crypto/", "/api/storage/", "/api/auth/ext/")
 TLS_ONLY_PREFIXES = ("/api/keymgmt/", "/api/crypto/")
 HTTP_409_QUIRKS = ("/api/keymgmt/delete/", "/api/crypto/hmac/hash")
 
@@ -203,6 +202,7 @@ class Device:
         else:
             self.p = state
         self.logger = AuditLog(self)      # the audit log (tests/emulator/logger.py)
+        self.upgrade = upgrade.Upgrade(self)     # /api/system/upgrade/*, check-in U (upgrade.py)
         self._boot(rtc_set=fleet.rtc_set)
 
     # ------------------------------------------------------------------ persistent state
@@ -318,6 +318,7 @@ class Device:
         self.failures = 0
         self.fmt = None              # the disk format task of this boot (None: none ran)
         self.boot_storage_mode = self.cfg.get("storage_mode")
+        self.upgrade.on_boot()
         self.ssl_context = self.fleet.make_ssl_context(self.index, self.p["tls_key"], self.p["tls_crt"])
         self.logger.power_up()
 
@@ -351,6 +352,7 @@ class Device:
 
     def _wipe(self):
         keep = {k: self.p[k] for k in ("devid", "genuine_id", "att_key", "att_crt", "model", "version")}
+        keep["upgrade"] = self.p.get("upgrade", {})      # the firmware and its staging survive a wipe
         tls_key = util.new_p256()
         self.p = dict(keep)
         self.p.update({
@@ -555,6 +557,9 @@ class Device:
             return _err(404)
         if path.startswith("/api/logger/"):
             return self.logger.route(req, claims, path)
+        if path.startswith(upgrade.PREFIX):
+            status, after = self.upgrade.handle(req, claims, path)
+            return Response(status, after=after)
         routes = {
             ("GET", "/api/system/status"): self.get_status,
             ("GET", "/api/system/version"): self.get_version,
@@ -615,21 +620,19 @@ class Device:
                 out["format"] = progress
         out["temp"] = 36.6
         out["fls_state"] = 0
+        if self.upgrade.fw_upgrade:
+            out["fw_upgrade"] = True
         return Response(200, out)
 
     def get_version(self, req, claims):
-        digest = hashlib.sha256(b"hem-emulator-fw").digest()
         out = {
             "hwv": "PPA rev 2.2 (emulated)" if self.msc else "EPA rev 1.0 (emulated)",
-            "fwv": FW_NAME,
-            "fwk": b64e(digest),
-            "fws": b64e(hashlib.sha512(digest).digest()),
+            **self.upgrade.version(),
             "blv": "nBOOT 1.0 (HEM emulator)",
             "blk": b64e(hashlib.sha256(b"bl").digest()),
             "bls": b64e(hashlib.sha512(b"bl").digest()),
         }
         if self.msc:
-            out["uis"] = b64e(hashlib.sha256(b"ui").digest())
             if claims or not self.p["personalised"]:
                 out["sd_csd"] = "400e00325b590000eda37f800a404000"
                 out["sd_cid"] = "035344534331323880" + self.p["devid"][:14]
@@ -1075,7 +1078,7 @@ class Device:
         jti = self._new_nonce(self.check_nonces, CHECKIN_TTL)
         serial = x509.load_pem_x509_certificate(self.p["tls_crt"].encode("ascii")).serial_number
         payload = {"jti": jti, "spk": self.spk_b64(), "did": self.p["devid"], "iat": self.now(),
-                   "fws": b64e(hashlib.sha256(FW_NAME.encode()).digest()), "tls": "%x" % serial}
+                   "fws": self.upgrade.version()["fws"], "tls": "%x" % serial}
         key = util.x25519_shared(self.session, self.fleet.backend_x25519_public)
         return Response(200, {"check": util.jwt_sign(util.LOGIN_HEADER, payload, key)})
 
@@ -1131,7 +1134,7 @@ class Device:
         elif action == "W":
             return lambda: self.go_down(self.fleet.reboot_seconds, wipe=True)
         elif action == "U":
-            return lambda: self.go_down(self.fleet.reboot_seconds)
+            return self.upgrade.checkin_install()
         elif action == "B":
             return self._stop_web_servers
         return None
@@ -1169,7 +1172,7 @@ class Device:
                 "se_provisioned": bool(self.p.get("att_crt")), "pending_tls": bool(self.p.get("pending_tls")),
                 "tls_cert_pem": self.p["tls_crt"], "clock_offset": self.clock_offset,
                 "tls_bundle": self.has_tls_bundle, "tls_public_key": b64e(util.spki_der(self.tls_key().public_key())),
-                "format": self.format_progress(),
+                "format": self.format_progress(), "upgrade": self.upgrade.view(),
             }
 
     def record(self, req: Request, status, body_obj):

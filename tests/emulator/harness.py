@@ -7,6 +7,7 @@ with Emulator(devices=2, passphrase="pw", rtc_set=True, auth_delay=0.0, tmp_path
     emu.url(0); emu.http_url(0); emu.ca_file; emu.custody_ca_file; emu.backend_url
     emu.log(0); emu.clear_log(0); emu.fault(0, "busy", count=2, path="/api/system/config")
     emu.state(0); emu.posts(0); emu.checkin_order(0, action="L", count=1)
+    emu.pending_firmware(0, "nGINE 1.2.3")      # an image check-in U installs (upgrade_seconds=S: --upgrade-seconds)
 ```
 
 The emulator runs as a subprocess (`python -m tests.emulator`) on free ports: a random
@@ -80,7 +81,7 @@ class Emulator:
     def __init__(self, devices=1, passphrase=None, master_passphrase=None, rtc_set=False, auth_delay=0.0,
                  control=True, tmp_path=None, model="ppa", state_dir=None, reboot_seconds=1.0,
                  se_fresh=False, extra_args=None, start_timeout=30.0, python=None, attestation_not_after=None,
-                 bind=None, no_tls_bundle=False):
+                 bind=None, no_tls_bundle=False, upgrade_seconds=None):
         self.devices = devices
         self.passphrase = passphrase
         self.master_passphrase = master_passphrase
@@ -94,6 +95,7 @@ class Emulator:
         self.attestation_not_after = attestation_not_after   # "YYYY-MM-DD" -> --attestation-not-after
         self.bind = bind                                     # --bind (default: the CLI's 127.0.0.1)
         self.no_tls_bundle = no_tls_bundle
+        self.upgrade_seconds = upgrade_seconds               # --upgrade-seconds (default: the CLI's 3)
         self.extra_args = list(extra_args or [])
         self.start_timeout = start_timeout
         self.python = python or sys.executable
@@ -141,6 +143,8 @@ class Emulator:
             argv += ["--bind", self.bind]
         if self.no_tls_bundle:
             argv.append("--no-tls-bundle")
+        if self.upgrade_seconds is not None:
+            argv += ["--upgrade-seconds", str(self.upgrade_seconds)]
         return argv + self.extra_args
 
     def start(self, attempts=6):
@@ -309,6 +313,10 @@ class Emulator:
             pub = util.new_p256().public_key()
         ca_key, ca_cert = util.make_ca("Backend test CA", "encedo.hem tests")
         return util.b64e(util.cert_der(util.issue_tls_cert(ca_key, ca_cert, pub, ["localhost"], ["127.0.0.1"])))
+
+    def pending_firmware(self, i, fwv, corrupt=False):
+        """Give device i an image that check-in action `U` installs (how an EPA gets firmware; a PPA too)."""
+        return self._control("POST", "/devices/%d/firmware" % i, {"fwv": fwv, "corrupt": corrupt})
 
     def clear_checkin_order(self, i=0):
         return self._control("DELETE", "/devices/%d/checkin" % i)

@@ -29,7 +29,7 @@ from urllib.parse import urlsplit
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from . import util
+from . import upgrade, util
 from .device import BACKEND_ISSUER, MAX_BODY, Device, Request, Response
 from .util import b64d, b64e
 
@@ -40,7 +40,8 @@ IO_TIMEOUT = 10.0
 MAX_LINE = 8192
 MAX_HEADERS = 64
 VENDOR_DEFAULT_NAME = "my.ence.do"   # the vendor's default device name (PROTOCOL.md, "Certificates on the device's name")
-FAULT_KINDS = ("latency", "drop", "busy", "error400", "error500", "reboot", "tamper_attestation", "expire_tokens")
+FAULT_KINDS = ("latency", "drop", "busy", "error400", "error500", "reboot", "tamper_attestation",
+               "expire_tokens") + upgrade.FAULTS
 
 
 class Fleet:
@@ -219,8 +220,10 @@ def write_response(conn, resp: Response):
     conn.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body)
 
 
-def read_request(conn, rfile, scheme, max_body=MAX_BODY):
-    """Parse one request. Raises HttpError(status) for answers the parser decides itself."""
+def read_request(conn, rfile, scheme, max_body=MAX_BODY, msc=None):
+    """Parse one request. Raises HttpError(status) for answers the parser decides itself
+    (status 0: close without an answer). `msc`: a device's build (True PPA, False EPA), whose
+    upload paths take raw bodies (upgrade.upload_verdict); None for the backend and control."""
     line = rfile.readline(MAX_LINE + 1)
     if not line:
         raise ConnectionAbortedError("no request")
@@ -262,13 +265,16 @@ def read_request(conn, rfile, scheme, max_body=MAX_BODY):
     length = int(length)
     if method == "POST" and length == 0:
         raise HttpError(411)
-    if length > max_body:
+    verdict = None if msc is None else upgrade.upload_verdict(method, path, headers, length, msc)
+    if verdict not in (None, upgrade.ACCEPT):
+        raise HttpError(verdict)
+    if verdict is None and length > max_body:
         raise HttpError(413)
     if headers.get("expect", "").lower() == "100-continue":
         conn.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
     body = rfile.read(length) if length else b""
     if len(body) != length:
-        raise HttpError(400)
+        raise HttpError(400 if verdict is None else 406)     # OA upload_fw/upload_ui 406 "Body stream ended early"
     req.body = body
     return req
 
@@ -354,10 +360,13 @@ class Hub:
             scheme = "https" if listener.kind == "https" else "http"
             rfile = conn.makefile("rb")
             try:
-                req = read_request(conn, rfile, scheme)
+                req = read_request(conn, rfile, scheme, msc=None if dev is None else dev.msc)
             except HttpError as exc:
                 if dev is not None:
-                    dev.record(Request("?", "?", {}, None, scheme), exc.status, None)
+                    dev.record(Request("?", "?", {}, None, scheme), exc.status or None, None)
+                if exc.status == upgrade.CLOSE:
+                    _reset(conn)
+                    return
                 write_response(conn, Response(exc.status))
                 return
             if dev is not None:
@@ -533,6 +542,9 @@ def control_handler(fleet: Fleet, urls):
             return _add_fault(fleet, dev, body)
         if what == "checkin" and req.method == "POST":
             return _set_checkin_order(dev, body)
+        if what == "firmware" and req.method == "POST":
+            status = dev.upgrade.set_pending(body)
+            return Response(status, dev.upgrade.view() if status == 200 else None)
         if what == "checkin" and req.method == "GET":
             return Response(200, {"order": _checkin_order_view(dev)})
         if what == "checkin" and req.method == "DELETE":
@@ -573,6 +585,8 @@ def _add_fault(fleet, dev, body):
     elif kind == "expire_tokens":
         with dev.lock:
             dev.bearer_key = secrets.token_bytes(32)
+    elif kind in upgrade.FAULTS:
+        dev.upgrade.arm(kind)
     else:
         fault = {"kind": kind, "count": count, "path": body.get("path"), "method": body.get("method"),
                  "seconds": float(seconds), "after_apply": bool(body.get("after_apply", False))}

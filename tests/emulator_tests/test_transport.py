@@ -143,7 +143,7 @@ def test_cors(emulator):
 @pytest.mark.parametrize("path,http_status,https_status", [
     ("/api/keymgmt/list", 418, 401), ("/api/crypto/exdsa/sign", 418, 404), ("/api/crypto/hmac/hash", 409, 404),
     ("/api/keymgmt/delete/00112233445566778899aabbccddeeff", 409, 404), ("/api/storage/lock", 404, 404),
-    ("/api/system/upgrade/check_fw", 404, 404), ("/api/auth/ext/init", 404, 404), ("/api/logger/list/0/x", 404, 404),
+    ("/api/system/upgrade/usbmode", 404, 404), ("/api/auth/ext/init", 404, 404), ("/api/logger/list/0/x", 404, 404),
     ("/api/nothing", 404, 404), ("/", 404, 404), ("/api/system/statusx", 404, 404),
 ])
 def test_unimplemented_and_unknown(shared_emu, path, http_status, https_status):
