@@ -86,10 +86,15 @@ def run_module(args, capsys, env=None, monkeypatch=None):
     for key, value in (env or {}).items():
         monkeypatch.setenv(key, value)
     with patch_module_args(args):
+        module = M.HemModule(argument_spec={}, supports_check_mode=True)
         try:
-            return M.HemModule(argument_spec={}, supports_check_mode=True), None
-        except SystemExit:
+            module.check_connection_options()
+        except M.HemError:
+            # a bad option fails the task through run, before the function (and any request) runs
+            with pytest.raises(SystemExit):
+                module.run(lambda mod, client: pytest.fail('run called the function despite a bad option'))
             return None, json.loads(capsys.readouterr().out)
+        return module, None
 
 
 def test_bad_url_fails_naming_the_option(capsys, monkeypatch):
@@ -262,6 +267,42 @@ def test_run_exits_with_the_result(capsys, monkeypatch):
             module.run(lambda mod, client: {"model": "ppa"})
     result = json.loads(capsys.readouterr().out)
     assert result["changed"] is False and result["model"] == "ppa" and "failed" not in result
+
+
+def test_construction_never_fails_the_task(capsys, monkeypatch):
+    """Bad connection options fail in run, not in HemModule(): run is the one failure path."""
+    for name in M.ENV_VARS.values():
+        monkeypatch.delenv(name, raising=False)
+    with patch_module_args({"url": "my.ence.do", "timeout": 0}):
+        module = M.HemModule(argument_spec={}, supports_check_mode=True)
+    assert capsys.readouterr().out == ""
+    with pytest.raises(M.HemError, match="^option url:"):
+        module.check_connection_options()
+
+
+def test_run_checks_the_options_before_the_module_check_and_the_function(capsys, monkeypatch):
+    for name in M.ENV_VARS.values():
+        monkeypatch.delenv(name, raising=False)
+    calls = []
+
+    def check(params):
+        calls.append(("check", params["url"]))
+        raise M.HemError("option x: wrong")
+
+    with patch_module_args({"url": "https://h", "timeout": 0}):
+        module = M.HemModule(argument_spec={}, supports_check_mode=True)
+        with pytest.raises(SystemExit):
+            module.run(lambda mod, client: calls.append("fn"), check=check)
+    result = json.loads(capsys.readouterr().out)
+    assert result["failed"] and result["msg"] == "option timeout: must be a positive number of seconds, got 0" and calls == []
+    assert module._hem_client is None
+    with patch_module_args({"url": "https://h"}):
+        module = M.HemModule(argument_spec={}, supports_check_mode=True)
+        with pytest.raises(SystemExit):
+            module.run(lambda mod, client: calls.append("fn"), check=check)
+    result = json.loads(capsys.readouterr().out)
+    assert result["failed"] and result["msg"] == "option x: wrong" and calls == [("check", "https://h")]
+    assert module._hem_client is None
 
 
 #: Exception classes of the collection that never reach HemModule.run, each with the reason.
