@@ -447,17 +447,7 @@ def personalise(module, client, model):
         answer = _rcw.write(module, change, lambda: client.post(INIT_PATH, {'init': proof}, auth=False), reread=client.status,
                             unknown=lost)
     except HemError as exc:
-        if exc.status == 400:
-            exc.msg = ('the device rejected the personalisation (HTTP 400): a field it requires is missing or a value is out of '
-                       'range (sent for %s: %s). The device is still factory-fresh, nothing was changed. Check these options, and '
-                       'that the device really is that model (encedo.hem.encedo_info reports it).'
-                       % ('an EPA' if model == 'epa' else 'a PPA', ', '.join(sorted(k for k in cfg if not k.endswith('key')))))
-        elif exc.status == 401:
-            exc.msg = ('the device refused the signed personalisation request (HTTP 401: its one-time challenge expired or was '
-                       'used already, or it did not accept the signature). Nothing was changed, the device is still '
-                       'factory-fresh. Make sure no other task or person personalises it at the same time and that the '
-                       'controller answers within the 60 s the challenge lasts; if it keeps refusing, report it with the '
-                       'firmware version that encedo.hem.encedo_info shows.')
+        explain_refusal(exc, model, cfg)
         raise
     if answer is None:          # the answer was lost, the re-read shows a personalised device
         result.update(reboot_required=predict_reboot(params, model))
@@ -469,6 +459,21 @@ def personalise(module, client, model):
     if model == 'ppa':
         result.update(wait_for_storage(module, client))
     return result
+
+
+def explain_refusal(exc, model, cfg):
+    """Say in ``exc`` what a refused personalisation (HTTP 400 or 401) means and what to check."""
+    if exc.status == 400:
+        exc.msg = ('the device rejected the personalisation (HTTP 400): a field it requires is missing or a value is out of '
+                   'range (sent for %s: %s). The device is still factory-fresh, nothing was changed. Check these options, and '
+                   'that the device really is that model (encedo.hem.encedo_info reports it).'
+                   % ('an EPA' if model == 'epa' else 'a PPA', ', '.join(sorted(k for k in cfg if not k.endswith('key')))))
+    elif exc.status == 401:
+        exc.msg = ('the device refused the signed personalisation request (HTTP 401: its one-time challenge expired or was '
+                   'used already, or it did not accept the signature). Nothing was changed, the device is still '
+                   'factory-fresh. Make sure no other task or person personalises it at the same time and that the '
+                   'controller answers within the 60 s the challenge lasts; if it keeps refusing, report it with the '
+                   'firmware version that encedo.hem.encedo_info shows.')
 
 
 def wait_for_storage(module, client):

@@ -310,7 +310,7 @@ INTERNAL_ERRORS = {
     "_transport.TransportError": "one failed try of the transport; HemClient turns it into a HemError (with the endpoint) "
                                  "or retries",
     "_fields.FieldError": "a ValueError of one field's check; _config.validate and encedo_init's validate collect them "
-                          "into one message (ConfigError, or a failure before module.run)",
+                          "into one message (ConfigError, or encedo_init's HemError of HemModule.run's check)",
     "_config._Invalid": "a ValueError of a value conversion; plan_update/validate turn it into a ConfigError message",
 }
 
@@ -338,7 +338,7 @@ def test_every_error_of_the_collection_is_a_hem_error():
     classes = dict(_collection_error_classes())
     # the introspection sees the errors it must see
     assert {"_errors.HemError", "_x509.X509Error", "_attestation.AttestationError", "_config.ConfigError",
-            "encedo_tls.InputError", "encedo_attestation.AttestationFailure"} <= set(classes)
+            "encedo_tls.InputError", "_attestation.AttestationFailure"} <= set(classes)
     assert set(INTERNAL_ERRORS) <= set(classes), "an internal error listed here no longer exists"
     strays = sorted(name for name, cls in classes.items() if not issubclass(cls, M.HemError) and name not in INTERNAL_ERRORS)
     assert strays == []
