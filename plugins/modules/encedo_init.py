@@ -256,9 +256,10 @@ instanceid:
 reboot_required:
   description:
     - Whether the device must reboot before the new network or storage settings apply (the device's answer).
-    - In check mode, the prediction - a PPA needs a reboot when the O(ip), O(storage_mode) or O(storage_disk0size) to be
-      sent differ from the values of a factory-fresh device (address V(192.168.7.1/24); the storage layout of a fresh
-      device is not documented and taken as the web manager's default, V(shown_readonly_ctr) with 4 GiB).
+    - In check mode, the prediction - a PPA needs a reboot when the O(ip), O(dnsd), O(storage_mode) or O(storage_disk0size)
+      to be sent differ from the values of a factory-fresh device (address V(192.168.7.1/24); the DNS server setting and the
+      storage layout of a fresh device are not documented and taken as the web manager's defaults, V(false) and
+      V(shown_readonly_ctr) with 4 GiB).
   returned: always
   type: bool
   sample: false
