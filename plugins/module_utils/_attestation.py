@@ -662,9 +662,9 @@ def verify_data(module, data, anchors, genuine_ids, hint=None, status=None):
         if crt is None and data.get('key'):
             se_key = load_public_key(data['key'], 'the secure element public key (key)')
         result = verify(data['genuine'], crt, anchors=anchors, genuine_ids=genuine_ids,
-                            now=datetime.datetime.fromtimestamp(time.time(), datetime.timezone.utc),
-                            max_age=module.params['max_age'], skip=module.params['skip_checks'], se_key=se_key,
-                            enforce_validity=module.params['enforce_validity'], clock_set=clock_set(status))
+                        now=datetime.datetime.fromtimestamp(time.time(), datetime.timezone.utc),
+                        max_age=module.params['max_age'], skip=module.params['skip_checks'], se_key=se_key,
+                        enforce_validity=module.params['enforce_validity'], clock_set=clock_set(status))
     except AttestationError as exc:
         raise AttestationFailure('the device %s returned malformed attestation data: %s' % (url, exc)) from exc
     if hint and result['checks']['genuine_id']['status'] == NOT_RUN and 'skip_checks' not in result['checks']['genuine_id']['reason']:

@@ -137,7 +137,8 @@ FIELDS = dict((f.name, f) for f in (
     Field('http_option_hsts', 'bool', allowed='a boolean', options=('config',), source='OpenAPI type'),
     Field('http_option_dosprot_mode', 'int', minimum=0, maximum=4, options=('config',),
           allowed='an integer from 0 (off) to 4 (request timeout in 0.5 s steps)', source='OpenAPI minimum 0, maximum 4'),
-    Field('dnsd', 'bool', models=PPA, reboot=True, ppa_default=False, ppa_default_source=_MGR_INIT, allowed='a boolean', source='OpenAPI type; MSC builds only'),
+    Field('dnsd', 'bool', models=PPA, reboot=True, ppa_default=False, ppa_default_source=_MGR_INIT, allowed='a boolean',
+          source='OpenAPI type; MSC builds only'),
     # Disk 0 visibility and mode apply "on start" (index.html labels): a reboot. A change of the disk 1 encryption
     # formats the storage (the manager warns so): encedo_config's plan_update treats that part as a reformat.
     Field('storage_mode', 'storage_mode', models=PPA, reboot=True, ppa_default=STORAGE_MODES['shown_readonly_ctr'],

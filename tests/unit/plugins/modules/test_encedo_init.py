@@ -265,7 +265,7 @@ def test_bad_recovery_phrases_are_refused_without_echoing_a_word(phrase, fragmen
 def test_recovery_phrase_without_the_mnemonic_library(monkeypatch):
     monkeypatch.setitem(sys.modules, "mnemonic", None)                 # import mnemonic -> ImportError
     with pytest.raises(HemError, match='option master_recovery_phrase: the Python library "mnemonic" is needed.*pip install '
-                                         'mnemonic'):
+                                       'mnemonic'):
         M.validate(params(master_passphrase=None, master_recovery_phrase=ABANDON_ART))
 
 
