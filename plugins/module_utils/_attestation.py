@@ -5,7 +5,8 @@
 # disappear without notice; do not import it from outside the collection.
 """Verification of HEM attestation data (``GET /api/system/config/attestation``).
 
-Pure logic, no I/O except reading a trust-anchor bundle file. The device answers with
+The checks are pure logic, no I/O except reading a trust-anchor bundle file; :func:`attest` (at the end) reads
+the device and verifies what it answered. The device answers with
 an attestation certificate ``crt`` (base64 DER) and a ``genuine`` token
 ``b64(key id) "." b64(timestamp) "." b64(signature)``. :func:`verify` runs six checks:
 
@@ -61,9 +62,13 @@ import binascii
 import datetime
 import hashlib
 import re
+import time
+
+from ansible.module_utils.basic import missing_required_lib
 
 from ansible_collections.encedo.hem.plugins.module_utils import _x509
 from ansible_collections.encedo.hem.plugins.module_utils._errors import HemError
+from ansible_collections.encedo.hem.plugins.module_utils._fields import device_model
 
 try:
     from cryptography import x509
@@ -72,7 +77,7 @@ try:
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.x509.oid import NameOID
     HAS_CRYPTOGRAPHY = True
-except ImportError:  # pragma: no cover - reported by the module with missing_required_lib
+except ImportError:  # pragma: no cover - reported by check_options with missing_required_lib
     HAS_CRYPTOGRAPHY = False
 
 CHECKS = ("signature", "key_id", "chain", "genuine_id", "freshness", "validity")
@@ -538,3 +543,178 @@ def failed_summary(result, enforce_validity=False):
         elif check["status"] == NOT_RUN and not check["reason"].startswith("skipped:"):
             parts.append("check %s not run: %s" % (name, check["reason"]))
     return "; ".join(parts)
+
+
+# ---------------------------------------------------------------------------- reading and verifying a device
+# What encedo_attestation does for ``state: verified``, and any module that verifies a device on the way: plain
+# functions of ``(module, client)`` (the options: url, trust_anchor, trust_anchor_path, genuine_id, max_age,
+# skip_checks, enforce_validity, fail_on_invalid; ``state`` and ``certificate`` when provisioning) that return a
+# result dict or raise HemError.
+
+ATTESTATION = '/api/system/config/attestation'
+CONFIG = '/api/system/config'
+VERSION = '/api/system/version'
+
+
+def check_options(params):
+    """The attestation options' checks before any request (raises HemError)."""
+    if not HAS_CRYPTOGRAPHY:
+        raise HemError(missing_required_lib('cryptography'))
+    if params['max_age'] <= 0:
+        raise HemError('option max_age: must be a positive number of seconds, got %d' % params['max_age'])
+
+
+def attest(module, client, provision=None):
+    """Read the device's attestation data and verify it -> the result of encedo_attestation.
+
+    ``provision(module, client, anchors, status, data)``: what to do instead of verifying the data read
+    (encedo_attestation's ``state: provisioned``); it returns the result dict too.
+    """
+    params = module.params
+    # Bad trust anchors or certificate: refused before any request (an AttestationError fails the task).
+    anchors = load_trust_anchors(params['trust_anchor'], params['trust_anchor_path'])
+    if provision is not None:
+        load_certificate(params['certificate'], 'option certificate')
+    # A token comes from a login on a personalised device: with one, the attestation data is read at once, and the
+    # status only when it is needed (verified_result). Without one (or to provision), the status says whether the
+    # device is personalised, so whether the read needs credentials, and the version is read only when the status
+    # does not show a PPA (an EPA then stops before any login).
+    status = version = None
+    if provision is not None or not client.token:
+        status = client.status()
+        if device_model(status, None) is None:
+            version = client.get(VERSION, auth=False)
+            if device_model(status, version) == 'epa':
+                return epa_result(module, version)
+    personalised = status is None or status.get('inited') is not False
+    data = read_attestation(module, client, personalised)
+    if data is None:
+        result = no_attestation(module, client, status, version)
+    else:
+        result = (provision or verified_result)(module, client, anchors, status, data)
+    if result.get('supported') is False and params['fail_on_invalid']:
+        raise AttestationFailure('the device %s cannot attest: %s' % (params['url'],
+                                                                      result['attestation']['checks']['signature']['reason']), **result)
+    return result
+
+
+class AttestationFailure(HemError):
+    """The task fails with this message and the partial result (``changed`` false unless given).
+
+    A type of its own so that a failed re-read after a lost provisioning answer tells the device's
+    errors (outcome unknown) from this module's verdicts (raised as they are)."""
+
+    def __init__(self, msg, **result):
+        result.setdefault('changed', False)
+        super().__init__(msg, result=result)
+
+
+def unsupported_result(why):
+    checks = dict((name, {'status': NOT_RUN, 'reason': why}) for name in CHECKS)
+    return dict(changed=False, supported=False, sent=[], attestation=dict(verified=False, checks=checks, provisioned=False))
+
+
+def read_attestation(module, client, personalised):
+    """GET the attestation data; None when the endpoint does not exist (no attestation on this model)."""
+    if personalised and not module.has_credentials():
+        raise AttestationFailure('the device %s is personalised: reading its attestation data needs credentials '
+                                 '(option passphrase, or token of any scope)' % module.params['url'])
+    try:
+        data = client.get(ATTESTATION, auth=personalised)
+    except HemError as exc:
+        if exc.status == 404:
+            return None
+        raise
+    if not isinstance(data, dict) or not isinstance(data.get('genuine'), str):
+        raise AttestationFailure('the device %s answered GET %s without a genuine token' % (module.params['url'], ATTESTATION))
+    return data
+
+
+def expected_genuine_ids(module, client, personalised):
+    """-> ({source: id}, hint when the device's own genuine_id could not be read)."""
+    ids = {}
+    if module.params['genuine_id']:
+        ids['option'] = module.params['genuine_id']
+    if not (personalised and module.has_credentials()):
+        return ids, None
+    try:
+        config = client.get(CONFIG)
+    except HemError as exc:
+        if exc.status in (401, 403):
+            return ids, 'the credentials may not read the configuration (%s)' % exc
+        raise
+    if config.get('genuine_id'):
+        ids['device'] = config['genuine_id']
+    return ids, None
+
+
+def clock_set(status):
+    """Whether the device status shows its clock set (OpenAPI: `time` is present only when the RTC is set); None if unknown."""
+    return ('time' in status) if isinstance(status, dict) else None
+
+
+def verify_data(module, data, anchors, genuine_ids, hint=None, status=None):
+    """Run the checks on the device's answer; malformed device data fails the task naming the device."""
+    url = module.params['url']
+    try:
+        crt = load_certificate(data['crt'], 'the attestation certificate (crt)') if data.get('crt') else None
+        se_key = None
+        if crt is None and data.get('key'):
+            se_key = load_public_key(data['key'], 'the secure element public key (key)')
+        result = verify(data['genuine'], crt, anchors=anchors, genuine_ids=genuine_ids,
+                        now=datetime.datetime.fromtimestamp(time.time(), datetime.timezone.utc),
+                        max_age=module.params['max_age'], skip=module.params['skip_checks'], se_key=se_key,
+                        enforce_validity=module.params['enforce_validity'], clock_set=clock_set(status))
+    except AttestationError as exc:
+        raise AttestationFailure('the device %s returned malformed attestation data: %s' % (url, exc)) from exc
+    if hint and result['checks']['genuine_id']['status'] == NOT_RUN and 'skip_checks' not in result['checks']['genuine_id']['reason']:
+        result['checks']['genuine_id']['reason'] += '; %s' % hint
+    result['provisioned'] = crt is not None
+    expected = genuine_ids.get('option') or genuine_ids.get('device')
+    result['genuine_id'] = normalise_genuine_id(expected)
+    result['genuine_id_sources'] = sorted(genuine_ids)
+    if crt is None:
+        if data.get('key'):
+            result['se_key'] = data['key']
+        if data.get('csr'):
+            result['csr'] = data['csr']
+    return result, crt
+
+
+def verified_result(module, client, anchors, status, data):
+    url = module.params['url']
+    personalised = status is None or status.get('inited') is not False
+    genuine_ids, hint = expected_genuine_ids(module, client, personalised)
+    result, _crt = verify_data(module, data, anchors, genuine_ids, hint, status)
+    if status is None and result['checks']['freshness']['status'] == FAILED:
+        # Only now is the status worth a request: it tells whether the device clock is unset (the fix: a check-in).
+        result, _crt = verify_data(module, data, anchors, genuine_ids, hint, client.status())
+    out = dict(changed=False, supported=True, sent=[], attestation=result)
+    if module.params['fail_on_invalid'] and not result['verified']:
+        raise AttestationFailure('the device %s is not verified as genuine: %s'
+                                 % (url, failed_summary(result, module.params['enforce_validity'])), **out)
+    return out
+
+
+def epa_result(module, version):
+    """An EPA has no secure-element attestation: the task fails, or (fail_on_invalid false) reports it unsupported."""
+    if module.params.get('state') == 'provisioned' or module.params['fail_on_invalid']:
+        raise AttestationFailure('the device %s is an EPA (%s): this model has no secure-element attestation, it cannot attest '
+                                 'or be provisioned' % (module.params['url'], version.get('hwv')), supported=False)
+    return unsupported_result('the EPA model has no secure-element attestation (hwv %s)' % version.get('hwv'))
+
+
+def no_attestation(module, client, status, version):
+    """The attestation endpoint answered 404: the model decides what the task says. The version is read only now (when
+    not read yet), the status only when the version does not name the model."""
+    url = module.params['url']
+    if version is None:
+        version = client.get(VERSION, auth=False)
+    if status is None and device_model(None, version) is None:
+        status = client.status()
+    if device_model(status, version) == 'epa':
+        return epa_result(module, version)
+    if module.params.get('state') == 'provisioned':
+        raise AttestationFailure('the device %s cannot be provisioned: it has no attestation endpoints (%s answered 404)'
+                                 % (url, ATTESTATION))
+    return unsupported_result('the device has no attestation endpoint (%s answered 404)' % ATTESTATION)

@@ -58,16 +58,18 @@ class Field(object):
     reboot: a change applies at the next boot.  reformat: a change formats the storage.
     options: the modules with an option of that name (``config``, ``init``).
     init_default / init_required: encedo_init's default and whether it is required (None: sent only when set,
-    or for the PPA fields the web manager's value, see encedo_init's PPA_DEFAULTS).
+    or for the PPA fields ``ppa_default``).
+    ppa_default: what encedo_init sends for a PPA field whose option is unset, also taken as the value of a
+    factory-fresh PPA (for the check-mode reboot prediction); ``ppa_default_source`` says where it comes from.
     allowed: what a message says is allowed.
     """
 
     __slots__ = ('name', 'kind', 'min_length', 'max_length', 'minimum', 'maximum', 'models', 'write_only', 'settable', 'reboot',
-                 'reformat', 'options', 'init_default', 'init_required', 'allowed', 'source')
+                 'reformat', 'options', 'init_default', 'init_required', 'allowed', 'source', 'ppa_default', 'ppa_default_source')
 
     def __init__(self, name, kind, allowed, source, min_length=None, max_length=None, minimum=None, maximum=None, models=BOTH,
                  write_only=False, settable=True, reboot=False, reformat=False, options=('config', 'init'), init_default=None,
-                 init_required=False):
+                 init_required=False, ppa_default=None, ppa_default_source=None):
         self.name = name
         self.kind = kind
         self.allowed = allowed
@@ -84,6 +86,8 @@ class Field(object):
         self.options = options
         self.init_default = init_default
         self.init_required = init_required
+        self.ppa_default = ppa_default
+        self.ppa_default_source = ppa_default_source
 
     @property
     def option_type(self):
@@ -93,6 +97,10 @@ class Field(object):
     def __repr__(self):
         return 'Field(%r)' % self.name
 
+
+#: Where the PPA defaults come from: the vendor web manager's personalisation (build.js ``initFinal`` and its init
+#: form); no source gives the values of a factory-fresh device, taken as the same (as the emulator does).
+_MGR_INIT = "web manager build.js initFinal and its init form"
 
 _TEXT = 'printable characters (no tabs, line breaks or other control or invisible characters)'
 FIELDS = dict((f.name, f) for f in (
@@ -112,7 +120,8 @@ FIELDS = dict((f.name, f) for f in (
           allowed='a DNS name such as hem1.example.com: labels of 1 to 63 letters a-z, digits and hyphens (not at the start or '
                   'end of a label) separated by dots, at most 253 characters',
           source='RFC 1035 / RFC 1123; OpenAPI: not settable after personalisation'),
-    Field('ip', 'ip', models=PPA, settable=False, reboot=True,
+    Field('ip', 'ip', models=PPA, settable=False, reboot=True, ppa_default='192.168.7.1/24',
+          ppa_default_source=_MGR_INIT + '; the OpenAPI "Factory-default device IP"',
           allowed='an IPv4 host address with a prefix of 8 to 30, such as 192.168.7.1/24',
           source='OpenAPI "CIDR, e.g. 192.168.7.1/24", on MSC builds only, not settable after personalisation; the prefix '
                  'range and the host-address rule protect the user (a /31 or /32 leaves no address for the computer on the '
@@ -128,14 +137,17 @@ FIELDS = dict((f.name, f) for f in (
     Field('http_option_hsts', 'bool', allowed='a boolean', options=('config',), source='OpenAPI type'),
     Field('http_option_dosprot_mode', 'int', minimum=0, maximum=4, options=('config',),
           allowed='an integer from 0 (off) to 4 (request timeout in 0.5 s steps)', source='OpenAPI minimum 0, maximum 4'),
-    Field('dnsd', 'bool', models=PPA, reboot=True, allowed='a boolean', source='OpenAPI type; MSC builds only'),
+    Field('dnsd', 'bool', models=PPA, reboot=True, ppa_default=False, ppa_default_source=_MGR_INIT, allowed='a boolean',
+          source='OpenAPI type; MSC builds only'),
     # Disk 0 visibility and mode apply "on start" (index.html labels): a reboot. A change of the disk 1 encryption
     # formats the storage (the manager warns so): encedo_config's plan_update treats that part as a reformat.
-    Field('storage_mode', 'storage_mode', models=PPA, reboot=True,
+    Field('storage_mode', 'storage_mode', models=PPA, reboot=True, ppa_default=STORAGE_MODES['shown_readonly_ctr'],
+          ppa_default_source=_MGR_INIT + ' (0x51, the first radio buttons)',
           allowed='one of ' + ', '.join('%s (%d, 0x%02X)' % (n, v, v) for n, v in STORAGE_MODES.items()),
           source='the six values of the web manager; the OpenAPI says only "integer"'),
     # A new size is applied by a disk format the device starts at once (OpenAPI: "change triggers a reformat").
-    Field('storage_disk0size', 'int', minimum=0, models=PPA, reformat=True,
+    Field('storage_disk0size', 'int', minimum=0, models=PPA, reformat=True, ppa_default=4 * SECTORS_PER_GIB,
+          ppa_default_source=_MGR_INIT + ' (slider default 4 GiB)',
           allowed="an integer >= 0 (sectors of 512 bytes, 2097152 per GiB), at most the device's storage capacity",
           source='OpenAPI "change triggers a reformat"; at most storage_capacity (config) or the status slot sum (init)'),
     Field('gen_csr', 'bool', write_only=True, options=('init',), init_default=False, allowed='a boolean',
@@ -150,6 +162,14 @@ FIELDS = dict((f.name, f) for f in (
 
 #: The fields only the PPA (MSC build) has.
 PPA_ONLY = tuple(name for name, f in FIELDS.items() if f.models == PPA)
+
+#: What encedo_init sends for an unset PPA option (each field's ``ppa_default``).
+PPA_DEFAULTS = dict((name, FIELDS[name].ppa_default) for name in PPA_ONLY)
+
+#: The personalisation fields whose value, when it differs from a factory-fresh device's, needs a reboot (or a
+#: format, which the device runs at its next start): the PPA fields the table marks ``reboot`` or ``reformat``
+#: (OpenAPI POST /api/auth/init: "network/storage settings require a reboot").
+INIT_REBOOT_FIELDS = tuple(name for name in PPA_ONLY if FIELDS[name].reboot or FIELDS[name].reformat)
 
 
 def options_of(module):

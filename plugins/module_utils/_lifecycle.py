@@ -72,16 +72,15 @@ def clock_is_set(status):
     return isinstance(status, dict) and ("time" in status or "ts" in status)
 
 
-def check_backend_options(module):
-    """Refuse unusable backend options before the first request to the device."""
-    params = module.params
+def check_backend_options(params):
+    """Refuse unusable backend options before the first request to the device (raises HemError)."""
     url = (params.get("backend_url") or "").rstrip("/")
     if not url.startswith(("https://", "http://")):
-        module.fail_json(msg="option backend_url: must be an http:// or https:// URL, got %r" % url)
+        raise HemError("option backend_url: must be an http:// or https:// URL, got %r" % url)
     ca_path = params.get("backend_ca_path")
     if ca_path and not (os.path.exists(ca_path) and os.access(ca_path, os.R_OK)):
-        module.fail_json(msg="option backend_ca_path: %s does not exist or cannot be read; give a PEM file with the CA "
-                             "of the check-in backend" % ca_path)
+        raise HemError("option backend_ca_path: %s does not exist or cannot be read; give a PEM file with the CA "
+                       "of the check-in backend" % ca_path)
 
 
 def backend_client(module):

@@ -100,7 +100,7 @@ class HemModule(AnsibleModule):
     its environment variable: the token is used first, the passphrase logs in when there
     is no token, or once when the device refuses the token (HTTP 401). A module that had
     to replace the token it was given returns the new one as ``token`` in its result (the
-    action plugin takes it out of the shown result, see plugins/action/encedo_login.py).
+    action plugin takes it out of the shown result, see plugins/action/token_guard.py).
     Not as a fact: facts go to the fact cache, which ansible-runner (so AWX) keeps on disk.
     """
 
@@ -109,18 +109,21 @@ class HemModule(AnsibleModule):
         spec.update(argument_spec or {})
         super(HemModule, self).__init__(argument_spec=spec, **kwargs)
         self._hem_client = None
+
+    def check_connection_options(self):
+        """Refuse unusable connection options (raises HemError); ``run`` calls it before the first request."""
         problem = validate_url(self.params['url'])
         if problem:
-            self.fail_json(msg='option url: %r is not a device address (%s); expected e.g. https://my.ence.do' % (self.params['url'], problem))
+            raise HemError('option url: %r is not a device address (%s); expected e.g. https://my.ence.do' % (self.params['url'], problem))
         if self.params['timeout'] <= 0:
-            self.fail_json(msg='option timeout: must be a positive number of seconds, got %d' % self.params['timeout'])
+            raise HemError('option timeout: must be a positive number of seconds, got %d' % self.params['timeout'])
         ca_path = self.params['ca_path']
         if ca_path and not (os.path.exists(ca_path) and os.access(ca_path, os.R_OK)):
-            self.fail_json(msg='option ca_path: %s does not exist or cannot be read; give a PEM file (or directory) with the CA that '
-                               'signed the device certificate' % ca_path)
+            raise HemError('option ca_path: %s does not exist or cannot be read; give a PEM file (or directory) with the CA that '
+                           'signed the device certificate' % ca_path)
         problem = self.params['proxy_url'] and validate_proxy_url(self.params['proxy_url'])
         if problem:
-            self.fail_json(msg='option proxy_url: not a proxy address (%s); expected e.g. http://proxy.example:3128' % problem)
+            raise HemError('option proxy_url: not a proxy address (%s); expected e.g. http://proxy.example:3128' % problem)
 
     def has_credentials(self):
         """True when a passphrase or a token is available."""
@@ -156,10 +159,17 @@ class HemModule(AnsibleModule):
         self._hem_client = HemClient(**settings)
         return self._hem_client
 
-    def run(self, fn):
-        """Call ``fn(module, client)``, exit with its result dict; a HemError fails the task (the one place
-        that turns an error of the collection into a failure: its message, endpoint, status and result fields)."""
+    def run(self, fn, check=None):
+        """Check the options, call ``fn(module, client)``, exit with its result dict; a HemError fails the task (the one
+        place that turns an error of the collection into a failure: its message, endpoint, status and result fields).
+
+        ``check(params)``: the module's own option checks (raise HemError), run after the connection options' and
+        before the client is made, so before any request.
+        """
         try:
+            self.check_connection_options()
+            if check is not None:
+                check(self.params)
             result = fn(self, self.client())
         except HemError as exc:
             self.fail_json(**dict(exc.failure(), msg=str(exc)))

@@ -304,128 +304,29 @@ token:
 '''
 
 import datetime
-import time
-
-from ansible.module_utils.basic import missing_required_lib
 
 from ansible_collections.encedo.hem.plugins.module_utils import _attestation as att
+from ansible_collections.encedo.hem.plugins.module_utils._attestation import AttestationFailure
 from ansible_collections.encedo.hem.plugins.module_utils._errors import HemError, HemOutcomeUnknown
-from ansible_collections.encedo.hem.plugins.module_utils._fields import device_model
 from ansible_collections.encedo.hem.plugins.module_utils._module import HemModule
 
-ATTESTATION = '/api/system/config/attestation'
 PROVISIONING = '/api/system/config/provisioning'
-CONFIG = '/api/system/config'
-VERSION = '/api/system/version'
 
 
-class AttestationFailure(HemError):
-    """The task fails with this message and the partial result (``changed`` false unless given).
-
-    A type of its own so that a failed re-read after a lost provisioning answer tells the device's
-    errors (outcome unknown) from this module's verdicts (raised as they are)."""
-
-    def __init__(self, msg, **result):
-        result.setdefault('changed', False)
-        super().__init__(msg, result=result)
-
-
-def unsupported_result(why):
-    checks = dict((name, {'status': att.NOT_RUN, 'reason': why}) for name in att.CHECKS)
-    return dict(changed=False, supported=False, sent=[], attestation=dict(verified=False, checks=checks, provisioned=False))
-
-
-def read_attestation(module, client, personalised):
-    """GET the attestation data; None when the endpoint does not exist (no attestation on this model)."""
-    if personalised and not module.has_credentials():
-        raise AttestationFailure('the device %s is personalised: reading its attestation data needs credentials '
-                                 '(option passphrase, or token of any scope)' % module.params['url'])
-    try:
-        data = client.get(ATTESTATION, auth=personalised)
-    except HemError as exc:
-        if exc.status == 404:
-            return None
-        raise
-    if not isinstance(data, dict) or not isinstance(data.get('genuine'), str):
-        raise AttestationFailure('the device %s answered GET %s without a genuine token' % (module.params['url'], ATTESTATION))
-    return data
-
-
-def expected_genuine_ids(module, client, personalised):
-    """-> ({source: id}, hint when the device's own genuine_id could not be read)."""
-    ids = {}
-    if module.params['genuine_id']:
-        ids['option'] = module.params['genuine_id']
-    if not (personalised and module.has_credentials()):
-        return ids, None
-    try:
-        config = client.get(CONFIG)
-    except HemError as exc:
-        if exc.status in (401, 403):
-            return ids, 'the credentials may not read the configuration (%s)' % exc
-        raise
-    if config.get('genuine_id'):
-        ids['device'] = config['genuine_id']
-    return ids, None
-
-
-def clock_set(status):
-    """Whether the device status shows its clock set (OpenAPI: `time` is present only when the RTC is set); None if unknown."""
-    return ('time' in status) if isinstance(status, dict) else None
-
-
-def verify_data(module, data, anchors, genuine_ids, hint=None, status=None):
-    """Run the checks on the device's answer; malformed device data fails the task naming the device."""
-    url = module.params['url']
-    try:
-        crt = att.load_certificate(data['crt'], 'the attestation certificate (crt)') if data.get('crt') else None
-        se_key = None
-        if crt is None and data.get('key'):
-            se_key = att.load_public_key(data['key'], 'the secure element public key (key)')
-        result = att.verify(data['genuine'], crt, anchors=anchors, genuine_ids=genuine_ids,
-                            now=datetime.datetime.fromtimestamp(time.time(), datetime.timezone.utc),
-                            max_age=module.params['max_age'], skip=module.params['skip_checks'], se_key=se_key,
-                            enforce_validity=module.params['enforce_validity'], clock_set=clock_set(status))
-    except att.AttestationError as exc:
-        raise AttestationFailure('the device %s returned malformed attestation data: %s' % (url, exc)) from exc
-    if hint and result['checks']['genuine_id']['status'] == att.NOT_RUN and 'skip_checks' not in result['checks']['genuine_id']['reason']:
-        result['checks']['genuine_id']['reason'] += '; %s' % hint
-    result['provisioned'] = crt is not None
-    expected = genuine_ids.get('option') or genuine_ids.get('device')
-    result['genuine_id'] = att.normalise_genuine_id(expected)
-    result['genuine_id_sources'] = sorted(genuine_ids)
-    if crt is None:
-        if data.get('key'):
-            result['se_key'] = data['key']
-        if data.get('csr'):
-            result['csr'] = data['csr']
-    return result, crt
-
-
-def run_verified(module, client, anchors, status, data):
-    url = module.params['url']
-    personalised = status is None or status.get('inited') is not False
-    genuine_ids, hint = expected_genuine_ids(module, client, personalised)
-    result, _crt = verify_data(module, data, anchors, genuine_ids, hint, status)
-    if status is None and result['checks']['freshness']['status'] == att.FAILED:
-        # Only now is the status worth a request: it tells whether the device clock is unset (the fix: a check-in).
-        result, _crt = verify_data(module, data, anchors, genuine_ids, hint, client.status())
-    out = dict(changed=False, supported=True, sent=[], attestation=result)
-    if module.params['fail_on_invalid'] and not result['verified']:
-        raise AttestationFailure('the device %s is not verified as genuine: %s'
-                                 % (url, att.failed_summary(result, module.params['enforce_validity'])), **out)
-    return out
+def run(module, client):
+    return att.attest(module, client, provision=run_provisioned if module.params['state'] == 'provisioned' else None)
 
 
 def run_provisioned(module, client, anchors, status, data):
+    """``state: provisioned``: write the certificate given to a secure element that holds none (once)."""
     url = module.params['url']
     try:
         wanted = att.load_certificate(module.params['certificate'], 'option certificate')
     except att.AttestationError as exc:
         raise AttestationFailure(str(exc)) from exc
     personalised = status.get('inited') is not False
-    genuine_ids, hint = expected_genuine_ids(module, client, personalised)
-    before, current = verify_data(module, data, anchors, genuine_ids, hint, status)
+    genuine_ids, hint = att.expected_genuine_ids(module, client, personalised)
+    before, current = att.verify_data(module, data, anchors, genuine_ids, hint, status)
     wanted_desc = att.describe_certificate(wanted)
     if current is not None:
         if att.cert_der(current) == att.cert_der(wanted):
@@ -449,6 +350,13 @@ def run_provisioned(module, client, anchors, status, data):
     if module.check_mode:
         out['attestation'] = before
         return out
+    out['attestation'] = provision(module, client, wanted, data, (anchors, genuine_ids, hint, status))
+    return out
+
+
+def provision(module, client, wanted, data, verify_args):
+    """Send the certificate once and re-read the attestation data -> its verification (the certificate is stored)."""
+    url = module.params['url']
     lost = None
     try:
         client.post(PROVISIONING, {'crt': att.cert_b64(wanted), 'genuine': data['genuine']}, auth=False)
@@ -461,18 +369,7 @@ def run_provisioned(module, client, anchors, status, data):
             raise AttestationFailure('the device %s refused provisioning (HTTP 406): the secure element already holds a certificate, '
                                      'the certificate does not hold its key, or writing it failed' % url) from exc
         raise
-    try:
-        after_data = read_attestation(module, client, personalised)
-    except AttestationFailure:
-        raise
-    except HemError as exc:
-        if lost is None:
-            raise
-        raise AttestationFailure('outcome unknown: the provisioning was sent but its answer was lost (%s), and the attestation data '
-                                 'could not be re-read (%s); check the device before running the task again' % (lost, exc)) from exc
-    if after_data is None:
-        raise AttestationFailure('the device %s accepted the provisioning but its attestation endpoint is gone (404)' % url)
-    after, stored = verify_data(module, after_data, anchors, genuine_ids, hint, status)
+    after, stored = reread(module, client, lost, verify_args)
     if stored is None or att.cert_der(stored) != att.cert_der(wanted):
         if lost is not None:
             raise AttestationFailure('outcome unknown: the provisioning was sent but its answer was lost (%s); a re-read shows the secure '
@@ -483,32 +380,24 @@ def run_provisioned(module, client, anchors, status, data):
                                  attestation=after)
     if lost is not None:
         module.warn('the answer to the provisioning was lost, but a re-read shows the secure element holds the certificate given')
-    out['attestation'] = after
-    return out
+    return after
 
 
-def epa_result(module, version):
-    """An EPA has no secure-element attestation: the task fails, or (fail_on_invalid false) reports it unsupported."""
-    if module.params['state'] == 'provisioned' or module.params['fail_on_invalid']:
-        raise AttestationFailure('the device %s is an EPA (%s): this model has no secure-element attestation, it cannot attest '
-                                 'or be provisioned' % (module.params['url'], version.get('hwv')), supported=False)
-    return unsupported_result('the EPA model has no secure-element attestation (hwv %s)' % version.get('hwv'))
-
-
-def no_attestation(module, client, status, version):
-    """The attestation endpoint answered 404: the model decides what the task says. The version is read only now (when
-    not read yet), the status only when the version does not name the model."""
-    url = module.params['url']
-    if version is None:
-        version = client.get(VERSION, auth=False)
-    if status is None and device_model(None, version) is None:
-        status = client.status()
-    if device_model(status, version) == 'epa':
-        return epa_result(module, version)
-    if module.params['state'] == 'provisioned':
-        raise AttestationFailure('the device %s cannot be provisioned: it has no attestation endpoints (%s answered 404)'
-                                 % (url, ATTESTATION))
-    return unsupported_result('the device has no attestation endpoint (%s answered 404)' % ATTESTATION)
+def reread(module, client, lost, verify_args):
+    """The attestation data after the provisioning, verified -> (result, certificate stored)."""
+    anchors, genuine_ids, hint, status = verify_args
+    try:
+        after_data = att.read_attestation(module, client, False)
+    except AttestationFailure:
+        raise
+    except HemError as exc:
+        if lost is None:
+            raise
+        raise AttestationFailure('outcome unknown: the provisioning was sent but its answer was lost (%s), and the attestation data '
+                                 'could not be re-read (%s); check the device before running the task again' % (lost, exc)) from exc
+    if after_data is None:
+        raise AttestationFailure('the device %s accepted the provisioning but its attestation endpoint is gone (404)' % module.params['url'])
+    return att.verify_data(module, after_data, anchors, genuine_ids, hint, status)
 
 
 def pre_write_problems(module, data, wanted, anchors, genuine_ids):
@@ -560,42 +449,7 @@ def main():
         required_if=[('state', 'provisioned', ['certificate'])],
         supports_check_mode=True,
     )
-    if not att.HAS_CRYPTOGRAPHY:
-        module.fail_json(msg=missing_required_lib('cryptography'))
-    if module.params['max_age'] <= 0:
-        module.fail_json(msg='option max_age: must be a positive number of seconds, got %d' % module.params['max_age'])
-
-    def work(module, client):
-        # Bad trust anchors or certificate: refused before any request (an AttestationError fails the task).
-        anchors = att.load_trust_anchors(module.params['trust_anchor'], module.params['trust_anchor_path'])
-        provisioning = module.params['state'] == 'provisioned'
-        if provisioning:
-            att.load_certificate(module.params['certificate'], 'option certificate')
-        # A token comes from a login on a personalised device: with one, the attestation data is read at once, and the
-        # status only when it is needed (run_verified). Without one (or to provision), the status says whether the
-        # device is personalised, so whether the read needs credentials, and the version is read only when the status
-        # does not show a PPA (an EPA then stops before any login).
-        status = version = None
-        if provisioning or not client.token:
-            status = client.status()
-            if device_model(status, None) is None:
-                version = client.get(VERSION, auth=False)
-                if device_model(status, version) == 'epa':
-                    return epa_result(module, version)
-        personalised = status is None or status.get('inited') is not False
-        data = read_attestation(module, client, personalised)
-        if data is None:
-            result = no_attestation(module, client, status, version)
-        elif provisioning:
-            result = run_provisioned(module, client, anchors, status, data)
-        else:
-            result = run_verified(module, client, anchors, status, data)
-        if result.get('supported') is False and module.params['fail_on_invalid']:
-            raise AttestationFailure('the device %s cannot attest: %s' % (module.params['url'],
-                                                                          result['attestation']['checks']['signature']['reason']), **result)
-        return result
-
-    module.run(work)
+    module.run(run, check=att.check_options)
 
 
 if __name__ == '__main__':

@@ -183,8 +183,7 @@ def run(module, client):
 
 def main():
     module = HemModule(argument_spec=checkin_argument_spec(), supports_check_mode=True)
-    check_backend_options(module)
-    module.run(run)
+    module.run(run, check=check_backend_options)
 
 
 if __name__ == '__main__':

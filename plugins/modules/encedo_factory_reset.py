@@ -179,20 +179,24 @@ def _no_bundle(result, what):
     result['msg'] += '; %s has no TLS bundle, so its HTTPS server is off. %s' % (what, _fresh.NEEDED)
 
 
-def run(module, client):
-    p = module.params
-    want = (p['confirm_devid'] or '').strip().lower()
+def check_options(params):
+    """The module's own option checks (before any request)."""
+    want = (params['confirm_devid'] or '').strip().lower()
     if not want:
         raise HemError("option 'confirm_devid' is empty; allowed: the devid of the device to wipe. Nothing was sent.", result=NOTHING_SENT)
     if not re.match(r'^[0-9a-f]{16}$', want):
         raise HemError("option 'confirm_devid' is %r; allowed: the devid of the device to wipe, 16 hex digits. Nothing was sent."
-                       % p['confirm_devid'], result=NOTHING_SENT)
-    if p['wait_timeout'] < 1:
-        raise HemError("option 'wait_timeout' is %d; allowed: 1 second or more. Nothing was sent." % p['wait_timeout'], result=NOTHING_SENT)
+                       % params['confirm_devid'], result=NOTHING_SENT)
+    if params['wait_timeout'] < 1:
+        raise HemError("option 'wait_timeout' is %d; allowed: 1 second or more. Nothing was sent." % params['wait_timeout'],
+                       result=NOTHING_SENT)
     try:
-        _fresh.check_inputs(p)
+        _fresh.check_inputs(params)
     except ValueError as exc:
         raise HemError(str(exc) + '. Nothing was sent.', result=NOTHING_SENT)
+
+
+def run(module, client):
     result = dict(changed=False, sent=[], rebooted=False, reboot_required=False)
     fresh = _fresh.prepare(module)
     if fresh.https is False and fresh.status.get('inited') is not False:
@@ -203,15 +207,7 @@ def run(module, client):
         if fresh.https is False:
             _no_bundle(result, 'it')
         return result
-    if not module.has_credentials():
-        raise HemError('credentials needed to read the devid: set passphrase or token. Nothing was sent.', result=result)
-    devid = str(client.get(CONFIG).get('devid', ''))
-    if devid.lower() != want:
-        # The real devid is not in the failure: copying it from here would defeat the safeguard.
-        raise HemError('confirm_devid %r does not match the devid of the device at %s: nothing was sent. Make sure url '
-                       'points at the device you mean to wipe, then read its devid deliberately with '
-                       'encedo.hem.encedo_info (returned as devid) and give that as confirm_devid'
-                       % (p['confirm_devid'], p['url']), result=result)
+    devid = confirmed_devid(module, client, result)
     result['devid'] = devid
     result.update(changed=True, sent=['wipeout'])
     if module._diff:
@@ -219,7 +215,27 @@ def run(module, client):
     if module.check_mode:
         result['msg'] = 'the device would be wiped and reboot into factory state'
         return result
+    return wipe(module, client, result)
 
+
+def confirmed_devid(module, client, result):
+    """The devid of the device, read with the credentials, when it is the one confirm_devid names."""
+    p = module.params
+    if not module.has_credentials():
+        raise HemError('credentials needed to read the devid: set passphrase or token. Nothing was sent.', result=result)
+    devid = str(client.get(CONFIG).get('devid', ''))
+    if devid.lower() != p['confirm_devid'].strip().lower():
+        # The real devid is not in the failure: copying it from here would defeat the safeguard.
+        raise HemError('confirm_devid %r does not match the devid of the device at %s: nothing was sent. Make sure url '
+                       'points at the device you mean to wipe, then read its devid deliberately with '
+                       'encedo.hem.encedo_info (returned as devid) and give that as confirm_devid'
+                       % (p['confirm_devid'], p['url']), result=result)
+    return devid
+
+
+def wipe(module, client, result):
+    """Send the wipe and (with wait, or when its answer was lost) wait for the device in factory state."""
+    p = module.params
     sent_at = time.monotonic()
     try:
         client.post(CONFIG, {'wipeout': True})
@@ -229,11 +245,11 @@ def run(module, client):
         if https is None:
             raise HemError('outcome unknown: the wipe was sent but its answer was lost (%s), and the device did not come back in '
                            'factory state within %d seconds' % (exc, p['wait_timeout']), result=result)
-        result.update(rebooted=True, msg='the device wiped its configuration, passphrases and keys and rebooted into factory state')
-        if https is False:
-            _no_bundle(result, 'it came back and')
-        return result
-    if p['wait']:
+    else:
+        if not p['wait']:
+            result['msg'] = ('the device accepted the wipe: it erases its configuration, passphrases and keys and reboots into '
+                             'factory state (unreachable for a few seconds); personalise it again afterwards')
+            return result
         https = _factory_state_seen(module, sent_at)
         if https is None:
             raise HemError('the device accepted the wipe but did not come back in factory state at %s within %d seconds. '
@@ -241,12 +257,9 @@ def run(module, client):
                            'USB link), not at the address it was personalised with: check it there with '
                            'encedo.hem.encedo_info, and if it does not answer at all, unplug and replug it'
                            % (p['url'], p['wait_timeout']), result=result)
-        result.update(rebooted=True, msg='the device wiped its configuration, passphrases and keys and rebooted into factory state')
-        if https is False:
-            _no_bundle(result, 'it came back and')
-    else:
-        result['msg'] = ('the device accepted the wipe: it erases its configuration, passphrases and keys and reboots into factory '
-                         'state (unreachable for a few seconds); personalise it again afterwards')
+    result.update(rebooted=True, msg='the device wiped its configuration, passphrases and keys and rebooted into factory state')
+    if https is False:
+        _no_bundle(result, 'it came back and')
     return result
 
 
@@ -258,7 +271,7 @@ def main():
     )
     spec.update(_fresh.fresh_argument_spec(bundle=False))
     module = HemModule(argument_spec=spec, supports_check_mode=True)
-    module.run(run)
+    module.run(run, check=check_options)
 
 
 if __name__ == '__main__':

@@ -285,117 +285,8 @@ token:
   sample: eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzY29wZSI6InN5c3RlbTpjb25maWcifQ.c2lnbmF0dXJl
 '''
 
-from ansible.module_utils.basic import missing_required_lib
-
-from ansible_collections.encedo.hem.plugins.module_utils import _fresh
-from ansible_collections.encedo.hem.plugins.module_utils._errors import HemError
-from ansible_collections.encedo.hem.plugins.module_utils._fields import device_model
+from ansible_collections.encedo.hem.plugins.module_utils import _fresh, _status
 from ansible_collections.encedo.hem.plugins.module_utils._module import HemModule
-
-# One-time handshake values of GET /api/system/config: not configuration, not worth returning.
-_CONFIG_VOLATILE = ('nonce', 'spk')
-#: The subsets of gather_subset; status is always read.
-SUBSETS = ('status', 'version', 'config', 'certificate')
-
-
-def chosen_subsets(requested):
-    """The set of SUBSETS that gather_subset asks for; ValueError naming the option and what is allowed."""
-    wanted, left_out = set(), set()
-    for item in requested:
-        name = str(item).strip()
-        excluded = name.startswith('!')
-        name = name[1:] if excluded else name
-        if name not in ('all',) + SUBSETS:
-            raise ValueError('option gather_subset: %r is not a subset; allowed: all, %s, each optionally preceded by ! to leave it out'
-                             % (item, ', '.join(SUBSETS)))
-        if excluded and name == 'status':
-            raise ValueError('option gather_subset: !status is not allowed, the status is always read (it tells whether the device '
-                             'is personalised and serves HTTPS); use !all to read only the status')
-        (left_out if excluded else wanted).add(name)
-    if 'all' in left_out:
-        wanted.discard('all')           # only what is named besides (as with Ansible's setup module)
-    elif 'all' in wanted or not wanted:
-        wanted = set(SUBSETS)
-    return (wanted - left_out) | {'status'}
-
-
-def gather(module, client):
-    try:
-        subsets = chosen_subsets(module.params['gather_subset'])
-        bundle = _fresh.check_inputs(module.params)[0]
-    except ValueError as exc:
-        raise HemError(str(exc))
-    p = module.params
-    if p['return_token'] and not p['passphrase']:
-        raise HemError('option return_token: needs passphrase (or the environment variable ENCEDO_HEM_PASSPHRASE) to log in; '
-                       'nothing was sent to the device')
-    issuer_given = p['issuer_ca'] is not None or p['issuer_ca_path'] is not None
-    if issuer_given and 'certificate' not in subsets:
-        raise HemError('option issuer_ca/issuer_ca_path: used only with certificate in gather_subset; nothing was sent to the device')
-    x509 = issuers = None
-    reads_certificate = 'certificate' in subsets and p['url'].lower().startswith('https:')
-    if reads_certificate or issuer_given:
-        # imported only when asked for: cryptography's import cost is paid per task and host in a fleet
-        from ansible_collections.encedo.hem.plugins.module_utils import _x509 as x509
-        if not x509.HAS_CRYPTOGRAPHY:
-            raise HemError(missing_required_lib('cryptography') + ' (for gather_subset certificate)')
-        try:
-            issuers = x509.load_issuers(p)[1]
-        except x509.X509Error as exc:
-            raise HemError('%s; nothing was sent to the device' % exc)
-    fresh = _fresh.prepare(module, bundle)
-    over_https = fresh.https is not False and not (fresh.stored and module.check_mode)
-    version = None
-    if over_https:
-        status = fresh.status if fresh.status is not None else client.status()
-        if 'version' in subsets:
-            version = client.get('/api/system/version', auth=False)
-    else:
-        # No HTTPS server: status and version (both unauthenticated) over plain HTTP, nothing else.
-        status = fresh.status
-        if 'version' in subsets:
-            version = module.client(url=fresh.http_url, passphrase=None, token=None).get('/api/system/version', auth=False)
-    personalised = status.get('inited') is not False
-    result = dict(
-        changed=fresh.stored,
-        personalised=personalised,
-        rtc_set='time' in status or 'ts' in status,
-        uptime=status.get('uptime'),
-        status=status,
-    )
-    model = device_model(status, version)
-    if model is not None:
-        result['model'] = model
-    if version is not None:
-        result.update(firmware=version.get('fwv'), version=version)
-    if reads_certificate and over_https:
-        # From the status request's own TLS handshake (the client that read it), unless a bundle was just stored.
-        reader = fresh.poller if fresh.poller is not None and fresh.https and not fresh.stored else client
-        try:
-            served = x509.served_certificate(reader)
-        except x509.X509Error as exc:
-            raise HemError('gather_subset certificate: %s' % exc, result=result)
-        result['certificate'] = dict(pem=x509.cert_pem(served), **x509.certificate_facts(served)) if served is not None else None
-        if served is not None and issuers is not None:
-            result['certificate']['issued_by_ca'] = x509.issued_by_any(served, issuers)
-    result.update(fresh.result())
-    if 'https' not in result and isinstance(status.get('https'), bool):
-        result['https'] = status['https']       # url is plain http: the status says it
-    if fresh.message:
-        result['msg'] = fresh.message
-        if fresh.missing:
-            module.warn(fresh.message)
-    if p['return_token'] and over_https and personalised and result['rtc_set']:
-        result['token'] = module.login_token(client)
-    if module.has_credentials() and 'config' in subsets:
-        if not over_https:
-            module.warn('The device has no HTTPS server: the configuration was not read, credentials are never sent over plain HTTP.')
-        elif personalised:
-            config = client.get('/api/system/config')
-            result['config'] = dict((k, v) for k, v in config.items() if k not in _CONFIG_VOLATILE)
-        else:
-            module.warn('The device is not personalised yet: there is no configuration to read, credentials were not used.')
-    return result
 
 
 def main():
@@ -407,7 +298,7 @@ def main():
         issuer_ca_path=dict(type='path'),
     )
     module = HemModule(argument_spec=spec, supports_check_mode=True, mutually_exclusive=[('issuer_ca', 'issuer_ca_path')])
-    module.run(gather)
+    module.run(_status.gather, check=_status.check_options)
 
 
 if __name__ == '__main__':

@@ -256,9 +256,10 @@ instanceid:
 reboot_required:
   description:
     - Whether the device must reboot before the new network or storage settings apply (the device's answer).
-    - In check mode, the prediction - a PPA needs a reboot when the O(ip), O(storage_mode) or O(storage_disk0size) to be
-      sent differ from the values of a factory-fresh device (address V(192.168.7.1/24); the storage layout of a fresh
-      device is not documented and taken as the web manager's default, V(shown_readonly_ctr) with 4 GiB).
+    - In check mode, the prediction - a PPA needs a reboot when the O(ip), O(dnsd), O(storage_mode) or O(storage_disk0size)
+      to be sent differ from the values of a factory-fresh device (address V(192.168.7.1/24); the DNS server setting and the
+      storage layout of a fresh device are not documented and taken as the web manager's defaults, V(false) and
+      V(shown_readonly_ctr) with 4 GiB).
   returned: always
   type: bool
   sample: false
@@ -319,47 +320,48 @@ from ansible_collections.encedo.hem.plugins.module_utils._config import (
     wait_for_format,
 )
 from ansible_collections.encedo.hem.plugins.module_utils import _fields, _rcw
-from ansible_collections.encedo.hem.plugins.module_utils._fields import PPA_ONLY, SECTORS_PER_GIB
+from ansible_collections.encedo.hem.plugins.module_utils._fields import INIT_REBOOT_FIELDS, PPA_DEFAULTS, PPA_ONLY
 from ansible_collections.encedo.hem.plugins.module_utils._module import HemModule
 
 INIT_PATH = '/api/auth/init'
 CHALLENGE_LIFETIME = 60
-#: What the module sends for an unset PPA option: the web manager's values (build.js ``initFinal`` and the
-#: init form: ip "192.168.7.1/24", storage_mode 0x51, storage_disk0size 4 GiB = 4 x 2097152 sectors, dnsd false).
-PPA_DEFAULTS = {'ip': '192.168.7.1/24', 'storage_mode': 0x51, 'storage_disk0size': 4 * SECTORS_PER_GIB, 'dnsd': False}
-#: Fields whose change needs a reboot (OpenAPI POST /api/auth/init: "network/storage settings").
-REBOOT_FIELDS = ('ip', 'storage_mode', 'storage_disk0size')
-#: The values of a factory-fresh PPA, for the check-mode reboot prediction: the ip is the OpenAPI file's
-#: "Factory-default device IP"; no source gives the storage layout of a fresh device, taken as the web
-#: manager's default one (as the emulator does) - so these are the defaults above.
-FACTORY_VALUES = dict((name, PPA_DEFAULTS[name]) for name in REBOOT_FIELDS)
+#: The values of a factory-fresh PPA, for the check-mode reboot prediction: no source gives them, taken as the
+#: values the module sends for unset options (the table's ``ppa_default``, the web manager's), as the emulator does.
+FACTORY_VALUES = dict((name, PPA_DEFAULTS[name]) for name in INIT_REBOOT_FIELDS)
 
 
 def validate(params):
-    """Check every option before any request. Raises ValueError with a user-facing message.
+    """Check every option before any request (``HemModule.run``'s check). Raises HemError with a user-facing message.
 
     The fields' rules are the table's (_fields.check, the same as encedo_config's). Normalises
     ``storage_mode`` to its number in ``params``.
     """
-    checked = _fields.check_all(params, 'init')
+    try:
+        checked = _fields.check_all(params, 'init')
+    except ValueError as exc:
+        raise HemError(str(exc))
     if 'storage_mode' in checked:
         params['storage_mode'] = checked['storage_mode']
     if params.get('format_timeout') is not None and params['format_timeout'] <= 0:
-        raise ValueError('option format_timeout: must be a positive number of seconds, got %d' % params['format_timeout'])
+        raise HemError('option format_timeout: must be a positive number of seconds, got %d' % params['format_timeout'])
     for name in ('passphrase', 'master_passphrase', 'master_recovery_phrase'):
         if params[name] is not None and not params[name]:
-            raise ValueError('option %s: must not be empty' % name)
+            raise HemError('option %s: must not be empty' % name)
     if params['master_passphrase'] and params['master_recovery_phrase']:
-        raise ValueError('options master_passphrase and master_recovery_phrase: give only one of them (both make the master key)')
+        raise HemError('options master_passphrase and master_recovery_phrase: give only one of them (both make the master key)')
     if params['passphrase'] and params['passphrase'] == params['master_passphrase']:
-        raise ValueError('options passphrase and master_passphrase: must differ (the device tells the user and master roles '
-                         'apart by their keys)')
-    if params['master_recovery_phrase']:
+        raise HemError('options passphrase and master_passphrase: must differ (the device tells the user and master roles '
+                       'apart by their keys)')
+    if not params['master_recovery_phrase']:
+        return
+    try:
         phrase = normalise_recovery_phrase(params['master_recovery_phrase'])
-        if params['passphrase'] and ' '.join(params['passphrase'].split()) == phrase:
-            # Protects the user: the passphrase is typed at every login; the recovery phrase is the master key.
-            raise ValueError('options passphrase and master_recovery_phrase: must differ (the passphrase is typed for every '
-                             'login, the recovery phrase is the master key and should stay offline)')
+    except ValueError as exc:
+        raise HemError(str(exc))
+    if params['passphrase'] and ' '.join(params['passphrase'].split()) == phrase:
+        # Protects the user: the passphrase is typed at every login; the recovery phrase is the master key.
+        raise HemError('options passphrase and master_recovery_phrase: must differ (the passphrase is typed for every '
+                       'login, the recovery phrase is the master key and should stay offline)')
 
 
 def ppa_values(params):
@@ -409,7 +411,7 @@ def predict_reboot(params, model):
     if model != 'ppa':
         return False
     values = ppa_values(params)
-    return any(values[name] != FACTORY_VALUES[name] for name in REBOOT_FIELDS)
+    return any(values[name] != FACTORY_VALUES[name] for name in INIT_REBOOT_FIELDS)
 
 
 def storage_total(status):
@@ -446,17 +448,7 @@ def personalise(module, client, model):
         answer = _rcw.write(module, change, lambda: client.post(INIT_PATH, {'init': proof}, auth=False), reread=client.status,
                             unknown=lost)
     except HemError as exc:
-        if exc.status == 400:
-            exc.msg = ('the device rejected the personalisation (HTTP 400): a field it requires is missing or a value is out of '
-                       'range (sent for %s: %s). The device is still factory-fresh, nothing was changed. Check these options, and '
-                       'that the device really is that model (encedo.hem.encedo_info reports it).'
-                       % ('an EPA' if model == 'epa' else 'a PPA', ', '.join(sorted(k for k in cfg if not k.endswith('key')))))
-        elif exc.status == 401:
-            exc.msg = ('the device refused the signed personalisation request (HTTP 401: its one-time challenge expired or was '
-                       'used already, or it did not accept the signature). Nothing was changed, the device is still '
-                       'factory-fresh. Make sure no other task or person personalises it at the same time and that the '
-                       'controller answers within the 60 s the challenge lasts; if it keeps refusing, report it with the '
-                       'firmware version that encedo.hem.encedo_info shows.')
+        explain_refusal(exc, model, cfg)
         raise
     if answer is None:          # the answer was lost, the re-read shows a personalised device
         result.update(reboot_required=predict_reboot(params, model))
@@ -468,6 +460,21 @@ def personalise(module, client, model):
     if model == 'ppa':
         result.update(wait_for_storage(module, client))
     return result
+
+
+def explain_refusal(exc, model, cfg):
+    """Say in ``exc`` what a refused personalisation (HTTP 400 or 401) means and what to check."""
+    if exc.status == 400:
+        exc.msg = ('the device rejected the personalisation (HTTP 400): a field it requires is missing or a value is out of '
+                   'range (sent for %s: %s). The device is still factory-fresh, nothing was changed. Check these options, and '
+                   'that the device really is that model (encedo.hem.encedo_info reports it).'
+                   % ('an EPA' if model == 'epa' else 'a PPA', ', '.join(sorted(k for k in cfg if not k.endswith('key')))))
+    elif exc.status == 401:
+        exc.msg = ('the device refused the signed personalisation request (HTTP 401: its one-time challenge expired or was '
+                   'used already, or it did not accept the signature). Nothing was changed, the device is still '
+                   'factory-fresh. Make sure no other task or person personalises it at the same time and that the '
+                   'controller answers within the 60 s the challenge lasts; if it keeps refusing, report it with the '
+                   'firmware version that encedo.hem.encedo_info shows.')
 
 
 def wait_for_storage(module, client):
@@ -557,11 +564,7 @@ def main():
     argument_spec.update(_fresh.fresh_argument_spec())
     module = HemModule(argument_spec=argument_spec, supports_check_mode=True,
                        mutually_exclusive=[('master_passphrase', 'master_recovery_phrase')])
-    try:
-        validate(module.params)
-    except ValueError as exc:
-        module.fail_json(msg=str(exc))
-    module.run(_fresh.run_with_tls_bundle(run))
+    module.run(_fresh.run_with_tls_bundle(run), check=validate)
 
 
 if __name__ == '__main__':

@@ -215,6 +215,17 @@ def clock_refusal(exc):
     return exc.status == 403 and (exc.endpoint or '').endswith(TOKEN_PATH)
 
 
+def check_options(params):
+    """The module's own option checks (before any request)."""
+    if params['checkin']:
+        check_backend_options(params)
+    for name, low in (('delay', 0), ('reboot_timeout', 1)):
+        if params[name] < low:
+            raise HemError('option %s: must be at least %d, got %s' % (name, low, params[name]))
+    if params['poll_interval'] <= 0:
+        raise HemError('option poll_interval: must be positive, got %s' % params['poll_interval'])
+
+
 def run(module, client):
     params = module.params
     before = client.status()
@@ -231,14 +242,28 @@ def run(module, client):
         return result
     backend = backend_client(module) if params['checkin'] else None
 
-    checkin_before = None
+    result = dict(changed=True, rebooted=False)
     if checkin_first:
-        checkin_before = checkin_before_reboot(module, client, backend, before)
+        result['checkin_before'] = checkin_before_reboot(module, client, backend, before)
         before, seen_before = client.status(), time.monotonic()
     before, seen_before = uptime_baseline(client.status, before, seen_before)
     requested_at = time.monotonic()
+    lost = send_reboot(client, personalised, before)
+    # From here on the reboot was requested (and accepted, unless its answer was lost): every failure is a change.
+    status, waited = wait_back(module, before.get('uptime'), seen_before, requested_at, lost, result)
+    elapsed = int(round(waited))
+    # Every token issued before the reboot is invalid now.
+    client.token = None
+    result.update(rebooted=True, elapsed=elapsed, uptime=status.get('uptime'), checkin=None)
+    if backend is not None and not clock_is_set(status):
+        result['checkin'] = checkin_after_reboot(module, client, backend, status, elapsed, result)
+    return result
+
+
+def send_reboot(client, personalised, before):
+    """Request the reboot; -> the error text of a lost answer (None when it was accepted)."""
     try:
-        lost = request_reboot(client, personalised)
+        return request_reboot(client, personalised)
     except HemError as exc:
         if clock_refusal(exc) and not clock_is_set(before):
             raise HemError('the device clock is unset (it resets at every power-up), so the device refuses the login that the '
@@ -246,14 +271,15 @@ def run(module, client):
                            'the device in before and after the reboot), or check it in first with encedo.hem.encedo_checkin. '
                            'Nothing else was sent', exc.endpoint, exc.status)
         raise
-    # From here on the reboot was requested (and accepted, unless its answer was lost): every failure is a change.
-    result = dict(changed=True, rebooted=False)
-    if checkin_before is not None:
-        result['checkin_before'] = checkin_before
+
+
+def wait_back(module, uptime_before, seen_before, requested_at, lost, result):
+    """Poll until the device proves it restarted; -> (status, seconds waited). A failure carries ``result``."""
+    params = module.params
     poller = module.client(**POLL)
     try:
-        status, waited = wait_for_reboot(poller.status, before.get('uptime'), seen_before, params['delay'],
-                                         params['reboot_timeout'], params['poll_interval'], requested_at=requested_at)
+        return wait_for_reboot(poller.status, uptime_before, seen_before, params['delay'],
+                               params['reboot_timeout'], params['poll_interval'], requested_at=requested_at)
     except NotRebooted as exc:
         if lost:
             exc.msg += '; the reboot request itself got no answer (%s)' % lost
@@ -266,21 +292,21 @@ def run(module, client):
             exc.msg += '; the reboot request itself got no answer (%s)' % lost
         raise HemError('%s. The device went away after the reboot request: it may still be rebooting (check it with '
                        'encedo.hem.encedo_info before trying again)' % exc, result=result)
-    elapsed = int(round(waited))
-    # Every token issued before the reboot is invalid now.
-    client.token = None
-    result.update(rebooted=True, elapsed=elapsed, uptime=status.get('uptime'), checkin=None)
-    if backend is not None and not clock_is_set(status):
-        try:
-            result['checkin'] = checkin(client, backend, status=status)
-        except HemError as exc:
-            raise HemError('the device rebooted (back after %d s) but the check-in failed: %s' % (elapsed, exc), result=result)
-        for warning in checkin_warnings(result['checkin']):
-            module.warn(warning)
-        failure = checkin_failure(result['checkin'])
-        if failure:
-            raise HemError('the device rebooted (back after %d s) and checked in, and %s' % (elapsed, failure), result=result)
-    return result
+
+
+def checkin_after_reboot(module, client, backend, status, elapsed, result):
+    """Check the rebooted device in; -> the check-in result. A failure carries ``result``."""
+    try:
+        done = checkin(client, backend, status=status)
+    except HemError as exc:
+        raise HemError('the device rebooted (back after %d s) but the check-in failed: %s' % (elapsed, exc), result=result)
+    result['checkin'] = done
+    for warning in checkin_warnings(done):
+        module.warn(warning)
+    failure = checkin_failure(done)
+    if failure:
+        raise HemError('the device rebooted (back after %d s) and checked in, and %s' % (elapsed, failure), result=result)
+    return done
 
 
 def main():
@@ -292,14 +318,7 @@ def main():
     )
     argument_spec.update(checkin_argument_spec())
     module = HemModule(argument_spec=argument_spec, supports_check_mode=True)
-    if module.params.get("checkin", True):
-        check_backend_options(module)
-    for name, low in (('delay', 0), ('reboot_timeout', 1)):
-        if module.params[name] < low:
-            module.fail_json(msg='option %s: must be at least %d, got %s' % (name, low, module.params[name]))
-    if module.params['poll_interval'] <= 0:
-        module.fail_json(msg='option poll_interval: must be positive, got %s' % module.params['poll_interval'])
-    module.run(run)
+    module.run(run, check=check_options)
 
 
 if __name__ == '__main__':

@@ -234,3 +234,23 @@ def test_every_difference_between_the_table_and_the_emulator_is_explained_in_the
     section = section[:section.index("\n## ")]
     for sentence in set(EXPLAINED.values()):
         assert sentence in section, sentence
+
+
+# ------------------------------------------------------------------ the role declares the same options
+
+ROLE_SPEC = Path(__file__).resolve().parents[4] / "roles" / "device" / "meta" / "argument_specs.yml"
+
+
+@pytest.mark.parametrize("variable, name", [("encedo_hem_config", "config"), ("encedo_hem_init", "init")])
+def test_the_role_lists_the_tables_options_with_their_types(variable, name):
+    """The role's encedo_hem_config / encedo_hem_init list exactly the table's options of encedo_config /
+    encedo_init with the same types; any other option of theirs is one of the module's own (not a field)."""
+    entry_points = yaml.safe_load(ROLE_SPEC.read_text())["argument_specs"].values()
+    found = [spec["options"][variable]["options"] for spec in entry_points if variable in spec.get("options", {})]
+    assert len(found) == 1, variable
+    options = found[0]
+    table = dict((f.name, f.option_type) for f in F.options_of(name))
+    assert dict((k, v["type"]) for k, v in options.items() if k in F.FIELDS) == table
+    module_options = yaml.safe_load(MODULES[name].DOCUMENTATION)["options"]
+    for extra in set(options) - set(table):
+        assert extra in module_options and options[extra]["type"] == module_options[extra]["type"], extra

@@ -86,10 +86,15 @@ def run_module(args, capsys, env=None, monkeypatch=None):
     for key, value in (env or {}).items():
         monkeypatch.setenv(key, value)
     with patch_module_args(args):
+        module = M.HemModule(argument_spec={}, supports_check_mode=True)
         try:
-            return M.HemModule(argument_spec={}, supports_check_mode=True), None
-        except SystemExit:
+            module.check_connection_options()
+        except M.HemError:
+            # a bad option fails the task through run, before the function (and any request) runs
+            with pytest.raises(SystemExit):
+                module.run(lambda mod, client: pytest.fail('run called the function despite a bad option'))
             return None, json.loads(capsys.readouterr().out)
+        return module, None
 
 
 def test_bad_url_fails_naming_the_option(capsys, monkeypatch):
@@ -264,12 +269,48 @@ def test_run_exits_with_the_result(capsys, monkeypatch):
     assert result["changed"] is False and result["model"] == "ppa" and "failed" not in result
 
 
+def test_construction_never_fails_the_task(capsys, monkeypatch):
+    """Bad connection options fail in run, not in HemModule(): run is the one failure path."""
+    for name in M.ENV_VARS.values():
+        monkeypatch.delenv(name, raising=False)
+    with patch_module_args({"url": "my.ence.do", "timeout": 0}):
+        module = M.HemModule(argument_spec={}, supports_check_mode=True)
+    assert capsys.readouterr().out == ""
+    with pytest.raises(M.HemError, match="^option url:"):
+        module.check_connection_options()
+
+
+def test_run_checks_the_options_before_the_module_check_and_the_function(capsys, monkeypatch):
+    for name in M.ENV_VARS.values():
+        monkeypatch.delenv(name, raising=False)
+    calls = []
+
+    def check(params):
+        calls.append(("check", params["url"]))
+        raise M.HemError("option x: wrong")
+
+    with patch_module_args({"url": "https://h", "timeout": 0}):
+        module = M.HemModule(argument_spec={}, supports_check_mode=True)
+        with pytest.raises(SystemExit):
+            module.run(lambda mod, client: calls.append("fn"), check=check)
+    result = json.loads(capsys.readouterr().out)
+    assert result["failed"] and result["msg"] == "option timeout: must be a positive number of seconds, got 0" and calls == []
+    assert module._hem_client is None
+    with patch_module_args({"url": "https://h"}):
+        module = M.HemModule(argument_spec={}, supports_check_mode=True)
+        with pytest.raises(SystemExit):
+            module.run(lambda mod, client: calls.append("fn"), check=check)
+    result = json.loads(capsys.readouterr().out)
+    assert result["failed"] and result["msg"] == "option x: wrong" and calls == [("check", "https://h")]
+    assert module._hem_client is None
+
+
 #: Exception classes of the collection that never reach HemModule.run, each with the reason.
 INTERNAL_ERRORS = {
     "_transport.TransportError": "one failed try of the transport; HemClient turns it into a HemError (with the endpoint) "
                                  "or retries",
     "_fields.FieldError": "a ValueError of one field's check; _config.validate and encedo_init's validate collect them "
-                          "into one message (ConfigError, or a failure before module.run)",
+                          "into one message (ConfigError, or encedo_init's HemError of HemModule.run's check)",
     "_config._Invalid": "a ValueError of a value conversion; plan_update/validate turn it into a ConfigError message",
 }
 
@@ -297,7 +338,7 @@ def test_every_error_of_the_collection_is_a_hem_error():
     classes = dict(_collection_error_classes())
     # the introspection sees the errors it must see
     assert {"_errors.HemError", "_x509.X509Error", "_attestation.AttestationError", "_config.ConfigError",
-            "_tls.InputError", "encedo_attestation.AttestationFailure"} <= set(classes)
+            "_tls.InputError", "_attestation.AttestationFailure"} <= set(classes)
     assert set(INTERNAL_ERRORS) <= set(classes), "an internal error listed here no longer exists"
     strays = sorted(name for name, cls in classes.items() if not issubclass(cls, M.HemError) and name not in INTERNAL_ERRORS)
     assert strays == []

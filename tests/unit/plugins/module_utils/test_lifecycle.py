@@ -357,31 +357,22 @@ def test_the_baseline_reads_again_only_when_the_uptime_is_too_low():
     assert status == {"uptime": 3} and seen == fake.now == 1002.0 and reads == [1002.0]
 
 
-class _Failed(Exception):
-    pass
-
-
-def _options_module(**params):
-    class M:
-        def fail_json(self, msg):
-            raise _Failed(msg)
-    module = M()
-    module.params = dict({"backend_url": "https://api.example.test", "backend_validate_certs": True,
-                          "backend_ca_path": None, "timeout": 5}, **params)
-    return module
+def _backend_params(**params):
+    return dict({"backend_url": "https://api.example.test", "backend_validate_certs": True,
+                 "backend_ca_path": None, "timeout": 5}, **params)
 
 
 def test_backend_options_refuse_a_non_http_url():
-    with pytest.raises(_Failed, match="option backend_url"):
-        L.check_backend_options(_options_module(backend_url="ftp://x"))
+    with pytest.raises(L.HemError, match="^option backend_url: must be an http:// or https:// URL, got 'ftp://x'$"):
+        L.check_backend_options(_backend_params(backend_url="ftp://x"))
 
 
 def test_backend_options_refuse_an_unreadable_ca_path(tmp_path):
-    with pytest.raises(_Failed, match="option backend_ca_path"):
-        L.check_backend_options(_options_module(backend_ca_path=str(tmp_path / "missing.pem")))
+    with pytest.raises(L.HemError, match="^option backend_ca_path: .* does not exist or cannot be read"):
+        L.check_backend_options(_backend_params(backend_ca_path=str(tmp_path / "missing.pem")))
     ca = tmp_path / "ca.pem"
     ca.write_text("x")
-    L.check_backend_options(_options_module(backend_ca_path=str(ca)))
+    assert L.check_backend_options(_backend_params(backend_ca_path=str(ca))) is None
 
 
 def test_backend_client_warns_when_not_verifying_https():

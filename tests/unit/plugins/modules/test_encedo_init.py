@@ -21,6 +21,7 @@ except ImportError:  # run without the collection link on sys.path
     from ansible_collections.encedo.hem.plugins.modules import encedo_init as M
 from ansible_collections.encedo.hem.plugins.module_utils import _login as L
 from ansible_collections.encedo.hem.plugins.module_utils import _fields
+from ansible_collections.encedo.hem.plugins.module_utils._errors import HemError
 
 
 # The BIP39 test phrase "abandon" x 23 + "art" (24 words, valid checksum; trezor/python-mnemonic vectors.json).
@@ -83,7 +84,7 @@ def test_defaults_are_valid():
     (dict(master_recovery_phrase=ABANDON_ART), "give only one of them"),
 ])
 def test_every_bad_option_is_refused_with_its_name(over, fragment):
-    with pytest.raises(ValueError, match=fragment):
+    with pytest.raises(HemError, match=fragment):
         M.validate(params(**over))
 
 
@@ -145,7 +146,8 @@ def test_cfg_never_carries_a_passphrase():
     (dict(ip="127.0.0.1/8"), "ppa", True),
     (dict(storage_mode=0x51, storage_disk0size=0), "ppa", True),
     (dict(storage_mode="hidden_xts"), "ppa", True),
-    (dict(dnsd=True), "ppa", False),                     # dnsd is no network/storage setting of the OpenAPI's flag
+    (dict(dnsd=True), "ppa", True),                      # the table's reboot set: dnsd applies at the next boot
+    (dict(dnsd=False), "ppa", False),
     ({}, "epa", False),
     (dict(ip="192.168.7.1/24"), "epa", False),
 ])
@@ -156,10 +158,23 @@ def test_predict_reboot(over, model, expected):
 
 
 def test_factory_values_are_the_emulators():
-    # The check-mode prediction and the emulator assume the same (undocumented) factory layout.
+    # The check-mode prediction and the emulator assume the same (undocumented) factory layout of the network and
+    # storage settings; dnsd (no source for a fresh device's value, the emulator's is true) is predicted from its default.
     from tests.emulator.device import factory_config  # pylint: disable=import-outside-toplevel
     factory = factory_config("ppa")
-    assert {k: factory[k] for k in M.FACTORY_VALUES} == M.FACTORY_VALUES
+    layout = dict((k, v) for k, v in M.FACTORY_VALUES.items() if k != "dnsd")
+    assert {k: factory[k] for k in layout} == layout
+    assert M.FACTORY_VALUES["dnsd"] is False and set(M.FACTORY_VALUES) == {"ip", "dnsd", "storage_mode", "storage_disk0size"}
+
+
+def test_defaults_and_reboot_set_come_from_the_field_table():
+    ppa = [f for f in _fields.FIELDS.values() if f.models == _fields.PPA]
+    assert _fields.PPA_DEFAULTS == dict((f.name, f.ppa_default) for f in ppa)
+    assert all(f.ppa_default is not None and f.ppa_default_source for f in ppa)
+    assert _fields.PPA_DEFAULTS == {"ip": "192.168.7.1/24", "storage_mode": 0x51, "storage_disk0size": 4 * 2097152, "dnsd": False}
+    assert set(_fields.INIT_REBOOT_FIELDS) == {f.name for f in ppa if f.reboot or f.reformat}
+    assert not hasattr(M, "PPA_DEFAULTS") or M.PPA_DEFAULTS is _fields.PPA_DEFAULTS
+    assert not hasattr(M, "REBOOT_FIELDS")
 
 
 @pytest.mark.parametrize("status,total", [
@@ -240,7 +255,7 @@ def test_master_passphrase_is_derived_like_the_user_key():
     (" ".join(["art"] + ["abandon"] * 23), "the BIP39 checksum does not match"),
 ])
 def test_bad_recovery_phrases_are_refused_without_echoing_a_word(phrase, fragment):
-    with pytest.raises(ValueError, match="option master_recovery_phrase: ") as info:
+    with pytest.raises(HemError, match="option master_recovery_phrase: ") as info:
         M.validate(params(master_passphrase=None, master_recovery_phrase=phrase))
     assert re.search(fragment, str(info.value))
     for word in ("abandon", "about", "notaword", "art", "Abandon"):
@@ -249,13 +264,13 @@ def test_bad_recovery_phrases_are_refused_without_echoing_a_word(phrase, fragmen
 
 def test_recovery_phrase_without_the_mnemonic_library(monkeypatch):
     monkeypatch.setitem(sys.modules, "mnemonic", None)                 # import mnemonic -> ImportError
-    with pytest.raises(ValueError, match='option master_recovery_phrase: the Python library "mnemonic" is needed.*pip install '
-                                         'mnemonic'):
+    with pytest.raises(HemError, match='option master_recovery_phrase: the Python library "mnemonic" is needed.*pip install '
+                                       'mnemonic'):
         M.validate(params(master_passphrase=None, master_recovery_phrase=ABANDON_ART))
 
 
 def test_recovery_phrase_must_not_be_the_passphrase():
-    with pytest.raises(ValueError, match="options passphrase and master_recovery_phrase: must differ"):
+    with pytest.raises(HemError, match="options passphrase and master_recovery_phrase: must differ"):
         M.validate(params(master_passphrase=None, master_recovery_phrase=ABANDON_ART, passphrase=ABANDON_ART))
     M.validate(params(master_passphrase=None, master_recovery_phrase=ABANDON_ART))
 

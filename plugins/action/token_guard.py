@@ -2,12 +2,11 @@
 # Copyright (c) encedo.hem contributors
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 
-"""The action plugin of every encedo.hem module: runs the module, hides a result that holds a token.
+"""The action plugin of every encedo.hem module (the token guard): runs the module, hides a result that holds a token.
 
-encedo_login finds it by its name; every other module is routed to it by
-``plugin_routing: modules: <name>: action_plugin: encedo.hem.encedo_login`` in
-meta/runtime.yml, so there is one implementation (and the sanity test that wants a
-module documenting each action plugin is satisfied).
+Every module is routed to it by ``plugin_routing: modules: <name>: action_plugin: encedo.hem.token_guard``
+in meta/runtime.yml, so there is one implementation. It has no module of its own to document it, which
+ansible-test's action-plugin-docs sanity test wants: tests/sanity/ignore-*.txt say so for this file.
 
 A module cannot hide its own result (Ansible strips ``_ansible_*`` keys from module
 results), so a bearer token in a result would show in the task output and with ``-vvv``.
