@@ -97,8 +97,8 @@ options:
         from RV(boot_time)), C(since) and C(reasons). RV(reboot_pending) repeats it while the device has not booted since.
     type: dict
 notes:
-  - One writer per device - two runs that change the same device at once can each read before the other writes. Run
-    fleets with C(throttle: 1) per device or C(serial); a confirming read that disagrees with what was written is a warning.
+  - "One writer per device - two runs that change the same device at once can each read before the other writes. Run
+    fleets with C(throttle: 1) per device or C(serial); a confirming read that disagrees with what was written is a warning."
 seealso:
   - role: encedo.hem.device
   - module: encedo.hem.encedo_config
