@@ -55,14 +55,16 @@ class View(object):
 
 
 def _pending(record, status):
-    """(boot time of the device now, the reboot left to the operator when it is still pending, else None)."""
+    """-> result fields: ``boot_time`` (of the device now), ``reboot_pending`` (the reboot left to the operator in
+    ``record`` while the device has not booted since, else None), ``reboot_record_done`` (a record was given and the
+    device has booted since: the record can go)."""
     uptime = status.get('uptime') if isinstance(status, dict) else None
-    if not isinstance(uptime, int) or isinstance(uptime, bool):
-        return None, None
-    boot = int(time.time() - uptime)
-    if isinstance(record, dict) and isinstance(record.get('boot'), int) and abs(record['boot'] - boot) < SAME_BOOT_SLACK:
-        return boot, dict(since=record.get('since'), reasons=list(record.get('reasons') or []))
-    return boot, None
+    known = isinstance(uptime, int) and not isinstance(uptime, bool)
+    boot = int(time.time() - uptime) if known else None
+    given = isinstance(record, dict) and isinstance(record.get('boot'), int)
+    same = known and given and abs(record['boot'] - boot) < SAME_BOOT_SLACK
+    pending = dict(since=record.get('since'), reasons=list(record.get('reasons') or [])) if same else None
+    return dict(boot_time=boot, reboot_pending=pending, reboot_record_done=bool(given and known and not same))
 
 
 def _status(module, result, bundle):
@@ -72,9 +74,8 @@ def _status(module, result, bundle):
         raise HemError(found.message, result=dict(changed=False, ready=False, **found.result()))
     over_https = found.https is not False and not (found.stored and module.check_mode)
     status = _status_facts.read_status_version(module, module.client(passphrase=None, token=None), found, over_https, False)[0]
-    boot, pending = _pending(module.params.get('reboot_record'), status)
     result.update(found.result())
-    result.update(_status_facts.status_facts(status), changed=found.stored, boot_time=boot, reboot_pending=pending)
+    result.update(_status_facts.status_facts(status), changed=found.stored, **_pending(module.params.get('reboot_record'), status))
     result.setdefault('model', None)
     if found.message:
         result['msg'] = found.message

@@ -100,7 +100,7 @@ class HemModule(AnsibleModule):
     its environment variable: the token is used first, the passphrase logs in when there
     is no token, or once when the device refuses the token (HTTP 401). A module that had
     to replace the token it was given returns the new one as ``token`` in its result (the
-    action plugin takes it out of the shown result, see plugins/action/token_guard.py).
+    action plugin takes it out of the shown result, see plugins/plugin_utils/token_guard.py).
     Not as a fact: facts go to the fact cache, which ansible-runner (so AWX) keeps on disk.
     """
 

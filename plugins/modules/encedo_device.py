@@ -171,6 +171,11 @@ reboot_pending:
   returned: always
   type: dict
   sample: {"since": "2026-12-07T15:00:00+00:00", "reasons": ["configuration"]}
+reboot_record_done:
+  description: Whether O(reboot_record) was given and the device has booted since (the record can be removed).
+  returned: always
+  type: bool
+  sample: false
 reboot_required:
   description: Whether a change of this run applies only after a reboot.
   returned: always

@@ -93,5 +93,6 @@ def test_a_reboot_left_to_the_operator_is_recalled_until_the_device_booted(fleet
     record = {"boot": first.result["boot_time"], "since": "2026-12-07T00:00:00+00:00", "reasons": ["configuration"]}
     pending, _, _ = run(hem_playbook, fleet, i, {"reboot_record": record})
     assert pending.result["reboot_pending"] == {"since": record["since"], "reasons": ["configuration"]}
+    assert pending.result["reboot_record_done"] is False and first.result["reboot_record_done"] is False
     other, _, _ = run(hem_playbook, fleet, i, {"reboot_record": dict(record, boot=record["boot"] - 3600)})
-    assert other.result["reboot_pending"] is None
+    assert other.result["reboot_pending"] is None and other.result["reboot_record_done"] is True
