@@ -76,6 +76,9 @@ options:
   timeout:
     description:
       - Seconds to wait for the device, per request including its retries.
+      - It bounds each request as a whole, from connecting to the last byte of the answer, however slowly the answer
+        arrives. An answer is read up to a fixed size (256 KiB), uncompressed; a larger or compressed answer fails the
+        task, naming the device and the limit.
       - Reads are retried with exponential backoff on connection errors, timeouts and busy answers (HTTP 409, 429, 500, 503,
         honouring C(Retry-After)) until this time is used up. Writes are never sent twice.
       - If not set, the environment variable E(ENCEDO_HEM_TIMEOUT) is used.
