@@ -265,6 +265,8 @@ class Transport(object):
             try:
                 body = self._read(resp, limit)
             finally:
+                # no watchdog on a descriptor about to be closed (and perhaps reused)
+                self._deadline.cancel()
                 resp.close()
                 if connection is not None:
                     connection.close()

@@ -29,7 +29,6 @@ import json
 import socket
 import ssl
 import threading
-import time
 
 from tests.reliability.support import issue, make_ca, pem
 
@@ -42,7 +41,7 @@ def gzip_bomb(size):
     out = io.BytesIO()
     block = b"0" * MB
     with gzip.GzipFile(fileobj=out, mode="wb", compresslevel=9) as gz:
-        for _ in range(size // MB):
+        for dummy in range(size // MB):
             gz.write(block)
     return out.getvalue()
 
