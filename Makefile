@@ -156,9 +156,9 @@ docs-lint: venv link
 
 # ---------------------------------------------------------------------------- dependency floors
 # The lowest versions meta/ee-requirements.txt admits (`name>=X`) are installed exactly
-# (.venv-floor, cached) and the transport, attestation, certificate and TLS checks run on
-# them: cryptography 39 lacks Certificate.verify_directly_issued_by, which 40 added; with
-# urllib3 2.4 an IPv6 device address through a proxy fails.
+# (.venv-floor, cached: rebuilt when meta/ee-requirements.txt changes) and the transport,
+# attestation, certificate and TLS checks run on them. Each floor is past the advisories
+# that apply (meta/ee-requirements.txt names them); mnemonic (optional) is pinned too.
 FLOOR_VENV := .venv-floor
 FLOOR_PINS = $(shell sed -nE 's/^([A-Za-z0-9_.-]+)>=([0-9][0-9.]*).*/\1==\2/p' meta/ee-requirements.txt)
 FLOOR_TESTS := tests/unit/plugins/module_utils/test_attestation.py tests/unit/plugins/module_utils/test_x509.py \
