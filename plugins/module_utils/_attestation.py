@@ -592,8 +592,8 @@ def attest(module, client, provision=None, status=None, config=None):
     if data is None:
         result = no_attestation(module, client, status, version)
     else:
-        result = provision(module, client, anchors, status, data) if provision else verified_result(module, client, anchors, status,
-                                                                                                     data, config)
+        verify = provision or (lambda *args: verified_result(*args, config=config))
+        result = verify(module, client, anchors, status, data)
     if result.get('supported') is False and params['fail_on_invalid']:
         raise AttestationFailure('the device %s cannot attest: %s' % (params['url'],
                                                                       result['attestation']['checks']['signature']['reason']), **result)

@@ -40,7 +40,7 @@ def test_four_steps_one_login_five_requests(fleet, hem_playbook):
     i = 0
     args = {"config": {"user": "Device module", "allow_keysearch": True, "http_option_dosprot_mode": 2},
             "attestation": {"trust_anchor_path": "{{ hem_custody_ca_path }}"}}
-    check, requests, _ = run(hem_playbook, fleet, i, args, check=True, diff=True)
+    check, requests, dummy = run(hem_playbook, fleet, i, args, check=True, diff=True)
     assert not check.failed and check.result["changed"] and check.result["ready"]
     assert [r for r in requests if r[0] == "POST"] == [("POST", "/api/auth/token")], requests
     assert check.result["configuration"]["sent"] == ["allow_keysearch", "http_option_dosprot_mode", "user"]
@@ -54,11 +54,11 @@ def test_four_steps_one_login_five_requests(fleet, hem_playbook):
     assert fleet.state(i)["config"]["user"] == "Device module"
     assert apply.result["reboot_required"] is False and apply.result["reboot_reasons"] == []
 
-    again, requests, _ = run(hem_playbook, fleet, i, args)
+    again, requests, dummy = run(hem_playbook, fleet, i, args)
     assert not again.result["changed"]
     assert requests == NOOP, requests          # one login, nothing else written, the configuration read once
 
-    check_again, requests, _ = run(hem_playbook, fleet, i, args, check=True)
+    check_again, requests, dummy = run(hem_playbook, fleet, i, args, check=True)
     assert not check_again.result["changed"] and requests == NOOP
 
 
@@ -66,7 +66,7 @@ def test_a_due_certificate_brings_a_csr_and_a_current_one_costs_no_request(fleet
     i = 1
     cert, cert_path, key_path = write_ca(tmp_path, "Device module CA")
     args = {"tls": {"issuer_ca_path": cert_path, "remaining_days": 30}}
-    check, requests, _ = run(hem_playbook, fleet, i, args, check=True)
+    check, requests, dummy = run(hem_playbook, fleet, i, args, check=True)
     assert check.result["changed"] and check.result["certificate"]["csr_needed"] and check.result["certificate"]["csr"] is None
     assert requests == [("GET", "/api/system/status")], requests     # the served certificate: the status read's handshake
     due, requests, log = run(hem_playbook, fleet, i, args)
@@ -74,14 +74,14 @@ def test_a_due_certificate_brings_a_csr_and_a_current_one_costs_no_request(fleet
     assert due.result["certificate"]["csr_reasons"] == ["the served certificate is not issued by the CA in issuer_ca_path"]
     assert [e["keys"] for e in log if e["method"] == "POST" and e["path"] == "/api/system/config"] == [["gen_csr"]]
     # the emulator's own CA issued today's certificate: with that CA as the issuer, nothing is due and nothing is sent
-    current, requests, _ = run(hem_playbook, fleet, i, {"tls": {"issuer_ca_path": "{{ hem_ca_path }}"}})
+    current, requests, dummy = run(hem_playbook, fleet, i, {"tls": {"issuer_ca_path": "{{ hem_ca_path }}"}})
     assert not current.result["changed"] and not current.result["certificate"]["csr_needed"]
     assert requests == [("GET", "/api/system/status")], requests
 
 
 def test_a_device_not_set_up_is_reported_without_a_login(emulator, hem_playbook):
     emu = emulator(devices=1)       # factory-fresh, clock unset
-    found, requests, _ = run(hem_playbook, emu, 0, {"config": {"user": "x"}, "passphrase": PW})
+    found, requests, dummy = run(hem_playbook, emu, 0, {"config": {"user": "x"}, "passphrase": PW})
     assert not found.failed and not found.result["ready"] and not found.result["changed"]
     assert found.result["personalised"] is False and found.result["rtc_set"] is False
     assert requests == [("GET", "/api/system/status")] and "configuration" not in found.result
@@ -89,10 +89,10 @@ def test_a_device_not_set_up_is_reported_without_a_login(emulator, hem_playbook)
 
 def test_a_reboot_left_to_the_operator_is_recalled_until_the_device_booted(fleet, hem_playbook):
     i = 2
-    first, _, _ = run(hem_playbook, fleet, i, {})
+    first = run(hem_playbook, fleet, i, {})[0]
     record = {"boot": first.result["boot_time"], "since": "2026-12-07T00:00:00+00:00", "reasons": ["configuration"]}
-    pending, _, _ = run(hem_playbook, fleet, i, {"reboot_record": record})
+    pending = run(hem_playbook, fleet, i, {"reboot_record": record})[0]
     assert pending.result["reboot_pending"] == {"since": record["since"], "reasons": ["configuration"]}
     assert pending.result["reboot_record_done"] is False and first.result["reboot_record_done"] is False
-    other, _, _ = run(hem_playbook, fleet, i, {"reboot_record": dict(record, boot=record["boot"] - 3600)})
+    other = run(hem_playbook, fleet, i, {"reboot_record": dict(record, boot=record["boot"] - 3600)})[0]
     assert other.result["reboot_pending"] is None and other.result["reboot_record_done"] is True
