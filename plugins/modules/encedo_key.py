@@ -27,7 +27,8 @@ description:
   - 'Logins: the device grants one scope per token, so the module logs in once for each scope the run needs and reuses
     the tokens: C(keymgmt:list) (always; the list is read in pages of 15 keys), C(keymgmt:get) to read the public key of a
     key found, C(keymgmt:gen) to create a key (it also reads the new public key), C(keymgmt:upd) to rename, C(keymgmt:imp)
-    to import, C(keymgmt:del) to delete. A run that changes nothing costs two logins; a creation two; an update three.'
+    to import, C(keymgmt:del) to delete. A run that changes nothing costs two logins, so do a creation, an import (its
+    public key is the one given) and a deletion; a change of label or description three.'
 author:
   - encedo.hem maintainers (@encedo)
 extends_documentation_fragment:
