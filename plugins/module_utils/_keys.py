@@ -354,9 +354,9 @@ class KeyResource(Resource):
     def read(self, client):
         return list_keys(self.scopes.on('keymgmt:list'))
 
-    def plan(self, keys, want):
+    def plan(self, current, want):
         self.want = want
-        self.key = find(keys, want)
+        self.key = find(current, want)
         self.kid = self.key['kid'] if self.key else want['kid']
         if want['state'] == 'absent':
             if self.key is None:
@@ -403,34 +403,34 @@ class KeyResource(Resource):
 
     def outcome_unknown(self, exc, plan, now, want):
         found = [k for k in now if k['label'] == want['label']] if want['label'] is not None else []
+        listed = _kids(found) or 'no key with this label'
         return HemError('outcome unknown: the %s of key %s was sent but its answer was lost (%s); the device now lists %s. Run '
-                        'the task again: it finds the key by %s.' % (plan.extra['action'], self.kid or want['label'], exc,
-                                                                      _kids(found) or 'no key with this label',
-                                                                      'kid' if want['kid'] else 'label and type'),
+                        'the task again: it finds the key by %s.'
+                        % (plan.extra['action'], self.kid or want['label'], exc.msg, listed, 'kid' if want['kid'] else 'label and type'),
                         exc.endpoint, result=dict(changed=True, sent=plan.sent))
 
     def _now(self, keys):
         return next((k for k in keys if k['kid'] == self.kid), None)
 
-    def values(self, keys):
-        key = self._now(keys)
+    def values(self, current):
+        key = self._now(current)
         return _fields(key) if key else dict(state='absent')
 
-    def predict(self, keys, plan):
+    def predict(self, current, plan):
         """The list as it would be after ``plan`` (check mode); a created key is not in it (its kid is the device's)."""
         action = plan.extra['action']
         if action == 'delete':
-            return [k for k in keys if k['kid'] != self.kid]
+            return [k for k in current if k['kid'] != self.kid]
         if action == 'update':
-            return [dict(k, **plan.after) if k['kid'] == self.kid else k for k in keys]
+            return [dict(k, **plan.after) if k['kid'] == self.kid else k for k in current]
         if action == 'import':
-            return keys + [dict(kid=self.kid, label=self.want['label'], type=self.want['type'], descr=plan.after['descr'],
+            return current + [dict(kid=self.kid, label=self.want['label'], type=self.want['type'], descr=plan.after['descr'],
                                 flags=list(MODES.get(self.want['mode'], ())), created=None, updated=None, owner='user')]
-        return keys
+        return current
 
-    def shown(self, keys):
+    def shown(self, current):
         """The key as the device holds it (with its public key), None when absent (or, in check mode, not made yet)."""
-        key = self._now(keys) if keys is not None else None
+        key = self._now(current) if current is not None else None
         if key is None:
             return None
         shown = dict(key)

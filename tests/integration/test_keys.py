@@ -31,7 +31,7 @@ except ImportError:  # the collection resolves through build/collections (make l
 
 PW = "integration-keys-1"
 MASTER = "integration-keys-master"
-DEVICES = 12
+DEVICES = 13
 KEY = "encedo.hem.encedo_key"
 INFO = "encedo.hem.encedo_key_info"
 EXAMPLE = REPO_ROOT / "docs" / "examples" / "keys.yml"
@@ -307,7 +307,7 @@ def test_a_factory_reset_empties_the_repository(ppa, dev, hem_playbook):
         {"name": "reset", "encedo.hem.encedo_factory_reset": dict(conn, passphrase=PW, confirm_devid=ppa.device(dev)["devid"])},
         {"name": "check in", "encedo.hem.encedo_checkin": dict(conn, backend_url="{{ hem_backend_url }}")},
         {"name": "init", "encedo.hem.encedo_init": dict(conn, passphrase=PW, master_passphrase=MASTER, user="u",
-                                                         hostname="hem%d.emulator.test" % dev, ip="127.0.0.1/8")},
+                                                        hostname="hem%d.emulator.test" % dev, ip="127.0.0.1/8")},
         {"name": "info", INFO: dict(conn, passphrase=PW)},
         {"name": "again", KEY: dict(conn, passphrase=PW, label="doomed", type="ED25519")},
     ]}]
@@ -369,3 +369,15 @@ def test_ensure_keys_shares_the_logins_and_gives_the_client_back(ppa, dev):
     with pytest.raises(Exception) as err:
         _keys.ensure_keys(View(ppa.url(dev)), c, keys + [{"label": "d", "type": "ED25519", "mode": "ECDH"}])
     assert "option keys[3].mode: applies to the SECP* types only" in str(err.value)
+
+
+def test_a_lost_answer_is_reported_and_the_next_run_finds_the_key(ppa, dev, task):
+    ppa.fault(dev, "drop", path="/api/keymgmt/create", method="POST", after_apply=True)
+    lost = task(KEY, {"label": "lost", "type": "ED448"})
+    assert lost.get("failed") and "outcome unknown: the create of key lost was sent" in lost["msg"], lost
+    assert lost["changed"] is True and "Run the task again" in lost["msg"]
+    info = task(INFO, {"label": "lost"})
+    assert info["matched"] == 1 and info["keys"][0]["kid"] in lost["msg"]
+    ppa.clear_log(dev)
+    again = task(KEY, {"label": "lost", "type": "ED448"})
+    assert again["changed"] is False and again["kid"] == info["keys"][0]["kid"] and writes(ppa, dev) == []
