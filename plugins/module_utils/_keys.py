@@ -424,8 +424,9 @@ class KeyResource(Resource):
         if action == 'update':
             return [dict(k, **plan.after) if k['kid'] == self.kid else k for k in current]
         if action == 'import':
-            return current + [dict(kid=self.kid, label=self.want['label'], type=self.want['type'], descr=plan.after['descr'],
-                                flags=list(MODES.get(self.want['mode'], ())), created=None, updated=None, owner='user')]
+            made = dict(kid=self.kid, label=self.want['label'], type=self.want['type'], descr=plan.after['descr'], flags=None,
+                        created=None, updated=None, owner='user')
+            return current + [made]
         return current
 
     def shown(self, current):
@@ -475,15 +476,31 @@ def ensure_key(module, client, want=None, scopes=None, current=None):
             scopes.close()
 
 
-def ensure_keys(module, client, keys, option='keys'):
+def check_keys(url, keys, option='keys'):
+    """encedo_device's key step checked before any request: ``keys`` (dicts of encedo_key's options) -> the wants.
+
+    An error names ``<option>[i].<field>``; a ``url`` that is not https:// is refused (the key repository is HTTPS-only).
+    """
+    require_https(url)
+    if not isinstance(keys, list) or not all(isinstance(key, dict) for key in keys):
+        _fail(option, 'must be a list of dicts with the options of encedo.hem.encedo_key')
+    allowed = ('label', 'type', 'mode', 'descr', 'public_key', 'kid', 'state')
+    for i, key in enumerate(keys):
+        unknown = sorted(set(key) - set(allowed))
+        if unknown:
+            _fail('%s[%d]' % (option, i), 'unsupported field %s; allowed: %s' % (', '.join(unknown), ', '.join(allowed)))
+    return [desired(dict(key), '%s[%d].' % (option, i)) for i, key in enumerate(keys)]
+
+
+def ensure_keys(module, client, keys, option='keys', wants=None):
     """encedo_device's key step: every key of ``keys`` (dicts of encedo_key's options) to its state; -> [result, ...].
 
-    All keys are checked before the first request (an error names ``<option>[i].<field>``); the repository is listed
-    once and again only after a change; the logins are shared (one per scope) and the client gets its own scope and
-    token back at the end.
+    ``wants``: what :func:`check_keys` returned for ``keys`` (called here when not given). The repository is listed
+    once, and again only after a change; the logins are shared (one per scope) and the client gets its own scope and
+    token back at the end. Each result is encedo_key's (changed, sent, diff with ``--diff``, kid, type, public_key,
+    key, state, deleted); the first error raises (HemError), the keys before it stay done.
     """
-    require_https(module.params['url'])
-    wants = [desired(dict(key), '%s[%d].' % (option, i)) for i, key in enumerate(keys)]
+    wants = check_keys(module.params['url'], keys, option) if wants is None else wants
     scopes = Scopes(client)
     results, current = [], None
     try:

@@ -204,7 +204,9 @@ key:
       description: The algorithm.
       type: str
     flags:
-      description: What the device lists before the algorithm - C(PKEY) (it holds the private part), C(ECDH), C(ExDSA), C(PQC).
+      description:
+        - What the device lists before the algorithm - C(PKEY) (it holds the private part), C(ECDH), C(ExDSA), C(PQC).
+        - V(null) in check mode for a key that would be imported.
       type: list
       elements: str
       sample: [PKEY, ExDSA]

@@ -31,7 +31,7 @@ except ImportError:  # the collection resolves through build/collections (make l
 
 PW = "integration-keys-1"
 MASTER = "integration-keys-master"
-DEVICES = 13
+DEVICES = 16
 KEY = "encedo.hem.encedo_key"
 INFO = "encedo.hem.encedo_key_info"
 EXAMPLE = REPO_ROOT / "docs" / "examples" / "keys.yml"
@@ -366,9 +366,15 @@ def test_ensure_keys_shares_the_logins_and_gives_the_client_back(ppa, dev):
     again = _keys.ensure_keys(View(ppa.url(dev)), c, keys)
     assert [r["kid"] for r in again] == [r["kid"] for r in results] and not any(r["changed"] for r in again)
     assert writes(ppa, dev) == [] and logins(ppa, dev) == 2
+    ppa.clear_log(dev)
+    for bad, msg in (([{"label": "d", "type": "ED25519", "mode": "ECDH"}], "option keys[3].mode: applies to the SECP* types only"),
+                     ([{"label": "d", "type": "ED25519", "size": 1}], "option keys[3]: unsupported field size")):
+        with pytest.raises(Exception) as err:
+            _keys.ensure_keys(View(ppa.url(dev)), c, keys + bad)
+        assert str(err.value).startswith(msg), err.value
     with pytest.raises(Exception) as err:
-        _keys.ensure_keys(View(ppa.url(dev)), c, keys + [{"label": "d", "type": "ED25519", "mode": "ECDH"}])
-    assert "option keys[3].mode: applies to the SECP* types only" in str(err.value)
+        _keys.check_keys(ppa.http_url(dev), keys)
+    assert "HTTPS only" in str(err.value) and ppa.log(dev) == []
 
 
 def test_a_lost_answer_is_reported_and_the_next_run_finds_the_key(ppa, dev, task):
