@@ -383,6 +383,10 @@ class KeyResource(Resource):
         after = dict((n, v) for n, v in (('label', want['label']), ('descr', descr)) if v is not None and v != have[n])
         if not after:
             return Plan()
+        taken = [k for k in current if 'label' in after and k['label'] == after['label'] and k['kid'] != self.key['kid']]
+        if taken:
+            raise HemError('label %r is held by %s: renaming key %s to it would give the label a second key. Nothing was sent '
+                           'to the device.' % (after['label'], _kids(taken), self.key['kid']), result=dict(changed=False))
         body = dict(kid=self.key['kid'], label=after.get('label', self.key['label']))
         if 'descr' in after:
             body['descr'] = b64(want['descr'])
@@ -397,9 +401,6 @@ class KeyResource(Resource):
         if action in ('create', 'import') and isinstance(answer, dict) and isinstance(answer.get('kid'), str):
             self.kid = answer['kid'].lower()
         return answer
-
-    def reread(self, client):
-        return self.read(client)
 
     def outcome_unknown(self, exc, plan, now, want):
         found = [k for k in now if k['label'] == want['label']] if want['label'] is not None else []

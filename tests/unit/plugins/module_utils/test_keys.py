@@ -230,3 +230,16 @@ def test_scopes_keep_one_token_per_scope_and_give_the_client_back():
     assert scopes.get_scope() == "keymgmt:gen"
     scopes.close()
     assert (client.scope, client.token) == ("system:config", None)
+
+
+def test_a_rename_onto_a_label_in_use_fails_before_any_write():
+    keys = [listed(KID1, "a", "PKEY,ExDSA,ED25519"), listed(KID2, "b", "PKEY,ExDSA,ED25519")]
+    resource = _keys.KeyResource(scopes=None)
+    with pytest.raises(HemError) as err:
+        resource.plan(keys, want(kid=KID1, label="b"))
+    assert "label 'b' is held by %s" % KID2 in err.value.msg and "Nothing was sent" in err.value.msg
+    plan = resource.plan(keys, want(kid=KID1, label="c", descr=""))
+    assert plan.extra["action"] == "update" and plan.body == {"kid": KID1, "label": "c"} and plan.sent == ["kid", "label"]
+    plan = resource.plan(keys, want(kid=KID1, descr="new"))
+    assert plan.body == {"kid": KID1, "label": "a", "descr": b64(b"new")} and plan.after == {"descr": "new"}
+    assert not resource.plan(keys, want(kid=KID1, label="a"))
