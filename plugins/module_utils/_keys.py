@@ -518,12 +518,17 @@ def ensure_keys(module, client, keys, option='keys', wants=None):
 
 # ------------------------------------------------------------------ encedo_key_info
 
+def check_info(params):
+    """encedo_key_info's options, checked before the client is made (so before any request)."""
+    require_https(params['url'])
+    if params['type'] is not None and params['type'] not in KEY_TYPES:
+        _fail('type', '%r is not a key type; allowed: %s' % (params['type'], ', '.join(KEY_TYPES)))
+
+
 def key_info(module, client):
     """encedo_key_info: every key (all pages), filtered; public keys on request."""
     p = module.params
-    require_https(p['url'])
-    if p['type'] is not None and p['type'] not in KEY_TYPES:
-        _fail('type', '%r is not a key type; allowed: %s' % (p['type'], ', '.join(KEY_TYPES)))
+    check_info(p)
     scopes = Scopes(client)
     try:
         keys = list_keys(scopes.on('keymgmt:list'))

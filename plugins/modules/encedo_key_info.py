@@ -152,7 +152,7 @@ def main():
         ),
         supports_check_mode=True,
     )
-    module.run(_keys.key_info)
+    module.run(_keys.key_info, check=_keys.check_info)
 
 
 if __name__ == '__main__':

@@ -95,6 +95,7 @@ def test_a_bad_choice_is_refused_by_the_argument_spec(sent):
 def test_key_info_refuses_plain_http_before_any_request(sent):
     result, failed = run(encedo_key_info, dict(url="http://hem.example.test"))
     assert failed and "HTTPS only" in result["msg"] and sent == []
+    assert R.warnings(result) == []          # refused before the client is made (which warns about plain http)
 
 
 def test_a_token_without_the_scope_is_named_before_any_request(sent):
