@@ -122,6 +122,10 @@ class HemClient(object):
         """POST ``body`` (a dict, sent as JSON) to ``path``; never retried once sent."""
         return self._call('POST', path, {} if body is None else body, auth, limit)
 
+    def delete(self, path, auth=True):
+        """DELETE ``path`` (no body); never retried once sent, like a POST."""
+        return self._call('DELETE', path, None, auth)
+
     def status(self):
         """``GET /api/system/status`` (no authentication)."""
         return self.get('/api/system/status', auth=False)
