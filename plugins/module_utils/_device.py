@@ -15,7 +15,8 @@ resources and steps the single modules use:
 3. the attestation (encedo_attestation's verification), when a trust anchor is given;
 4. the configuration (``_config.ConfigResource`` through the engine), when one is declared;
 5. whether the TLS certificate is due (``_tls.CsrResource``: none served, another issuer, too few days
-   left); then the device generates a CSR, returned for signing on the controller.
+   left); then the device generates a CSR, returned for signing on the controller;
+6. the keys declared (``_keys.ensure_keys``: encedo_key for each, one login per key-management scope).
 
 Each step sees the module through a :class:`View`: its own options (the sub-options of the step)
 over the connection options, the rest (check mode, diff, warnings, the client) the module's own.
@@ -129,6 +130,9 @@ def check(module):
         steps['configuration'] = _config_step(module, p['config'])
     if p['tls']:
         steps['certificate'] = _tls_step(module, p['tls'])
+    if p['keys']:
+        from ansible_collections.encedo.hem.plugins.module_utils import _keys
+        steps['keys'] = _keys.check_keys(p['url'], p['keys'])
     return steps
 
 
@@ -146,6 +150,9 @@ def _steps(module, client, steps, found, status, result):
         if served is not False:
             want['served'] = served
         result['certificate'] = converge(view, client, resource, want)
+    if 'keys' in steps:
+        from ansible_collections.encedo.hem.plugins.module_utils import _keys
+        result['keys'] = _keys.ensure_keys(module, client, module.params['keys'], wants=steps['keys'])
 
 
 REASONS = (('configuration', 'configuration'), ('certificate', 'TLS certificate'))
@@ -165,6 +172,10 @@ def bring(module, client):
         return result
     _steps(module, client, steps, found, status, result)
     diffs = []
+    for key in result.get('keys', []):
+        result['changed'] = result['changed'] or bool(key.get('changed'))
+        if key.get('diff'):
+            diffs.append(dict(key.pop('diff'), before_header='key %s' % key.get('kid'), after_header='key %s' % key.get('kid')))
     for key, reason in REASONS:
         step = result.get(key) or {}
         result['changed'] = result['changed'] or bool(step.get('changed'))

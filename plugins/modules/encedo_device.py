@@ -91,6 +91,16 @@ options:
         description: A certificate with fewer days left than this is due.
         type: int
         default: 30
+  keys:
+    description:
+      - The keys the device holds, each a dict of the options of M(encedo.hem.encedo_key) (C(label), C(type), C(mode),
+        C(descr), C(public_key), C(kid), C(state)), checked with the same rules before any request and brought to that
+        state in order. The key repository is listed once; the device gives one scope per token, so the key step logs
+        in once per key-management scope it needs (two on a run with nothing to change - list and get).
+      - Empty - the keys are not managed.
+    type: list
+    elements: dict
+    default: []
   reboot_record:
     description:
       - A reboot left to the operator, as the role keeps it - C(boot) (the device's boot time in seconds since the epoch,
@@ -186,6 +196,11 @@ reboot_reasons:
   type: list
   elements: str
   sample: []
+keys:
+  description: Each declared key's result, as M(encedo.hem.encedo_key) returns it (C(changed), C(kid), C(type), C(public_key)...).
+  returned: when O(keys) is given and the device is ready
+  type: list
+  elements: dict
 attestation:
   description: The attestation step's result (as M(encedo.hem.encedo_attestation) returns it).
   returned: when O(attestation) is given and the device is ready
@@ -229,6 +244,7 @@ def main():
             remaining_days=dict(type='int', default=30),
         )),
         reboot_record=dict(type='dict'),
+        keys=dict(type='list', elements='dict', default=[], no_log=False),
     )
     HemModule(argument_spec=spec, supports_check_mode=True).run(_device.bring)
 
