@@ -1,0 +1,160 @@
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""encedo_firmware and the playbook encedo.hem.upgrade: real ansible-playbook runs against the emulator.
+
+The images are the emulator's own (tests/emulator/firmware.py); the emulator flashes them for
+--upgrade-seconds and reboots for --reboot-seconds. What reached each device is proven from the
+emulator's request log: one upload per outdated device, none for a current one.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.emulator import firmware
+from tests.emulator.harness import Emulator
+from tests.emulator.upgrade import FACTORY_FWV
+
+PW = "integration-pass-1"
+NEW = "nGINE 1.2.3 (HEM emulator)"
+UPLOAD = "/api/system/upgrade/upload_fw"
+FAST = {"poll_interval": 0.3, "reboot_timeout": 30, "check_timeout": 20}
+
+
+def uploads(emu, i):
+    return [e for e in emu.log(i) if e["method"] == "POST" and e["path"] == UPLOAD]
+
+
+def requests_of(emu, i):
+    return [(e["method"], e["path"]) for e in emu.log(i)]
+
+
+@pytest.fixture
+def image(tmp_path):
+    path = tmp_path / "firmware.bin"
+    path.write_bytes(firmware.make_image(NEW))
+    return str(path)
+
+
+@pytest.fixture
+def corrupt(tmp_path):
+    path = tmp_path / "bad.bin"
+    path.write_bytes(firmware.make_image(NEW, corrupt=True))
+    return str(path)
+
+
+def start(tmp_path_factory, devices=1, **options):
+    emu = Emulator(devices=devices, passphrase=PW, rtc_set=True, auth_delay=0.0, control=True, reboot_seconds=0.5,
+                   upgrade_seconds=0.5, tmp_path=tmp_path_factory.mktemp("firmware"), **options)
+    emu.start()
+    return emu
+
+
+@pytest.fixture
+def ppa(tmp_path_factory):
+    emu = start(tmp_path_factory)
+    yield emu
+    emu.stop()
+
+
+class Task:
+    """Runs one encedo_firmware task against device 0 (real ansible-playbook); -> its result."""
+
+    def __init__(self, hem_playbook, emu):
+        self.runner = hem_playbook(emu, devices=[0])
+        self.output = ""
+
+    def __call__(self, args, check=False, diff=False):
+        params = {"url": "{{ hem_url }}", "ca_path": "{{ hem_ca_path }}", "passphrase": "{{ hem_passphrase }}",
+                  "backend_url": "{{ hem_backend_url }}"}
+        params.update(FAST)
+        params.update(args)
+        task = {"name": "task under test", "encedo.hem.encedo_firmware": params, "check_mode": check, "diff": diff}
+        run = self.runner.run_playbook([{"hosts": "hem0", "gather_facts": False, "tasks": [task]}])
+        self.output = run.output
+        found = run.results(task="task under test", host="hem0")
+        assert len(found) == 1, run.tail()
+        result = dict(found[0].result, failed=found[0].failed)
+        return result
+
+
+@pytest.fixture
+def task(hem_playbook, ppa):
+    return Task(hem_playbook, ppa)
+
+
+# ------------------------------------------------------------------ the module: four steps
+
+def test_check_apply_again_check(ppa, task, image):
+    args = {"src": image, "version": NEW}
+    ppa.clear_log(0)
+    check = task(args, check=True, diff=True)
+    assert not check["failed"] and check["changed"] is True and check["sent"] == ["firmware"]
+    assert check["previous_version"] == FACTORY_FWV and check["current_version"] == NEW
+    assert check["phases"] == ["upload", "check", "install", "reboot", "checkin", "verify"]
+    assert check["diff"] == {"before": {"version": FACTORY_FWV}, "after": {"version": NEW}}
+    assert requests_of(ppa, 0) == [("GET", "/api/system/status"), ("GET", "/api/system/version")]
+    boot = ppa.state(0)["boot_id"]
+
+    ppa.clear_log(0)
+    apply = task(args, diff=True)
+    assert not apply["failed"], task.output
+    assert apply["changed"] is True and apply["previous_version"] == FACTORY_FWV and apply["current_version"] == NEW
+    assert set(apply["durations"]) == {"upload", "check", "install", "reboot", "checkin", "verify"}
+    assert apply["attested"] is True and apply["checkin"]["status"] == "OK"
+    assert len(uploads(ppa, 0)) == 1 and ppa.state(0)["boot_id"] != boot
+    assert ("GET", "/api/system/upgrade/install_fw") in requests_of(ppa, 0)
+    assert PW not in task.output
+
+    ppa.clear_log(0)
+    again = task(args)
+    assert not again["failed"] and again["changed"] is False and again["sent"] == [] and again["durations"] == {}
+    assert again["previous_version"] == again["current_version"] == NEW
+    assert [e for e in ppa.log(0) if e["method"] == "POST"] == []
+
+    ppa.clear_log(0)
+    check_again = task(args, check=True)
+    assert not check_again["failed"] and check_again["changed"] is False and check_again["phases"] == []
+    assert [e for e in ppa.log(0) if e["method"] == "POST"] == []
+
+
+def test_a_corrupt_image_fails_at_the_check_and_installs_nothing(ppa, task, corrupt):
+    ppa.clear_log(0)
+    boot = ppa.state(0)["boot_id"]
+    result = task({"src": corrupt, "version": NEW})
+    assert result["failed"] and result["changed"] is False
+    assert "check failed" in result["msg"] and "Nothing was installed" in result["msg"], result["msg"]
+    assert result["status"] == 406 and set(result["durations"]) == {"upload"}
+    assert len(uploads(ppa, 0)) == 1
+    assert ("GET", "/api/system/upgrade/install_fw") not in requests_of(ppa, 0)
+    assert ppa.state(0)["boot_id"] == boot
+
+
+def test_power_lost_during_the_flash_fails_on_the_old_firmware(ppa, task, image):
+    ppa.fault(0, "flash_power_loss")
+    result = task({"src": image, "version": NEW})
+    assert result["failed"] and result["changed"] is True
+    assert "still runs its old firmware" in result["msg"], result["msg"]
+    assert result["current_version"] == FACTORY_FWV and "reboot" in result["durations"]
+
+
+def test_a_device_that_never_comes_back_fails_with_what_to_do(ppa, task, image):
+    ppa.fault(0, "flash_never_back")
+    result = task({"src": image, "version": NEW, "reboot_timeout": 4})
+    assert result["failed"] and result["changed"] is True
+    assert "did not come back within reboot_timeout (4 s)" in result["msg"] and "do not power it off" in result["msg"]
+    assert set(result["durations"]) == {"upload", "check", "install"}
+
+
+def test_preflight_refuses_an_unset_clock_and_a_downgrade_before_any_upload(ppa, task, image, tmp_path):
+    old = tmp_path / "old.bin"
+    old.write_bytes(firmware.make_image("nGINE 1.0.0"))
+    ppa.clear_log(0)
+    result = task({"src": str(old), "version": "nGINE 1.0.0"})
+    assert result["failed"] and "older than the firmware the device runs" in result["msg"]
+    boot = ppa.state(0)["boot_id"]
+    ppa.fault(0, "reboot")                      # back with the clock unset
+    assert ppa.wait_new_boot(0, boot)
+    ppa.clear_log(0)
+    result = task({"src": image, "version": NEW})
+    assert result["failed"] and "clock is unset" in result["msg"] and "Nothing was sent" in result["msg"]
+    assert uploads(ppa, 0) == [] and [e for e in ppa.log(0) if e["method"] == "POST"] == []
