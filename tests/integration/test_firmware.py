@@ -8,6 +8,9 @@ emulator's request log: one upload per outdated device, none for a current one.
 
 from __future__ import annotations
 
+import base64
+import hashlib
+
 import pytest
 
 from tests.emulator import firmware
@@ -158,3 +161,25 @@ def test_preflight_refuses_an_unset_clock_and_a_downgrade_before_any_upload(ppa,
     result = task({"src": image, "version": NEW})
     assert result["failed"] and "clock is unset" in result["msg"] and "Nothing was sent" in result["msg"]
     assert uploads(ppa, 0) == [] and [e for e in ppa.log(0) if e["method"] == "POST"] == []
+
+
+def test_the_dashboard_is_installed_without_a_reboot(ppa, task, tmp_path):
+    archive = firmware.make_image("dashboard 2.0", "ui")
+    path = tmp_path / "webroot.tar"
+    path.write_bytes(archive)
+    uis = base64.b64encode(hashlib.sha256(archive).digest()).decode()   # the emulator's uis: SHA-256 of the archive
+    args = {"component": "dashboard", "src": str(path), "version": uis}
+    ppa.clear_log(0)
+    boot = ppa.state(0)["boot_id"]
+    check = task(args, check=True)
+    assert check["changed"] is True and check["phases"] == ["upload", "check", "install", "verify"]
+    assert check["sent"] == ["dashboard"] and check["current_version"] == uis
+    apply = task(args)
+    assert not apply["failed"] and apply["changed"] is True and apply["current_version"] == uis, task.output
+    assert set(apply["durations"]) == {"upload", "check", "install", "verify"} and "checkin" not in apply
+    assert ppa.state(0)["boot_id"] == boot
+    ui_uploads = [e for e in ppa.log(0) if e["method"] == "POST" and e["path"] == "/api/system/upgrade/upload_ui"]
+    assert len(ui_uploads) == 1
+    ppa.clear_log(0)
+    again = task(args)
+    assert again["changed"] is False and [e for e in ppa.log(0) if e["method"] == "POST"] == []
