@@ -15,6 +15,7 @@ import pytest
 
 from tests.emulator import firmware
 from tests.emulator.harness import Emulator
+from tests.integration.helpers.playbook import REPO_ROOT
 from tests.emulator.upgrade import FACTORY_FWV
 
 PW = "integration-pass-1"
@@ -183,3 +184,101 @@ def test_the_dashboard_is_installed_without_a_reboot(ppa, task, tmp_path):
     ppa.clear_log(0)
     again = task(args)
     assert again["changed"] is False and [e for e in ppa.log(0) if e["method"] == "POST"] == []
+
+
+# ------------------------------------------------------------------ the playbook encedo.hem.upgrade
+
+PLAYBOOK = str(REPO_ROOT / "playbooks" / "upgrade.yml")
+SUMMARY = "Firmware versions before and after, per device (so far)"
+
+
+@pytest.fixture
+def fleet(tmp_path_factory):
+    emu = start(tmp_path_factory, devices=4)
+    yield emu
+    emu.stop()
+
+
+def rollout(hem_playbook, emu, src, check=False, **extra):
+    host_vars = {"encedo_hem_url": "{{ hem_url }}", "encedo_hem_ca_path": "{{ hem_ca_path }}", "encedo_hem_passphrase": PW,
+                 "encedo_hem_backend_url": "{{ hem_backend_url }}",
+                 "encedo_hem_attestation_trust_anchor_path": "{{ hem_custody_ca_path }}"}
+    extra_vars = {"encedo_hem_firmware_src": src, "encedo_hem_firmware_version": NEW, "encedo_hem_firmware_poll_interval": 0.3,
+                  "encedo_hem_firmware_reboot_timeout": 30, "encedo_hem_upgrade_batch": "50%"}
+    extra_vars.update(extra)
+    return hem_playbook(emu, host_vars=host_vars).run_playbook(PLAYBOOK, extra_vars=extra_vars, check=check)
+
+
+def summary(run):
+    """{host: line} of the last summary printed."""
+    found = run.results(task=SUMMARY)
+    assert found, run.tail()
+    return dict(line.split(": ", 1) for line in (item["msg"] for item in found[-1].result["results"]))
+
+
+def version_of(emu, i):
+    return emu.state(i)["upgrade"]["fw"]["fwv"] if emu.state(i).get("upgrade", {}).get("fw") else FACTORY_FWV
+
+
+def test_the_fleet_is_upgraded_one_upload_per_outdated_device(fleet, hem_playbook, image):
+    # hem2 runs the new firmware already
+    current = hem_playbook(fleet, devices=[2]).run_playbook([{"hosts": "hem2", "gather_facts": False, "tasks": [{
+        "encedo.hem.encedo_firmware": dict(FAST, url="{{ hem_url }}", ca_path="{{ hem_ca_path }}", passphrase=PW,
+                                           backend_url="{{ hem_backend_url }}", src=image, version=NEW)}]}])
+    current.assert_ok()
+    for i in range(4):
+        fleet.clear_log(i)
+    run = rollout(hem_playbook, fleet, image)
+    run.assert_ok()
+    assert [len(uploads(fleet, i)) for i in range(4)] == [1, 1, 0, 1]
+    assert [e for e in fleet.log(2) if e["method"] == "POST" and e["path"] != "/api/auth/token"] == []
+    lines = summary(run)
+    assert lines["hem0"] == "%s -> %s (upgraded)" % (FACTORY_FWV, NEW)
+    assert lines["hem2"] == "%s -> %s (already current)" % (NEW, NEW)
+    # batches: one device first, then half of the fleet
+    installs = [r.host for r in run.results(action="encedo_firmware")]
+    assert installs[0] == "hem0" and set(installs[1:3]) == {"hem1", "hem2"} and installs[3] == "hem3", installs
+    assert PW not in run.output
+
+
+def test_check_mode_says_what_would_happen_and_sends_nothing(fleet, hem_playbook, image):
+    for i in range(4):
+        fleet.clear_log(i)
+    run = rollout(hem_playbook, fleet, image, check=True)
+    run.assert_ok()
+    for i in range(4):
+        assert uploads(fleet, i) == [] and not [e for e in fleet.log(i) if e["path"].startswith("/api/system/upgrade/")]
+    assert summary(run)["hem3"] == "%s -> %s (would be upgraded)" % (FACTORY_FWV, NEW)
+
+
+def test_a_corrupt_image_stops_the_rollout_at_the_first_device(fleet, hem_playbook, corrupt):
+    run = rollout(hem_playbook, fleet, corrupt)
+    assert run.rc != 0
+    assert len(uploads(fleet, 0)) == 1 and version_of(fleet, 0) == FACTORY_FWV
+    for i in (1, 2, 3):
+        assert fleet.log(i) == [], "hem%d was touched" % i
+    lines = summary(run)
+    assert lines["hem0"] == FACTORY_FWV + " (not upgraded)" and lines["hem3"] == "not reached"
+    assert "The firmware upgrade stopped at hem0" in run.output
+
+
+def test_a_failure_in_a_batch_leaves_the_later_batches_untouched(fleet, hem_playbook, image):
+    fleet.fault(1, "flash_power_loss")
+    run = rollout(hem_playbook, fleet, image)
+    assert run.rc != 0
+    assert version_of(fleet, 0) == NEW and version_of(fleet, 1) == FACTORY_FWV
+    assert fleet.log(3) == []
+    assert summary(run)["hem1"] == FACTORY_FWV + " (not upgraded)"
+
+
+def test_the_preflight_of_a_batch_stops_before_any_upload_to_it(fleet, hem_playbook, image):
+    boot = fleet.state(2)["boot_id"]
+    fleet.fault(2, "reboot")                    # hem2 back with its clock unset
+    assert fleet.wait_new_boot(2, boot)
+    for i in range(4):
+        fleet.clear_log(i)
+    run = rollout(hem_playbook, fleet, image)
+    assert run.rc != 0 and "hem2 is not ready for a firmware upgrade" in run.output
+    assert len(uploads(fleet, 0)) == 1
+    assert [len(uploads(fleet, i)) for i in (1, 2, 3)] == [0, 0, 0]
+    assert fleet.log(3) == []
