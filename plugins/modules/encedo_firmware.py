@@ -18,7 +18,7 @@ description:
     formatting its storage, and that O(version) is not older than the firmware the device runs (see O(allow_downgrade)).
   - Then, as the vendor's web manager does, it uploads the image (a raw C(application/octet-stream) body named
     C(firmware.bin) or C(webroot.tar)), has the device check it (polling while the check runs) and installs it. A new
-    firmware makes the device reboot into its bootloader, flash and start again with its clock unset: the module waits
+    firmware makes the device reboot into its bootloader, flash and start again with its clock unset; the module waits
     until the device is back (the uptime proof of M(encedo.hem.encedo_reboot)) and checks it in (as
     M(encedo.hem.encedo_checkin)). A new dashboard is active at once.
   - Finally it verifies that the device reports O(version), still attests (the signature of its genuine token verifies)
@@ -53,7 +53,7 @@ options:
     default: firmware
   src:
     description:
-      - The image file, on the host that runs the module (the controller, or the server the PPA is plugged into: copy it
+      - The image file, on the host that runs the module (the controller, or the server the PPA is plugged into; copy it
         there first, as the playbook C(encedo.hem.upgrade) does).
       - At most 3 MiB for a firmware image, 16 MiB for a dashboard archive (the device's limits).
     type: path
@@ -116,7 +116,7 @@ requirements:
   - cryptography (to verify the attestation after the upgrade)
 notes:
   - Ansible prints nothing while a module runs, and a firmware upgrade takes minutes. Say so in the task name.
-  - Whether a firmware or disk format task is already running cannot be read beforehand: an install while another one runs
+  - Whether a firmware install is already running cannot be read beforehand; an install while another one runs
     is refused by the device (HTTP 409), and the task fails with nothing installed.
   - Upgrade a fleet with the playbook C(encedo.hem.upgrade) (one device first, then batches, stopping at the first failure).
 seealso:
