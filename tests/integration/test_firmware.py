@@ -10,12 +10,23 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import sys
+from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.emulator import firmware
 from tests.emulator.harness import Emulator
+from tests.integration.helpers import ensure_collection_link
 from tests.integration.helpers.playbook import REPO_ROOT
+
+try:
+    from ansible_collections.encedo.hem.plugins.module_utils._client import HemClient
+except ImportError:  # the collection resolves through build/collections (make link)
+    ensure_collection_link()
+    sys.path.insert(0, str(REPO_ROOT / "build" / "collections"))
+    from ansible_collections.encedo.hem.plugins.module_utils._client import HemClient
 from tests.emulator.upgrade import FACTORY_FWV
 
 PW = "integration-pass-1"
@@ -105,7 +116,7 @@ def test_check_apply_again_check(ppa, task, image):
     assert apply["changed"] is True and apply["previous_version"] == FACTORY_FWV and apply["current_version"] == NEW
     assert set(apply["durations"]) == {"upload", "check", "install", "reboot", "checkin", "verify"}
     assert apply["attested"] is True and apply["checkin"]["status"] == "OK"
-    assert len(uploads(ppa, 0)) == 1 and ppa.state(0)["boot_id"] != boot
+    assert len(uploads(ppa, 0)) == 1 and ppa.state(0)["boot_id"] != boot and version_of(ppa, 0) == NEW
     assert ("GET", "/api/system/upgrade/install_fw") in requests_of(ppa, 0)
     assert PW not in task.output
 
@@ -130,7 +141,7 @@ def test_a_corrupt_image_fails_at_the_check_and_installs_nothing(ppa, task, corr
     assert result["status"] == 406 and set(result["durations"]) == {"upload"}
     assert len(uploads(ppa, 0)) == 1
     assert ("GET", "/api/system/upgrade/install_fw") not in requests_of(ppa, 0)
-    assert ppa.state(0)["boot_id"] == boot
+    assert ppa.state(0)["boot_id"] == boot and version_of(ppa, 0) == FACTORY_FWV
 
 
 def test_power_lost_during_the_flash_fails_on_the_old_firmware(ppa, task, image):
@@ -139,6 +150,7 @@ def test_power_lost_during_the_flash_fails_on_the_old_firmware(ppa, task, image)
     assert result["failed"] and result["changed"] is True
     assert "still runs its old firmware" in result["msg"], result["msg"]
     assert result["current_version"] == FACTORY_FWV and "reboot" in result["durations"]
+    assert version_of(ppa, 0) == FACTORY_FWV
 
 
 def test_a_device_that_never_comes_back_fails_with_what_to_do(ppa, task, image):
@@ -217,7 +229,8 @@ def summary(run):
 
 
 def version_of(emu, i):
-    return emu.state(i)["upgrade"]["fw"]["fwv"] if emu.state(i).get("upgrade", {}).get("fw") else FACTORY_FWV
+    """The fwv device i reports (GET /api/system/version over HTTPS)."""
+    return HemClient(emu.url(i), ca_path=emu.ca_file, timeout=10).get("/api/system/version", auth=False)["fwv"]
 
 
 def test_the_fleet_is_upgraded_one_upload_per_outdated_device(fleet, hem_playbook, image):
@@ -231,6 +244,7 @@ def test_the_fleet_is_upgraded_one_upload_per_outdated_device(fleet, hem_playboo
     run = rollout(hem_playbook, fleet, image)
     run.assert_ok()
     assert [len(uploads(fleet, i)) for i in range(4)] == [1, 1, 0, 1]
+    assert [version_of(fleet, i) for i in range(4)] == [NEW] * 4
     assert [e for e in fleet.log(2) if e["method"] == "POST" and e["path"] != "/api/auth/token"] == []
     lines = summary(run)
     assert lines["hem0"] == "%s -> %s (upgraded)" % (FACTORY_FWV, NEW)
@@ -258,8 +272,9 @@ def test_a_corrupt_image_stops_the_rollout_at_the_first_device(fleet, hem_playbo
     for i in (1, 2, 3):
         assert fleet.log(i) == [], "hem%d was touched" % i
     lines = summary(run)
-    assert lines["hem0"] == FACTORY_FWV + " (not upgraded)" and lines["hem3"] == "not reached"
-    assert "The firmware upgrade stopped at hem0" in run.output
+    assert lines["hem0"] == "%s (failed; it runs %s)" % (FACTORY_FWV, FACTORY_FWV) and lines["hem3"] == "not reached"
+    stopped = run.results(task="Stop the rollout at the first failure", status="failed")
+    assert [r.host for r in stopped] == ["hem0"] and "check failed" in stopped[0].msg, stopped
 
 
 def test_a_failure_in_a_batch_leaves_the_later_batches_untouched(fleet, hem_playbook, image):
@@ -268,7 +283,13 @@ def test_a_failure_in_a_batch_leaves_the_later_batches_untouched(fleet, hem_play
     assert run.rc != 0
     assert version_of(fleet, 0) == NEW and version_of(fleet, 1) == FACTORY_FWV
     assert fleet.log(3) == []
-    assert summary(run)["hem1"] == FACTORY_FWV + " (not upgraded)"
+    lines = summary(run)
+    assert lines["hem1"] == "%s (failed; it runs %s)" % (FACTORY_FWV, FACTORY_FWV)
+    assert lines["hem2"] == "%s -> %s (upgraded)" % (FACTORY_FWV, NEW) and version_of(fleet, 2) == NEW   # its batch finished
+    assert lines["hem3"] == "not reached"
+    stopped = run.results(task="Stop the rollout at the first failure", status="failed")
+    assert [r.host for r in stopped] == ["hem1"]
+    assert stopped[0].msg.startswith("The firmware upgrade stopped at hem1: GET /api/system/version"), stopped[0].msg
 
 
 def test_the_preflight_of_a_batch_stops_before_any_upload_to_it(fleet, hem_playbook, image):
@@ -278,7 +299,31 @@ def test_the_preflight_of_a_batch_stops_before_any_upload_to_it(fleet, hem_playb
     for i in range(4):
         fleet.clear_log(i)
     run = rollout(hem_playbook, fleet, image)
-    assert run.rc != 0 and "hem2 is not ready for a firmware upgrade" in run.output
+    assert run.rc != 0
+    refused = run.results(task="Pre-flight - the device can take a firmware and has no reboot pending", status="failed")
+    assert [r.host for r in refused] == ["hem2"] and "hem2 is not ready for a firmware upgrade" in refused[0].msg
     assert len(uploads(fleet, 0)) == 1
     assert [len(uploads(fleet, i)) for i in (1, 2, 3)] == [0, 0, 0]
     assert fleet.log(3) == []
+
+
+# ------------------------------------------------------------------ a PPA behind a server (network namespaces, root)
+
+def test_a_ppa_behind_a_server_is_upgraded_with_the_files_copied_there(server_testbed, hem_playbook, image):
+    srv = server_testbed.server()
+    emu = srv.emulator(passphrase=PW, rtc_set=True, reboot_seconds=0.5, upgrade_seconds=0.5)
+    emu.clear_log(0)
+    runner = hem_playbook(emu)
+    hostvars = dict(srv.inventory_vars(), encedo_hem_url=emu.name_url(0), encedo_hem_ca_path=emu.ca_file,
+                    encedo_hem_passphrase=PW, encedo_hem_backend_url=emu.backend_url,
+                    encedo_hem_attestation_trust_anchor_path=emu.custody_ca_file)
+    Path(runner.inventory).write_text(yaml.safe_dump({"all": {"children": {"hem": {"hosts": {"ppa0": hostvars}}}}}))
+    run = runner.run_playbook(PLAYBOOK, extra_vars={"encedo_hem_firmware_src": image, "encedo_hem_firmware_version": NEW,
+                                                    "encedo_hem_firmware_poll_interval": 0.3})
+    run.assert_ok()
+    assert emu.state(0)["upgrade"]["fw_upgrade"] is True and len(uploads(emu, 0)) == 1
+    assert run.result("Install the firmware (upload, check, flash, reboot, check-in, verify; minutes per device)",
+                      host="ppa0")["changed"] is True
+    staged = [p for p in srv.tmp.iterdir() if p.name.startswith("encedo_hem_fw.")]
+    assert staged == [], "the staged files were not removed: %s" % staged
+    assert srv.leftovers({"passphrase": PW}) == [] and PW not in run.output
