@@ -282,7 +282,8 @@ class FirmwareResource(Resource):
                                    params['poll_interval'], requested_at=self.requested_at)[0]
         except NotRebooted as exc:
             raise UpgradeError('the device accepted the firmware install but did not reboot into its bootloader: %s. Nothing was '
-                               'installed; read it with encedo.hem.encedo_info before running the task again' % exc.msg,
+                               'installed; read it with encedo.hem.encedo_info before running the task again'
+                               % exc.msg.replace('reboot request', 'install request'),
                                result=self._result(True))
         except HemError as exc:
             lost = ' (the install request itself got no answer: %s)' % self.lost if self.lost else ''

@@ -112,8 +112,6 @@ options:
       - PEM file with the CA certificate(s) to verify the check-in backend with.
       - If not set, the environment variable E(ENCEDO_HEM_BACKEND_CA_PATH) is used.
     type: path
-requirements:
-  - cryptography (to verify the attestation after the upgrade)
 notes:
   - Ansible prints nothing while a module runs, and a firmware upgrade takes minutes. Say so in the task name.
   - Whether a firmware install is already running cannot be read beforehand; an install while another one runs
