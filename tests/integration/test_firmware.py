@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import re
 import sys
 from pathlib import Path
 
@@ -319,7 +320,7 @@ def test_a_ppa_behind_a_server_is_upgraded_with_the_files_copied_there(server_te
                     encedo_hem_attestation_trust_anchor_path=emu.custody_ca_file)
     Path(runner.inventory).write_text(yaml.safe_dump({"all": {"children": {"hem": {"hosts": {"ppa0": hostvars}}}}}))
     run = runner.run_playbook(PLAYBOOK, extra_vars={"encedo_hem_firmware_src": image, "encedo_hem_firmware_version": NEW,
-                                                    "encedo_hem_firmware_poll_interval": 0.3})
+                                                    "encedo_hem_firmware_poll_interval": 0.3}, verbosity=3)
     run.assert_ok()
     assert emu.state(0)["upgrade"]["fw_upgrade"] is True and len(uploads(emu, 0)) == 1
     assert run.result("Install the firmware (upload, check, flash, reboot, check-in, verify; minutes per device)",
@@ -327,3 +328,4 @@ def test_a_ppa_behind_a_server_is_upgraded_with_the_files_copied_there(server_te
     staged = [p for p in srv.tmp.iterdir() if p.name.startswith("encedo_hem_fw.")]
     assert staged == [], "the staged files were not removed: %s" % staged
     assert srv.leftovers({"passphrase": PW}) == [] and PW not in run.output
+    assert not re.search(r"eyJ[\w-]{10,}\.eyJ[\w-]{10,}\.[\w-]{20,}", run.output), "a bearer token was printed (-vvv)"
