@@ -113,18 +113,32 @@ class HemClient(object):
 
     # -- public API ------------------------------------------------------------------
 
-    def get(self, path, auth=True, limit=MAX_ANSWER):
+    def get(self, path, auth=True, limit=MAX_ANSWER, with_status=False):
         """GET ``path``; retried on connection errors, timeouts, 409, 429, 500 and 503. ``limit``: bytes of the
-        answer read at most (a larger answer fails the request)."""
-        return self._call('GET', path, None, auth, limit)
+        answer read at most (a larger answer fails the request).
+
+        ``with_status``: return ``(HTTP status, answer)``, for endpoints whose 2xx statuses differ in
+        meaning (a task started, running, done).
+        """
+        return self._call('GET', path, None, auth, limit=limit, with_status=with_status)
 
     def post(self, path, body=None, auth=True, limit=MAX_ANSWER):
         """POST ``body`` (a dict, sent as JSON) to ``path``; never retried once sent."""
-        return self._call('POST', path, {} if body is None else body, auth, limit)
+        return self._call('POST', path, {} if body is None else body, auth, limit=limit)
 
     def delete(self, path, auth=True):
         """DELETE ``path`` (no body); never retried once sent, like a POST."""
         return self._call('DELETE', path, None, auth)
+
+    def post_raw(self, path, data, headers=None, content_type='application/octet-stream', auth=True, timeout=None):
+        """POST the bytes ``data`` as they are (a file upload) to ``path``; never retried once sent.
+
+        ``headers``: further request headers (e.g. ``Content-Disposition``); ``Content-Length`` is always
+        set (the device answers 411 to a chunked upload). The JSON body limit does not apply. ``timeout``:
+        seconds for this request instead of the client's ``timeout`` (an upload may take longer).
+        """
+        raw = dict(headers or {}, **{'Content-Type': content_type, 'Content-Length': str(len(data))})
+        return self._call('POST', path, None, auth, raw=(bytes(data), raw), timeout=timeout)
 
     def status(self):
         """``GET /api/system/status`` (no authentication)."""
@@ -225,13 +239,13 @@ class HemClient(object):
         if not self._transport.https and not self.allow_plain_http:
             raise HemError(PLAIN_HTTP_REFUSED % self.url, endpoint)
 
-    def _call(self, method, path, body, auth, limit=MAX_ANSWER):
+    def _call(self, method, path, body, auth, **options):
         if auth and (self.token or self.passphrase):
             self._check_plain_http('%s %s' % (method, path))
         if auth and not self.token:
             self.login()
         try:
-            return self._request(method, path, body, auth, limit=limit)
+            return self._request(method, path, body, auth, **options)
         except HemError as exc:
             if not (auth and exc.status == 401 and self.passphrase):
                 raise
@@ -245,7 +259,7 @@ class HemClient(object):
             exc.msg += ' (logging in again because %s %s refused the bearer token: %s)' % (method, path, STATUS_MEANINGS[401].split(': ', 1)[1])
             raise
         self.relogged = True
-        return self._request(method, path, body, auth, limit=limit)
+        return self._request(method, path, body, auth, **options)
 
     def _meaning(self, method, path, status, auth):
         """What ``status`` means here: with the url's path for a 404, the scopes for a 403 on an authenticated request."""
@@ -256,11 +270,17 @@ class HemClient(object):
                 scopes = (self.scope, token_scope)
         return status_meaning(method, path, status, bool(self.passphrase), url_path=self._url_path, scopes=scopes)
 
-    def _request(self, method, path, body, auth, retry_statuses=RETRY_STATUSES, retries=None, limit=MAX_ANSWER):
+    def _request(self, method, path, body, auth, retry_statuses=RETRY_STATUSES, retries=None, limit=MAX_ANSWER, raw=None,
+                 timeout=None, with_status=False):
+        """One call (retried as the rules say). ``limit``: bytes of the answer read at most; ``raw``: ``(bytes, headers)``
+        sent instead of a JSON ``body``; ``timeout``: seconds instead of the client's; ``with_status``: -> ``(status, answer)``."""
         endpoint = '%s %s' % (method, path)
         data = None
         headers = {'Accept': 'application/json', 'Connection': 'close'}  # the device closes every connection (PROTOCOL.md, Transport)
-        if body is not None:
+        if raw is not None:
+            data = raw[0]
+            headers.update(raw[1])
+        elif body is not None:
             data = json.dumps(body, separators=(',', ':')).encode('utf-8')
             if len(data) > MAX_JSON_BODY:
                 raise HemError('the request body is %d bytes, over the device limit of %d bytes for JSON bodies; nothing was sent'
@@ -270,7 +290,8 @@ class HemClient(object):
             headers['Authorization'] = 'Bearer ' + self.token
 
         retries = self.retries if retries is None else retries
-        deadline = time.monotonic() + self.timeout
+        timeout = self.timeout if timeout is None else float(timeout)
+        deadline = time.monotonic() + timeout
         attempt = 0
         while True:
             remaining = deadline - time.monotonic()
@@ -296,16 +317,17 @@ class HemClient(object):
                 if exc.sent and method != 'GET':
                     if exc.timeout:
                         raise HemOutcomeUnknown('no answer within %.0f s after the request was sent: it may or may not have been applied; '
-                                                'check the device state before trying again' % self.timeout, endpoint)
+                                                'check the device state before trying again' % timeout, endpoint)
                     raise HemOutcomeUnknown('the connection was lost after the request was sent: it may or may not have been applied; '
                                             'check the device state before trying again (%s)' % exc.reason, endpoint)
                 if exc.timeout:
-                    error = HemError('no answer within the timeout of %.0f s (%s)' % (self.timeout, exc.reason), endpoint)
+                    error = HemError('no answer within the timeout of %.0f s (%s)' % (timeout, exc.reason), endpoint)
                 else:
                     error = HemError('cannot reach the device at %s (%s)' % (self.url, exc.reason), endpoint)
             else:
                 if 200 <= answer.status < 300:
-                    return self._decode(answer, endpoint)
+                    decoded = self._decode(answer, endpoint)
+                    return (answer.status, decoded) if with_status else decoded
                 error = HemError(self._meaning(method, path, answer.status, auth), endpoint, answer.status)
                 if method != 'GET' or answer.status not in retry_statuses:
                     raise error
