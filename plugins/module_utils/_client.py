@@ -43,6 +43,8 @@ from ansible_collections.encedo.hem.plugins.module_utils._login import (
     jwt_claims,
 )
 from ansible_collections.encedo.hem.plugins.module_utils._transport import (
+    MAX_LOG_FILE,
+    AnswerTooLarge,
     Transport,
     TransportError,
 )
@@ -111,6 +113,11 @@ class HemClient(object):
     def post(self, path, body=None, auth=True):
         """POST ``body`` (a dict, sent as JSON) to ``path``; never retried once sent."""
         return self._call('POST', path, {} if body is None else body, auth)
+
+    def download(self, path, sink, limit=MAX_LOG_FILE):
+        """GET ``path`` and stream the answer's body into the binary file ``sink`` (not decoded), at most
+        ``limit`` bytes (HemError beyond); retried like :meth:`get` (``sink`` is emptied before every try)."""
+        return self._call('GET', path, None, True, sink=(sink, limit))
 
     def status(self):
         """``GET /api/system/status`` (no authentication)."""
@@ -206,11 +213,11 @@ class HemClient(object):
             raise HemError('the device is not personalised yet: run encedo.hem.encedo_init first', 'GET ' + TOKEN_PATH, 409)
         return self._request('GET', TOKEN_PATH, None, auth=False)
 
-    def _call(self, method, path, body, auth):
+    def _call(self, method, path, body, auth, sink=None):
         if auth and not self.token:
             self.login()
         try:
-            return self._request(method, path, body, auth)
+            return self._request(method, path, body, auth, sink=sink)
         except HemError as exc:
             if not (auth and exc.status == 401 and self.passphrase):
                 raise
@@ -224,7 +231,7 @@ class HemClient(object):
             exc.msg += ' (logging in again because %s %s refused the bearer token: %s)' % (method, path, STATUS_MEANINGS[401].split(': ', 1)[1])
             raise
         self.relogged = True
-        return self._request(method, path, body, auth)
+        return self._request(method, path, body, auth, sink=sink)
 
     def _meaning(self, method, path, status, auth):
         """What ``status`` means here: with the url's path for a 404, the scopes for a 403 on an authenticated request."""
@@ -235,10 +242,12 @@ class HemClient(object):
                 scopes = (self.scope, token_scope)
         return status_meaning(method, path, status, bool(self.passphrase), url_path=self._url_path, scopes=scopes)
 
-    def _request(self, method, path, body, auth, retry_statuses=RETRY_STATUSES, retries=None):
+    def _request(self, method, path, body, auth, retry_statuses=RETRY_STATUSES, retries=None, sink=None):
         endpoint = '%s %s' % (method, path)
         data = None
         headers = {'Accept': 'application/json', 'Connection': 'close'}  # the device closes every connection (PROTOCOL.md, Transport)
+        if sink is not None:
+            headers['Accept'] = 'text/plain'
         if body is not None:
             data = json.dumps(body, separators=(',', ':')).encode('utf-8')
             if len(data) > MAX_JSON_BODY:
@@ -258,7 +267,9 @@ class HemClient(object):
             # leaves time for another try; a write (or the last try) gets all of it.
             wait = remaining / 2 if method == 'GET' and attempt < retries else remaining
             try:
-                answer = self._send(method, path, data, headers, max(wait, min(remaining, 1.0), 0.1))
+                answer = self._send(method, path, data, headers, max(wait, min(remaining, 1.0), 0.1), *([sink] if sink else []))
+            except AnswerTooLarge as exc:
+                raise HemError('%s; it was not kept (raise the limit only for a device you trust)' % exc, endpoint)
             except TransportError as exc:
                 if exc.tls:
                     raise HemTlsError('TLS certificate verification or handshake failed with %s (%s). Set ca_path to the CA that signed '
@@ -276,7 +287,7 @@ class HemClient(object):
                     error = HemError('cannot reach the device at %s (%s)' % (self.url, exc.reason), endpoint)
             else:
                 if 200 <= answer.status < 300:
-                    return self._decode(answer, endpoint)
+                    return {} if sink is not None else self._decode(answer, endpoint)
                 error = HemError(self._meaning(method, path, answer.status, auth), endpoint, answer.status)
                 if method != 'GET' or answer.status not in retry_statuses:
                     raise error
@@ -293,9 +304,12 @@ class HemClient(object):
                 raise error
             self._sleep(delay)
 
-    def _send(self, method, path, data, headers, timeout):
-        """One request (the only place that touches the network); an Answer, or TransportError."""
-        return self._transport.send(method, path, data, headers, timeout)
+    def _send(self, method, path, data, headers, timeout, sink=None):
+        """One request (the only place that touches the network); an Answer, or TransportError.
+        ``sink``: (binary file, limit) that a 2xx answer is streamed into (see Transport.send)."""
+        if sink is None:
+            return self._transport.send(method, path, data, headers, timeout)
+        return self._transport.send(method, path, data, headers, timeout, sink=sink[0], limit=sink[1])
 
     @staticmethod
     def _decode(answer, endpoint):

@@ -40,6 +40,19 @@ from ansible_collections.encedo.hem.plugins.module_utils._errors import HemError
 
 #: Seconds a connection (TCP, proxy tunnel) may take to be set up, at most.
 CONNECT_TIMEOUT = 10.0
+#: Bytes of one audit log file (``GET /api/logger/{file}``) a download accepts, at most: a file is
+#: streamed to disk, never held in memory, and a larger answer is refused rather than filling the disk.
+MAX_LOG_FILE = 64 * 1024 * 1024
+#: Bytes read from a streamed answer at a time.
+CHUNK = 64 * 1024
+
+
+class AnswerTooLarge(Exception):
+    """A streamed answer went over its limit (``limit`` bytes)."""
+
+    def __init__(self, limit):
+        super().__init__('the answer is larger than %d bytes' % limit)
+        self.limit = limit
 
 
 class Answer(object):
@@ -154,8 +167,12 @@ class Transport(object):
         from requests.utils import get_environ_proxies
         return get_environ_proxies(self.url)
 
-    def send(self, method, path, data, headers, timeout):
-        """One request; an Answer, or TransportError when no complete answer came."""
+    def send(self, method, path, data, headers, timeout, sink=None, limit=None):
+        """One request; an Answer, or TransportError when no complete answer came.
+
+        ``sink``: a binary file that a 2xx answer's body is streamed into (emptied first; the Answer's
+        body is then empty), at most ``limit`` bytes (AnswerTooLarge beyond).
+        """
         if self._session is None:
             if self.https and self.validate_certs and self.ca_path:
                 check_ca_path(self.ca_path)
@@ -178,7 +195,10 @@ class Transport(object):
                 # the pool reuse it (a request on a closed connection would make a write "outcome unknown").
                 connection = getattr(resp.raw, 'connection', None)
                 try:
-                    body = resp.raw.read(decode_content=True) if resp.raw is not None else b''
+                    if sink is not None and 200 <= resp.status_code < 300:
+                        body = _stream(resp.raw, sink, limit)
+                    else:
+                        body = resp.raw.read(decode_content=True) if resp.raw is not None else b''
                 finally:
                     resp.close()
                     if connection is not None:
@@ -200,6 +220,23 @@ class Transport(object):
                            'IDNA name) and the proxy settings' % (self.url, reason(exc)))
         except (requests.exceptions.RequestException, OSError) as exc:
             raise TransportError(reason(exc), sent=self.sent)
+
+
+def _stream(raw, sink, limit):
+    """Copy the answer ``raw`` into ``sink`` (emptied first), at most ``limit`` bytes; -> b''."""
+    sink.seek(0)
+    sink.truncate()
+    size = 0
+    while raw is not None:
+        chunk = raw.read(CHUNK, decode_content=True)
+        if not chunk:
+            break
+        size += len(chunk)
+        if limit is not None and size > limit:
+            raise AnswerTooLarge(limit)
+        sink.write(chunk)
+    sink.flush()
+    return b''
 
 
 def _new_session(transport):
