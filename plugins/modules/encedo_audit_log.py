@@ -28,7 +28,7 @@ description:
     from 0 after a power-up until a check-in sets it."
   - Files are streamed to disk, up to 64 MiB each (a larger answer is refused and not kept).
   - The module logs in with the scope C(logger:get) (a O(token) must have that scope). Reading the log is itself logged by
-    the device (files listed, file read). An EPA has no log files (only the key): RV(supported) is false and nothing is
+    the device (files listed, file read). An EPA has no log files (only the key), so RV(supported) is false and nothing is
     fetched.
 author:
   - encedo.hem maintainers (@encedo)
