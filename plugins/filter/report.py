@@ -197,9 +197,9 @@ def report_html(rows, generated=None):
     need = sum(1 for r in rows if r['attention'])
     body = []
     for row in rows:
-        body.append('<tr class="%s" data-host="%s"><td>%s</td>%s</tr>' % ('attention' if row['attention'] else 'ok',
-                                                                        html.escape(str(row['host'])), _device_cell(row),
-                                                                        ''.join(_columns(row))))
+        mark = 'attention' if row['attention'] else 'ok'
+        body.append('<tr class="%s" data-host="%s"><td>%s</td>%s</tr>'
+                    % (mark, html.escape(str(row['host'])), _device_cell(row), ''.join(_columns(row))))
     summary = '%d device(s); <strong class="%s">%d need attention</strong>' % (len(rows), 'bad' if need else '', need)
     if generated:
         summary += ' &middot; generated %s' % html.escape(str(generated))

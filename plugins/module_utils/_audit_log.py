@@ -109,7 +109,7 @@ def verify_log(text, logger_key):
         if line_key is None:
             raise LogInvalid('line %d comes before any seed line' % number)
         if previous is not None and counter != previous + 1:
-            raise LogInvalid('line %d: counter %d follows %d (a line is missing or repeated)' % (number, counter, previous))
+            raise LogInvalid('line %d: counter %d follows %s (a line is missing or repeated)' % (number, counter, previous))
         previous = counter
         body = line[:line.rindex('|') + 1].encode('utf-8')
         if not hmac.compare_digest(hmac.new(line_key, body, hashlib.sha256).digest()[:16], mac):
