@@ -13,14 +13,16 @@ class ModuleDocFragment(object):
 
     DOCUMENTATION = r'''
 requirements:
-  - requests >= 2.32.2 (Python library, on the host that runs the module; imported only when the module sends its first request)
-  - urllib3 >= 2.5 (Python library, installed with requests; the transport uses its connections)
-  - cryptography >= 40.0 (Python library, on the host that runs the module; for the login and the certificate checks)
+  - requests >= 2.33 (Python library, on the host that runs the module; imported only when the module sends its first request)
+  - urllib3 >= 2.7 (Python library, installed with requests; the transport uses its connections)
+  - cryptography >= 46.0.7 (Python library, on the host that runs the module; for the login and the certificate checks)
 options:
   url:
     description:
       - Base URL of the device API, for example V(https://my.ence.do) or V(https://192.168.7.1).
-      - The scheme must be V(https) or V(http). With V(http) the bearer token travels unencrypted, and some endpoints refuse it.
+      - The scheme must be V(https) or V(http). With V(http) a task that needs credentials (O(passphrase) or O(token)) is
+        refused before anything is sent, unless O(allow_plain_http) is true; some endpoints refuse plain HTTP anyway.
+      - A V(https) URL whose port answers plain HTTP fails saying so; use the device's HTTPS port.
       - IPv6 addresses go in brackets, for example V(https://[fd00::7]). International host names are sent in their IDNA form.
       - Give the device address without a path; the module adds C(/api/...) itself, so a path such as C(/api) is refused. Any
         other path is put before every request path (a reverse proxy that serves the device under it).
@@ -74,6 +76,9 @@ options:
   timeout:
     description:
       - Seconds to wait for the device, per request including its retries.
+      - It bounds each request as a whole, from connecting to the last byte of the answer, however slowly the answer
+        arrives. An answer is read up to a fixed size (256 KiB), uncompressed; a larger or compressed answer fails the
+        task, naming the device and the limit.
       - Reads are retried with exponential backoff on connection errors, timeouts and busy answers (HTTP 409, 429, 500, 503,
         honouring C(Retry-After)) until this time is used up. Writes are never sent twice.
       - If not set, the environment variable E(ENCEDO_HEM_TIMEOUT) is used.
@@ -82,6 +87,8 @@ options:
   proxy_url:
     description:
       - The proxy to reach the device through, for example V(http://proxy.example:3128) or V(https://user:pass@proxy.example:3129).
+      - The value may hold the proxy's credentials, so it is handled like a secret (C(no_log)); Ansible shows it nowhere,
+        not in the task's arguments at C(-vvv) nor in the result, and error messages name only the proxy's scheme and host.
         C(http://) and C(https://) proxies work; the device's C(https://) URL goes through an HTTP CONNECT tunnel, so the
         device certificate is verified end to end.
       - When set, every request of the task to the device uses it, whatever E(NO_PROXY) says. The check-in backend
@@ -91,6 +98,16 @@ options:
         as C(10.0.0.0/8)). C(.netrc) is never read.
       - If not set, the environment variable E(ENCEDO_HEM_PROXY_URL) is used.
     type: str
+  allow_plain_http:
+    description:
+      - Whether a plain V(http://) O(url) may be used for requests that carry credentials - the login (whose proof can be
+        replayed while its challenge is valid) and every request with the bearer token, all readable by anybody on the path.
+      - When false (the default), such a task fails before sending anything and says to use the V(https://) URL of the
+        device. Requests without credentials (the status, a TLS bundle stored on a device without one, see O(url)) are
+        not affected.
+      - If not set, the environment variable E(ENCEDO_HEM_ALLOW_PLAIN_HTTP) is used.
+    type: bool
+    default: false
 attributes:
   action_group:
     description: Use C(group/encedo.hem.hem) in C(module_defaults) to set the connection options once for every module.

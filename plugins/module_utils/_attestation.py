@@ -564,11 +564,12 @@ def check_options(params):
         raise HemError('option max_age: must be a positive number of seconds, got %d' % params['max_age'])
 
 
-def attest(module, client, provision=None):
+def attest(module, client, provision=None, status=None, config=None):
     """Read the device's attestation data and verify it -> the result of encedo_attestation.
 
     ``provision(module, client, anchors, status, data)``: what to do instead of verifying the data read
-    (encedo_attestation's ``state: provisioned``); it returns the result dict too.
+    (encedo_attestation's ``state: provisioned``); it returns the result dict too. ``status`` and ``config``:
+    the device's status and configuration when the caller has read them already (encedo_device), not read again.
     """
     params = module.params
     # Bad trust anchors or certificate: refused before any request (an AttestationError fails the task).
@@ -579,19 +580,20 @@ def attest(module, client, provision=None):
     # status only when it is needed (verified_result). Without one (or to provision), the status says whether the
     # device is personalised, so whether the read needs credentials, and the version is read only when the status
     # does not show a PPA (an EPA then stops before any login).
-    status = version = None
-    if provision is not None or not client.token:
+    version = None
+    if status is None and (provision is not None or not client.token):
         status = client.status()
-        if device_model(status, None) is None:
-            version = client.get(VERSION, auth=False)
-            if device_model(status, version) == 'epa':
-                return epa_result(module, version)
+    if status is not None and device_model(status, None) is None:
+        version = client.get(VERSION, auth=False)
+        if device_model(status, version) == 'epa':
+            return epa_result(module, version)
     personalised = status is None or status.get('inited') is not False
     data = read_attestation(module, client, personalised)
     if data is None:
         result = no_attestation(module, client, status, version)
     else:
-        result = (provision or verified_result)(module, client, anchors, status, data)
+        verify = provision or (lambda *args: verified_result(*args, config=config))
+        result = verify(module, client, anchors, status, data)
     if result.get('supported') is False and params['fail_on_invalid']:
         raise AttestationFailure('the device %s cannot attest: %s' % (params['url'],
                                                                       result['attestation']['checks']['signature']['reason']), **result)
@@ -630,15 +632,15 @@ def read_attestation(module, client, personalised):
     return data
 
 
-def expected_genuine_ids(module, client, personalised):
-    """-> ({source: id}, hint when the device's own genuine_id could not be read)."""
+def expected_genuine_ids(module, client, personalised, config=None):
+    """-> ({source: id}, hint when the device's own genuine_id could not be read). ``config``: already read, else read here."""
     ids = {}
     if module.params['genuine_id']:
         ids['option'] = module.params['genuine_id']
     if not (personalised and module.has_credentials()):
         return ids, None
     try:
-        config = client.get(CONFIG)
+        config = client.get(CONFIG) if config is None else config
     except HemError as exc:
         if exc.status in (401, 403):
             return ids, 'the credentials may not read the configuration (%s)' % exc
@@ -681,10 +683,10 @@ def verify_data(module, data, anchors, genuine_ids, hint=None, status=None):
     return result, crt
 
 
-def verified_result(module, client, anchors, status, data):
+def verified_result(module, client, anchors, status, data, config=None):
     url = module.params['url']
     personalised = status is None or status.get('inited') is not False
-    genuine_ids, hint = expected_genuine_ids(module, client, personalised)
+    genuine_ids, hint = expected_genuine_ids(module, client, personalised, config)
     result, _crt = verify_data(module, data, anchors, genuine_ids, hint, status)
     if status is None and result['checks']['freshness']['status'] == FAILED:
         # Only now is the status worth a request: it tells whether the device clock is unset (the fix: a check-in).

@@ -34,6 +34,8 @@ from ansible_collections.encedo.hem.plugins.module_utils._errors import (
     HemError,
     HemOutcomeUnknown,
     HemTlsError,
+    field,
+    kind_name,
     status_meaning,
 )
 from ansible_collections.encedo.hem.plugins.module_utils._login import (
@@ -43,6 +45,7 @@ from ansible_collections.encedo.hem.plugins.module_utils._login import (
     jwt_claims,
 )
 from ansible_collections.encedo.hem.plugins.module_utils._transport import (
+    MAX_ANSWER,
     MAX_LOG_FILE,
     AnswerTooLarge,
     Transport,
@@ -56,6 +59,10 @@ BACKOFF_BASE = 0.5
 MAX_BACKOFF = 8.0
 #: Statuses that make a read (GET) worth another try.
 RETRY_STATUSES = frozenset((409, 429, 500, 503))
+#: What to do when a request needs credentials and the url is plain http://.
+PLAIN_HTTP_REFUSED = ('the url %s is plain http://, and this request needs credentials (the bearer token or the login proof '
+                      'would travel unencrypted, readable by anybody on the path); nothing was sent. Use the https:// url '
+                      'of the device, or set allow_plain_http to true (environment ENCEDO_HEM_ALLOW_PLAIN_HTTP) to accept that')
 
 
 def _parse_retry_after(value):
@@ -85,7 +92,7 @@ class HemClient(object):
     """
 
     def __init__(self, url, passphrase=None, token=None, validate_certs=True, ca_path=None,
-                 timeout=30, retries=3, scope='system:config', warn=None, proxy_url=None):
+                 timeout=30, retries=3, scope='system:config', warn=None, proxy_url=None, allow_plain_http=False):
         self.url = url.rstrip('/')
         self.passphrase = passphrase
         self.token = token
@@ -96,6 +103,7 @@ class HemClient(object):
         self.retries = max(0, int(retries))
         self.scope = scope
         self.warn = warn
+        self.allow_plain_http = allow_plain_http
         #: True once the device refused the token it was given and a new login replaced it.
         self.relogged = False
         self.last_login = None
@@ -106,18 +114,19 @@ class HemClient(object):
 
     # -- public API ------------------------------------------------------------------
 
-    def get(self, path, auth=True):
-        """GET ``path``; retried on connection errors, timeouts, 409, 429, 500 and 503."""
-        return self._call('GET', path, None, auth)
+    def get(self, path, auth=True, limit=MAX_ANSWER):
+        """GET ``path``; retried on connection errors, timeouts, 409, 429, 500 and 503. ``limit``: bytes of the
+        answer read at most (a larger answer fails the request)."""
+        return self._call('GET', path, None, auth, limit)
 
-    def post(self, path, body=None, auth=True):
+    def post(self, path, body=None, auth=True, limit=MAX_ANSWER):
         """POST ``body`` (a dict, sent as JSON) to ``path``; never retried once sent."""
-        return self._call('POST', path, {} if body is None else body, auth)
+        return self._call('POST', path, {} if body is None else body, auth, limit)
 
     def download(self, path, sink, limit=MAX_LOG_FILE):
-        """GET ``path`` and stream the answer's body into the binary file ``sink`` (not decoded), at most
-        ``limit`` bytes (HemError beyond); retried like :meth:`get` (``sink`` is emptied before every try)."""
-        return self._call('GET', path, None, True, sink=(sink, limit))
+        """GET ``path`` and stream the answer's body into the binary file ``sink`` (not decoded), at most ``limit``
+        bytes (HemError beyond); retried like :meth:`get` (``sink`` is emptied before every try)."""
+        return self._call('GET', path, None, True, limit, sink=sink)
 
     def status(self):
         """``GET /api/system/status`` (no authentication)."""
@@ -166,13 +175,13 @@ class HemClient(object):
         """
         if not self.passphrase:
             raise HemError('this needs credentials: set passphrase, or token with a token from encedo.hem.encedo_login', 'POST ' + TOKEN_PATH)
+        self._check_plain_http('POST ' + TOKEN_PATH)
         scope = scope or self.scope
         attempts = 2
         for attempt in range(attempts):
             challenge = self._challenge()
-            for field in ('eid', 'spk', 'jti'):
-                if not isinstance(challenge.get(field), str):
-                    raise HemError('the login challenge has no %s field' % field, 'GET ' + TOKEN_PATH)
+            for name in ('eid', 'spk', 'jti'):
+                field(challenge, name, str, 'GET ' + TOKEN_PATH)
             eid = challenge['eid']
             if eid not in self._keys:
                 self._keys[eid] = derive_keypair(self.passphrase, eid)
@@ -189,8 +198,8 @@ class HemClient(object):
                     continue
                 raise
             break
-        token = answer.get('token')
-        if not isinstance(token, str) or not token:
+        token = field(answer, 'token', str, 'POST ' + TOKEN_PATH)
+        if not token:
             raise HemError('the device answered without a token', 'POST ' + TOKEN_PATH)
         expires = jwt_claims(token).get('exp') or (now + (int(lifetime) if lifetime else 8 * 3600))
         if scope == self.scope:
@@ -213,11 +222,18 @@ class HemClient(object):
             raise HemError('the device is not personalised yet: run encedo.hem.encedo_init first', 'GET ' + TOKEN_PATH, 409)
         return self._request('GET', TOKEN_PATH, None, auth=False)
 
-    def _call(self, method, path, body, auth, sink=None):
+    def _check_plain_http(self, endpoint):
+        """HemError before anything is sent when credentials would go over plain HTTP without allow_plain_http."""
+        if not self._transport.https and not self.allow_plain_http:
+            raise HemError(PLAIN_HTTP_REFUSED % self.url, endpoint)
+
+    def _call(self, method, path, body, auth, limit=MAX_ANSWER, sink=None):
+        if auth and (self.token or self.passphrase):
+            self._check_plain_http('%s %s' % (method, path))
         if auth and not self.token:
             self.login()
         try:
-            return self._request(method, path, body, auth, sink=sink)
+            return self._request(method, path, body, auth, limit=limit, sink=sink)
         except HemError as exc:
             if not (auth and exc.status == 401 and self.passphrase):
                 raise
@@ -231,7 +247,7 @@ class HemClient(object):
             exc.msg += ' (logging in again because %s %s refused the bearer token: %s)' % (method, path, STATUS_MEANINGS[401].split(': ', 1)[1])
             raise
         self.relogged = True
-        return self._request(method, path, body, auth, sink=sink)
+        return self._request(method, path, body, auth, limit=limit, sink=sink)
 
     def _meaning(self, method, path, status, auth):
         """What ``status`` means here: with the url's path for a 404, the scopes for a 403 on an authenticated request."""
@@ -242,7 +258,7 @@ class HemClient(object):
                 scopes = (self.scope, token_scope)
         return status_meaning(method, path, status, bool(self.passphrase), url_path=self._url_path, scopes=scopes)
 
-    def _request(self, method, path, body, auth, retry_statuses=RETRY_STATUSES, retries=None, sink=None):
+    def _request(self, method, path, body, auth, retry_statuses=RETRY_STATUSES, retries=None, limit=MAX_ANSWER, sink=None):
         endpoint = '%s %s' % (method, path)
         data = None
         headers = {'Accept': 'application/json', 'Connection': 'close'}  # the device closes every connection (PROTOCOL.md, Transport)
@@ -267,10 +283,17 @@ class HemClient(object):
             # leaves time for another try; a write (or the last try) gets all of it.
             wait = remaining / 2 if method == 'GET' and attempt < retries else remaining
             try:
-                answer = self._send(method, path, data, headers, max(wait, min(remaining, 1.0), 0.1), *([sink] if sink else []))
+                answer = self._send(method, path, data, headers, max(wait, min(remaining, 1.0), 0.1), limit=limit,
+                                    **({'sink': sink} if sink is not None else {}))
             except AnswerTooLarge as exc:
-                raise HemError('%s; it was not kept (raise the limit only for a device you trust)' % exc, endpoint)
+                raise HemError('the device at %s answered with more than %d bytes, the limit for this answer; the rest was not read'
+                               % (self.url, exc.limit), endpoint, exc.status)
             except TransportError as exc:
+                if exc.tls and 'WRONG_VERSION_NUMBER' in exc.reason:
+                    raise HemTlsError('%s answers plain HTTP, not TLS, on this port (%s): use the https:// url of the device\'s '
+                                      'HTTPS port (e.g. https://<host> on port 443), or for a device without a TLS bundle see '
+                                      'http_url and tls_bundle; validate_certs and ca_path do not change this'
+                                      % (self.url, exc.reason), endpoint, reason=exc.reason)
                 if exc.tls:
                     raise HemTlsError('TLS certificate verification or handshake failed with %s (%s). Set ca_path to the CA that signed '
                                       'the device certificate, or validate_certs to false (not recommended)' % (self.url, exc.reason), endpoint,
@@ -287,7 +310,7 @@ class HemClient(object):
                     error = HemError('cannot reach the device at %s (%s)' % (self.url, exc.reason), endpoint)
             else:
                 if 200 <= answer.status < 300:
-                    return {} if sink is not None else self._decode(answer, endpoint)
+                    return self._decode(answer, endpoint)
                 error = HemError(self._meaning(method, path, answer.status, auth), endpoint, answer.status)
                 if method != 'GET' or answer.status not in retry_statuses:
                     raise error
@@ -304,18 +327,22 @@ class HemClient(object):
                 raise error
             self._sleep(delay)
 
-    def _send(self, method, path, data, headers, timeout, sink=None):
-        """One request (the only place that touches the network); an Answer, or TransportError.
-        ``sink``: (binary file, limit) that a 2xx answer is streamed into (see Transport.send)."""
-        if sink is None:
-            return self._transport.send(method, path, data, headers, timeout)
-        return self._transport.send(method, path, data, headers, timeout, sink=sink[0], limit=sink[1])
+    def _send(self, method, path, data, headers, timeout, limit=MAX_ANSWER, sink=None):
+        """One request (the only place that touches the network); an Answer, or TransportError. ``sink``: see Transport.send."""
+        return self._transport.send(method, path, data, headers, timeout, limit=limit, sink=sink)
 
     @staticmethod
     def _decode(answer, endpoint):
+        """The answer's JSON object ({} for an empty body); HemError naming the endpoint for anything else."""
         if not answer.body or not answer.body.strip():
             return {}
         try:
-            return json.loads(answer.body.decode('utf-8'))
+            decoded = json.loads(answer.body.decode('utf-8'))
         except ValueError:
             raise HemError('the device answered HTTP %d with a body that is not JSON' % answer.status, endpoint)
+        except RecursionError:
+            raise HemError('the device answered HTTP %d with JSON nested too deeply to read' % answer.status, endpoint)
+        if not isinstance(decoded, dict):
+            raise HemError('the device answered HTTP %d with %s where a JSON object was expected' % (answer.status, kind_name(decoded)),
+                           endpoint)
+        return decoded

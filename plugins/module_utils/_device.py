@@ -28,11 +28,11 @@ from __future__ import annotations
 
 import time
 
-from ansible_collections.encedo.hem.plugins.module_utils import _attestation, _fresh
+from ansible_collections.encedo.hem.plugins.module_utils import _attestation, _fresh, _status as _status_facts
 from ansible_collections.encedo.hem.plugins.module_utils._config import ConfigResource
 from ansible_collections.encedo.hem.plugins.module_utils._engine import converge
 from ansible_collections.encedo.hem.plugins.module_utils._errors import HemError
-from ansible_collections.encedo.hem.plugins.module_utils._fields import device_model, options_of
+from ansible_collections.encedo.hem.plugins.module_utils._fields import options_of
 from ansible_collections.encedo.hem.plugins.module_utils._module import ENV_VARS
 
 #: Seconds two boot times (now - uptime) may differ and still be the same boot (whole-second uptime, request time).
@@ -55,32 +55,28 @@ class View(object):
 
 
 def _pending(record, status):
-    """(boot time of the device now, the reboot left to the operator when it is still pending, else None)."""
+    """-> result fields: ``boot_time`` (of the device now), ``reboot_pending`` (the reboot left to the operator in
+    ``record`` while the device has not booted since, else None), ``reboot_record_done`` (a record was given and the
+    device has booted since: the record can go)."""
     uptime = status.get('uptime') if isinstance(status, dict) else None
-    if not isinstance(uptime, int) or isinstance(uptime, bool):
-        return None, None
-    boot = int(time.time() - uptime)
-    if isinstance(record, dict) and isinstance(record.get('boot'), int) and abs(record['boot'] - boot) < SAME_BOOT_SLACK:
-        return boot, dict(since=record.get('since'), reasons=list(record.get('reasons') or []))
-    return boot, None
+    known = isinstance(uptime, int) and not isinstance(uptime, bool)
+    boot = int(time.time() - uptime) if known else None
+    given = isinstance(record, dict) and isinstance(record.get('boot'), int)
+    same = known and given and abs(record['boot'] - boot) < SAME_BOOT_SLACK
+    pending = dict(since=record.get('since'), reasons=list(record.get('reasons') or [])) if same else None
+    return dict(boot_time=boot, reboot_pending=pending, reboot_record_done=bool(given and known and not same))
 
 
-def _status(module, result):
-    """Step 1. -> (FreshTls, status); fills the status part of ``result``."""
-    try:
-        bundle = _fresh.check_inputs(module.params)[0]
-    except ValueError as exc:
-        raise HemError(str(exc))
+def _status(module, result, bundle):
+    """Step 1 (encedo_info's status read, and its TLS bundle for a device without one). -> (FreshTls, status)."""
     found = _fresh.prepare(module, bundle)
     if found.missing:
         raise HemError(found.message, result=dict(changed=False, ready=False, **found.result()))
-    status = found.status if found.status is not None else module.client(passphrase=None, token=None).status()
-    personalised = status.get('inited') is not False
-    rtc_set = 'time' in status or 'ts' in status
-    boot, pending = _pending(module.params.get('reboot_record'), status)
+    over_https = found.https is not False and not (found.stored and module.check_mode)
+    status = _status_facts.read_status_version(module, module.client(passphrase=None, token=None), found, over_https, False)[0]
     result.update(found.result())
-    result.update(changed=found.stored, status=status, personalised=personalised, rtc_set=rtc_set, uptime=status.get('uptime'),
-                  boot_time=boot, reboot_pending=pending, model=device_model(status))
+    result.update(_status_facts.status_facts(status), changed=found.stored, **_pending(module.params.get('reboot_record'), status))
+    result.setdefault('model', None)
     if found.message:
         result['msg'] = found.message
     return found, status
@@ -118,7 +114,9 @@ def _tls_step(module, tls):
 
 def _attestation_step(module, options):
     view = View(module, dict(options, trust_anchor=None, fail_on_invalid=True, skip_checks=[], state='verified'))
-    return view, _attestation.load_trust_anchors(None, options['trust_anchor_path'])
+    _attestation.check_options(view.params)
+    _attestation.load_trust_anchors(None, options['trust_anchor_path'])
+    return view
 
 
 def check(module):
@@ -138,8 +136,7 @@ def _steps(module, client, steps, found, status, result):
     """Steps 3-5 on a device that is set up."""
     config = client.get(ConfigResource.path) if 'configuration' in steps or 'attestation' in steps else None
     if 'attestation' in steps:
-        view, anchors = steps['attestation']
-        result['attestation'] = _attestation.verify_device(view, client, anchors, status, config)
+        result['attestation'] = _attestation.attest(steps['attestation'], client, status=status, config=config)
     if 'configuration' in steps:
         view, resource, want = steps['configuration']
         result['configuration'] = converge(view, client, resource, want, current=config)
@@ -157,8 +154,12 @@ REASONS = (('configuration', 'configuration'), ('certificate', 'TLS certificate'
 def bring(module, client):
     """encedo_device: the whole device to its declared state; -> the result."""
     steps = check(module)
+    try:
+        bundle = _fresh.check_inputs(module.params)[0]
+    except ValueError as exc:
+        raise HemError(str(exc))
     result = dict(changed=False, ready=False, reboot_required=False, reboot_reasons=[])
-    found, status = _status(module, result)
+    found, status = _status(module, result, bundle)
     result['ready'] = result['personalised'] and result['rtc_set'] and not (found.stored and module.check_mode)
     if not result['ready']:
         return result

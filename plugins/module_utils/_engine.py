@@ -175,10 +175,10 @@ def _confirm(module, resource, plan, after):
         have = values.get(name)
         confirmed[name] = have
         if not resource.same(name, plan.after[name], have):
-            module.warn('%s: the device accepted %s=%r but now reports %r. Another writer may have changed it between this '
+            module.warn("%s: the device accepted %s=%r but now reports %r. Another writer may have changed it between this "
                         "task's read and its write (run one writer per device: throttle: 1 or serial), or the device stores "
-                        'the value differently; the result shows what the device holds' % (resource.name or 'write', name,
-                                                                                            plan.after[name], have))
+                        "the value differently; the result shows what the device holds"
+                        % (resource.name or 'write', name, plan.after[name], have))
     return confirmed
 
 

@@ -89,6 +89,35 @@ class HemTlsError(HemError):
         self.served = None
 
 
+#: Names of the JSON types for messages about the shape of an answer.
+_KINDS = {dict: 'an object', list: 'a list', str: 'a string', int: 'a number', float: 'a number', bool: 'true or false'}
+
+
+def kind_name(value):
+    """How an answer's value is named in a message (its JSON type, never its content)."""
+    if value is None:
+        return 'null'
+    return _KINDS.get(type(value), type(value).__name__)
+
+
+def field(answer, name, kind, endpoint, required=True):
+    """``answer[name]`` when it is of type ``kind`` (a type or a tuple of types); None when it is absent and not
+    ``required``; else HemError naming the endpoint, the field and what it holds. The one check of an answer's
+    shape before code indexes it (booleans are not numbers here)."""
+    if not isinstance(answer, dict):
+        raise HemError('the device answered %s where an object was expected' % kind_name(answer), endpoint)
+    value = answer.get(name)
+    if value is None and not required:
+        return None
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    if isinstance(value, kinds) and not (isinstance(value, bool) and bool not in kinds):
+        return value
+    if name not in answer:
+        raise HemError('the answer has no field %s' % name, endpoint)
+    raise HemError('the field %s of the answer is %s, expected %s' % (name, kind_name(value), ' or '.join(
+        sorted(set(_KINDS.get(k, k.__name__) for k in kinds)))), endpoint)
+
+
 def status_meaning(method, path, status, have_passphrase=False, url_path='', scopes=None):
     """The user-facing meaning of ``status`` for ``method path``.
 

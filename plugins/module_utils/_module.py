@@ -31,6 +31,7 @@ ENV_VARS = {
     'ca_path': 'ENCEDO_HEM_CA_PATH',
     'timeout': 'ENCEDO_HEM_TIMEOUT',
     'proxy_url': 'ENCEDO_HEM_PROXY_URL',
+    'allow_plain_http': 'ENCEDO_HEM_ALLOW_PLAIN_HTTP',
 }
 
 
@@ -46,7 +47,9 @@ def hem_argument_spec():
         validate_certs=dict(type='bool', default=True, fallback=env('validate_certs')),
         ca_path=dict(type='path', fallback=env('ca_path')),
         timeout=dict(type='int', default=30, fallback=env('timeout')),
-        proxy_url=dict(type='str', fallback=env('proxy_url')),
+        # no_log: a proxy URL may carry the proxy's user and password (Ansible shows a no_log value nowhere)
+        proxy_url=dict(type='str', no_log=True, fallback=env('proxy_url')),
+        allow_plain_http=dict(type='bool', default=False, fallback=env('allow_plain_http')),
     )
 
 
@@ -100,7 +103,7 @@ class HemModule(AnsibleModule):
     its environment variable: the token is used first, the passphrase logs in when there
     is no token, or once when the device refuses the token (HTTP 401). A module that had
     to replace the token it was given returns the new one as ``token`` in its result (the
-    action plugin takes it out of the shown result, see plugins/action/token_guard.py).
+    action plugin takes it out of the shown result, see plugins/plugin_utils/token_guard.py).
     Not as a fact: facts go to the fact cache, which ansible-runner (so AWX) keeps on disk.
     """
 
@@ -145,7 +148,7 @@ class HemModule(AnsibleModule):
         params = self.params
         settings = dict(url=params['url'], passphrase=params['passphrase'], token=params['token'],
                         validate_certs=params['validate_certs'], ca_path=params['ca_path'], timeout=params['timeout'],
-                        proxy_url=params['proxy_url'], warn=self.warn)
+                        proxy_url=params['proxy_url'], allow_plain_http=params['allow_plain_http'], warn=self.warn)
         if 'timeout' in overrides:
             overrides['timeout'] = min(overrides['timeout'], params['timeout'])
         settings.update(overrides)
@@ -154,8 +157,9 @@ class HemModule(AnsibleModule):
         if not params['validate_certs'] and params['url'].lower().startswith('https:'):
             self.warn('validate_certs is false: the device certificate is not verified, so the connection can be intercepted. '
                       'Prefer ca_path with the CA that signed the device certificate.')
-        if params['url'].lower().startswith('http:'):
-            self.warn('url uses plain http: the bearer token travels unencrypted. Prefer https://.')
+        if params['url'].lower().startswith('http:') and params['allow_plain_http'] and self.has_credentials():
+            self.warn('url uses plain http and allow_plain_http is true: the bearer token and the login travel unencrypted. '
+                      'Prefer https://.')
         self._hem_client = HemClient(**settings)
         return self._hem_client
 

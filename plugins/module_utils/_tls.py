@@ -187,8 +187,9 @@ def due_reasons(served, issuers, remaining_days, force=False):
 class CsrResource(_Served):
     """``state=csr``: a CSR from the device when a certificate is due; ``csr_path`` written when given."""
 
-    def plan(self, served, inputs):
+    def plan(self, current, want):
         p = self.params
+        served, inputs = current, want
         self.served = served
         self.reasons = due_reasons(served, inputs['issuers'], p['remaining_days'], p.get('force'))
         existing = inputs.get('existing_csr')
@@ -232,8 +233,9 @@ class CsrResource(_Served):
 class CertificateResource(_Served):
     """``state=present``: the certificate given is what the device serves (uploaded when it is not)."""
 
-    def plan(self, served, inputs):
+    def plan(self, current, want):
         p = self.params
+        served, inputs = current, want
         cert = inputs['cert']
         self.facts = _x509.certificate_facts(served) if served is not None else None
         if served is not None and _x509.cert_der(served) == _x509.cert_der(cert):

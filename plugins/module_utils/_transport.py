@@ -22,6 +22,12 @@
 - Every request says ``Connection: close``: the device closes the connection after each
   answer (PROTOCOL.md "Transport"), so a connection is never reused; the one session per
   client keeps the TLS and proxy set-up in one place.
+- Every answer is bounded: at most ``limit`` bytes are read (``MAX_ANSWER`` unless the caller
+  needs more), a ``Content-Length`` above it is refused unread, and compression is neither
+  asked for (``Accept-Encoding: identity``) nor accepted (an encoded answer is refused unread,
+  so no decompression bomb can inflate). One deadline covers a request from connect to its
+  last byte: ``timeout`` is the time for the whole answer, not for each read (a watchdog
+  shuts the socket down when it runs out, also during the TLS handshake or the headers).
 - The certificate the device presented is captured from every HTTPS handshake
   (``peer_certificate``), so reading it costs no connection of its own; and the transport
   knows whether a request was handed to the connection (``sent``), which decides whether a
@@ -32,6 +38,8 @@ from __future__ import annotations
 
 import os
 import re
+import socket
+import threading
 import warnings
 
 from urllib.parse import urlsplit
@@ -40,19 +48,14 @@ from ansible_collections.encedo.hem.plugins.module_utils._errors import HemError
 
 #: Seconds a connection (TCP, proxy tunnel) may take to be set up, at most.
 CONNECT_TIMEOUT = 10.0
-#: Bytes of one audit log file (``GET /api/logger/{file}``) a download accepts, at most: a file is
-#: streamed to disk, never held in memory, and a larger answer is refused rather than filling the disk.
+#: Bytes of an answer read at most unless a request asks for another limit: the device answers small JSON
+#: objects (the status, the configuration, a certificate: a few kilobytes; a request body is at most 7300 bytes).
+MAX_ANSWER = 256 * 1024
+#: Bytes asked of the connection per read of an answer.
+READ_CHUNK = 64 * 1024
+#: Bytes of one audit log file (``GET /api/logger/{file}``) a download accepts, at most: the file is
+#: streamed to disk (``sink``), never held in memory, and a larger answer is refused rather than kept.
 MAX_LOG_FILE = 64 * 1024 * 1024
-#: Bytes read from a streamed answer at a time.
-CHUNK = 64 * 1024
-
-
-class AnswerTooLarge(Exception):
-    """A streamed answer went over its limit (``limit`` bytes)."""
-
-    def __init__(self, limit):
-        super().__init__('the answer is larger than %d bytes' % limit)
-        self.limit = limit
 
 
 class Answer(object):
@@ -76,6 +79,56 @@ class TransportError(Exception):
         self.sent = sent
         self.timeout = timeout
         self.tls = tls
+
+
+class AnswerTooLarge(TransportError):
+    """The device answered with more than ``limit`` bytes: the rest was not read. ``status``: its HTTP status."""
+
+    def __init__(self, limit, status):
+        super().__init__('the answer is larger than %d bytes' % limit, sent=True)
+        self.limit = limit
+        self.status = status
+
+
+class _Deadline(object):
+    """Shuts down the connection's socket when ``timeout`` seconds have passed: one deadline for a
+    request, from connect to the last byte of its answer, however slowly the other end sends."""
+
+    def __init__(self, timeout):
+        self.expired = False
+        self._fds = []
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(timeout, self._expire)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def watch(self, sock):
+        """Called with every socket the request opens (before TLS or a proxy tunnel is set up on it)."""
+        with self._lock:
+            self._fds.append(sock.fileno())
+            if self.expired:
+                raise socket.timeout('timed out')
+
+    def _expire(self):
+        with self._lock:
+            self.expired = True
+            for fd in self._fds:
+                # by descriptor: the TLS layer takes the socket object's descriptor over (detach)
+                try:
+                    sock = socket.socket(fileno=fd)
+                except OSError:
+                    continue
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+                finally:
+                    sock.detach()
+
+    def cancel(self):
+        with self._lock:
+            self._timer.cancel()
+            self._fds = []
 
 
 def reason(exc):
@@ -133,6 +186,7 @@ class Transport(object):
         self.sent = False
         self._session = None
         self._verify = None
+        self._deadline = None
 
     def close(self):
         if self._session is not None:
@@ -167,12 +221,11 @@ class Transport(object):
         from requests.utils import get_environ_proxies
         return get_environ_proxies(self.url)
 
-    def send(self, method, path, data, headers, timeout, sink=None, limit=None):
-        """One request; an Answer, or TransportError when no complete answer came.
-
-        ``sink``: a binary file that a 2xx answer's body is streamed into (emptied first; the Answer's
-        body is then empty), at most ``limit`` bytes (AnswerTooLarge beyond).
-        """
+    def send(self, method, path, data, headers, timeout, limit=MAX_ANSWER, sink=None):
+        """One request, all of it (connect, TLS, proxy tunnel, the whole answer) within ``timeout`` seconds, its
+        answer at most ``limit`` bytes; an Answer, or TransportError when no complete answer came (AnswerTooLarge
+        past the limit). ``sink``: a binary file that a 2xx answer's body is streamed into (emptied first; the
+        Answer's body is then empty)."""
         if self._session is None:
             if self.https and self.validate_certs and self.ca_path:
                 check_ca_path(self.ca_path)
@@ -182,61 +235,99 @@ class Transport(object):
                 raise HemError('the Python library "requests" is required on the host that runs the module (pip install requests): %s' % exc)
             self._verify = (self.ca_path or default_trust()) if self.validate_certs else False
         import requests
+        import urllib3
         self.sent = False
         proxies = self.proxies()
+        headers = dict(headers, **{'Accept-Encoding': 'identity'})
+        self._deadline = deadline = _Deadline(timeout)
         try:
-            with warnings.catch_warnings():
-                # validate_certs: false is warned about once by the module, not at every request
-                warnings.simplefilter('ignore')
-                resp = self._session.request(method, self.url + path, data=data, headers=headers, verify=self._verify,
-                                             proxies=proxies, timeout=(min(timeout, CONNECT_TIMEOUT), timeout),
-                                             allow_redirects=False, stream=True)
-                # The device closes the connection after its answer, whether or not it says so: never let
-                # the pool reuse it (a request on a closed connection would make a write "outcome unknown").
-                connection = getattr(resp.raw, 'connection', None)
-                try:
-                    if sink is not None and 200 <= resp.status_code < 300:
-                        body = _stream(resp.raw, sink, limit)
-                    else:
-                        body = resp.raw.read(decode_content=True) if resp.raw is not None else b''
-                finally:
-                    resp.close()
-                    if connection is not None:
-                        connection.close()
-            return Answer(resp.status_code, body or b'', resp.headers)
-        except requests.exceptions.SSLError as exc:
-            raise TransportError(reason(exc), sent=False, tls=True)
-        except requests.exceptions.ProxyError as exc:
+            return self._exchange(method, path, data, headers, timeout, limit, proxies, sink)
+        except AnswerTooLarge:
+            raise
+        except (TransportError, requests.exceptions.RequestException, urllib3.exceptions.HTTPError, OSError, UnicodeError) as exc:
+            if deadline.expired:
+                raise TransportError('no complete answer within %.0f s' % timeout if self.sent else 'timed out connecting',
+                                     sent=self.sent, timeout=True)
+            if isinstance(exc, TransportError):
+                raise
+            raise self._failure(exc, proxies)
+        finally:
+            deadline.cancel()
+            self._deadline = None
+
+    def _exchange(self, method, path, data, headers, timeout, limit, proxies, sink=None):
+        """The request and its answer, read in chunks up to ``limit`` bytes, never decoded."""
+        with warnings.catch_warnings():
+            # validate_certs: false is warned about once by the module, not at every request
+            warnings.simplefilter('ignore')
+            resp = self._session.request(method, self.url + path, data=data, headers=headers, verify=self._verify,
+                                         proxies=proxies, timeout=(min(timeout, CONNECT_TIMEOUT), timeout),
+                                         allow_redirects=False, stream=True)
+            # The device closes the connection after its answer, whether or not it says so: never let
+            # the pool reuse it (a request on a closed connection would make a write "outcome unknown").
+            connection = getattr(resp.raw, 'connection', None)
+            try:
+                body = self._read(resp, limit, sink if 200 <= resp.status_code < 300 else None)
+            finally:
+                # no watchdog on a descriptor about to be closed (and perhaps reused)
+                self._deadline.cancel()
+                resp.close()
+                if connection is not None:
+                    connection.close()
+        if self._deadline.expired:
+            # the watchdog ended the connection: what was read may be cut short
+            raise TransportError('timed out', sent=True, timeout=True)
+        return Answer(resp.status_code, body, resp.headers)
+
+    @staticmethod
+    def _read(resp, limit, sink=None):
+        encoding = resp.headers.get('Content-Encoding', '').strip().lower()
+        if encoding not in ('', 'identity'):
+            raise TransportError('the answer is compressed (Content-Encoding %s) although Accept-Encoding: identity asked for it '
+                                 'uncompressed; it was not read' % encoding[:40], sent=True)
+        length = resp.headers.get('Content-Length', '').strip()
+        if length.isdigit() and int(length) > limit:
+            raise AnswerTooLarge(limit, resp.status_code)
+        if resp.raw is None:
+            return b''
+        chunks = []
+        if sink is not None:
+            sink.seek(0)
+            sink.truncate()
+        size = 0
+        while True:
+            chunk = resp.raw.read(READ_CHUNK, decode_content=False)
+            if not chunk:
+                if sink is not None:
+                    sink.flush()
+                return b''.join(chunks)
+            size += len(chunk)
+            if size > limit:
+                raise AnswerTooLarge(limit, resp.status_code)
+            if sink is not None:
+                sink.write(chunk)
+            else:
+                chunks.append(chunk)
+
+    def _failure(self, exc, proxies):
+        """The TransportError (or HemError) for an exception of requests."""
+        import requests
+        import urllib3
+        if isinstance(exc, requests.exceptions.SSLError):
+            return TransportError(reason(exc), sent=False, tls=True)
+        if isinstance(exc, requests.exceptions.ProxyError):
             proxy = _proxy_names(self.proxy_url or requests.utils.select_proxy(self.url, proxies) or '')
-            raise TransportError('the proxy %s failed (%s)' % (proxy, reason(exc)), sent=self.sent, tls='CERTIFICATE_VERIFY' in str(exc))
-        except requests.exceptions.ConnectTimeout:
-            raise TransportError('timed out connecting', sent=False, timeout=True)
-        except requests.exceptions.Timeout as exc:
-            raise TransportError('timed out waiting for the answer' if self.sent else 'timed out connecting (%s)' % reason(exc),
-                                 sent=self.sent, timeout=True)
-        except (requests.exceptions.InvalidURL, requests.exceptions.InvalidProxyURL, requests.exceptions.MissingSchema,
-                requests.exceptions.InvalidSchema, UnicodeError) as exc:
-            raise HemError('the url %s cannot be used (%s): check the host name (an internationalised name must be a valid '
-                           'IDNA name) and the proxy settings' % (self.url, reason(exc)))
-        except (requests.exceptions.RequestException, OSError) as exc:
-            raise TransportError(reason(exc), sent=self.sent)
-
-
-def _stream(raw, sink, limit):
-    """Copy the answer ``raw`` into ``sink`` (emptied first), at most ``limit`` bytes; -> b''."""
-    sink.seek(0)
-    sink.truncate()
-    size = 0
-    while raw is not None:
-        chunk = raw.read(CHUNK, decode_content=True)
-        if not chunk:
-            break
-        size += len(chunk)
-        if limit is not None and size > limit:
-            raise AnswerTooLarge(limit)
-        sink.write(chunk)
-    sink.flush()
-    return b''
+            return TransportError('the proxy %s failed (%s)' % (proxy, reason(exc)), sent=self.sent, tls='CERTIFICATE_VERIFY' in str(exc))
+        if isinstance(exc, requests.exceptions.ConnectTimeout):
+            return TransportError('timed out connecting', sent=False, timeout=True)
+        if isinstance(exc, (requests.exceptions.Timeout, urllib3.exceptions.TimeoutError)):
+            return TransportError('timed out waiting for the answer' if self.sent else 'timed out connecting (%s)' % reason(exc),
+                                  sent=self.sent, timeout=True)
+        if isinstance(exc, (requests.exceptions.InvalidURL, requests.exceptions.InvalidProxyURL, requests.exceptions.MissingSchema,
+                            requests.exceptions.InvalidSchema, UnicodeError)):
+            return HemError('the url %s cannot be used (%s): check the host name (an internationalised name must be a valid '
+                            'IDNA name) and the proxy settings' % (self.url, reason(exc)))
+        return TransportError(reason(exc), sent=self.sent)
 
 
 def _new_session(transport):
@@ -248,7 +339,19 @@ def _new_session(transport):
     from urllib3.connection import HTTPConnection, HTTPSConnection
     from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
+    def watched(sock):
+        if transport._deadline is not None:
+            try:
+                transport._deadline.watch(sock)
+            except OSError:
+                sock.close()
+                raise
+        return sock
+
     class Connection(HTTPConnection):
+        def _new_conn(self):
+            return watched(super(Connection, self)._new_conn())
+
         def request(self, *args, **kwargs):
             if self.sock is None:
                 self.connect()          # plain HTTP connects lazily: a refused connection has sent nothing
@@ -256,6 +359,9 @@ def _new_session(transport):
             return super(Connection, self).request(*args, **kwargs)
 
     class TlsConnection(HTTPSConnection):
+        def _new_conn(self):
+            return watched(super(TlsConnection, self)._new_conn())
+
         def connect(self):
             super(TlsConnection, self).connect()
             if transport.https:

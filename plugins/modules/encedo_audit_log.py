@@ -26,7 +26,8 @@ description:
     rewrite lines after the seed and compute new MACs; only the seed is bound to the device. Lines cut off at the end of a
     file cannot be seen (nothing records how many lines a file has). The time fields are the device clock, which counts
     from 0 after a power-up until a check-in sets it."
-  - Files are streamed to disk, up to 64 MiB each (a larger answer is refused and not kept).
+  - Files are streamed to disk, up to 64 MiB each (a larger answer is refused and not kept); each file must arrive within
+    O(timeout) seconds (raise it for large files over a slow link).
   - The module logs in with the scope C(logger:get) (a O(token) must have that scope). Reading the log is itself logged by
     the device (files listed, file read). An EPA has no log files (only the key), so RV(supported) is false and nothing is
     fetched.

@@ -19,7 +19,7 @@ description:
   - A device that is not set up - factory-fresh, or its clock unset after a power-up - is reported with RV(ready=false) and
     nothing else is done; check it in (M(encedo.hem.encedo_checkin)) and personalise it (M(encedo.hem.encedo_init)), then
     run this module again. The role M(encedo.hem.device) does so.
-  - When the certificate is due, the device generates a CSR of its TLS key, returned in RV(certificate.csr) for signing by
+  - When the certificate is due, the device generates a CSR of its TLS key, returned in RV(certificate) (its C(csr)) for signing by
     your CA (the CA key stays on the controller); upload the signed certificate with M(encedo.hem.encedo_tls).
   - The passphrase rotation (O(encedo.hem.encedo_config#module:new_passphrase)) is encedo_config's alone.
 author:
@@ -79,7 +79,7 @@ options:
     description:
       - Whether the device's TLS certificate is due, as M(encedo.hem.encedo_tls) with O(encedo.hem.encedo_tls#module:state=csr)
         decides - none served, not issued by the CA in O(tls.issuer_ca_path), or fewer than O(tls.remaining_days) days left.
-        When it is due, the device generates a CSR (RV(certificate.csr)).
+        When it is due, the device generates a CSR (C(csr) in RV(certificate)).
       - Not given - the certificate is not looked at.
     type: dict
     suboptions:
@@ -100,7 +100,6 @@ notes:
   - "One writer per device - two runs that change the same device at once can each read before the other writes. Run
     fleets with C(throttle: 1) per device or C(serial); a confirming read that disagrees with what was written is a warning."
 seealso:
-  - role: encedo.hem.device
   - module: encedo.hem.encedo_config
   - module: encedo.hem.encedo_tls
 '''
@@ -171,6 +170,11 @@ reboot_pending:
   returned: always
   type: dict
   sample: {"since": "2026-12-07T15:00:00+00:00", "reasons": ["configuration"]}
+reboot_record_done:
+  description: Whether O(reboot_record) was given and the device has booted since (the record can be removed).
+  returned: always
+  type: bool
+  sample: false
 reboot_required:
   description: Whether a change of this run applies only after a reboot.
   returned: always

@@ -30,7 +30,7 @@ description:
 author:
   - encedo.hem maintainers (@encedo)
 requirements:
-  - mnemonic (Python library by Trezor, on the host that runs the module), only for O(master_recovery_phrase)
+  - mnemonic >= 0.21 (Python library by Trezor, on the host that runs the module), only for O(master_recovery_phrase)
 extends_documentation_fragment:
   - encedo.hem.connection
   - encedo.hem.fresh_tls

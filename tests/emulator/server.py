@@ -40,7 +40,7 @@ IO_TIMEOUT = 10.0
 MAX_LINE = 8192
 MAX_HEADERS = 64
 VENDOR_DEFAULT_NAME = "my.ence.do"   # the vendor's default device name (PROTOCOL.md, "Certificates on the device's name")
-FAULT_KINDS = ("latency", "drop", "busy", "error400", "error500", "reboot", "tamper_attestation",
+FAULT_KINDS = ("latency", "drop", "busy", "error400", "error500", "reboot", "reboot_after", "tamper_attestation",
                "expire_tokens") + upgrade.FAULTS
 
 
@@ -420,6 +420,9 @@ class Hub:
                 return Response(0, drop=True, after=applied.after if applied else None)
         if resp is None:
             resp = dev.handle(req)
+        if fault is not None and fault["kind"] == "reboot_after" and resp.after is None:
+            # answered as usual, then a power blip: the device goes down as after a reboot (tokens and clock lost)
+            resp.after = lambda: dev.go_down(dev.fleet.reboot_seconds)
         dev.record(req, resp.status, body_obj)
         return resp
 

@@ -34,7 +34,7 @@ def tasks_with(keyword):
 
 def test_run_once_and_delegate_to_are_what_the_docs_say():
     run_once = tasks_with("run_once")
-    assert run_once == ["Check that community.crypto is installed"]
+    assert run_once == ["Check that community.crypto is installed (the TLS step signs the device certificate with it)"]
     # delegate_to localhost only for what belongs on the controller (the README says which): the CSR
     # signing (the CA key never leaves the controller) and the record of a reboot left to the operator.
     delegated = tasks_with("delegate_to")

@@ -109,24 +109,25 @@ def test_bad_dest_fails_before_any_request(monkeypatch, tmp_path, dest, record, 
     assert refuse.calls == []
 
 
-class Raw:
-    """A streamed answer body read in chunks (urllib3's HTTPResponse.read(amt, decode_content))."""
+class Resp:
+    """An answer as requests streams it: status, headers and a body read in chunks (urllib3's raw.read)."""
 
-    def __init__(self, data):
-        self.data = io.BytesIO(data)
-
-    def read(self, amount, decode_content=True):
-        return self.data.read(amount)
+    def __init__(self, data, status=200):
+        self.status_code = status
+        self.headers = {}
+        self.raw = io.BytesIO(data)
+        self.raw.read = lambda amount, decode_content=False, _read=self.raw.read: _read(amount)
 
 
 def test_a_streamed_answer_goes_to_the_sink_within_its_cap(monkeypatch):
-    monkeypatch.setattr(_transport, "CHUNK", 10)
+    monkeypatch.setattr(_transport, "READ_CHUNK", 10)
     sink = io.BytesIO(b"left over from a try before")
-    assert _transport._stream(Raw(b"a" * 25), sink, 25) == b""
+    assert _transport.Transport._read(Resp(b"a" * 25), 25, sink) == b""
     assert sink.getvalue() == b"a" * 25
     with pytest.raises(_transport.AnswerTooLarge, match="larger than 24 bytes"):
-        _transport._stream(Raw(b"a" * 25), io.BytesIO(), 24)
-    assert _transport.MAX_LOG_FILE >= 16 * 1024 * 1024
+        _transport.Transport._read(Resp(b"a" * 25), 24, io.BytesIO())
+    assert _transport.Transport._read(Resp(b"{}"), 25) == b"{}"          # no sink: the body as before
+    assert _transport.MAX_LOG_FILE >= 16 * 1024 * 1024 > _transport.MAX_ANSWER
 
 
 def test_the_record_is_json_with_the_key_and_the_files(tmp_path):

@@ -98,7 +98,7 @@ class ScriptedClient(C.HemClient):
         self.slept = []
         self._sleep = self.slept.append
 
-    def _send(self, method, path, data, headers, timeout):
+    def _send(self, method, path, data, headers, timeout, limit=None):
         self.sent.append((method, path, data, dict(headers)))
         if self.device is not None and path == "/api/auth/token":
             if method == "GET":
@@ -336,7 +336,7 @@ def test_lost_login_answer_restarts_the_handshake():
     calls = {"n": 0}
 
     class Flaky(ScriptedClient):
-        def _send(self, method, path, data, headers, timeout):
+        def _send(self, method, path, data, headers, timeout, limit=None):
             if method == "POST" and path == "/api/auth/token" and calls["n"] == 0:
                 calls["n"] += 1
                 self.sent.append((method, path, data, headers))

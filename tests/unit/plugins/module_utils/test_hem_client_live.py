@@ -54,7 +54,7 @@ def capture():
 
 
 def test_wire_format_and_one_connection_per_request(capture):
-    client = C.HemClient(capture.url, token="aaa.bbb.ccc")
+    client = C.HemClient(capture.url, token="aaa.bbb.ccc", allow_plain_http=True)
     client.get("/api/system/status", auth=False)
     client.post("/api/system/config", {"user": "Zoë", "allow_keysearch": True})
     client.post("/api/system/checkin", None, auth=False)
@@ -73,7 +73,7 @@ def test_wire_format_and_one_connection_per_request(capture):
 
 
 def test_a_path_in_the_url_prefixes_every_request(capture):
-    C.HemClient(capture.url + "/hem/7/", token="aaa.bbb.ccc").get("/api/system/config")
+    C.HemClient(capture.url + "/hem/7/", token="aaa.bbb.ccc", allow_plain_http=True).get("/api/system/config")
     assert capture.requests[0]["line"] == "GET /hem/7/api/system/config HTTP/1.1"
 
 
@@ -81,7 +81,7 @@ def test_plain_http_goes_through_the_proxy_in_absolute_form(capture, monkeypatch
     for name in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy", "HTTP_PROXY"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("http_proxy", "http://u:p%%40ss@127.0.0.1:%d" % capture.port)   # the capture server plays the proxy
-    assert C.HemClient("http://backend.invalid:8080/base", token="aaa.bbb.ccc").get("/checkin") == {}
+    assert C.HemClient("http://backend.invalid:8080/base", token="aaa.bbb.ccc", allow_plain_http=True).get("/checkin") == {}
     request = capture.requests[0]
     assert request["line"] == "GET http://backend.invalid:8080/base/checkin HTTP/1.1"
     assert request["headers"]["host"] == "backend.invalid:8080"
@@ -93,7 +93,7 @@ def test_netrc_does_not_replace_the_bearer(capture, tmp_path, monkeypatch):
     netrc.write_text("machine 127.0.0.1 login someone password other\n")
     netrc.chmod(0o600)
     monkeypatch.setenv("NETRC", str(netrc))
-    C.HemClient(capture.url, token="aaa.bbb.ccc").get("/api/system/config")
+    C.HemClient(capture.url, token="aaa.bbb.ccc", allow_plain_http=True).get("/api/system/config")
     assert capture.requests[0]["headers"]["authorization"] == "Bearer aaa.bbb.ccc"
 
 
@@ -228,7 +228,7 @@ def test_a_connection_is_never_reused_even_without_connection_close():
     """A pooled connection would be dead by the next request: a POST on it would be "outcome unknown"."""
     server = LingeringServer()
     try:
-        client = C.HemClient(server.url, token="aaa.bbb.ccc")
+        client = C.HemClient(server.url, token="aaa.bbb.ccc", allow_plain_http=True)
         for dummy in range(3):
             assert client.post("/api/system/config", {"user": "x"}) == {}
         assert server.count == 3
@@ -245,6 +245,6 @@ def test_a_refused_connection_has_sent_nothing(scheme):
     port = sock.getsockname()[1]
     sock.close()
     with pytest.raises(E.HemError) as err:
-        C.HemClient("%s://127.0.0.1:%d" % (scheme, port), token="aaa.bbb.ccc", timeout=2).post("/checkin", {"check": "x"})
+        C.HemClient("%s://127.0.0.1:%d" % (scheme, port), token="aaa.bbb.ccc", allow_plain_http=True, timeout=2).post("/checkin", {"check": "x"})
     assert not isinstance(err.value, E.HemOutcomeUnknown)
     assert "cannot reach the device" in str(err.value) and "Connection refused" in str(err.value)

@@ -55,7 +55,8 @@ def test_doc_fragment_matches_argument_spec():
 
 def test_secrets_are_no_log_and_nothing_else():
     spec = M.hem_argument_spec()
-    assert {name for name, option in spec.items() if option.get("no_log")} == {"passphrase", "token"}
+    # proxy_url: it may carry the proxy's user and password (https://user:pass@proxy)
+    assert {name for name, option in spec.items() if option.get("no_log")} == {"passphrase", "token", "proxy_url"}
 
 
 def test_argument_spec_is_a_fresh_copy():
@@ -309,10 +310,11 @@ def test_run_checks_the_options_before_the_module_check_and_the_function(capsys,
 INTERNAL_ERRORS = {
     "_transport.TransportError": "one failed try of the transport; HemClient turns it into a HemError (with the endpoint) "
                                  "or retries",
+    "_transport.AnswerTooLarge": "a TransportError: an answer over its size limit; HemClient turns it into a HemError naming the "
+                                 "device and the limit",
     "_fields.FieldError": "a ValueError of one field's check; _config.validate and encedo_init's validate collect them "
                           "into one message (ConfigError, or encedo_init's HemError of HemModule.run's check)",
     "_config._Invalid": "a ValueError of a value conversion; plan_update/validate turn it into a ConfigError message",
-    "_transport.AnswerTooLarge": "a streamed answer over its cap; HemClient turns it into a HemError (with the endpoint)",
     "_audit_log.LogInvalid": "a log file that does not verify; the file goes to quarantine and its reason into the result "
                              "(quarantine_failure raises the HemError)",
 }

@@ -52,8 +52,8 @@ class Replay(object):
             if var.startswith("ENCEDO_HEM_"):
                 mp.delenv(var)
 
-        def send(transport, *request):
-            return player.send(transport, *request)
+        def send(transport, *request, **kwargs):
+            return player.send(transport, *request, **kwargs)
 
         mp.setattr(_transport.Transport, "send", send)
         for obj, attr, value in R.virtual_clock_patches(clock, (module, _attestation, _client, _fresh),

@@ -56,12 +56,12 @@ class Recorder(object):
     def __enter__(self):
         recorder, original = self, self._original
 
-        def send(transport, method, path, data, headers, timeout):
+        def send(transport, method, path, data, headers, timeout, **kwargs):
             entry = {"t": round(time.monotonic() - recorder.start, 3), "url": transport.url, "method": method, "path": path}
             if data is not None:
                 entry["request"] = R.redact(R.decode_body(data))
             try:
-                answer = original(transport, method, path, data, headers, timeout)
+                answer = original(transport, method, path, data, headers, timeout, **kwargs)
             except _transport.TransportError as exc:
                 entry["error"] = {"reason": exc.reason, "sent": exc.sent, "timeout": exc.timeout, "tls": exc.tls}
                 recorder.add(entry, transport)

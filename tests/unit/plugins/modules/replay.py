@@ -183,7 +183,7 @@ class Player(object):
         self.sent = []
         self.mismatch = None
 
-    def send(self, transport, method, path, data, headers, timeout):
+    def send(self, transport, method, path, data, headers, timeout, limit=None):
         self.sent.append({"url": transport.url, "method": method, "path": path, "body": decode_body(data),
                           "auth": "Authorization" in headers})
         if self.position >= len(self.exchanges):

@@ -2,11 +2,10 @@
 # Copyright (c) encedo.hem contributors
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 
-"""The action plugin of every encedo.hem module (the token guard): runs the module, hides a result that holds a token.
+"""The token guard: the action plugin of every encedo.hem module. It runs the module, and hides a result that holds a token.
 
-Every module is routed to it by ``plugin_routing: modules: <name>: action_plugin: encedo.hem.token_guard``
-in meta/runtime.yml, so there is one implementation. It has no module of its own to document it, which
-ansible-test's action-plugin-docs sanity test wants: tests/sanity/ignore-*.txt say so for this file.
+Each module's action plugin (plugins/action/<module>.py, named like the module as Ansible and ansible-test's
+action-plugin-docs want) is this class, imported: one implementation, no routing and no sanity ignore.
 
 A module cannot hide its own result (Ansible strips ``_ansible_*`` keys from module
 results), so a bearer token in a result would show in the task output and with ``-vvv``.
