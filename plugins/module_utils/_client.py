@@ -329,6 +329,8 @@ class HemClient(object):
 
     def _send(self, method, path, data, headers, timeout, limit=MAX_ANSWER, sink=None):
         """One request (the only place that touches the network); an Answer, or TransportError. ``sink``: see Transport.send."""
+        if sink is None:
+            return self._transport.send(method, path, data, headers, timeout, limit=limit)
         return self._transport.send(method, path, data, headers, timeout, limit=limit, sink=sink)
 
     @staticmethod
