@@ -155,3 +155,60 @@ def test_epa_has_no_log_files(emulator, hem_playbook, tmp_path):
     result = results["hem0"]
     assert result["supported"] is False and not result["changed"] and result["files"] == []
     assert result["logger_key"] == emu.logger(0)["key"]
+
+
+# ------------------------------------------------------------------ the role (encedo_hem_audit_dir)
+
+def role_audit_vars(emu, tmp_path, audit_dir, **over):
+    from tests.integration.test_role import role_vars
+    return role_vars(emu, tmp_path, tls=False, attestation=False, encedo_hem_audit_dir=str(audit_dir), **over)
+
+
+def test_the_role_keeps_the_log_on_the_controller(emulator, hem_playbook, tmp_path):
+    from tests.integration.test_role import PASS as ROLE_PASS, SITE
+    emu = emulator(devices=1, passphrase=ROLE_PASS, rtc_set=True, reboot_seconds=0.3)
+    reboot(emu, 0, ROLE_PASS)
+    closed = [f["id"] for f in emu.logger(0)["files"] if not f["locked"]]
+    audit_dir = tmp_path / "audit"
+    runner = hem_playbook(emu, host_vars=role_audit_vars(emu, tmp_path, audit_dir))
+    runner.run_playbook(SITE).assert_ok()
+    assert sorted(os.listdir(audit_dir / "hem0")) == sorted(["encedo-hem-audit.json"] + [f + ".log" for f in closed])
+    emu.clear_log(0)
+    again = runner.run_playbook(SITE)
+    again.assert_ok()
+    assert again.results(task="Fetch and verify the audit log files", host="hem0")[0].changed is False
+    assert file_reads(emu, 0) == []
+
+
+def test_the_role_brings_the_log_of_a_ppa_behind_a_server_to_the_controller(server_testbed, hem_playbook, tmp_path):
+    from tests.integration.test_remote import MASTER, SITE, write_inventory
+    from tests.integration.test_remote import PASS as REMOTE_PASS
+    from tests.integration.helpers.netns import DEVICE_IP, DEVICE_NAME
+    srv = server_testbed.server()
+    emu = srv.emulator(devices=1, reboot_seconds=1.0)
+    trust = tmp_path / "trust.pem"
+    trust.write_text(open(emu.ca_file).read())
+    audit_dir = tmp_path / "audit"
+    host = dict(srv.inventory_vars(), encedo_hem_url=emu.name_url(0), encedo_hem_ca_path=str(trust),
+                encedo_hem_passphrase=REMOTE_PASS, encedo_hem_master_passphrase=MASTER, encedo_hem_backend_url=emu.backend_url,
+                encedo_hem_reboot_timeout=60, encedo_hem_audit_dir=str(audit_dir),
+                encedo_hem_init={"ip": DEVICE_IP + "/24", "hostname": DEVICE_NAME, "email": "ops@example.com"},
+                encedo_hem_config={"user": "Remote audit"})
+    runner = hem_playbook(emu)
+    write_inventory(runner, {"ppa0": host})
+    runner.run_playbook(SITE).assert_ok()                   # personalised and configured
+    srv.call(reboot, emu, 0, REMOTE_PASS)                   # from inside the server's namespace: the first file is closed
+    closed = [f["id"] for f in emu.logger(0)["files"] if not f["locked"]]
+    assert closed
+    emu.clear_log(0)
+    second = runner.run_playbook(SITE)
+    second.assert_ok()
+    assert sorted(os.listdir(audit_dir / "ppa0")) == sorted(["encedo-hem-audit.json"] + [f + ".log" for f in closed])
+    assert file_reads(emu, 0) == [LOGGER_FILE + f for f in closed]
+    record = json.loads((audit_dir / "ppa0" / "encedo-hem-audit.json").read_text())
+    assert sorted(record["files"]) == sorted(closed) and record["logger_key"] == emu.logger(0)["key"]
+    emu.clear_log(0)
+    runner.run_playbook(SITE).assert_ok()                   # the record went to the server: nothing fetched twice
+    assert file_reads(emu, 0) == []
+    staged = [p for p in srv.tmp.iterdir() if p.name.startswith("encedo_hem.")]
+    assert staged == []                                      # the role's directory on the server is gone
