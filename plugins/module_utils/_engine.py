@@ -131,7 +131,8 @@ class Resource(object):
         return exc
 
     def outcome_unknown(self, exc, plan, now, want):
-        """The error to raise when the write's answer was lost; ``now``: the device re-read (None if not readable)."""
+        """When the write's answer was lost (``now``: the device re-read, None if not readable): the error to raise, or
+        a dict that stands for the answer when the re-read shows the write applied."""
         return exc
 
     def settle(self, client, plan, answer):
@@ -210,7 +211,9 @@ def converge(module, client, resource, want=None, current=None):
             raise HemError('outcome unknown: the update (%s) was sent but its answer was lost (%s), and the device could not be '
                            'read again (%s). Check the device before running the task again.'
                            % (', '.join(plan.fields), exc, again), exc.endpoint, result=dict(changed=True, sent=plan.sent))
-        raise resource.outcome_unknown(exc, plan, now, want)
+        answer = resource.outcome_unknown(exc, plan, now, want)
+        if isinstance(answer, Exception):
+            raise answer
     except HemError as exc:
         raise resource.refused(client, exc, plan)
     answer = answer if isinstance(answer, dict) else {}

@@ -15,10 +15,10 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import x25519
 
 try:
-    from ansible_collections.encedo.hem.plugins.modules import encedo_init as M
+    from ansible_collections.encedo.hem.plugins.module_utils import _init as M
 except ImportError:  # run without the collection link on sys.path
     sys.path.insert(0, str(Path(__file__).resolve().parents[4] / "build" / "collections"))
-    from ansible_collections.encedo.hem.plugins.modules import encedo_init as M
+    from ansible_collections.encedo.hem.plugins.module_utils import _init as M
 from ansible_collections.encedo.hem.plugins.module_utils import _login as L
 from ansible_collections.encedo.hem.plugins.module_utils import _fields
 from ansible_collections.encedo.hem.plugins.module_utils._errors import HemError
