@@ -128,6 +128,10 @@ class HemClient(object):
         bytes (HemError beyond); retried like :meth:`get` (``sink`` is emptied before every try)."""
         return self._call('GET', path, None, True, limit, sink=sink)
 
+    def delete(self, path, auth=True):
+        """DELETE ``path`` (no body); never retried once sent, like a POST."""
+        return self._call('DELETE', path, None, auth)
+
     def status(self):
         """``GET /api/system/status`` (no authentication)."""
         return self.get('/api/system/status', auth=False)

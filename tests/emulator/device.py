@@ -1175,6 +1175,11 @@ class Device:
                 "format": self.format_progress(), "upgrade": self.upgrade.view(),
             }
 
+    def _logged_scope(self, req: Request):
+        """The scope of the request's bearer token as the device read it (None: no valid token), for the request log."""
+        claims = self.check_bearer(req) if req.header("authorization") else None
+        return claims.get("scope") if isinstance(claims, dict) else None
+
     def record(self, req: Request, status, body_obj):
         keys, tls_keys = [], []
         if isinstance(body_obj, dict):
@@ -1183,7 +1188,7 @@ class Device:
                 tls_keys = sorted(str(k) for k in body_obj["tls"])
         entry = {"t": time.time(), "method": req.method, "path": req.path, "status": status, "scheme": req.scheme,
                  "keys": keys, "tls_keys": tls_keys, "auth": "bearer" if req.header("authorization") else "none",
-                 "uptime": self.uptime()}
+                 "scope": self._logged_scope(req), "uptime": self.uptime()}
         with self.lock:
             self.log.append(entry)
             if len(self.log) > MAX_LOG:

@@ -45,6 +45,7 @@ def test_log_keys_never_values(emu):
     assert log[1]["keys"] == ["auth"] and log[1]["auth"] == "none"
     assert log[2]["keys"] == ["tls", "user"] and log[2]["tls_keys"] == ["crt"] and log[2]["auth"] == "bearer"
     assert [e["scheme"] for e in log] == ["https", "https", "https", "http"]
+    assert [e["scope"] for e in log] == [None, None, "system:config", None]     # the scope of a valid bearer token
     assert all(isinstance(e["t"], float) for e in log)
     text = json.dumps(log)
     assert "secret-user-name" not in text and "QUJD" not in text and hem.token not in text

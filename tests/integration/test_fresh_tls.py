@@ -126,7 +126,7 @@ def test_role_stores_the_bundle_then_personalises_over_https(emulator, hem_playb
     assert all(s[0] == "https" for s in sent[1:]), sent
     assert ("https", "/api/auth/init") in [(s[0], s[1]) for s in sent]
     assert [e for e in emu.log(0) if e["scheme"] == "http" and e["auth"] != "none"] == []
-    info = first.result("Read the device status and log in", host="hem0")
+    info = first.results(task="Bring the device to its declared state (status, attestation, configuration, certificate due)", host="hem0")[0].result
     assert info["tls_bundle_stored"] is True and info["changed"] is True and info["https"] is True
     emu.clear_log(0)
 
@@ -251,7 +251,7 @@ def test_role_without_bundle_stops_saying_what_is_needed(emulator, hem_playbook)
     run = runner.run_playbook(SITE)
     assert run.rc != 0
     failed = run.results(host="hem0", status="failed")
-    assert [t.task for t in failed] == ["Read the device status and log in"], run.tail()
+    assert [t.task for t in failed] == ["Bring the device to its declared state (status, attestation, configuration, certificate due)"], run.tail()
     assert "encedo_hem_tls_bundle" in failed[0].msg and "no TLS bundle" in failed[0].msg
     assert posts(emu) == []
 
