@@ -46,6 +46,7 @@ from ansible_collections.encedo.hem.plugins.module_utils._login import (
 )
 from ansible_collections.encedo.hem.plugins.module_utils._transport import (
     MAX_ANSWER,
+    MAX_LOG_FILE,
     AnswerTooLarge,
     Transport,
     TransportError,
@@ -125,6 +126,11 @@ class HemClient(object):
     def post(self, path, body=None, auth=True, limit=MAX_ANSWER):
         """POST ``body`` (a dict, sent as JSON) to ``path``; never retried once sent."""
         return self._call('POST', path, {} if body is None else body, auth, limit=limit)
+
+    def download(self, path, sink, limit=MAX_LOG_FILE):
+        """GET ``path`` and stream the answer's body into the binary file ``sink`` (not decoded), at most ``limit``
+        bytes (HemError beyond); retried like :meth:`get` (``sink`` is emptied before every try)."""
+        return self._call('GET', path, None, True, limit=limit, sink=sink)
 
     def delete(self, path, auth=True):
         """DELETE ``path`` (no body); never retried once sent, like a POST."""
@@ -271,12 +277,15 @@ class HemClient(object):
         return status_meaning(method, path, status, bool(self.passphrase), url_path=self._url_path, scopes=scopes)
 
     def _request(self, method, path, body, auth, retry_statuses=RETRY_STATUSES, retries=None, limit=MAX_ANSWER, raw=None,
-                 timeout=None, with_status=False):
+                 timeout=None, with_status=False, sink=None):
         """One call (retried as the rules say). ``limit``: bytes of the answer read at most; ``raw``: ``(bytes, headers)``
-        sent instead of a JSON ``body``; ``timeout``: seconds instead of the client's; ``with_status``: -> ``(status, answer)``."""
+        sent instead of a JSON ``body``; ``timeout``: seconds instead of the client's; ``with_status``: -> ``(status, answer)``;
+        ``sink``: a file the answer is streamed to (a download), instead of being decoded."""
         endpoint = '%s %s' % (method, path)
         data = None
         headers = {'Accept': 'application/json', 'Connection': 'close'}  # the device closes every connection (PROTOCOL.md, Transport)
+        if sink is not None:
+            headers['Accept'] = 'text/plain'
         if raw is not None:
             data = raw[0]
             headers.update(raw[1])
@@ -300,7 +309,8 @@ class HemClient(object):
             # leaves time for another try; a write (or the last try) gets all of it.
             wait = remaining / 2 if method == 'GET' and attempt < retries else remaining
             try:
-                answer = self._send(method, path, data, headers, max(wait, min(remaining, 1.0), 0.1), limit=limit)
+                answer = self._send(method, path, data, headers, max(wait, min(remaining, 1.0), 0.1), limit=limit,
+                                    **({'sink': sink} if sink is not None else {}))
             except AnswerTooLarge as exc:
                 raise HemError('the device at %s answered with more than %d bytes, the limit for this answer; the rest was not read'
                                % (self.url, exc.limit), endpoint, exc.status)
@@ -344,9 +354,11 @@ class HemClient(object):
                 raise error
             self._sleep(delay)
 
-    def _send(self, method, path, data, headers, timeout, limit=MAX_ANSWER):
-        """One request (the only place that touches the network); an Answer, or TransportError."""
-        return self._transport.send(method, path, data, headers, timeout, limit=limit)
+    def _send(self, method, path, data, headers, timeout, limit=MAX_ANSWER, sink=None):
+        """One request (the only place that touches the network); an Answer, or TransportError. ``sink``: see Transport.send."""
+        if sink is None:
+            return self._transport.send(method, path, data, headers, timeout, limit=limit)
+        return self._transport.send(method, path, data, headers, timeout, limit=limit, sink=sink)
 
     @staticmethod
     def _decode(answer, endpoint):

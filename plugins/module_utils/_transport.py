@@ -53,6 +53,9 @@ CONNECT_TIMEOUT = 10.0
 MAX_ANSWER = 256 * 1024
 #: Bytes asked of the connection per read of an answer.
 READ_CHUNK = 64 * 1024
+#: Bytes of one audit log file (``GET /api/logger/{file}``) a download accepts, at most: the file is
+#: streamed to disk (``sink``), never held in memory, and a larger answer is refused rather than kept.
+MAX_LOG_FILE = 64 * 1024 * 1024
 
 
 class Answer(object):
@@ -218,10 +221,11 @@ class Transport(object):
         from requests.utils import get_environ_proxies
         return get_environ_proxies(self.url)
 
-    def send(self, method, path, data, headers, timeout, limit=MAX_ANSWER):
+    def send(self, method, path, data, headers, timeout, limit=MAX_ANSWER, sink=None):
         """One request, all of it (connect, TLS, proxy tunnel, the whole answer) within ``timeout`` seconds, its
         answer at most ``limit`` bytes; an Answer, or TransportError when no complete answer came (AnswerTooLarge
-        past the limit)."""
+        past the limit). ``sink``: a binary file that a 2xx answer's body is streamed into (emptied first; the
+        Answer's body is then empty)."""
         if self._session is None:
             if self.https and self.validate_certs and self.ca_path:
                 check_ca_path(self.ca_path)
@@ -237,7 +241,7 @@ class Transport(object):
         headers = dict(headers, **{'Accept-Encoding': 'identity'})
         self._deadline = deadline = _Deadline(timeout)
         try:
-            return self._exchange(method, path, data, headers, timeout, limit, proxies)
+            return self._exchange(method, path, data, headers, timeout, limit, proxies, sink)
         except AnswerTooLarge:
             raise
         except (TransportError, requests.exceptions.RequestException, urllib3.exceptions.HTTPError, OSError, UnicodeError) as exc:
@@ -251,7 +255,7 @@ class Transport(object):
             deadline.cancel()
             self._deadline = None
 
-    def _exchange(self, method, path, data, headers, timeout, limit, proxies):
+    def _exchange(self, method, path, data, headers, timeout, limit, proxies, sink=None):
         """The request and its answer, read in chunks up to ``limit`` bytes, never decoded."""
         with warnings.catch_warnings():
             # validate_certs: false is warned about once by the module, not at every request
@@ -263,7 +267,7 @@ class Transport(object):
             # the pool reuse it (a request on a closed connection would make a write "outcome unknown").
             connection = getattr(resp.raw, 'connection', None)
             try:
-                body = self._read(resp, limit)
+                body = self._read(resp, limit, sink if 200 <= resp.status_code < 300 else None)
             finally:
                 # no watchdog on a descriptor about to be closed (and perhaps reused)
                 self._deadline.cancel()
@@ -276,7 +280,7 @@ class Transport(object):
         return Answer(resp.status_code, body, resp.headers)
 
     @staticmethod
-    def _read(resp, limit):
+    def _read(resp, limit, sink=None):
         encoding = resp.headers.get('Content-Encoding', '').strip().lower()
         if encoding not in ('', 'identity'):
             raise TransportError('the answer is compressed (Content-Encoding %s) although Accept-Encoding: identity asked for it '
@@ -287,15 +291,23 @@ class Transport(object):
         if resp.raw is None:
             return b''
         chunks = []
+        if sink is not None:
+            sink.seek(0)
+            sink.truncate()
         size = 0
         while True:
             chunk = resp.raw.read(READ_CHUNK, decode_content=False)
             if not chunk:
+                if sink is not None:
+                    sink.flush()
                 return b''.join(chunks)
             size += len(chunk)
             if size > limit:
                 raise AnswerTooLarge(limit, resp.status_code)
-            chunks.append(chunk)
+            if sink is not None:
+                sink.write(chunk)
+            else:
+                chunks.append(chunk)
 
     def _failure(self, exc, proxies):
         """The TransportError (or HemError) for an exception of requests."""
