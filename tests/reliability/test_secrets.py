@@ -480,8 +480,8 @@ def test_factory_reset_and_reformat_need_explicit_options(tmp_path_factory):
         assert writes(emu.log(0)) == []
         assert emu.state(1)["config"]["user"] == "defaults"                              # the role did run
         failed = host_failures(run, "hem2")
-        assert [t.task for t in failed] == ["Bring the device to its declared state (status, attestation, configuration, "
-                                             "certificate due)"], run.tail()
+        device_task = "Bring the device to its declared state (status, attestation, configuration, certificate due)"
+        assert [t.task for t in failed] == [device_task], run.tail()
         assert "allow_reformat" in failed[0].msg and "nothing was sent" in failed[0].msg
         assert emu.state(2)["config"]["storage_disk0size"] == 8388608     # the factory layout, untouched
     finally:
