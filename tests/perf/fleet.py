@@ -42,6 +42,7 @@ and their ratio are shown too: unlike wall time, they hardly depend on the machi
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import math
 import os
@@ -67,6 +68,7 @@ BIN = os.path.dirname(sys.executable)
 SITE = os.path.join(REPO, "playbooks", "site.yml")
 AUTH_DELAY = 0.5
 REBOOT_SECONDS = 3.0          # the emulator CLI's default
+FORMAT_SECONDS = 3.0          # the emulator CLI's default (--format-seconds): a PPA formats after personalisation
 SIZES = [1, 10, 100]
 LARGE = 300
 # Tasks that run on the controller only (no module process): mirrored by ansible.builtin.debug.
@@ -257,6 +259,23 @@ class Job:
             kinds.setdefault(data["host"], []).append(kind)
         return kinds
 
+    def task_spans(self, top=8):
+        """Where the run's wall time went: per task name, the span from its first host's start to its last host's end
+        (seconds), and the summed per-host durations; the ``top`` longest spans, longest first."""
+        spans = {}
+        for event in self.events:
+            data = event.get("event_data", {})
+            if event.get("event") not in RESULT_EVENTS or not data.get("start") or not data.get("end"):
+                continue
+            start, end = (datetime.datetime.fromisoformat(data[k]).timestamp() for k in ("start", "end"))
+            entry = spans.setdefault(data.get("task", "?"), [start, end, 0.0])
+            entry[0], entry[1], entry[2] = min(entry[0], start), max(entry[1], end), entry[2] + (end - start)
+        rows = sorted(((name, round(e[1] - e[0], 1), round(e[2], 1)) for name, e in spans.items()), key=lambda r: -r[1])
+        return rows[:top]
+
+    def reboots(self):
+        return sum(1 for entries in self.logs.values() for e in entries if e["path"] == "/api/system/reboot")
+
     def requests(self):
         return sum(len(entries) for entries in self.logs.values())
 
@@ -350,6 +369,10 @@ def run_size(devices, forks, repeat=2, keep=False):
     writes = max(j.writes() for j in noops)
     batches = math.ceil(devices / min(forks, devices))
     target = 1.5 * floor.wall + batches * AUTH_DELAY
+    # Converging: what the device imposes on each batch of forks (its login delay per login, the reboot and the
+    # storage format after personalisation, from the emulator's options) against the rest (the controller's work).
+    per_host_logins = converge.logins() / devices
+    imposed = batches * (per_host_logins * AUTH_DELAY + (converge.reboots() / devices) * REBOOT_SECONDS + FORMAT_SECONDS)
     seq, variants = shape(kinds)
     return {
         "result": {
@@ -377,6 +400,10 @@ def run_size(devices, forks, repeat=2, keep=False):
                                                                   seq.count("skipped")),
             "task_variants": variants,
             "converge_requests_per_host": round(converge.requests() / devices, 2),
+            "converge_breakdown": {"device_imposed_s": round(imposed, 1), "controller_s": round(converge.wall - imposed, 1),
+                                   "logins_per_host": round(per_host_logins, 2),
+                                   "reboots_per_host": round(converge.reboots() / devices, 2),
+                                   "longest_tasks": converge.task_spans()},
             "converge_logins_per_host": round(converge.logins() / devices, 2),
             "noop_controller_cpu_s": round(noop.controller_cpu, 1),
             "floor_controller_cpu_s": round(floor.controller_cpu, 1),
@@ -446,6 +473,13 @@ def main(argv=None):
     print("per host: no-op %d tasks (%s); floor %d tasks (%s); no-op target = 1.5 x floor + %.1f s per fork batch" % (
         tasks["tasks_per_host"], tasks["task_mix"], len(FLOOR_SHAPE), tasks["floor_task_mix"], AUTH_DELAY))
     print(table(rows))
+    for row in rows:
+        b = row["extra"]["converge_breakdown"]
+        print("converge N=%d: %.1f s = %.1f s the device imposes (login delay x %.2f logins, %.2f reboots of %.0f s, a %.0f s "
+              "storage format, per fork batch) + %.1f s of controller work; longest tasks (span s, host-seconds): %s" % (
+                  row["result"]["devices"], row["result"]["converge_s"], b["device_imposed_s"], b["logins_per_host"],
+                  b["reboots_per_host"], REBOOT_SECONDS, FORMAT_SECONDS, b["controller_s"],
+                  "; ".join("%s %.1f/%.1f" % task for task in b["longest_tasks"])))
     for row in rows:
         print(json.dumps(row["result"], sort_keys=False))
     return 0
