@@ -15,8 +15,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import ipaddress
-import re
 import time
 
 from ansible.module_utils.basic import missing_required_lib
@@ -25,8 +23,8 @@ from ansible_collections.encedo.hem.plugins.module_utils._engine import Plan, Re
 from ansible_collections.encedo.hem.plugins.module_utils._errors import TOKEN_PATH, HemError
 from ansible_collections.encedo.hem.plugins.module_utils._login import HAS_CRYPTOGRAPHY, derive_keypair, x25519_shared
 from ansible_collections.encedo.hem.plugins.module_utils._module import POLL
-from ansible_collections.encedo.hem.plugins.module_utils._fields import (
-    FIELDS, STORAGE_MODE_NAMES, FieldError, check, device_model, options_of, storage_mode_value,
+from ansible_collections.encedo.hem.plugins.module_utils._fields import (  # noqa: F401 pylint: disable=unused-import
+    FIELDS, STORAGE_MODE_NAMES, FieldError, check, device_model, options_of, to_bool, to_int,
 )
 
 # Keys of GET /api/system/config that are not configuration: per-request values
@@ -57,71 +55,7 @@ def storage_encryption(mode):
 # The field table (types, limits with their sources, models, reboot/reformat) is _fields.FIELDS.
 READABLE = tuple(name for name, f in FIELDS.items() if not f.write_only)
 
-_TRUE = frozenset(("1", "true", "yes", "on", "y", "t"))
-_FALSE = frozenset(("0", "false", "no", "off", "n", "f"))
-_INT_RE = re.compile(r"^\s*[+-]?\d+\s*$")
-
-
-class _Invalid(ValueError):
-    """Internal: a value that does not convert; ``validate``/``plan_update`` turn it into a ConfigError message."""
-
-
-def to_bool(value):
-    """yes/"true"/True/1/"on" -> True, their opposites -> False; anything else raises ValueError."""
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, int) and value in (0, 1):
-        return bool(value)
-    if isinstance(value, float) and value in (0.0, 1.0):
-        return bool(value)
-    if isinstance(value, str):
-        text = value.strip().lower()
-        if text in _TRUE:
-            return True
-        if text in _FALSE:
-            return False
-    raise _Invalid("is %r, not a boolean" % (value,))
-
-
-def to_int(value):
-    """2, "2", " 2 ", 2.0 -> 2; booleans and anything else raise ValueError."""
-    if isinstance(value, bool):
-        raise _Invalid("is a boolean (%r), not an integer" % (value,))
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, str) and _INT_RE.match(value):
-        return int(value)
-    raise _Invalid("is %r, not an integer" % (value,))
-
-
-def to_str(value):
-    if isinstance(value, bool) or value is None or isinstance(value, (list, dict, tuple, set)):
-        raise _Invalid("is %r, not a string" % (value,))
-    return value if isinstance(value, str) else str(value)
-
-
-def _hostname(value):
-    text = to_str(value).strip().lower().rstrip(".")
-    return text
-
-
-def _ip(value):
-    text = to_str(value).strip()
-    try:
-        if "/" in text:
-            return ipaddress.ip_interface(text)
-        return ipaddress.ip_address(text)
-    except ValueError:
-        raise _Invalid("is %r, not an IP address (with an optional /prefix)" % (text,))
-
-
-def _storage_mode(value):
-    try:
-        return storage_mode_value(value)
-    except ValueError:
-        raise _Invalid("is %r, not a storage mode name or number the vendor's clients use" % (value,))
+# The conversions of each field kind live in _fields (its Kind classes: check, normalise, same, wire).
 
 
 def storage_mode_name(mode):
@@ -130,46 +64,22 @@ def storage_mode_name(mode):
 
 
 def normalise(name, value):
-    """The canonical form of ``value`` for field ``name`` (as the device would store it).
+    """The canonical form of ``value`` for field ``name`` (as the device would store it): the field kind's.
 
     Raises ValueError (its text says what is wrong with the value) when it cannot be read.
     """
-    kind = FIELDS[name].kind
-    if kind == "bool":
-        return to_bool(value)
-    if kind == "int":
-        return to_int(value)
-    if kind == "storage_mode":
-        return _storage_mode(value)
-    if kind == "hostname":
-        return _hostname(value)
-    if kind == "ip":
-        return _ip(value)
-    return to_str(value)
-
-
-# A device may read back one sector less than was written: the vendor's own sample holds 8388607
-# where the web manager writes whole GiB (4 x 2097152 = 8388608; it compares rounded GiB itself).
-# A one-sector difference counts as the same size, so that no run reformats the disk for it.
-DISK0_SLACK = 1
+    return FIELDS[name].kind_of.normalise(value)
 
 
 def same(name, desired, current):
-    """True when the canonical desired value is what the device holds (both already normalised)."""
-    if name == "storage_disk0size" and isinstance(desired, int) and isinstance(current, int):
-        return abs(desired - current) <= DISK0_SLACK
-    if FIELDS[name].kind == "ip" and not isinstance(desired, (ipaddress.IPv4Interface, ipaddress.IPv6Interface)):
-        # A bare address leaves the prefix length alone.
-        if isinstance(current, (ipaddress.IPv4Interface, ipaddress.IPv6Interface)):
-            return current.ip == desired
-    return desired == current
+    """True when the canonical desired value is what the device holds (both already normalised): the field kind's."""
+    field = FIELDS[name]
+    return field.kind_of.same(field, desired, current)
 
 
 def wire(name, value):
-    """The JSON value to POST for a canonical value."""
-    if FIELDS[name].kind == "ip":
-        return str(value)
-    return value
+    """The JSON value to POST for a canonical value: the field kind's."""
+    return FIELDS[name].kind_of.wire(value)
 
 
 def validate(params):
@@ -185,7 +95,7 @@ def validate(params):
         if value is None:
             continue
         try:
-            if field.kind in ("bool", "int", "str", "email"):
+            if field.kind_of.spellings:
                 value = normalise(field.name, value)    # "yes", " 2 ": the spellings Ansible's own types accept
             desired[field.name] = normalise(field.name, check(field.name, value, "config"))
         except FieldError as exc:

@@ -314,7 +314,7 @@ INTERNAL_ERRORS = {
                                  "device and the limit",
     "_fields.FieldError": "a ValueError of one field's check; _config.validate and encedo_init's validate collect them "
                           "into one message (ConfigError, or encedo_init's HemError of HemModule.run's check)",
-    "_config._Invalid": "a ValueError of a value conversion; plan_update/validate turn it into a ConfigError message",
+    "_fields.Invalid": "a ValueError of a value conversion; plan_update/validate turn it into a ConfigError message",
     "_audit_log.LogInvalid": "a log file that does not verify; the file goes to quarantine and its reason into the result "
                              "(quarantine_failure raises the HemError)",
 }
