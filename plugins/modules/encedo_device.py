@@ -18,7 +18,7 @@ description:
     M(encedo.hem.encedo_config) (O(config)) and M(encedo.hem.encedo_tls) with O(encedo.hem.encedo_tls#module:state=csr) (O(tls)).
   - A device that is not set up - factory-fresh, or its clock unset after a power-up - is reported with RV(ready=false) and
     nothing else is done; check it in (M(encedo.hem.encedo_checkin)) and personalise it (M(encedo.hem.encedo_init)), then
-    run this module again. The role M(encedo.hem.device) does so.
+    run this module again. The role C(encedo.hem.device) does so.
   - When the certificate is due, the device generates a CSR of its TLS key, returned in RV(certificate) (its C(csr)) for signing by
     your CA (the CA key stays on the controller); upload the signed certificate with M(encedo.hem.encedo_tls).
   - The passphrase rotation (O(encedo.hem.encedo_config#module:new_passphrase)) is encedo_config's alone.
