@@ -11,6 +11,7 @@ alive, logged no internal error, and every device still answers over HTTPS.
 
 from __future__ import annotations
 
+import errno
 import json
 import random
 import socket
@@ -45,13 +46,21 @@ def _send(addr, data, tls_ca=None, rst=False, timeout=3.0):
     try:
         if tls_ca:
             sock = ssl.create_default_context(cafile=tls_ca).wrap_socket(sock, server_hostname="localhost")
-        if data:
-            sock.sendall(data)
-        if rst:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        try:
+            if data:
+                sock.sendall(data)
+            if rst:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                return b""
+            if not tls_ca:
+                sock.shutdown(socket.SHUT_WR)       # end of our bytes: the peer need not wait for more
+        except OSError as exc:
+            # The emulator may refuse garbage and close (or reset) before it has read all of it, and on a loaded machine
+            # that happens before our send or shutdown ends: the connection is gone, which is an answer, not a failure.
+            # Whether the emulator survived is what the test checks afterwards (_assert_healthy).
+            if exc.errno not in (errno.ENOTCONN, errno.ECONNRESET, errno.EPIPE):
+                raise
             return b""
-        if not tls_ca:
-            sock.shutdown(socket.SHUT_WR)       # end of our bytes: the peer need not wait for more
         chunks = []
         while True:
             try:
