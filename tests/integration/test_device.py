@@ -96,3 +96,19 @@ def test_a_reboot_left_to_the_operator_is_recalled_until_the_device_booted(fleet
     assert pending.result["reboot_record_done"] is False and first.result["reboot_record_done"] is False
     other = run(hem_playbook, fleet, i, {"reboot_record": dict(record, boot=record["boot"] - 3600)})[0]
     assert other.result["reboot_pending"] is None and other.result["reboot_record_done"] is True
+
+
+def test_keys_in_the_one_module_run_then_nothing_but_reads(emulator, hem_playbook):
+    """encedo_hem_keys / the keys option: created once in the device's one module run; the next run writes nothing
+    (the key repository is read with one token per scope it needs, list and get)."""
+    emu = emulator(devices=1, passphrase=PW, rtc_set=True, auth_delay=0.0)
+    keys = [{"label": "release-signing", "type": "ED25519", "descr": "signs releases"}]
+    first, requests, log = run(hem_playbook, emu, 0, {"keys": keys})
+    assert first.result["changed"] and [k["changed"] for k in first.result["keys"]] == [True]
+    kid = first.result["keys"][0]["kid"]
+    assert first.result["keys"][0]["public_key"].startswith("-----BEGIN PUBLIC KEY-----")
+    assert [e["path"] for e in log if e["method"] == "POST" and e["path"] != "/api/auth/token"] == ["/api/keymgmt/create"]
+    again, requests, log = run(hem_playbook, emu, 0, {"keys": keys})
+    assert not again.result["changed"] and again.result["keys"][0]["kid"] == kid
+    assert [e["path"] for e in log if e["method"] == "POST"] == ["/api/auth/token"] * 2, requests
+    assert {e["scope"] for e in log if e["path"].startswith("/api/keymgmt/")} == {"keymgmt:list", "keymgmt:get"}

@@ -371,3 +371,21 @@ def test_reboot_handler_reports_the_action_of_its_checkin(emulator, hem_playbook
         time.sleep(0.1)
     assert emu.state(0)["personalised"] is False, "the wipe was not executed"
     assert_no_secret(run)
+
+
+def test_keys_are_ensured_in_the_one_module_run(emulator, hem_playbook, tmp_path):
+    """encedo_hem_keys: created after the configuration in the device's one module run; a second run changes nothing
+    and still runs one module per device (issue 26)."""
+    emu = emulator(passphrase=PASS, rtc_set=True, reboot_seconds=0.5)
+    keys = [{"label": "role-signing", "type": "SECP256R1", "descr": "role test"}]
+    runner = hem_playbook(emu, host_vars=role_vars(emu, tmp_path, tls=False, attestation=False, encedo_hem_keys=keys))
+    first = runner.run_playbook(SITE).assert_ok()
+    device = first.results(task="Bring the device to its declared state (status, attestation, configuration, certificate due)")
+    [created] = device[0].result["keys"]
+    assert created["changed"] and created["type"] == "SECP256R1" and created["public_key"].startswith("-----BEGIN PUBLIC KEY")
+    emu.clear_log(0)
+    second = runner.run_playbook(SITE).assert_ok()
+    assert second.stats["hem0"]["changed"] == 0, second.tail()
+    ran = [t.action for t in second.results(host="hem0", status="ok") if not t.action.startswith("ansible.builtin.")]
+    assert ran == NOOP_MODULES, ran
+    assert [e for e in emu.log(0) if e["method"] == "POST" and e["path"] != "/api/auth/token"] == []
