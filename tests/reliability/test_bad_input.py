@@ -61,6 +61,11 @@ BASE = {
     "encedo_init": dict(CONN, passphrase=PW, master_passphrase=PW + "-master", user="Bad input", hostname="hem.example.test"),
     "encedo_checkin": dict(CONN, backend_url=CLOSED),
     "encedo_reboot": dict(AUTH, backend_url=CLOSED),
+    "encedo_device": dict(AUTH, config={"user": "Bad input"}),
+    "encedo_key": dict(AUTH, label="bad-input", type="ED25519"),
+    "encedo_key_info": dict(AUTH),
+    "encedo_firmware": dict(AUTH, src="{{ hem_ca_path }}", version="nGINE 9.9.9", backend_url=CLOSED),
+    "encedo_audit_log": dict(AUTH, dest="{{ playbook_dir }}/audit-{{ inventory_hostname }}"),
 }
 
 # The connection options are shared, but each module must still refuse them before any request.
@@ -180,6 +185,18 @@ MODULE_CASES = [
     ("encedo_init", "master_empty", {"master_passphrase": ""}, ["master_passphrase"]),
     ("encedo_init", "trusted_ts_type", {"trusted_ts": "maybe"}, ["trusted_ts"]),
     ("encedo_init", "gen_csr_type", {"gen_csr": "maybe"}, ["gen_csr"]),
+
+    ("encedo_device", "config_unknown_field", {"config": {"emial": "x"}}, ["config", "emial"]),
+    ("encedo_device", "config_bad_value", {"config": {"user": "u" * 33}}, ["user"]),
+    ("encedo_device", "keys_bad_type", {"keys": [{"label": "k", "type": "NOPE"}]}, ["keys[0]"]),
+    ("encedo_device", "tls_issuer_missing", {"tls": {"issuer_ca_path": MISSING}}, ["issuer_ca_path"]),
+    ("encedo_key", "label_too_long", {"label": "l" * 33}, ["label"]),
+    ("encedo_key", "state_choice", {"state": "gone"}, ["state"]),
+    ("encedo_key_info", "type_choice", {"type": "NOPE"}, ["type"]),
+    ("encedo_firmware", "version_empty", {"version": ""}, ["version"]),
+    ("encedo_firmware", "src_missing", {"src": MISSING}, ["src"]),
+    ("encedo_firmware", "upload_timeout_zero", {"upload_timeout": 0}, ["upload_timeout"]),
+    ("encedo_audit_log", "dest_is_a_file", {"dest": "{{ hem_ca_path }}"}, ["dest"]),
 
     ("encedo_checkin", "backend_url_scheme", {"backend_url": "ftp://127.0.0.1:1"}, ["backend_url"]),
     ("encedo_checkin", "backend_validate_certs_type", {"backend_validate_certs": "maybe"}, ["backend_validate_certs"]),

@@ -173,7 +173,7 @@ ROWS = [
                     # After the reboot the clock is unset (trusted_ts off: logins still work), so the device stamps its
                     # attestation token with an unset clock: the attestation fails asking for a check-in (run 2 checks
                     # in and converges). The token renewal itself is judged as for the other scenarios.
-                    reboot_mid=Expect(False, ("the device status shows no time, so its clock is unset", "run a check-in")),
+                    reboot_mid=Expect(False, ("a token time before 2000 comes from an unset device clock", "run a check-in")),
                     reboot_mid_clock=Expect(False, (CHECKIN_HINT, "logging in again because GET %s refused the bearer token"
                                                     % re.escape(ATTESTATION))),
                     write_drop_applied=Expect(False, ("outcome unknown", "as requested now: http_option_hsts, user")),
