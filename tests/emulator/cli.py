@@ -101,16 +101,17 @@ def main(argv=None) -> int:
         wanted.append(("the check-in backend port", "--backend-port", args.bind, args.backend_port, "backend", None))
         if args.control_port is not None:
             wanted.append(("the control port", "--control-port", "127.0.0.1", args.control_port, "control", None))
-        try:
-            for what, option, addr, port, kind, dev in wanted:
-                hub.add(Listener(bind_socket(addr, port), kind, dev))
-        except OSError as exc:
-            print("hem-emulator: cannot bind %s, %s port %d: %s. Is another emulator (or another program) using it? "
-                  "Choose free ports with %s (and the other port options)." % (what, addr, port, exc, option),
-                  file=sys.stderr, flush=True)
-            for lst in hub.listeners:
-                lst.sock.close()
-            return 3
+        for what, option, addr, port, kind, dev in wanted:
+            try:
+                sock = bind_socket(addr, port)
+            except OSError as exc:
+                print("hem-emulator: cannot bind %s, %s port %d: %s. Is another emulator (or another program) using it? "
+                      "Choose free ports with %s (and the other port options)." % (what, addr, port, exc, option),
+                      file=sys.stderr, flush=True)
+                for lst in hub.listeners:
+                    lst.sock.close()
+                return 3
+            hub.add(Listener(sock, kind, dev))
         stop = threading.Event()
 
         def _on_signal(_signum, _frame):
