@@ -27,8 +27,9 @@ options:
       - Give the device address without a path; the module adds C(/api/...) itself, so a path such as C(/api) is refused. Any
         other path is put before every request path (a reverse proxy that serves the device under it).
       - If not set, the environment variable E(ENCEDO_HEM_URL) is used.
+      - Required - set it on the task, in C(module_defaults) for the group C(group/encedo.hem.hem), or in
+        E(ENCEDO_HEM_URL); without any of them the task fails before any request.
     type: str
-    required: true
   passphrase:
     description:
       - The user passphrase of the device, used to log in.

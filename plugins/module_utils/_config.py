@@ -248,15 +248,21 @@ def rotation_fields(new_private, new_public_b64, current):
 
 #: Seconds between two status polls while the device formats its storage (the manager polls every 3 s).
 FORMAT_POLL_INTERVAL = 1.0
+#: Seconds without any answer (no HTTP status at all) after which a device that answered while it
+#: formats is reported as gone, not waited for until format_timeout: it answers its status while it
+#: formats (409 only on busy endpoints), so a refused or unanswered connection is not the format.
+FORMAT_GONE_GRACE = 15.0
 
 
 class FormatNotFinished(HemError):
     """The device still formats (or could not be read) when the wait ran out."""
 
-    def __init__(self, msg, last_status=None, waited=0.0):
+    def __init__(self, msg, last_status=None, waited=0.0, gone=False):
         super(FormatNotFinished, self).__init__(msg, endpoint='GET /api/system/status')
         self.last_status = last_status
         self.waited = waited
+        #: The device stopped answering (``msg`` then says so and what to check): not a slow format.
+        self.gone = gone
 
 
 def format_running(status):
@@ -265,26 +271,39 @@ def format_running(status):
     return isinstance(value, str) and value.startswith("status")
 
 
-def wait_for_format(read_status, timeout, interval=FORMAT_POLL_INTERVAL, clock=time.monotonic, sleep=time.sleep):
+def wait_for_format(read_status, timeout, interval=FORMAT_POLL_INTERVAL, clock=time.monotonic, sleep=time.sleep,
+                    grace=FORMAT_GONE_GRACE):
     """Poll ``read_status()`` until no disk format runs, for at most ``timeout`` seconds.
 
     Done when the status has no ``format`` or ``format`` is "done" (what the vendor manager's
-    checkDeviceReadyAfterInit waits for). Unanswered polls are tolerated until the time is up.
+    checkDeviceReadyAfterInit waits for). Polls answered with an HTTP error are tolerated until the
+    time is up; polls with no answer at all (refused, reset, timed out) for ``grace`` seconds mean the
+    device is gone (FormatNotFinished with ``gone``). The caller has just seen the device answer.
     Returns (last status, seconds waited, polls); raises FormatNotFinished.
     """
     start = clock()
     deadline = start + timeout
-    last, last_error, polls = None, None, 0
+    last, last_error, polls, answered = None, None, 0, start
     while True:
         try:
             status = read_status()
             polls += 1
-            last, last_error = status, None
+            last, last_error, answered = status, None, clock()
             if not format_running(status):
                 return status, clock() - start, polls
         except HemError as exc:
             polls += 1
             last_error = exc
+            if exc.status is None:
+                silent = clock() - answered
+                if silent >= min(grace, timeout):
+                    raise FormatNotFinished(
+                        "the device stopped answering: nothing for %.0f s (%s). Check that it is still powered and "
+                        "connected (its USB cable, the server it is plugged into, the network path to url); once it "
+                        "answers, encedo.hem.encedo_info shows whether the format finished (status.format gone or "
+                        "\"done\"), then run the task again" % (silent, exc), last, clock() - start, gone=True)
+            else:
+                answered = clock()
         now = clock()
         if now >= deadline:
             waited = now - start
@@ -458,6 +477,11 @@ class ConfigResource(Resource):
         try:
             status, waited, dummy = wait_for_format(self.module.client(**POLL).status, timeout)
         except FormatNotFinished as exc:
+            if exc.gone:
+                raise _refusal("the device accepted the storage change (sent: %s) and started formatting its storage, but %s."
+                               % (", ".join(plan.sent), exc.msg), changed=True, sent=plan.sent,
+                               updated=bool(answer.get("updated", True)), reformatted=False,
+                               format_seconds=int(round(exc.waited)), device_status=exc.last_status)
             raise _refusal("the device accepted the storage change (sent: %s) and is formatting its storage, but the format did "
                            "not finish within format_timeout=%d s: %s. Leave the device powered and connected: it refuses "
                            "configuration changes (HTTP 409) until the format is over. Watch encedo.hem.encedo_info (status.format "

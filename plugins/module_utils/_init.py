@@ -162,6 +162,8 @@ def wait_for_storage(module, client):
     try:
         _status, waited, _polls = wait_for_format(client.status, timeout)
     except FormatNotFinished as exc:
+        if exc.gone:
+            raise HemError('the device is personalised and started formatting its storage, but %s.' % exc.msg)
         raise HemError('the device is personalised and is formatting its storage, but the format did not finish within '
                        'format_timeout=%d s (%s). Leave it powered and connected: it refuses configuration changes (HTTP 409) '
                        'until the format is over. Watch encedo.hem.encedo_info (status.format becomes "done") before the next '

@@ -40,8 +40,11 @@ def hem_argument_spec():
     def env(name):
         return (env_fallback, [ENV_VARS[name]])
 
+    # url is required, but checked in check_connection_options, not here: ansible-lint's args rule validates
+    # a task's own arguments against this spec, so a required url set in module_defaults (the usual way)
+    # would be reported as missing on every task.
     return dict(
-        url=dict(type='str', required=True, fallback=env('url')),
+        url=dict(type='str', fallback=env('url')),
         passphrase=dict(type='str', no_log=True, fallback=env('passphrase')),
         token=dict(type='str', no_log=True, fallback=env('token')),
         validate_certs=dict(type='bool', default=True, fallback=env('validate_certs')),
@@ -115,6 +118,9 @@ class HemModule(AnsibleModule):
 
     def check_connection_options(self):
         """Refuse unusable connection options (raises HemError); ``run`` calls it before the first request."""
+        if not self.params['url']:
+            raise HemError('option url is required: the base URL of the device, e.g. https://my.ence.do; set it on the task, '
+                           'in module_defaults (group/encedo.hem.hem) or in the environment variable ENCEDO_HEM_URL')
         problem = validate_url(self.params['url'])
         if problem:
             raise HemError('option url: %r is not a device address (%s); expected e.g. https://my.ence.do' % (self.params['url'], problem))

@@ -92,18 +92,26 @@ def main(argv=None) -> int:
         urls = [("https://%s:%d" % (host, args.port + i), "http://%s:%d" % (host, args.http_port + i))
                 for i in range(args.devices)]
         hub = Hub(fleet, control_fn=control_handler(fleet, urls), backend_fn=backend_handler(fleet))
-        try:
-            for dev in fleet.devices:
-                hub.add(Listener(bind_socket(args.bind, args.port + dev.index), "https", dev))
-                hub.add(Listener(bind_socket(args.bind, args.http_port + dev.index), "http", dev))
-            hub.add(Listener(bind_socket(args.bind, args.backend_port), "backend"))
-            if args.control_port is not None:
-                hub.add(Listener(bind_socket("127.0.0.1", args.control_port), "control"))
-        except OSError as exc:
-            print("hem-emulator: cannot bind: %s" % exc, file=sys.stderr, flush=True)
-            for lst in hub.listeners:
-                lst.sock.close()
-            return 3
+        # (what, option, address, port, kind, device) of every listener, in the order they are bound.
+        wanted = []
+        for dev in fleet.devices:
+            wanted.append(("the HTTPS port of device %d" % dev.index, "--port", args.bind, args.port + dev.index, "https", dev))
+            wanted.append(("the plain-HTTP port of device %d" % dev.index, "--http-port", args.bind, args.http_port + dev.index,
+                           "http", dev))
+        wanted.append(("the check-in backend port", "--backend-port", args.bind, args.backend_port, "backend", None))
+        if args.control_port is not None:
+            wanted.append(("the control port", "--control-port", "127.0.0.1", args.control_port, "control", None))
+        for what, option, addr, port, kind, dev in wanted:
+            try:
+                sock = bind_socket(addr, port)
+            except OSError as exc:
+                print("hem-emulator: cannot bind %s, %s port %d: %s. Is another emulator (or another program) using it? "
+                      "Choose free ports with %s (and the other port options)." % (what, addr, port, exc, option),
+                      file=sys.stderr, flush=True)
+                for lst in hub.listeners:
+                    lst.sock.close()
+                return 3
+            hub.add(Listener(sock, kind, dev))
         stop = threading.Event()
 
         def _on_signal(_signum, _frame):

@@ -85,6 +85,9 @@ def test_port_collision_is_reported(tmp_path):
                               "--backend-port", "2", "--ca-file", str(tmp_path / "b.pem")], cwd=REPO_ROOT,
                              capture_output=True, text=True, timeout=30, check=False)
         assert res.returncode == 3 and "cannot bind" in res.stderr and res.stdout == ""
+        # Issue 30: which port, of what, and the option that moves it.
+        assert "cannot bind the HTTPS port of device 0, 127.0.0.1 port %d: " % port in res.stderr, res.stderr
+        assert "--port" in res.stderr.split(": ", 2)[-1]
 
 
 def test_state_dir_keeps_the_fleet(tmp_path):
@@ -136,3 +139,29 @@ def test_atomic_write_leaves_old_file_on_failure(tmp_path):
         util.atomic_write(str(target), object())            # fails while writing the temporary file
     assert target.read_bytes() == b'{"a": 1}'
     assert os.listdir(tmp_path) == ["f.json"]
+
+
+def test_the_readme_way_to_run_the_installed_emulator_works(tmp_path):
+    """Issue 30: someone who installed the tarball has no repository root; the README's command runs the
+    emulator from the installed collection, from any directory, and writes its CA file there."""
+    import re
+    sys.path.insert(0, os.path.join(REPO_ROOT, "tests", "integration"))
+    from helpers.playbook import COLLECTION_LINK, ensure_collection_link
+    ensure_collection_link()
+    readme = open(os.path.join(REPO_ROOT, "README.md"), encoding="utf-8").read()
+    [command] = re.findall(r"^\$ PYTHONPATH=~/\.ansible/collections (python -m \S+)", readme, re.M)
+    ports = pick_ports(1, control=False)
+    module = command.split()[-1]
+    proc = subprocess.Popen([sys.executable, "-m", module, "--port", str(ports["port"]), "--http-port", str(ports["http_port"]),
+                             "--backend-port", str(ports["backend_port"])], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=dict(os.environ, PYTHONPATH=str(COLLECTION_LINK.parents[2])))
+    try:
+        ready = json.loads(proc.stdout.readline().split(" ", 1)[1])
+        assert ready["devices"][0]["url"] == "https://127.0.0.1:%d" % ports["port"]
+        assert (tmp_path / "hem-emulator-ca.pem").is_file()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(10) == 0
+        proc.stdout.close()
+        proc.stderr.close()
+    assert "192.168.7.1" in readme and "encedo_hem_init: {ip: 127.0.0.1/8}" in readme

@@ -366,6 +366,35 @@ def test_wait_for_format_times_out_saying_the_state():
     assert sum(clock.sleeps) <= 5
 
 
+def test_wait_for_format_reports_a_device_that_stopped_answering_after_a_grace_period():
+    """Issue 30: the emulator killed during a format was waited for the whole format_timeout (60 s), then
+    "Leave the device powered..."; a device with no answer at all is gone after the grace period."""
+    clock = FakeClock()
+    refused = C.HemError("cannot reach the device at https://127.0.0.1:1 ([Errno 111] Connection refused)", "GET /api/system/status")
+    read = _reader([{"format": "status10"}] + [refused] * 100, clock)
+    with pytest.raises(C.FormatNotFinished) as err:
+        C.wait_for_format(read, 60, interval=1.0, clock=clock.clock, sleep=clock.sleep)
+    assert err.value.gone and err.value.last_status == {"format": "status10"}
+    assert C.FORMAT_GONE_GRACE <= err.value.waited < C.FORMAT_GONE_GRACE + 3
+    msg = str(err.value)
+    assert "stopped answering: nothing for 15 s" in msg and "Connection refused" in msg
+    assert "powered and connected" in msg and "encedo.hem.encedo_info" in msg
+
+
+def test_wait_for_format_waits_through_http_errors_and_short_silences():
+    # An HTTP answer (the device is there, busy) is not silence; a silence shorter than the grace is tolerated.
+    clock = FakeClock()
+    busy = C.HemError("busy", "GET /api/system/status", 503)
+    silent = C.HemError("no answer within the timeout of 5 s (timed out)", "GET /api/system/status")
+    read = _reader([{"format": "status1"}] + [busy] * 30 + [silent] * 10 + [{"format": "done"}], clock)
+    status, waited, polls = C.wait_for_format(read, 120, interval=1.0, clock=clock.clock, sleep=clock.sleep)
+    assert status == {"format": "done"} and polls == 42 and waited > 40
+    read = _reader([{"format": "status1"}] + [busy] * 200, clock)
+    with pytest.raises(C.FormatNotFinished) as err:
+        C.wait_for_format(read, 60, interval=1.0, clock=clock.clock, sleep=clock.sleep)
+    assert not err.value.gone and err.value.waited >= 60
+
+
 def test_storage_split_unreadable():
     assert C.storage_split({}) is None
     assert C.storage_split({"storage": ["x:rw"]}) is None

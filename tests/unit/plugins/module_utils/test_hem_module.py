@@ -61,8 +61,9 @@ def test_secrets_are_no_log_and_nothing_else():
 
 def test_argument_spec_is_a_fresh_copy():
     spec = M.hem_argument_spec()
-    spec["url"]["required"] = False
-    assert M.hem_argument_spec()["url"]["required"] is True
+    spec["url"]["required"] = True
+    spec["timeout"]["default"] = 1
+    assert "required" not in M.hem_argument_spec()["url"] and M.hem_argument_spec()["timeout"]["default"] == 30
 
 
 @pytest.mark.parametrize("url", ["https://my.ence.do", "https://127.0.0.1:8443", "http://192.168.7.1/", "https://[::1]:443"])
@@ -101,6 +102,18 @@ def run_module(args, capsys, env=None, monkeypatch=None):
 def test_bad_url_fails_naming_the_option(capsys, monkeypatch):
     module, out = run_module({"url": "my.ence.do"}, capsys, monkeypatch=monkeypatch)
     assert out["failed"] and out["msg"].startswith("option url:")
+
+
+def test_a_missing_url_fails_naming_the_option_and_where_to_set_it(capsys, monkeypatch):
+    module, out = run_module({}, capsys, monkeypatch=monkeypatch)
+    assert out["failed"] and out["msg"].startswith("option url is required:")
+    assert "module_defaults" in out["msg"] and "ENCEDO_HEM_URL" in out["msg"]
+
+
+def test_url_is_not_required_in_the_spec_so_ansible_lint_accepts_it_from_module_defaults():
+    """Issue 30: ansible-lint's args rule checks a task's own arguments against the spec; a required url in
+    module_defaults gave "missing required arguments: url" on every task. The module checks it itself (above)."""
+    assert not M.hem_argument_spec()["url"].get("required")
 
 
 def test_url_from_environment(capsys, monkeypatch):
