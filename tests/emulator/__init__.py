@@ -50,7 +50,12 @@ Login and tokens (PROTOCOL.md)
 - Every `POST /api/auth/token` answer takes at least `--auth-delay` seconds, 3x that after
   3 consecutive 401s (reset by a success).
 - Bearer tokens: header `{"alg":"HS256","typ":"JWT"}`, claims jti, iat, exp, scope, sub
-  (+ ctx when given); `exp` is the client's, 0 means now + 8 h.
+  (+ ctx when given); `exp` is the proof's (OA: "becomes the issued token's expiry"), 0 means
+  now + 8 h (OA, 1.2.2); with `--no-exp-default` 0 is an expiry in the past (401), as a
+  firmware without that default would read it (no vendor client sends 0).
+- Not checked (sources silent): a login proof's `iat`; a personalisation proof's `exp`, `iat`
+  and `aud` absent (the 60 s single-use nonce bounds a proof; MGR and SDK send them, OA
+  names only `jti` and `cfg` for the init proof).
 - A scope requirement R is met when the token's scope starts with R (prefix match).
   `system:config` is needed for config read/write; reads also accept `logger:get` and
   `auth:ext:pair`; attestation and selftest accept any valid token; `/api/logger/*` need `logger:get`.

@@ -75,6 +75,9 @@ def parse_args(argv=None):
                     help="devices start factory-fresh without a TLS bundle: HTTPS connections are reset and plain-HTTP "
                          "status says https false until an unauthenticated POST /api/system/config {tls} over plain HTTP "
                          "stores one; a wipe removes the bundle again (default: every device has a bundle)")
+    ap.add_argument("--no-exp-default", action="store_true",
+                    help="a login proof's exp 0 is not read as the 8-hour default (OA documents the default for 1.2.2 "
+                         "only; no vendor client sends 0): it is an expiry in the past and answers 401")
     args = ap.parse_args(argv)
     if args.devices < 1:
         ap.error("--devices must be at least 1")

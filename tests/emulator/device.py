@@ -732,7 +732,7 @@ class Device:
         if ctx is not None and (not isinstance(ctx, str) or len(ctx) >= 64):
             return _err(401)
         now = self.now()
-        if exp == 0:
+        if exp == 0 and self.fleet.exp_default:
             exp = now + DEFAULT_TOKEN_LIFETIME
         elif exp <= now:
             return _err(401)
