@@ -38,6 +38,7 @@ Start-up, clock, power
   `--reboot-seconds`). A new boot has a new boot id, session key (`spk`), bearer-token key
   (all tokens invalid), empty nonce tables, uptime 0, clock unset, and installs a
   pending TLS certificate.
+- HTTPS is TLS 1.3 only (OpenAPI info: "TLS 1.3 via wolfSSL"); a TLS 1.2 client gets no handshake.
 
 Login and tokens (PROTOCOL.md)
 - The login JWS header must be exactly the bytes `{"ecdh":"x25519","alg":"HS256","typ":"JWT"}`.

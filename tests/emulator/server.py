@@ -135,7 +135,7 @@ class Fleet:
             path = os.path.join(self.tmpdir, "dev%d-%d.pem" % (index, self._ctx_counter))
         util.atomic_write(path, (key_pem + crt_pem).encode("ascii"))
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_3       # OA: "TLS 1.3 via wolfSSL"
         ctx.load_cert_chain(path)
         os.unlink(path)
         return ctx
