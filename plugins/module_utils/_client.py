@@ -184,6 +184,12 @@ class HemClient(object):
                 break
         return self._transport.peer_certificate
 
+    def serves_tls(self):
+        """Whether a TLS handshake alone, without verification and without a request, completes at the url:
+        the device runs an HTTPS server, whatever its certificate. False when it fails or cannot be told
+        (not https://, or a proxy stands between)."""
+        return self._transport.unverified_peer_certificate(min(self.timeout, 10.0)) is not None
+
     def login(self, scope=None, lifetime=None):
         """Log in with the passphrase and return the bearer token.
 

@@ -170,6 +170,9 @@ Configuration (`/api/system/config`)
   at once (`https: true`); an authenticated import on a personalised device without a
   bundle counts from the reboot that installs it. Check-in `tls` names the serial of the
   stand-in certificate the device holds while no bundle is served.
+- `--status-https-false`: the status says `https: false` over both schemes although HTTPS
+  works, as a real PPA answered (community client OPEN-QUESTIONS OQ-21); a client must not
+  read it as "no bundle" while the HTTPS server completes a handshake.
 - `tls` import (other keys in the object are ignored: the web manager posts the backend's answer as it
   is, build.js `start_init`/`registerDomain`): `crt` (base64 DER, P-256 key) alone must match the device's stored TLS key
   (the pending key if an import is pending), else 400. With `emp` + `key`, the emulator

@@ -78,6 +78,9 @@ def parse_args(argv=None):
     ap.add_argument("--no-exp-default", action="store_true",
                     help="a login proof's exp 0 is not read as the 8-hour default (OA documents the default for 1.2.2 "
                          "only; no vendor client sends 0): it is an expiry in the past and answers 401")
+    ap.add_argument("--status-https-false", action="store_true",
+                    help="the status carries https: false over plain HTTP and over HTTPS although HTTPS works, as a real "
+                         "PPA answered (community client, OPEN-QUESTIONS OQ-21)")
     args = ap.parse_args(argv)
     if args.devices < 1:
         ap.error("--devices must be at least 1")

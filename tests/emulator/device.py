@@ -599,7 +599,9 @@ class Device:
         out = {}
         if not self.p["personalised"]:
             out["inited"] = False
-        if req.scheme == "http":
+        if self.fleet.status_https_false:
+            out["https"] = False        # --status-https-false: a PPA's answer over working HTTPS (PY OQ-21)
+        elif req.scheme == "http":
             out["https"] = self.has_tls_bundle
         host = (req.header("host") or "").strip()
         host = host[1:].split("]")[0] if host.startswith("[") else host.rsplit(":", 1)[0] if host.count(":") == 1 else host

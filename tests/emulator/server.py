@@ -61,6 +61,7 @@ class Fleet:
         self.attestation_not_after = getattr(args, "attestation_not_after", None)
         self.tls_bundle = not getattr(args, "no_tls_bundle", False)   # factory state has a TLS bundle (--no-tls-bundle: not)
         self.exp_default = not getattr(args, "no_exp_default", False)  # login exp 0 = now + 8 h (--no-exp-default: 401)
+        self.status_https_false = getattr(args, "status_https_false", False)   # status says https false on both schemes
         self.state_dir = args.state_dir
         self.tmpdir = tempfile.mkdtemp(prefix="hem-emulator-")
         self._ctx_counter = 0
