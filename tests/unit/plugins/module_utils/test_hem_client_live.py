@@ -276,3 +276,14 @@ def test_emulator_without_the_exp_default_refuses_exp_zero(emulator):
     with pytest.raises(E.HemError) as failure:
         client.post(C.TOKEN_PATH, {"auth": proof}, auth=False)
     assert failure.value.status == 401
+
+
+def test_serves_tls_tells_an_https_server_from_none(emulator, tmp_path):
+    # a handshake alone, without verification: an untrusted certificate still means an HTTPS server runs
+    other_ca = tmp_path / "other-ca.pem"
+    other_ca.write_text(Path(emulator(passphrase=PASSPHRASE).ca_file).read_text())   # another emulator's CA
+    served = emulator(passphrase=PASSPHRASE)
+    assert C.HemClient(served.url(0), ca_path=str(other_ca), timeout=5).serves_tls() is True
+    fresh = emulator(no_tls_bundle=True)
+    assert C.HemClient(fresh.url(0), ca_path=fresh.ca_file, timeout=5).serves_tls() is False
+    assert C.HemClient(fresh.http_url(0), allow_plain_http=True, timeout=5).serves_tls() is False
