@@ -124,7 +124,9 @@ Configuration (`/api/system/config`)
   and reported back via updated: false"; the OpenAPI names no 400 for them).
 - Storage (PPA). A POST whose storage_disk0size differs from the stored one stores it and
   starts a disk format (OpenAPI: "change triggers a reformat") that runs `--format-seconds`
-  (default 3). The answer is the OpenAPI 200 shape `{"updated": true}` (no reboot_required:
+  (default 3). It starts `--format-start-seconds` after the answer (default 0; when a format
+  starts is not documented, and the manager's 28.2 s notice suggests it need not be at once);
+  until then the status shows what it showed before and nothing is busy. The answer is the OpenAPI 200 shape `{"updated": true}` (no reboot_required:
   the OpenAPI sets it only for a TLS import). Status `format` is "status<N>" while it runs
   (N = percent done, the emulator's choice: the OpenAPI does not say what N counts), then
   "done" until the next boot; it is absent when no format ran since boot (the manager's
@@ -135,7 +137,7 @@ Configuration (`/api/system/config`)
   answer as usual (reboot and shutdown document 409 only for a software install); a reboot
   ends the format task, the stored size stays. Status `storage` is
   ["<disk0size>:<flag>", "<capacity - disk0size>:-"] (the manager adds both for the total),
-  the old split while a format runs. Disk 1 shows "-" (locked; /api/storage is not
+  the old split until a format ends. Disk 1 shows "-" (locked; /api/storage is not
   implemented). The disk 0 flag follows the storage_mode in effect at boot (index.html:
   "Show regular disk on start", "Regular disk on start: Read-only/Writable";
   build.js layeredStorageEncrSet): 0x53/0xA3 "rw", 0x51/0xA1 "ro", 0x50/0xA0 "-", other

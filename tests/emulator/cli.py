@@ -54,6 +54,9 @@ def parse_args(argv=None):
                     help="how long a rebooting device stays unreachable (default 3)")
     ap.add_argument("--format-seconds", type=float, default=3.0, metavar="S",
                     help="how long a disk format started by a new storage_disk0size runs (PPA; default 3)")
+    ap.add_argument("--format-start-seconds", type=float, default=0.0, metavar="S",
+                    help="how long after the request a disk format starts (PPA; the status shows what it showed before "
+                         "until then; default 0: at once)")
     ap.add_argument("--upgrade-seconds", type=float, default=3.0, metavar="S",
                     help="how long a firmware/dashboard check runs (check_fw/check_ui answer 201, then 202, then "
                          "200/406) and how long the device keeps answering after install_fw before it reboots to "

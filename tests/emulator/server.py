@@ -54,6 +54,7 @@ class Fleet:
         self.auth_delay = max(0.0, args.auth_delay)
         self.reboot_seconds = max(0.0, args.reboot_seconds)
         self.format_seconds = max(0.0, getattr(args, "format_seconds", 3.0))
+        self.format_start_seconds = max(0.0, getattr(args, "format_start_seconds", 0.0))
         self.se_provisioned = args.se_provisioned
         # --bind: the address the devices are reached on goes into their TLS certificates
         self.address = advertised_address(getattr(args, "bind", "127.0.0.1"))
