@@ -40,6 +40,7 @@ from ansible_collections.encedo.hem.plugins.module_utils._errors import (
 )
 from ansible_collections.encedo.hem.plugins.module_utils._login import (
     CHALLENGE_LIFETIME,
+    TOKEN_LIFETIME,
     build_auth_jwt,
     derive_keypair,
     jwt_claims,
@@ -183,12 +184,18 @@ class HemClient(object):
                 break
         return self._transport.peer_certificate
 
+    def serves_tls(self):
+        """Whether a TLS handshake alone, without verification and without a request, completes at the url:
+        the device runs an HTTPS server, whatever its certificate. False when it fails or cannot be told
+        (not https://, or a proxy stands between)."""
+        return self._transport.unverified_peer_certificate(min(self.timeout, 10.0)) is not None
+
     def login(self, scope=None, lifetime=None):
         """Log in with the passphrase and return the bearer token.
 
         ``scope`` defaults to the client's scope; ``lifetime`` (seconds) asks for a
-        token expiring that long after the device's current time (None: the device
-        default of 8 hours). The token becomes the client's token when ``scope`` is the
+        token expiring that long after the device's current time (None: 8 hours, the
+        device's default, asked for explicitly). The token becomes the client's token when ``scope`` is the
         client's scope. The PBKDF2 key is derived once per client and device identity.
         """
         if not self.passphrase:
@@ -206,7 +213,8 @@ class HemClient(object):
             private_bytes, public_b64 = self._keys[eid]
             # Use the device's clock, not ours: the challenge expires 60 s after the device's now.
             now = int(challenge['exp']) - CHALLENGE_LIFETIME if isinstance(challenge.get('exp'), int) else int(time.time())
-            exp = now + int(lifetime) if lifetime else 0
+            # An explicit expiry, as every vendor client sends (OA reads 0 as 8 h only from firmware 1.2.2).
+            exp = now + int(lifetime or TOKEN_LIFETIME)
             proof = build_auth_jwt(challenge, private_bytes, public_b64, scope, now, exp)
             try:
                 answer = self._request('POST', TOKEN_PATH, {'auth': proof}, auth=False)
@@ -219,7 +227,7 @@ class HemClient(object):
         token = field(answer, 'token', str, 'POST ' + TOKEN_PATH)
         if not token:
             raise HemError('the device answered without a token', 'POST ' + TOKEN_PATH)
-        expires = jwt_claims(token).get('exp') or (now + (int(lifetime) if lifetime else 8 * 3600))
+        expires = jwt_claims(token).get('exp') or exp
         if scope == self.scope:
             self.token = token
             self.token_expires = expires

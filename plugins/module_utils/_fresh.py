@@ -17,9 +17,10 @@ talks to the vendor backend, the user brings the bundle (option ``tls_bundle``).
 Flow of ``prepare(module)`` (encedo_info, encedo_init, encedo_factory_reset):
 1. check the options before any request;
 2. one HTTPS status read without retries; when it answers, that is all (no other request);
-3. when the connection fails (refused, reset, TLS error), one plain-HTTP status read at
-   ``http_url`` (default ``http://<host of url>``, port 80); ``https: false`` there means
-   the device has no bundle;
+3. when the connection fails, and no TLS handshake completes at ``url`` (checked without
+   verification: a device whose certificate fails verification has a bundle, whatever its
+   status says), one plain-HTTP status read at ``http_url`` (default ``http://<host of url>``,
+   port 80); ``https: false`` there means the device has no bundle;
 4. with a bundle given and the device not personalised: POST it over plain HTTP (check
    mode: nothing is sent), wait until HTTPS answers and verifies with ``ca_path``, go on
    over HTTPS. Nothing else is ever sent over plain HTTP: no token, no passphrase; the
@@ -179,6 +180,11 @@ def prepare(module, bundle=None):
     except HemError as exc:
         if exc.status is not None:
             return found    # HTTPS answered (an HTTP error): not this module's business
+        # An HTTPS server that completes a handshake (its certificate did not verify, say) means the device
+        # has a TLS bundle whatever its plain-HTTP status says (a PPA has said https: false over working
+        # HTTPS): a private key never goes over plain HTTP to it. The module's own requests report the error.
+        if 'CERTIFICATE_VERIFY' in str(exc) or found.poller.serves_tls():
+            return found
     plain = plain_status(module)
     if plain is None or plain.get('https') is not False:
         return found        # unreachable, rebooting or a TLS problem: the module's own requests report it

@@ -28,8 +28,10 @@ from ansible_collections.encedo.hem.plugins.module_utils._login import (
     x25519_shared,
 )
 from ansible_collections.encedo.hem.plugins.module_utils._config import (
+    FORMAT_START_GRACE,
     FormatNotFinished,
     format_running,
+    same,
     storage_split,
     wait_for_format,
 )
@@ -152,15 +154,23 @@ def explain_refusal(exc, model, cfg):
                    'firmware version that encedo.hem.encedo_info shows.')
 
 
-def wait_for_storage(module, client):
+def format_expected(status, cfg):
+    """Whether personalising with ``cfg`` gives disk 0 another size than the status before it shows (slot 0):
+    the device then formats its storage."""
+    slots = storage_split(status)
+    return bool(slots) and not same('storage_disk0size', cfg.get('storage_disk0size'), slots[0]['sectors'])
+
+
+def wait_for_storage(module, client, expected=False):
     """A PPA formats its storage after personalisation (the web manager's checkDeviceReadyAfterInit polls the
     status until ``format`` is gone or "done" before it goes on): wait for it, so that the tasks after this one
-    do not meet a device that answers 409. -> result fields."""
+    do not meet a device that answers 409. ``expected``: disk 0 changes size, so a format comes even if it has
+    not started yet. -> result fields."""
     timeout = module.params['format_timeout']
-    if not format_running(client.status()):
+    if not expected and not format_running(client.status()):
         return dict(reformatted=False)
     try:
-        _status, waited, _polls = wait_for_format(client.status, timeout)
+        _status, waited, _polls = wait_for_format(client.status, timeout, start_within=FORMAT_START_GRACE if expected else 0.0)
     except FormatNotFinished as exc:
         if exc.gone:
             raise HemError('the device is personalised and started formatting its storage, but %s.' % exc.msg)
@@ -207,6 +217,7 @@ class PersonalisationResource(Resource):
         self.params = module.params
         self.model = None
         self.checked = None
+        self.format_expected = False
 
     def connect(self, client):
         self.client = client
@@ -263,6 +274,7 @@ class PersonalisationResource(Resource):
         master_private, master_public = master_keypair(challenge['eid'], params['master_passphrase'],
                                                        params['master_recovery_phrase'])
         self.cfg = build_cfg(params, self.model, user_public, master_public)
+        self.format_expected = self.model == 'ppa' and format_expected(current, self.cfg)
         return client.post(INIT_PATH, {'init': sign_init(challenge, master_private, master_public, self.cfg)}, auth=False)
 
     def refused(self, client, exc, plan):
@@ -278,7 +290,7 @@ class PersonalisationResource(Resource):
 
     def settle(self, client, plan, answer):
         if self.model == 'ppa' and not answer.get('lost'):
-            return wait_for_storage(self.module, client)
+            return wait_for_storage(self.module, client, self.format_expected)
         return {}
 
     def diff(self, plan, after):

@@ -32,6 +32,8 @@ PBKDF2_ITERATIONS = 600000
 JWT_HEADER = b'{"ecdh":"x25519","alg":"HS256","typ":"JWT"}'
 #: The login challenge is valid for this long after the device issues it.
 CHALLENGE_LIFETIME = 60
+#: The token lifetime asked for when none is given: firmware 1.2.2's default for ``exp`` 0, sent explicitly.
+TOKEN_LIFETIME = 8 * 3600
 
 
 def _x25519():

@@ -175,8 +175,8 @@ notes:
   - The device applies a change of O(dnsd) or O(storage_mode) at the next boot; reboot it
     (for example with M(encedo.hem.encedo_reboot)) when RV(reboot_required) is true.
   - A change of O(storage_disk0size) (or of the disk 1 encryption) makes the task wait for the device to format its
-    storage, up to O(format_timeout) seconds. Ansible shows nothing while it waits; the result says how long it took
-    (RV(format_seconds)).
+    storage, up to O(format_timeout) seconds (after a new O(storage_disk0size) first for the format to start, up to 30 seconds,
+    then for it to end). Ansible shows nothing while it waits; the result says how long it took (RV(format_seconds)).
 seealso:
   - module: encedo.hem.encedo_info
   - module: encedo.hem.encedo_login

@@ -185,6 +185,8 @@ options:
     description:
       - PPA only. Seconds to wait after the personalisation for the device to format its storage (the vendor's web manager
         waits for it too); the tasks after this one then meet a device that accepts configuration changes.
+      - When O(storage_disk0size) differs from the size the device shows, the task also waits up to 30 seconds for the
+        format to start.
       - The task returns RV(reformatted) and RV(format_seconds). O(timeout) stays the limit of each single request.
     type: int
     default: 300

@@ -32,7 +32,7 @@ options:
   lifetime:
     description:
       - Seconds the token stays valid, counted from the device clock.
-      - If not set, the device default of 8 hours applies.
+      - If not set, 8 hours (the default of firmware 1.2.2, asked for explicitly so older firmware gives the same).
       - A token also stops working when the device reboots.
     type: int
 extends_documentation_fragment:

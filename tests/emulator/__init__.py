@@ -38,6 +38,7 @@ Start-up, clock, power
   `--reboot-seconds`). A new boot has a new boot id, session key (`spk`), bearer-token key
   (all tokens invalid), empty nonce tables, uptime 0, clock unset, and installs a
   pending TLS certificate.
+- HTTPS is TLS 1.3 only (OpenAPI info: "TLS 1.3 via wolfSSL"); a TLS 1.2 client gets no handshake.
 
 Login and tokens (PROTOCOL.md)
 - The login JWS header must be exactly the bytes `{"ecdh":"x25519","alg":"HS256","typ":"JWT"}`.
@@ -50,7 +51,12 @@ Login and tokens (PROTOCOL.md)
 - Every `POST /api/auth/token` answer takes at least `--auth-delay` seconds, 3x that after
   3 consecutive 401s (reset by a success).
 - Bearer tokens: header `{"alg":"HS256","typ":"JWT"}`, claims jti, iat, exp, scope, sub
-  (+ ctx when given); `exp` is the client's, 0 means now + 8 h.
+  (+ ctx when given); `exp` is the proof's (OA: "becomes the issued token's expiry"), 0 means
+  now + 8 h (OA, 1.2.2); with `--no-exp-default` 0 is an expiry in the past (401), as a
+  firmware without that default would read it (no vendor client sends 0).
+- Not checked (sources silent): a login proof's `iat`; a personalisation proof's `exp`, `iat`
+  and `aud` absent (the 60 s single-use nonce bounds a proof; MGR and SDK send them, OA
+  names only `jti` and `cfg` for the init proof).
 - A scope requirement R is met when the token's scope starts with R (prefix match).
   `system:config` is needed for config read/write; reads also accept `logger:get` and
   `auth:ext:pair`; attestation and selftest accept any valid token; `/api/logger/*` need `logger:get`.
@@ -118,7 +124,9 @@ Configuration (`/api/system/config`)
   and reported back via updated: false"; the OpenAPI names no 400 for them).
 - Storage (PPA). A POST whose storage_disk0size differs from the stored one stores it and
   starts a disk format (OpenAPI: "change triggers a reformat") that runs `--format-seconds`
-  (default 3). The answer is the OpenAPI 200 shape `{"updated": true}` (no reboot_required:
+  (default 3). It starts `--format-start-seconds` after the answer (default 0; when a format
+  starts is not documented, and the manager's 28.2 s notice suggests it need not be at once);
+  until then the status shows what it showed before and nothing is busy. The answer is the OpenAPI 200 shape `{"updated": true}` (no reboot_required:
   the OpenAPI sets it only for a TLS import). Status `format` is "status<N>" while it runs
   (N = percent done, the emulator's choice: the OpenAPI does not say what N counts), then
   "done" until the next boot; it is absent when no format ran since boot (the manager's
@@ -129,7 +137,7 @@ Configuration (`/api/system/config`)
   answer as usual (reboot and shutdown document 409 only for a software install); a reboot
   ends the format task, the stored size stays. Status `storage` is
   ["<disk0size>:<flag>", "<capacity - disk0size>:-"] (the manager adds both for the total),
-  the old split while a format runs. Disk 1 shows "-" (locked; /api/storage is not
+  the old split until a format ends. Disk 1 shows "-" (locked; /api/storage is not
   implemented). The disk 0 flag follows the storage_mode in effect at boot (index.html:
   "Show regular disk on start", "Regular disk on start: Read-only/Writable";
   build.js layeredStorageEncrSet): 0x53/0xA3 "rw", 0x51/0xA1 "ro", 0x50/0xA0 "-", other
@@ -164,6 +172,9 @@ Configuration (`/api/system/config`)
   at once (`https: true`); an authenticated import on a personalised device without a
   bundle counts from the reboot that installs it. Check-in `tls` names the serial of the
   stand-in certificate the device holds while no bundle is served.
+- `--status-https-false`: the status says `https: false` over both schemes although HTTPS
+  works, as a real PPA answered (community client OPEN-QUESTIONS OQ-21); a client must not
+  read it as "no bundle" while the HTTPS server completes a handshake.
 - `tls` import (other keys in the object are ignored: the web manager posts the backend's answer as it
   is, build.js `start_init`/`registerDomain`): `crt` (base64 DER, P-256 key) alone must match the device's stored TLS key
   (the pending key if an import is pending), else 400. With `emp` + `key`, the emulator

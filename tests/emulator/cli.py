@@ -54,6 +54,9 @@ def parse_args(argv=None):
                     help="how long a rebooting device stays unreachable (default 3)")
     ap.add_argument("--format-seconds", type=float, default=3.0, metavar="S",
                     help="how long a disk format started by a new storage_disk0size runs (PPA; default 3)")
+    ap.add_argument("--format-start-seconds", type=float, default=0.0, metavar="S",
+                    help="how long after the request a disk format starts (PPA; the status shows what it showed before "
+                         "until then; default 0: at once)")
     ap.add_argument("--upgrade-seconds", type=float, default=3.0, metavar="S",
                     help="how long a firmware/dashboard check runs (check_fw/check_ui answer 201, then 202, then "
                          "200/406) and how long the device keeps answering after install_fw before it reboots to "
@@ -75,6 +78,12 @@ def parse_args(argv=None):
                     help="devices start factory-fresh without a TLS bundle: HTTPS connections are reset and plain-HTTP "
                          "status says https false until an unauthenticated POST /api/system/config {tls} over plain HTTP "
                          "stores one; a wipe removes the bundle again (default: every device has a bundle)")
+    ap.add_argument("--no-exp-default", action="store_true",
+                    help="a login proof's exp 0 is not read as the 8-hour default (OA documents the default for 1.2.2 "
+                         "only; no vendor client sends 0): it is an expiry in the past and answers 401")
+    ap.add_argument("--status-https-false", action="store_true",
+                    help="the status carries https: false over plain HTTP and over HTTPS although HTTPS works, as a real "
+                         "PPA answered (community client, OPEN-QUESTIONS OQ-21)")
     args = ap.parse_args(argv)
     if args.devices < 1:
         ap.error("--devices must be at least 1")

@@ -380,14 +380,18 @@ class Device:
         return int(time.monotonic() - self.boot_mono)
 
     def start_format(self, old_size):
-        """A new storage_disk0size was stored: format for --format-seconds (state of this boot only)."""
-        self.fmt = {"start": time.monotonic(), "seconds": self.fleet.format_seconds, "old_size": old_size}
+        """A new storage_disk0size was stored: after --format-start-seconds, format for --format-seconds (state of
+        this boot only); until it starts the status shows what it showed before."""
+        self.fmt = {"start": time.monotonic() + self.fleet.format_start_seconds, "seconds": self.fleet.format_seconds,
+                    "old_size": old_size, "before": self.format_progress()}
 
     def format_progress(self):
         """None (no format this boot), "status<N>" (N = percent done, 0-99) or "done"."""
         if self.fmt is None:
             return None
         elapsed = time.monotonic() - self.fmt["start"]
+        if elapsed < 0:
+            return self.fmt["before"]       # not started yet
         if elapsed >= self.fmt["seconds"]:
             return "done"
         return "status%d" % min(99, int(100 * elapsed / self.fmt["seconds"]))
@@ -397,7 +401,8 @@ class Device:
 
     def storage_slots(self):
         """Status `storage`: disk 0 and disk 1 (capacity minus disk 0); the old split while a format runs."""
-        size = self.fmt["old_size"] if self.formatting() else self.cfg.get("storage_disk0size", 0)
+        pending = self.fmt is not None and time.monotonic() < self.fmt["start"] + self.fmt["seconds"]
+        size = self.fmt["old_size"] if pending else self.cfg.get("storage_disk0size", 0)
         flag = DISK0_FLAGS.get(self.boot_storage_mode, "rw")
         return ["%d:%s" % (size, flag), "%d:-" % (STORAGE_CAPACITY - size)]
 
@@ -599,7 +604,9 @@ class Device:
         out = {}
         if not self.p["personalised"]:
             out["inited"] = False
-        if req.scheme == "http":
+        if self.fleet.status_https_false:
+            out["https"] = False        # --status-https-false: a PPA's answer over working HTTPS (PY OQ-21)
+        elif req.scheme == "http":
             out["https"] = self.has_tls_bundle
         host = (req.header("host") or "").strip()
         host = host[1:].split("]")[0] if host.startswith("[") else host.rsplit(":", 1)[0] if host.count(":") == 1 else host
@@ -732,7 +739,7 @@ class Device:
         if ctx is not None and (not isinstance(ctx, str) or len(ctx) >= 64):
             return _err(401)
         now = self.now()
-        if exp == 0:
+        if exp == 0 and self.fleet.exp_default:
             exp = now + DEFAULT_TOKEN_LIFETIME
         elif exp <= now:
             return _err(401)

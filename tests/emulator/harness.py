@@ -81,7 +81,8 @@ class Emulator:
     def __init__(self, devices=1, passphrase=None, master_passphrase=None, rtc_set=False, auth_delay=0.0,
                  control=True, tmp_path=None, model="ppa", state_dir=None, reboot_seconds=1.0,
                  se_fresh=False, extra_args=None, start_timeout=30.0, python=None, attestation_not_after=None,
-                 bind=None, no_tls_bundle=False, upgrade_seconds=None):
+                 bind=None, no_tls_bundle=False, upgrade_seconds=None, no_exp_default=False,
+                 status_https_false=False):
         self.devices = devices
         self.passphrase = passphrase
         self.master_passphrase = master_passphrase
@@ -96,6 +97,8 @@ class Emulator:
         self.bind = bind                                     # --bind (default: the CLI's 127.0.0.1)
         self.no_tls_bundle = no_tls_bundle
         self.upgrade_seconds = upgrade_seconds               # --upgrade-seconds (default: the CLI's 3)
+        self.no_exp_default = no_exp_default                 # --no-exp-default: a login proof's exp 0 answers 401
+        self.status_https_false = status_https_false         # --status-https-false: status https false over working HTTPS
         self.extra_args = list(extra_args or [])
         self.start_timeout = start_timeout
         self.python = python or sys.executable
@@ -145,6 +148,10 @@ class Emulator:
             argv.append("--no-tls-bundle")
         if self.upgrade_seconds is not None:
             argv += ["--upgrade-seconds", str(self.upgrade_seconds)]
+        if self.no_exp_default:
+            argv.append("--no-exp-default")
+        if self.status_https_false:
+            argv.append("--status-https-false")
         return argv + self.extra_args
 
     def start(self, attempts=6):

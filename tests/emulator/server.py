@@ -54,12 +54,15 @@ class Fleet:
         self.auth_delay = max(0.0, args.auth_delay)
         self.reboot_seconds = max(0.0, args.reboot_seconds)
         self.format_seconds = max(0.0, getattr(args, "format_seconds", 3.0))
+        self.format_start_seconds = max(0.0, getattr(args, "format_start_seconds", 0.0))
         self.se_provisioned = args.se_provisioned
         # --bind: the address the devices are reached on goes into their TLS certificates
         self.address = advertised_address(getattr(args, "bind", "127.0.0.1"))
         # --attestation-not-after: end of validity of the attestation certificates issued at start (None: now + 3 years)
         self.attestation_not_after = getattr(args, "attestation_not_after", None)
         self.tls_bundle = not getattr(args, "no_tls_bundle", False)   # factory state has a TLS bundle (--no-tls-bundle: not)
+        self.exp_default = not getattr(args, "no_exp_default", False)  # login exp 0 = now + 8 h (--no-exp-default: 401)
+        self.status_https_false = getattr(args, "status_https_false", False)   # status says https false on both schemes
         self.state_dir = args.state_dir
         self.tmpdir = tempfile.mkdtemp(prefix="hem-emulator-")
         self._ctx_counter = 0
@@ -134,7 +137,7 @@ class Fleet:
             path = os.path.join(self.tmpdir, "dev%d-%d.pem" % (index, self._ctx_counter))
         util.atomic_write(path, (key_pem + crt_pem).encode("ascii"))
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_3       # OA: "TLS 1.3 via wolfSSL"
         ctx.load_cert_chain(path)
         os.unlink(path)
         return ctx

@@ -201,3 +201,17 @@ def test_many_parallel_connections(shared_emu):
     with ThreadPoolExecutor(16) as pool:
         statuses = list(pool.map(lambda _: hem.get("/api/system/status").status, range(64)))
     assert statuses == [200] * 64
+
+
+def test_tls_1_3_only(shared_emu):
+    # OA: the device serves "TLS 1.3 via wolfSSL": a client limited to TLS 1.2 gets no handshake.
+    host, port = shared_emu.url(0).split("//")[1].split(":")
+    old = ssl.create_default_context(cafile=shared_emu.ca_file)
+    old.maximum_version = ssl.TLSVersion.TLSv1_2
+    with socket.create_connection((host, int(port)), timeout=5.0) as sock:
+        with pytest.raises((ssl.SSLError, ConnectionResetError)):
+            old.wrap_socket(sock, server_hostname="localhost")
+    current = ssl.create_default_context(cafile=shared_emu.ca_file)
+    with socket.create_connection((host, int(port)), timeout=5.0) as sock:
+        with current.wrap_socket(sock, server_hostname="localhost") as tls:
+            assert tls.version() == "TLSv1.3"

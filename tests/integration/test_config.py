@@ -33,6 +33,7 @@ ROTATION = ["userkey", "userkey_hmac", "userkey_nonce"]
 PPA_DEVICES = 14
 SPARE = PPA_DEVICES - 1     # a device that no test changes (read-only checks and guards)
 FORMAT_SECONDS = 2.5        # how long the emulated PPA formats its storage after a new storage_disk0size
+FORMAT_START = 1.5          # and how long after the request the format starts
 CAPACITY = 120979451
 
 
@@ -41,7 +42,8 @@ CAPACITY = 120979451
 @pytest.fixture(scope="module")
 def ppa(tmp_path_factory):
     emu = Emulator(devices=PPA_DEVICES, passphrase=PW, rtc_set=True, auth_delay=0.0, control=True, reboot_seconds=1.0,
-                   tmp_path=tmp_path_factory.mktemp("config-ppa"), extra_args=["--format-seconds", str(FORMAT_SECONDS)])
+                   tmp_path=tmp_path_factory.mktemp("config-ppa"), extra_args=["--format-seconds", str(FORMAT_SECONDS),
+                                                                               "--format-start-seconds", str(FORMAT_START)])
     emu.start()
     emu.next_device = 0
     yield emu
@@ -307,7 +309,7 @@ def test_disk0_resize_waits_for_the_format_four_steps(ppa, dev, task):
     assert apply["reboot_required"] is False and apply["sent"] == ["storage_disk0size"]
     assert apply["storage"] == [{"sectors": 16777216, "access": "ro"}, {"sectors": CAPACITY - 16777216, "access": "-"}]
     assert apply["config"] == {"storage_disk0size": 16777216}
-    assert FORMAT_SECONDS - 1 <= apply["format_seconds"] <= FORMAT_SECONDS + 5
+    assert FORMAT_START + FORMAT_SECONDS - 1 <= apply["format_seconds"] <= FORMAT_START + FORMAT_SECONDS + 5
     log = ppa.log(dev)
     assert [e["status"] for e in log if e["status"] != 200] == []           # no 409: nothing written during the format
     calls = [(e["method"], e["path"]) for e in log]

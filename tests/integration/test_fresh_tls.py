@@ -275,3 +275,26 @@ def test_stored_bundle_that_does_not_verify_fails_as_changed(emulator, hem_playb
     assert "does not verify" in res["msg"] and "ca_path" in res["msg"]
     assert emu.state(0)["tls_bundle"] is True
     assert "Traceback" not in run.output
+
+
+def test_untrusted_https_device_is_never_sent_a_bundle_over_plain_http(emulator, hem_playbook, tmp_path):
+    # A real PPA has said https: false in its status over working HTTPS (community client OQ-21; emulator
+    # --status-https-false). Its certificate does not verify with ca_path: that is a TLS problem to report,
+    # not a device without a bundle, so the private key in tls_bundle never goes over plain HTTP.
+    emu = emulator(status_https_false=True, rtc_set=True)
+    ca = make_ca("Bundle CA")
+    bundle, _key = make_bundle(emu, ca)
+    runner = hem_playbook(emu)
+    task = {"encedo.hem.encedo_init": dict(CONN, ca_path=write_ca(ca, tmp_path / "ca.pem"), passphrase=PASS,
+                                           master_passphrase=MASTER, user="fresh", hostname="hem0.emulator.test", tls_bundle=bundle),
+            "name": "Personalise"}
+    for check in (True, False):
+        run = runner.run_playbook(play(task), check=check)
+        assert run.rc != 0
+        res = run.result("Personalise", host="hem0")
+        assert res.get("tls_bundle_stored") is not True and "verif" in res["msg"], res["msg"]
+        assert bundle["key"] not in run.output
+    assert [e for e in emu.log(0) if e["scheme"] == "http" and e["method"] != "GET"] == []
+    assert posts(emu) == []
+    state = emu.state(0)
+    assert state["personalised"] is False and state["tls_bundle"] is True

@@ -112,6 +112,20 @@ def test_csr_names_hostname_and_ip_and_storage_mode_by_name(emulator, hem_playbo
     assert (cfg["storage_mode"], cfg["storage_disk0size"], cfg["origin"]) == (0xA0, 2097152, "https://hem9.example.test")
 
 
+def test_waits_for_a_format_that_starts_late(emulator, hem_playbook):
+    # A new disk 0 size formats the storage after personalisation; the format may start a moment after the
+    # answer (emulator --format-start-seconds): the task waits for it to start and to end, so the next task
+    # meets no busy device.
+    emu = emulator(rtc_set=True, extra_args=["--format-start-seconds", "2", "--format-seconds", "1.5"])
+    run = hem_playbook(emu).run_playbook(module_play("encedo_init", init_args(master_passphrase="pw-master-x",
+                                                                              storage_disk0size=2 * 2097152)))
+    run.assert_ok()
+    result = run.result("Run encedo_init", host="hem0")
+    assert result["reformatted"] is True and 3 <= result["format_seconds"] <= 8, result
+    state = emu.state(0)
+    assert state["format"] == "done" and state["config"]["storage_disk0size"] == 2 * 2097152
+
+
 @pytest.mark.parametrize("over,fragment", [
     ({"storage_mode": 82}, "option storage_mode: 82 is not one of the storage modes the Encedo web manager sets"),
     ({"storage_mode": "shown"}, "option storage_mode: 'shown' is not one"),

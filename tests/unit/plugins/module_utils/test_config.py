@@ -395,6 +395,27 @@ def test_wait_for_format_waits_through_http_errors_and_short_silences():
     assert not err.value.gone and err.value.waited >= 60
 
 
+def test_wait_for_format_waits_for_a_format_to_start():
+    # A format the device was just asked for may not show yet: those polls do not count as "done".
+    clock = FakeClock()
+    read = _reader([{"format": "done"}, {}, {"format": "status0"}, {"format": "status60"}, {"format": "done"}], clock)
+    status, waited, polls = C.wait_for_format(read, 60, interval=1.0, clock=clock.clock, sleep=clock.sleep, start_within=30)
+    assert status["format"] == "done" and polls == 5 and waited == pytest.approx(4.5)
+
+
+def test_wait_for_format_gives_up_on_the_start_after_the_grace():
+    # a format that never shows (it ran between two polls, or the firmware did not format): done after the grace
+    clock = FakeClock()
+    read = _reader([{"uptime": 5}] * 100, clock)
+    status, waited, polls = C.wait_for_format(read, 60, interval=1.0, clock=clock.clock, sleep=clock.sleep, start_within=10)
+    assert status == {"uptime": 5} and 10 <= waited < 11.5
+    # never beyond the timeout, and then without an error: nothing ran that could be waited for
+    clock = FakeClock()
+    read = _reader([{"uptime": 5}] * 100, clock)
+    dummy, waited, dummy = C.wait_for_format(read, 5, interval=1.0, clock=clock.clock, sleep=clock.sleep, start_within=30)
+    assert 5 <= waited < 6
+
+
 def test_storage_split_unreadable():
     assert C.storage_split({}) is None
     assert C.storage_split({"storage": ["x:rw"]}) is None

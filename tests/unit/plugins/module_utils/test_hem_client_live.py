@@ -248,3 +248,42 @@ def test_a_refused_connection_has_sent_nothing(scheme):
         C.HemClient("%s://127.0.0.1:%d" % (scheme, port), token="aaa.bbb.ccc", allow_plain_http=True, timeout=2).post("/checkin", {"check": "x"})
     assert not isinstance(err.value, E.HemOutcomeUnknown)
     assert "cannot reach the device" in str(err.value) and "Connection refused" in str(err.value)
+
+
+def test_login_asks_for_an_explicit_expiry(emulator):
+    # No vendor client sends exp 0 (OA's 8-hour default is documented for 1.2.2 only): a device that
+    # does not read 0 as the default refuses such a proof. The collection asks for 8 hours explicitly.
+    emu = emulator(passphrase=PASSPHRASE, rtc_set=True, no_exp_default=True)
+    client = client_for(emu)
+    token = client.login()
+    claims = L.jwt_claims(token)
+    # the token's iat is the device's time at the POST, a moment after the challenge the expiry counts from
+    assert L.TOKEN_LIFETIME == 8 * 3600
+    assert L.TOKEN_LIFETIME - 5 <= claims["exp"] - claims["iat"] <= L.TOKEN_LIFETIME
+    assert client.token_expires == claims["exp"]
+    short = L.jwt_claims(client.login(scope="logger:get", lifetime=600))
+    assert 600 - 5 <= short["exp"] - short["iat"] <= 600
+    assert entries(emu, "/api/auth/token") == [("GET", 200), ("POST", 200)] * 2
+
+
+def test_emulator_without_the_exp_default_refuses_exp_zero(emulator):
+    # The emulator option is a real refusal, not a no-op: a proof with exp 0 answers 401 there.
+    emu = emulator(passphrase=PASSPHRASE, rtc_set=True, no_exp_default=True)
+    client = client_for(emu)
+    challenge = client.get(C.TOKEN_PATH, auth=False)
+    private_bytes, public_b64 = L.derive_keypair(PASSPHRASE, challenge["eid"])
+    proof = L.build_auth_jwt(challenge, private_bytes, public_b64, "system:config", challenge["exp"] - 60, 0)
+    with pytest.raises(E.HemError) as failure:
+        client.post(C.TOKEN_PATH, {"auth": proof}, auth=False)
+    assert failure.value.status == 401
+
+
+def test_serves_tls_tells_an_https_server_from_none(emulator, tmp_path):
+    # a handshake alone, without verification: an untrusted certificate still means an HTTPS server runs
+    other_ca = tmp_path / "other-ca.pem"
+    other_ca.write_text(Path(emulator(passphrase=PASSPHRASE).ca_file).read_text())   # another emulator's CA
+    served = emulator(passphrase=PASSPHRASE)
+    assert C.HemClient(served.url(0), ca_path=str(other_ca), timeout=5).serves_tls() is True
+    fresh = emulator(no_tls_bundle=True)
+    assert C.HemClient(fresh.url(0), ca_path=fresh.ca_file, timeout=5).serves_tls() is False
+    assert C.HemClient(fresh.http_url(0), allow_plain_http=True, timeout=5).serves_tls() is False
