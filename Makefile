@@ -162,7 +162,7 @@ docs-lint: venv link
 FLOOR_VENV := .venv-floor
 FLOOR_PINS = $(shell sed -nE 's/^([A-Za-z0-9_.-]+)>=([0-9][0-9.]*).*/\1==\2/p' meta/ee-requirements.txt)
 FLOOR_TESTS := tests/unit/plugins/module_utils/test_attestation.py tests/unit/plugins/module_utils/test_x509.py \
-  tests/unit/plugins/module_utils/test_fresh.py tests/unit/plugins/module_utils/test_hem_client_transport.py \
+  tests/unit/plugins/module_utils/test_tls_bundle.py tests/unit/plugins/module_utils/test_hem_client_transport.py \
   tests/unit/plugins/module_utils/test_hem_client_live.py
 
 $(FLOOR_VENV)/.installed: meta/ee-requirements.txt tests/matrix-requirements.txt | $(STAMP)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 
 class ModuleDocFragment(object):
-    # The options of plugins/module_utils/_fresh.py:fresh_argument_spec() (a device without a TLS
+    # The options of plugins/module_utils/_tls_bundle.py:fresh_argument_spec() (a device without a TLS
     # bundle): HTTP_URL for every module that detects one (encedo_info, encedo_init,
     # encedo_factory_reset), DOCUMENTATION (tls_bundle) for those that can store one (encedo_info,
     # encedo_init). Plain string literals: ansible-test's yamllint reads them without running Python.

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import time
 
-from ansible_collections.encedo.hem.plugins.module_utils import _attestation, _fresh, _status as _status_facts
+from ansible_collections.encedo.hem.plugins.module_utils import _attestation, _tls_bundle, _status as _status_facts
 from ansible_collections.encedo.hem.plugins.module_utils._config import ConfigResource
 from ansible_collections.encedo.hem.plugins.module_utils._engine import converge
 from ansible_collections.encedo.hem.plugins.module_utils._errors import HemError
@@ -70,7 +70,7 @@ def _pending(record, status):
 
 def _status(module, result, bundle):
     """Step 1 (encedo_info's status read, and its TLS bundle for a device without one). -> (FreshTls, status)."""
-    found = _fresh.prepare(module, bundle)
+    found = _tls_bundle.prepare(module, bundle)
     if found.missing:
         raise HemError(found.message, result=dict(changed=False, ready=False, **found.result()))
     over_https = found.https is not False and not (found.stored and module.check_mode)
@@ -162,7 +162,7 @@ def bring(module, client):
     """encedo_device: the whole device to its declared state; -> the result."""
     steps = check(module)
     try:
-        bundle = _fresh.check_inputs(module.params)[0]
+        bundle = _tls_bundle.check_inputs(module.params)[0]
     except ValueError as exc:
         raise HemError(str(exc))
     result = dict(changed=False, ready=False, reboot_required=False, reboot_reasons=[])

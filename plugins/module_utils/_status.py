@@ -10,14 +10,14 @@ returns them (``gather``), in pieces that any module reading a device's state us
 
 Plain functions of ``(module, client)`` or ``(params, ...)`` that return result fields or raise HemError.
 The options they read are encedo_info's: gather_subset, return_token, issuer_ca, issuer_ca_path and the
-options of ``_fresh.fresh_argument_spec()``.
+options of ``_tls_bundle.fresh_argument_spec()``.
 """
 
 from __future__ import annotations
 
 from ansible.module_utils.basic import missing_required_lib
 
-from ansible_collections.encedo.hem.plugins.module_utils import _fresh
+from ansible_collections.encedo.hem.plugins.module_utils import _tls_bundle
 from ansible_collections.encedo.hem.plugins.module_utils._errors import HemError
 from ansible_collections.encedo.hem.plugins.module_utils._fields import device_model
 
@@ -54,7 +54,7 @@ def check_options(params):
     """encedo_info's option checks before any request -> (subsets, TLS bundle or None); raises HemError."""
     subsets = chosen_subsets(params['gather_subset'])
     try:
-        bundle = _fresh.check_inputs(params)[0]
+        bundle = _tls_bundle.check_inputs(params)[0]
     except ValueError as exc:
         raise HemError(str(exc))
     if params['return_token'] and not params['passphrase']:
@@ -144,7 +144,7 @@ def gather(module, client):
     subsets, bundle = check_options(p)
     reads_certificate = 'certificate' in subsets and p['url'].lower().startswith('https:')
     x509, issuers = certificate_reader(p, reads_certificate)
-    fresh = _fresh.prepare(module, bundle)
+    fresh = _tls_bundle.prepare(module, bundle)
     over_https = fresh.https is not False and not (fresh.stored and module.check_mode)
     status, version = read_status_version(module, client, fresh, over_https, 'version' in subsets)
     result = dict(changed=fresh.stored, **status_facts(status, version))

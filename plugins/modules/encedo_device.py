@@ -225,12 +225,12 @@ tls_bundle_stored:
   type: bool
 '''
 
-from ansible_collections.encedo.hem.plugins.module_utils import _device, _fresh
+from ansible_collections.encedo.hem.plugins.module_utils import _device, _tls_bundle
 from ansible_collections.encedo.hem.plugins.module_utils._module import HemModule
 
 
 def main():
-    spec = _fresh.fresh_argument_spec()
+    spec = _tls_bundle.fresh_argument_spec()
     spec.update(
         config=dict(type='dict', default={}),
         attestation=dict(type='dict', options=dict(

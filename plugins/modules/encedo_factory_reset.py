@@ -134,7 +134,7 @@ token:
 import re
 import time
 
-from ansible_collections.encedo.hem.plugins.module_utils import _fresh
+from ansible_collections.encedo.hem.plugins.module_utils import _tls_bundle
 from ansible_collections.encedo.hem.plugins.module_utils._errors import HemError, HemOutcomeUnknown
 from ansible_collections.encedo.hem.plugins.module_utils._module import POLL, HemModule
 
@@ -161,7 +161,7 @@ def _factory_state_seen(module, since):
         except HemError as exc:
             status = None
             if try_plain and exc.status is None:
-                plain = _fresh.plain_status(module)
+                plain = _tls_bundle.plain_status(module)
                 if plain is not None and plain.get('https') is False:
                     status, https = plain, False
         if status is not None and status.get('inited') is False:
@@ -176,7 +176,7 @@ def _factory_state_seen(module, since):
 def _no_bundle(result, what):
     """The device came back (or is) without a TLS bundle: report it, with what it needs."""
     result.update(https=False, tls_bundle_needed=True)
-    result['msg'] += '; %s has no TLS bundle, so its HTTPS server is off. %s' % (what, _fresh.NEEDED)
+    result['msg'] += '; %s has no TLS bundle, so its HTTPS server is off. %s' % (what, _tls_bundle.NEEDED)
 
 
 def check_options(params):
@@ -191,14 +191,14 @@ def check_options(params):
         raise HemError("option 'wait_timeout' is %d; allowed: 1 second or more. Nothing was sent." % params['wait_timeout'],
                        result=NOTHING_SENT)
     try:
-        _fresh.check_inputs(params)
+        _tls_bundle.check_inputs(params)
     except ValueError as exc:
         raise HemError(str(exc) + '. Nothing was sent.', result=NOTHING_SENT)
 
 
 def run(module, client):
     result = dict(changed=False, sent=[], rebooted=False, reboot_required=False)
-    fresh = _fresh.prepare(module)
+    fresh = _tls_bundle.prepare(module)
     if fresh.https is False and fresh.status.get('inited') is not False:
         raise HemError(fresh.message, result=dict(result, https=False, tls_bundle_needed=True))
     status = fresh.status if fresh.status is not None else client.status()
@@ -269,7 +269,7 @@ def main():
         wait=dict(type='bool', default=True),
         wait_timeout=dict(type='int', default=120),
     )
-    spec.update(_fresh.fresh_argument_spec(bundle=False))
+    spec.update(_tls_bundle.fresh_argument_spec(bundle=False))
     module = HemModule(argument_spec=spec, supports_check_mode=True)
     module.run(run, check=check_options)
 

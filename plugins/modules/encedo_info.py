@@ -285,12 +285,12 @@ token:
   sample: eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzY29wZSI6InN5c3RlbTpjb25maWcifQ.c2lnbmF0dXJl
 '''
 
-from ansible_collections.encedo.hem.plugins.module_utils import _fresh, _status
+from ansible_collections.encedo.hem.plugins.module_utils import _tls_bundle, _status
 from ansible_collections.encedo.hem.plugins.module_utils._module import HemModule
 
 
 def main():
-    spec = _fresh.fresh_argument_spec()
+    spec = _tls_bundle.fresh_argument_spec()
     spec.update(
         gather_subset=dict(type='list', elements='str', default=['all']),
         return_token=dict(type='bool', default=False),

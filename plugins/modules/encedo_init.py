@@ -300,7 +300,7 @@ tls_bundle_stored:
   type: bool
 '''
 
-from ansible_collections.encedo.hem.plugins.module_utils import _fields, _fresh
+from ansible_collections.encedo.hem.plugins.module_utils import _fields, _tls_bundle
 from ansible_collections.encedo.hem.plugins.module_utils._engine import converge
 from ansible_collections.encedo.hem.plugins.module_utils._init import PersonalisationResource, validate
 from ansible_collections.encedo.hem.plugins.module_utils._module import HemModule
@@ -317,10 +317,10 @@ def main():
         format_timeout=dict(type='int', default=300),
     )
     argument_spec.update(_fields.argument_spec('init'))   # the table's fields; their rules are _fields.check's
-    argument_spec.update(_fresh.fresh_argument_spec())
+    argument_spec.update(_tls_bundle.fresh_argument_spec())
     module = HemModule(argument_spec=argument_spec, supports_check_mode=True,
                        mutually_exclusive=[('master_passphrase', 'master_recovery_phrase')])
-    module.run(_fresh.run_with_tls_bundle(run), check=validate)
+    module.run(_tls_bundle.run_with_tls_bundle(run), check=validate)
 
 
 if __name__ == '__main__':

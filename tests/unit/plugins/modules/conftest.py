@@ -30,7 +30,7 @@ import pytest
 
 from tests.unit.plugins.modules import replay as R
 
-from ansible_collections.encedo.hem.plugins.module_utils import _attestation, _client, _config, _fresh, _lifecycle, _transport, _x509
+from ansible_collections.encedo.hem.plugins.module_utils import _attestation, _client, _config, _lifecycle, _tls_bundle, _transport, _x509
 
 
 class Replay(object):
@@ -56,7 +56,7 @@ class Replay(object):
             return player.send(transport, *request, **kwargs)
 
         mp.setattr(_transport.Transport, "send", send)
-        for obj, attr, value in R.virtual_clock_patches(clock, (module, _attestation, _client, _fresh),
+        for obj, attr, value in R.virtual_clock_patches(clock, (module, _attestation, _client, _tls_bundle),
                                                         (_lifecycle.uptime_baseline, _lifecycle.wait_for_reboot,
                                                          _config.wait_for_format)):
             mp.setattr(obj, attr, value)

@@ -1,5 +1,5 @@
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Unit tests of _fresh (a device without a TLS bundle): spec <-> doc fragment, http_url, input checks."""
+"""Unit tests of _tls_bundle (a device without a TLS bundle): spec <-> doc fragment, http_url, input checks."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ import pytest
 import yaml
 
 try:
-    from ansible_collections.encedo.hem.plugins.module_utils import _fresh as F
+    from ansible_collections.encedo.hem.plugins.module_utils import _tls_bundle as F
 except ImportError:  # run without the collection link on sys.path
     sys.path.insert(0, str(Path(__file__).resolve().parents[4] / "build" / "collections"))
-    from ansible_collections.encedo.hem.plugins.module_utils import _fresh as F
+    from ansible_collections.encedo.hem.plugins.module_utils import _tls_bundle as F
 from ansible_collections.encedo.hem.plugins.doc_fragments.fresh_tls import ModuleDocFragment
 
 
