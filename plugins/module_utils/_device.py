@@ -152,7 +152,7 @@ def _steps(module, client, steps, found, status, result):
         result['certificate'] = converge(view, client, resource, want)
     if 'keys' in steps:
         from ansible_collections.encedo.hem.plugins.module_utils import _keys
-        result['keys'] = _keys.ensure_keys(module, client, module.params['keys'], wants=steps['keys'])
+        result['key_results'] = _keys.ensure_keys(module, client, module.params['keys'], wants=steps['keys'])
 
 
 REASONS = (('configuration', 'configuration'), ('certificate', 'TLS certificate'))
@@ -172,7 +172,7 @@ def bring(module, client):
         return result
     _steps(module, client, steps, found, status, result)
     diffs = []
-    for key in result.get('keys', []):
+    for key in result.get('key_results', []):
         result['changed'] = result['changed'] or bool(key.get('changed'))
         if key.get('diff'):
             diffs.append(dict(key.pop('diff'), before_header='key %s' % key.get('kid'), after_header='key %s' % key.get('kid')))

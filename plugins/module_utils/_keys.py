@@ -540,4 +540,4 @@ def key_info(module, client):
                 key['public_key'], key['public_key_format'] = public_key(scopes, key)
     finally:
         scopes.close()
-    return dict(changed=False, keys=keys, total=total, matched=len(keys))
+    return dict(changed=False, key_list=keys, total=total, matched=len(keys))

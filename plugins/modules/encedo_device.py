@@ -196,7 +196,7 @@ reboot_reasons:
   type: list
   elements: str
   sample: []
-keys:
+key_results:
   description: Each declared key's result, as M(encedo.hem.encedo_key) returns it (C(changed), C(kid), C(type), C(public_key)...).
   returned: when O(keys) is given and the device is ready
   type: list

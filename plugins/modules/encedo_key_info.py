@@ -13,7 +13,7 @@ description:
   - Returns every key of the device's key repository, read page after page (15 keys a page) until the offset reaches the
     total the device reports, filtered by O(label), O(type) or O(descr).
   - The device's own TLS key and certificate and the keys of paired phones and apps are listed too, marked by
-    RV(keys[].owner), so a play can tell them from the keys M(encedo.hem.encedo_key) manages.
+    RV(key_list[].owner), so a play can tell them from the keys M(encedo.hem.encedo_key) manages.
   - With O(public_keys=true), the public part of every key listed is read too (one request per key).
   - The key repository answers over HTTPS only, so a O(url) with V(http://) is refused before anything is sent.
   - 'Logins: one with the scope C(keymgmt:list); with O(public_keys=true) one more with C(keymgmt:get). A O(token) with
@@ -49,7 +49,7 @@ options:
     description: Only the keys whose description (as text) contains this.
     type: str
   public_keys:
-    description: Also return each key's public key (RV(keys[].public_key)); one more login and one request per key.
+    description: Also return each key's public key (RV(key_list[].public_key)); one more login and one request per key.
     type: bool
     default: false
 seealso:
@@ -73,7 +73,7 @@ EXAMPLES = r'''
 '''
 
 RETURN = r'''
-keys:
+key_list:
   description: The keys that match the filters, in the device's order.
   returned: success
   type: list
@@ -124,7 +124,7 @@ total:
   type: int
   sample: 42
 matched:
-  description: How many keys match the filters (the length of RV(keys)).
+  description: How many keys match the filters (the length of RV(key_list)).
   returned: success
   type: int
   sample: 1

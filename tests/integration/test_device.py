@@ -104,11 +104,11 @@ def test_keys_in_the_one_module_run_then_nothing_but_reads(emulator, hem_playboo
     emu = emulator(devices=1, passphrase=PW, rtc_set=True, auth_delay=0.0)
     keys = [{"label": "release-signing", "type": "ED25519", "descr": "signs releases"}]
     first, requests, log = run(hem_playbook, emu, 0, {"keys": keys})
-    assert first.result["changed"] and [k["changed"] for k in first.result["keys"]] == [True]
-    kid = first.result["keys"][0]["kid"]
-    assert first.result["keys"][0]["public_key"].startswith("-----BEGIN PUBLIC KEY-----")
+    assert first.result["changed"] and [k["changed"] for k in first.result["key_results"]] == [True]
+    kid = first.result["key_results"][0]["kid"]
+    assert first.result["key_results"][0]["public_key"].startswith("-----BEGIN PUBLIC KEY-----")
     assert [e["path"] for e in log if e["method"] == "POST" and e["path"] != "/api/auth/token"] == ["/api/keymgmt/create"]
     again, requests, log = run(hem_playbook, emu, 0, {"keys": keys})
-    assert not again.result["changed"] and again.result["keys"][0]["kid"] == kid
+    assert not again.result["changed"] and again.result["key_results"][0]["kid"] == kid
     assert [e["path"] for e in log if e["method"] == "POST"] == ["/api/auth/token"] * 2, requests
     assert {e["scope"] for e in log if e["path"].startswith("/api/keymgmt/")} == {"keymgmt:list", "keymgmt:get"}

@@ -190,8 +190,8 @@ def test_forty_keys_are_all_listed_and_found(ppa, dev, task):
     ppa.clear_log(dev)
     info = task(INFO, {})
     assert info["total"] == 42 and info["matched"] == 42, info
-    assert [k["kid"] for k in info["keys"] if k["owner"] == "user"] == kids
-    assert [k["owner"] for k in info["keys"][:2]] == ["device", "device"]
+    assert [k["kid"] for k in info["key_list"] if k["owner"] == "user"] == kids
+    assert [k["owner"] for k in info["key_list"][:2]] == ["device", "device"]
     assert [e["path"] for e in ppa.log(dev) if e["path"].startswith("/api/keymgmt/")] == [
         "/api/keymgmt/list/0/15", "/api/keymgmt/list/15/15", "/api/keymgmt/list/30/15"]
     assert logins(ppa, dev) == 1
@@ -202,7 +202,7 @@ def test_forty_keys_are_all_listed_and_found(ppa, dev, task):
     assert writes(ppa, dev) == [] and logins(ppa, dev) == 1     # a secret key has no public part: no get
 
     filtered = task(INFO, {"label": "bulk7", "public_keys": True})
-    assert [k["kid"] for k in filtered["keys"]] == [kids[7]] and filtered["keys"][0]["public_key"] is None
+    assert [k["kid"] for k in filtered["key_list"]] == [kids[7]] and filtered["key_list"][0]["public_key"] is None
 
 
 # ------------------------------------------------------------------ import
@@ -229,7 +229,7 @@ def test_import_twice_imports_once(ppa, dev, task):
 
 def test_the_device_tls_key_and_certificate_are_never_touched(ppa, dev, task):
     before = task(INFO, {"public_keys": True})
-    tls = [k for k in before["keys"] if k["owner"] == "device"]
+    tls = [k for k in before["key_list"] if k["owner"] == "device"]
     assert [k["label"] for k in tls] == ["TLS key", "TLS certificate"], before
     ppa.clear_log(dev)
     for args in ({"kid": tls[0]["kid"], "state": "absent"}, {"kid": tls[1]["kid"], "label": "mine"},
@@ -239,7 +239,7 @@ def test_the_device_tls_key_and_certificate_are_never_touched(ppa, dev, task):
         assert "never changes or deletes it" in result["msg"]
     assert writes(ppa, dev) == []
     after = task(INFO, {})
-    assert [(k["kid"], k["label"], k["updated"]) for k in after["keys"] if k["owner"] == "device"] == \
+    assert [(k["kid"], k["label"], k["updated"]) for k in after["key_list"] if k["owner"] == "device"] == \
         [(k["kid"], k["label"], k["updated"]) for k in tls]
 
 
@@ -277,7 +277,7 @@ def test_absent_deletes_the_one_key_matched_and_names_it(ppa, dev, task):
     again = task(KEY, {"label": "old", "type": "CURVE25519", "state": "absent"})
     assert again["changed"] is False and again["deleted"] is None and writes(ppa, dev) == []
     left = task(INFO, {"type": "CURVE25519"})
-    assert [k["kid"] for k in left["keys"]] == [keep["kid"]]
+    assert [k["kid"] for k in left["key_list"]] == [keep["kid"]]
 
 
 def test_plain_http_is_refused_before_anything_is_sent(ppa, dev, task):
@@ -314,7 +314,7 @@ def test_a_factory_reset_empties_the_repository(ppa, dev, hem_playbook):
     run = hem_playbook(ppa, devices=[dev]).run_playbook(play)
     run.assert_ok()
     info = run.result("info")
-    assert info["total"] == 2 and [k["owner"] for k in info["keys"]] == ["device", "device"], info
+    assert info["total"] == 2 and [k["owner"] for k in info["key_list"]] == ["device", "device"], info
     assert run.result("again")["changed"] is True and run.result("again")["kid"] != run.result("key")["kid"]
 
 
@@ -383,7 +383,7 @@ def test_a_lost_answer_is_reported_and_the_next_run_finds_the_key(ppa, dev, task
     assert lost.get("failed") and "outcome unknown: the create of key lost was sent" in lost["msg"], lost
     assert lost["changed"] is True and "Run the task again" in lost["msg"]
     info = task(INFO, {"label": "lost"})
-    assert info["matched"] == 1 and info["keys"][0]["kid"] in lost["msg"]
+    assert info["matched"] == 1 and info["key_list"][0]["kid"] in lost["msg"]
     ppa.clear_log(dev)
     again = task(KEY, {"label": "lost", "type": "ED448"})
-    assert again["changed"] is False and again["kid"] == info["keys"][0]["kid"] and writes(ppa, dev) == []
+    assert again["changed"] is False and again["kid"] == info["key_list"][0]["kid"] and writes(ppa, dev) == []

@@ -396,7 +396,7 @@ def test_keys_are_ensured_in_the_one_module_run(emulator, hem_playbook, tmp_path
     runner = hem_playbook(emu, host_vars=role_vars(emu, tmp_path, tls=False, attestation=False, encedo_hem_keys=keys))
     first = runner.run_playbook(SITE).assert_ok()
     device = first.results(task="Bring the device to its declared state (status, attestation, configuration, certificate due)")
-    [created] = device[0].result["keys"]
+    [created] = device[0].result["key_results"]
     assert created["changed"] and created["type"] == "SECP256R1" and created["public_key"].startswith("-----BEGIN PUBLIC KEY")
     emu.clear_log(0)
     second = runner.run_playbook(SITE).assert_ok()
