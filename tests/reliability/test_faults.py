@@ -162,10 +162,11 @@ ROWS = [
     Row("role", "fresh",
         tasks=[{"name": "role under test", "ansible.builtin.include_role": {"name": "encedo.hem.device"}}],
         read=("GET", CONFIG), write=("POST", CONFIG), declared=frozenset({"init", "checked", "user", "http_option_hsts"}),
-        marker=("GET", CONFIG), auth_request=("GET", ATTESTATION), idempotent=True, logins=1, logins_after_reboot=1,
+        marker=("GET", CONFIG), auth_request=("GET", CONFIG), idempotent=True, logins=1, logins_after_reboot=1,
         expect=dict(_common(("GET", CONFIG), False),
-                    # The role logs in once; the token dies right after (expiry, or a reboot between
-                    # tasks) and the attestation is the first task to meet it. That task logs in again,
+                    # The role logs in once (encedo_device); the token dies right after (expiry, or a reboot) and the
+                    # configuration read (for the attestation's genuine_id and the configuration step) is the first to
+                    # meet it. That task logs in again,
                     # once, with the passphrase it gets too; the configuration after it uses the new
                     # token (no third login). After a reboot with trusted_ts on, the clock is unset: no
                     # login is possible, the task fails saying to check in (run 2 does and converges).
