@@ -176,7 +176,7 @@ ROWS = [
                     # in and converges). The token renewal itself is judged as for the other scenarios.
                     reboot_mid=Expect(False, ("a token time before 2000 comes from an unset device clock", "run a check-in")),
                     reboot_mid_clock=Expect(False, (CHECKIN_HINT, "logging in again because GET %s refused the bearer token"
-                                                    % re.escape(ATTESTATION))),
+                                                    % re.escape(CONFIG))),
                     write_drop_applied=Expect(False, ("outcome unknown", "as requested now: http_option_hsts, user")),
                     write_drop_lost=Expect(False, ("outcome unknown", "none of the changed fields applied"))),
         hostvars={

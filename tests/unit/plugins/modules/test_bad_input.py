@@ -1,21 +1,25 @@
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Bad input: every module option gets invalid values; each must fail with a message that
-names the option, and ZERO requests may reach the device.
+names the option, and ZERO requests may leave the module.
 
 The table (CASES) holds one line per case: module, case id, the task's arguments (on top
 of a valid baseline for that module), and the words the failure message must contain.
-Every case is one inventory host with its own emulated device, so the request log of
-that device belongs to that case alone. All cases run in ONE ansible-playbook run: each
-host applies its module with its arguments inside block/rescue; the rescue asserts that
-it was the module task that failed (not the "accepted" sentinel after it) and that the
-message holds the words. The parametrized test then checks the same from the recorded
-results and requires an empty request log.
+Each case runs the module's ``main()`` in-process (tests/unit/plugins/modules/replay.py
+``run_main``), through HemModule.run and the engine as in a task, with the one seam where a
+HemClient touches the network (``Transport.send``) and every socket connect replaced by
+recorders: a case passes only when the module failed with the words and nothing was sent
+or connected. (Until issue 24 this was one ansible-playbook run of ~250 hosts against
+emulated devices; the module code under test is the same, the playbook machinery is not
+what these cases are about.)
 """
 
 from __future__ import annotations
 
 import base64
 import datetime
+import importlib
+import os
+import socket
 
 import pytest
 from cryptography import x509
@@ -23,7 +27,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from tests.reliability.support import FleetRunner, env_without_ca_overrides, issue, make_ca, pem, start_emu
+from tests.reliability.support import REPO_MODULES, issue, make_ca, pem
+from tests.unit.plugins.modules import replay as R
+
+from ansible_collections.encedo.hem.plugins.module_utils import _transport
 
 PW = "bad-input-pass-1"
 MISSING = "/nonexistent/encedo-reliability/ca.pem"
@@ -210,11 +217,6 @@ MODULE_CASES = [
     ("encedo_reboot", "backend_ca_path_missing", {"backend_ca_path": MISSING}, ["backend_ca_path"]),
 ]
 
-# Cases that fail today because a module checks the option only after talking to the device.
-# strict: when the module is fixed the case passes, and this entry must go.
-KNOWN_GAPS = {}
-
-
 def _cases():
     out = []
     for module in BASE:
@@ -227,72 +229,70 @@ def _cases():
 CASES = _cases()
 
 
-def host(module, cid):
-    return "%s--%s" % (module, cid)
+@pytest.fixture(scope="module")
+def values(tmp_path_factory):
+    """What the table's placeholders stand for: a device address nobody listens on (no case may reach it), a
+    real CA file, a directory for the audit log."""
+    base = tmp_path_factory.mktemp("bad-input")
+    ca_path = base / "ca.pem"
+    ca_path.write_text(M["ca"])
+    return {"{{ hem_url }}": "https://127.0.0.1:9", "{{ hem_http_url }}": "http://127.0.0.1:9", "{{ hem_ca_path }}": str(ca_path),
+            "{{ hem_passphrase }}": PW, "{{ hem_devid }}": "0123456789abcdef", "{{ playbook_dir }}": str(base),
+            "{{ inventory_hostname }}": "hem0"}
 
 
-def task_args(module, args):
+def fill(value, values):
+    if isinstance(value, dict):
+        return {k: fill(v, values) for k, v in value.items()}
+    if isinstance(value, list):
+        return [fill(v, values) for v in value]
+    if isinstance(value, str):
+        for key, real in values.items():
+            value = value.replace(key, real)
+    return value
+
+
+def task_args(module, args, values):
     merged = dict(BASE[module])
     merged.update(args)
-    return {k: v for k, v in merged.items() if v is not None}
+    return fill({k: v for k, v in merged.items() if v is not None}, values)
 
 
-@pytest.fixture(scope="module")
-def bad_run(tmp_path_factory):
-    emu = start_emu(tmp_path_factory, "bad-input", devices=len(CASES), passphrase=PW, rtc_set=True)
-    try:
-        hosts = {}
-        for i, (module, cid, args, words) in enumerate(CASES):
-            hosts[host(module, cid)] = (emu, i, {"case_module": module, "case_args": task_args(module, args), "case_words": words})
-        runner = FleetRunner(tmp_path_factory.mktemp("bad-input-runner"), hosts)
-        # one task file per module, included by name: each host runs only its own case (no skipped tasks)
-        for module in BASE:
-            runner.write_playbook([{
-                "name": "bad input of %s" % module,
-                "block": [
-                    {"name": "bad input", "encedo.hem.%s" % module: "{{ case_args }}"},
-                    {"name": "bad input accepted", "ansible.builtin.fail": {"msg": "{{ inventory_hostname }}: the module accepted bad input"}},
-                ],
-                "rescue": [
-                    {"name": "bad input refused clearly", "ansible.builtin.assert": {
-                        "that": ["ansible_failed_task.name == 'bad input'",
-                                 "case_words | reject('in', ansible_failed_result.msg) | list == []"],
-                        "fail_msg": "{{ inventory_hostname }}: {{ ansible_failed_result.msg }}",
-                        "quiet": True}},
-                ],
-            }], name="case-%s.yml" % module)
-        play = [{"name": "Reliability: bad input", "hosts": "hem", "gather_facts": False, "strategy": "free",
-                 "tasks": [{"name": "case", "ansible.builtin.include_tasks": "case-{{ case_module }}.yml"}]}]
-        run = runner.run_playbook(play, env=dict(env_without_ca_overrides(), ANSIBLE_FORKS="12"), timeout=900)
-        logs = {host(m, c): emu.log(i) for i, (m, c, _a, _w) in enumerate(CASES)}
-        yield run, logs
-    finally:
-        emu.stop()
+@pytest.fixture
+def network(monkeypatch):
+    """Records every request and connection attempt (and refuses it): the list must stay empty."""
+    attempts = []
+
+    def send(transport, method, path, *_args, **_kwargs):
+        attempts.append("%s %s%s" % (method, transport.url, path))
+        raise AssertionError("a request was sent: %s %s%s" % (method, transport.url, path))
+
+    def connect(_sock, address, *_args):
+        attempts.append("connect %r" % (address,))
+        raise OSError("no connection in this test (%r)" % (address,))
+
+    monkeypatch.setattr(_transport.Transport, "send", send)
+    monkeypatch.setattr(socket.socket, "connect", connect)
+    monkeypatch.setattr(socket.socket, "connect_ex", connect)
+    for name in [n for n in os.environ if n.startswith("ENCEDO_HEM_")] + ["REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "SSL_CERT_FILE", "SSL_CERT_DIR"]:
+        monkeypatch.delenv(name, raising=False)
+    return attempts
 
 
-@pytest.mark.parametrize("module,cid,args,words", [
-    pytest.param(*case, marks=pytest.mark.xfail(strict=True, reason=KNOWN_GAPS[case[:2]])) if case[:2] in KNOWN_GAPS else case
-    for case in CASES], ids=["%s-%s" % case[:2] for case in CASES])
-def test_bad_input_is_refused_before_any_request(bad_run, module, cid, args, words):
-    run, logs = bad_run
-    name = host(module, cid)
-    ran = [t for t in run.results(host=name) if t.status != "skipped"]
-    bad = [t for t in ran if t.task == "bad input"]
-    assert len(bad) == 1, "the case did not run\n%s" % run.tail()
-    assert bad[0].failed, "%s: the module accepted the bad input: %s" % (name, bad[0].result)
-    msg = bad[0].msg
+@pytest.mark.parametrize("module,cid,args,words", CASES, ids=["%s-%s" % case[:2] for case in CASES])
+def test_bad_input_is_refused_before_any_request(values, network, module, cid, args, words):
+    code = importlib.import_module("ansible_collections.encedo.hem.plugins.modules." + module)
+    result, failed = R.run_main(code, task_args(module, args, values))
+    msg = result.get("msg", "")
+    assert failed, "%s-%s: the module accepted the bad input: %s" % (module, cid, result)
     for word in words:
-        assert word in msg, "%s: the message does not say %r: %s" % (name, word, msg)
-    assert "Traceback" not in msg and "MODULE FAILURE" not in msg, msg
-    assert [t for t in ran if t.task == "bad input accepted"] == []
-    assert [t.status for t in ran if t.task == "bad input refused clearly"] == ["ok"], [t.result for t in ran]
-    assert logs[name] == [], "%s: requests reached the device: %s" % (name, [(e["method"], e["path"]) for e in logs[name]])
+        assert word in msg, "%s-%s: the message does not say %r: %s" % (module, cid, word, msg)
+    assert "Traceback" not in msg and "exception" not in result, result
+    assert network == [], "%s-%s: requests or connections were attempted: %s" % (module, cid, network)
 
 
 def test_every_module_has_bad_input_cases():
     """A new module must come with its own rows (connection options alone are not enough)."""
-    import os
-    from tests.reliability.support import REPO_MODULES
     modules = sorted(f[:-3] for f in os.listdir(REPO_MODULES) if f.startswith("encedo_") and f.endswith(".py"))
     assert sorted(BASE) == modules
     with_own = {m for m, _c, _a, _w in MODULE_CASES}
