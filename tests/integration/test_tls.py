@@ -191,6 +191,20 @@ def test_tls_playbook_refuses_missing_variables(emu, user_ca, tmp_path):
     assert emu.log(i) == []
 
 
+def test_tls_playbook_stops_on_a_device_that_is_not_set_up(emulator, user_ca, tmp_path):
+    """The role's entry point renew renews, it does not set up: a factory-fresh device (clock unset) fails the host
+    with what to do, after nothing but the status read."""
+    emu = emulator()
+    emu.clear_log(0)
+    run = playbook_runner(emu, 0, tmp_path / "runner", user_ca).run_playbook(PLAYBOOK)
+    assert run.rc != 0
+    failed = run.failed()
+    assert [f.task for f in failed] == ["Stop on a device that is not set up"], run.tail()
+    assert "is not set up (personalised: False, clock set: False)" in failed[0].msg
+    assert "Apply the role as usual (encedo.hem.site)" in failed[0].msg
+    assert only_status_reads(emu.log(0)) and not emu.state(0)["personalised"]
+
+
 # ------------------------------------------------------------------ key import
 
 def test_tls_key_import(emu, user_ca, tmp_path):
