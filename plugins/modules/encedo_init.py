@@ -179,6 +179,9 @@ options:
     description:
       - Whether the device also generates a TLS certificate signing request, returned in RV(csr). The request names
         O(hostname) and, on a PPA, the address of O(ip).
+      - The device makes a new TLS key for it (the OpenAPI file - "generate a TLS key + CSR") and keeps serving its
+        current certificate until a certificate for the new key is uploaded (M(encedo.hem.encedo_tls)) and the device
+        reboots.
     type: bool
     default: false
   format_timeout:

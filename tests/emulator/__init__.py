@@ -141,9 +141,14 @@ Configuration (`/api/system/config`)
   implemented). The disk 0 flag follows the storage_mode in effect at boot (index.html:
   "Show regular disk on start", "Regular disk on start: Read-only/Writable";
   build.js layeredStorageEncrSet): 0x53/0xA3 "rw", 0x51/0xA1 "ro", 0x50/0xA0 "-", other
-  values "rw" (sources silent). So a storage_mode change formats nothing and shows after
-  the next reboot; whether the firmware re-encrypts disk 1 when its mode (CTR/XTS) changes
-  is undocumented (the manager warns that such a change formats the storage).
+  values "rw" (sources silent); a new flag shows after the next reboot. A storage_mode
+  change between CTR and XTS (disk 1 encryption: 0x50/0x51/0x53 CTR, 0xA0/0xA1/0xA3 XTS,
+  build.js layeredStorageEncrSet) starts a format like a new disk 0 size (the manager's
+  `storage_change` warns "This will format storage and remove all the data stored there" and
+  resends storage_disk0size with the mode, `storageChange(..., true)`); a change within one
+  encryption formats nothing. A value outside those six has no known encryption: a change to
+  or from one formats nothing (sources silent; listed as a choice). Personalisation formats
+  only for a new disk 0 size (whether a fresh device formats for XTS is undocumented).
 - `updated` is true only when a stored value changed (a new user key, a TLS import, a
   config value different from the stored one); `uts` moves only then.
 - The rotation triple must come together; the `nonce` is the one from `GET
@@ -188,7 +193,13 @@ Configuration (`/api/system/config`)
   is served after the next reboot; gen_csr in the same call is ignored.
 - `gen_csr` returns a PEM CSR (the OpenAPI says PEM; the vendor's seed page says base64
   DER - the OpenAPI wins) for the stored TLS key, subject CN = hostname, SAN DNS:hostname
-  and IP of `ip`, plus a `genuine` token.
+  and IP of `ip` (the personalised ones), plus a `genuine` token. At personalisation
+  `gen_csr` first makes a new TLS key (OpenAPI POST /api/auth/init: "generate a TLS key +
+  CSR"; after it, POST /api/system/config: "from the stored TLS key"): that key is the
+  stored one from then on (later CSRs, a `crt`-only import, the `emp` transport), while the
+  device keeps serving its old certificate and key until a certificate for the new key is
+  imported and it reboots (a TLS server loads its certificate at boot; the OpenAPI's
+  `reboot_required` for a TLS import). If the CSR cannot be made the new key is dropped.
 
 Attestation (PPA only; on EPA both paths answer 404)
 - `genuine` = b64(key id) "." b64(ASCII unix time) "." b64(DER ECDSA P-256/SHA-256 over

@@ -108,6 +108,10 @@ def test_csr_names_hostname_and_ip_and_storage_mode_by_name(emulator, hem_playbo
     san = csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert san.get_values_for_type(x509.DNSName) == ["hem9.example.test"]
     assert [str(ip) for ip in san.get_values_for_type(x509.IPAddress)] == ["10.20.30.40"]
+    # issue 25 item 9: the request is for a new TLS key (OpenAPI "generate a TLS key + CSR"); the device still serves
+    # its old certificate, so a certificate for the request is one encedo_tls uploads (the module docs say so)
+    served = x509.load_pem_x509_certificate(emu.state(0)["tls_cert_pem"].encode())
+    assert csr.public_key().public_numbers() != served.public_key().public_numbers()
     cfg = emu.state(0)["config"]
     assert (cfg["storage_mode"], cfg["storage_disk0size"], cfg["origin"]) == (0xA0, 2097152, "https://hem9.example.test")
 
