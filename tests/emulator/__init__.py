@@ -117,7 +117,9 @@ Configuration (`/api/system/config`)
   storage_mode any integer from 0 to 2^53-1 (JSON integers carried exactly, RFC 8259
   section 6; neither a size nor a bit set is negative; the firmware's C width is
   undocumented). storage_mode is stored as given (the manager sends only 0x50, 0x51, 0x53,
-  0xA0, 0xA1, 0xA3). Booleans must be JSON booleans; integers must not be booleans or
+  0xA0, 0xA1, 0xA3; e.g. 7 is stored). Both are permissive choices where the sources are silent:
+  a 500-character email and storage_mode 7 are accepted (docs/fidelity.md, "Where the field
+  table and the emulator differ"). Booleans must be JSON booleans; integers must not be booleans or
   floats; a bad value answers 400 with `{"updated": false}` and nothing changes. Unknown
   fields, MSC-only fields on EPA, `hostname` and `ip` (never settable after personalisation)
   are ignored - not applied, no error (hem-sdk-js `setConfig`: "unknown fields are ignored
