@@ -179,6 +179,14 @@ Configuration (`/api/system/config`)
   at once (`https: true`); an authenticated import on a personalised device without a
   bundle counts from the reboot that installs it. Check-in `tls` names the serial of the
   stand-in certificate the device holds while no bundle is served.
+- `--tls-bundle-at-boot`: the fresh-mode POST stores the bundle but HTTPS stays off (status
+  `https: false`, connections reset) until the next boot serves it. The vendor's rescue page
+  reboots the device 4.9 s after storing a bundle and only then checks it over HTTPS
+  (core-rescue-final.js `makeCheckin`, `checkEncedoAfterRescue`); the OpenAPI says "the HTTPS
+  server is started". Which one the firmware does is not documented, so the default follows
+  the OpenAPI and the option models the other; a client must handle both. The reboot itself is
+  the client's `GET /api/system/reboot` (unauthenticated on a fresh device, OpenAPI), as the
+  rescue page's; the device does not reboot by itself.
 - `--status-https-false`: the status says `https: false` over both schemes although HTTPS
   works, as a real PPA answered (community client OPEN-QUESTIONS OQ-21); a client must not
   read it as "no bundle" while the HTTPS server completes a handshake.

@@ -968,6 +968,13 @@ class Device:
             bundle = self._validate_tls(body["tls"])
         except BadRequest:
             return _err(400)
+        if self.fleet.tls_bundle_at_boot and not self.has_tls_bundle:
+            # --tls-bundle-at-boot: stored now, served from the next boot (_boot installs a pending bundle); until then
+            # HTTPS stays off and the plain-HTTP status says https: false. The vendor's rescue page reboots the device
+            # after storing a bundle (core-rescue-final.js makeCheckin), which suggests a firmware that needs it.
+            self.p["pending_tls"] = bundle
+            self.save()
+            return Response(200, None)
         self.p["tls_key"], self.p["tls_crt"] = bundle["key"], bundle["crt"]
         self.p["pending_tls"] = None
         self.p["tls_bundle"] = True
