@@ -257,7 +257,7 @@ updated:
   sample: true
 reformatted:
   description:
-    - Whether the device formatted its storage in this run (a new O(storage_disk0size) or disk 1 encryption): V(true)
+    - Whether the device formatted its storage in this run (a new O(storage_disk0size) or disk 1 encryption) - V(true)
       only when a status read showed the format running, and the task waited for it to end. In check mode, whether it
       would.
     - After a storage change that no status read showed formatting (within 30 s, or O(format_timeout) if shorter), V(false)

@@ -100,6 +100,7 @@ def encryption_changes(old_mode, new_mode) -> bool:
     old, new = DISK1_ENCRYPTION.get(old_mode), DISK1_ENCRYPTION.get(new_mode)
     return old is not None and new is not None and old != new
 
+
 # While a disk format runs these answer 409: the implemented endpoints whose OpenAPI responses
 # reference the generic Conflict ("... disk format in progress").
 BUSY_DURING_FORMAT = (("POST", "/api/system/config"), ("GET", "/api/auth/init"), ("POST", "/api/auth/init"),
