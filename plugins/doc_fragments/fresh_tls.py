@@ -39,6 +39,11 @@ options:
       - It is sent without a login, over plain HTTP, in C(POST /api/system/config) (the only way the firmware takes a
         first bundle). The private key travels encrypted to the device, and the certificate is public. The task then
         waits, up to O(timeout), until HTTPS answers and verifies with O(ca_path), and goes on over HTTPS.
+      - The firmware documentation says HTTPS starts when the bundle is stored; the vendor's rescue page reboots the
+        device after storing one. Both are handled - when HTTPS does not answer within 5 seconds and the plain-HTTP status
+        still says C(https) is V(false), the task reboots the device over plain HTTP (without a login, which a device
+        that is not personalised accepts) and waits up to 90 seconds (or O(timeout), when longer) for HTTPS. The device's
+        clock is then unset until a check-in (M(encedo.hem.encedo_checkin)); the message in the result says so.
       - Only with an V(https://) O(url). With a plain V(http://) O(url) nothing is detected or stored, and the status in
         the result shows C(https) as the device reports it.
       - Checked before any request. The certificate must not be expired. With O(validate_certs), it must name the host

@@ -214,6 +214,11 @@ def plan_update(current, desired, allow_reformat=False):
         reformat = reformat or field.reformat
     if problems:
         raise ConfigError("nothing was sent to the device: " + "; ".join(problems))
+    if "storage_mode" in delta and reformat and "storage_disk0size" not in delta and "storage_disk0size" in have:
+        # An encryption change goes with the disk 0 size, as the vendor manager sends it (build.js storage_change:
+        # storageChange(..., true) resends storage_disk0size whenever the encryption changes): the size the device
+        # holds, so the layout stays and only the format comes. Not a change of its own: no before/after.
+        delta["storage_disk0size"] = wire("storage_disk0size", have["storage_disk0size"])
     return Update(delta, before, after, reboot, "ppa" if msc else "epa", reformat)
 
 
@@ -285,7 +290,8 @@ def wait_for_format(read_status, timeout, interval=FORMAT_POLL_INTERVAL, clock=t
     ``start_within``: a format was just asked for and may not have started yet; a status without a running
     format counts only once one was seen running, or when that many seconds (at most ``timeout``) passed
     without one (a short format may run between two polls).
-    Returns (last status, seconds waited, polls); raises FormatNotFinished.
+    Returns (last status, seconds waited, polls, seen): ``seen`` is true when a poll showed the format running;
+    raises FormatNotFinished.
     """
     start = clock()
     deadline = start + timeout
@@ -298,7 +304,7 @@ def wait_for_format(read_status, timeout, interval=FORMAT_POLL_INTERVAL, clock=t
             if format_running(status):
                 started = True
             elif started or clock() - start >= min(start_within, timeout):
-                return status, clock() - start, polls
+                return status, clock() - start, polls, started
         except HemError as exc:
             polls += 1
             last_error = exc
@@ -483,10 +489,10 @@ class ConfigResource(Resource):
             return {}
         timeout = self.params["format_timeout"]
         try:
-            # OA: a new storage_disk0size "triggers a reformat", which may start a moment after the answer; whether a
-            # new disk 1 encryption alone formats is not documented, so that one is waited for only if it shows.
+            # OA: a new storage_disk0size "triggers a reformat", which may start a moment after the answer; an
+            # encryption change is sent with the size (plan_update), as the vendor manager does.
             start = FORMAT_START_GRACE if "storage_disk0size" in plan.sent else 0.0
-            status, waited, dummy = wait_for_format(self.module.client(**POLL).status, timeout, start_within=start)
+            status, waited, dummy, seen = wait_for_format(self.module.client(**POLL).status, timeout, start_within=start)
         except FormatNotFinished as exc:
             if exc.gone:
                 raise _refusal("the device accepted the storage change (sent: %s) and started formatting its storage, but %s."
@@ -500,6 +506,13 @@ class ConfigResource(Resource):
                            "Raise format_timeout if formats take longer on this device." % (", ".join(plan.sent), timeout, exc.msg),
                            changed=True, sent=plan.sent, updated=bool(answer.get("updated", True)), reformatted=False,
                            format_seconds=int(round(exc.waited)), device_status=exc.last_status)
+        if not seen:
+            # What happened is reported, not what was asked for: no poll showed a format within the wait.
+            self.module.warn("the device accepted the storage change (sent: %s) but no status read within %.0f s showed a disk "
+                             "format (status.format \"status<N>\"), so reformatted is false: either the format ran entirely "
+                             "between two reads or the device did not format. encedo.hem.encedo_info shows status.storage; "
+                             "treat the data on the storage as possibly erased." % (", ".join(plan.sent), waited))
+            return dict(reformatted=False)
         fields = dict(reformatted=True, format_seconds=int(round(waited)))
         split = storage_split(status)
         if split is not None:
@@ -507,8 +520,11 @@ class ConfigResource(Resource):
         return fields
 
     def result(self, plan, answer):
-        return dict(updated=bool(answer and answer.get("updated", False)),
-                    reformatted=bool(plan) and bool(plan.extra.get("reformat")))
+        out = dict(updated=bool(answer and answer.get("updated", False)))
+        if answer is None or not (plan and plan.extra.get("reformat")):
+            # Check mode or no storage change: the prediction. After a storage change, settle() says what happened.
+            out["reformatted"] = bool(plan) and bool(plan.extra.get("reformat"))
+        return out
 
     # -- what the device holds
     def values(self, current):

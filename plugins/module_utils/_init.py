@@ -170,7 +170,8 @@ def wait_for_storage(module, client, expected=False):
     if not expected and not format_running(client.status()):
         return dict(reformatted=False)
     try:
-        _status, waited, _polls = wait_for_format(client.status, timeout, start_within=FORMAT_START_GRACE if expected else 0.0)
+        _status, waited, _polls, seen = wait_for_format(client.status, timeout,
+                                                        start_within=FORMAT_START_GRACE if expected else 0.0)
     except FormatNotFinished as exc:
         if exc.gone:
             raise HemError('the device is personalised and started formatting its storage, but %s.' % exc.msg)
@@ -178,6 +179,8 @@ def wait_for_storage(module, client, expected=False):
                        'format_timeout=%d s (%s). Leave it powered and connected: it refuses configuration changes (HTTP 409) '
                        'until the format is over. Watch encedo.hem.encedo_info (status.format becomes "done") before the next '
                        'step; running this task again changes nothing.' % (timeout, exc.msg))
+    if not seen:
+        return dict(reformatted=False)      # no status read showed a format: report what happened
     return dict(reformatted=True, format_seconds=int(round(waited)))
 
 

@@ -23,7 +23,12 @@ Flow of ``prepare(module)`` (encedo_info, encedo_init, encedo_factory_reset):
    port 80); ``https: false`` there means the device has no bundle;
 4. with a bundle given and the device not personalised: POST it over plain HTTP (check
    mode: nothing is sent), wait until HTTPS answers and verifies with ``ca_path``, go on
-   over HTTPS. Nothing else is ever sent over plain HTTP: no token, no passphrase; the
+   over HTTPS. The OpenAPI file says the HTTPS server starts when the bundle is stored; the
+   vendor's rescue page reboots the device after storing one (core-rescue-final.js
+   ``makeCheckin``). Both are handled: when HTTPS does not answer within
+   ``HTTPS_START_WAIT`` and the plain-HTTP status still says ``https: false``, the device
+   is rebooted over plain HTTP (unauthenticated on a device that is not personalised, as the
+   rescue page does it; no credentials) and HTTPS is waited for again. Nothing else is ever sent over plain HTTP: no token, no passphrase; the
    bundle's private key is encrypted to the device (``emp``/``key``), the certificate is
    public.
 
@@ -46,6 +51,13 @@ HTTP_URL_ENV = 'ENCEDO_HEM_HTTP_URL'
 CONFIG = '/api/system/config'
 POLL_INTERVAL = 0.5
 PROBE_TIMEOUT = 10
+#: Seconds a stored bundle may take to be served before the device is rebooted to serve it (the vendor's rescue page
+#: reboots 4.9 s after storing one).
+HTTPS_START_WAIT = 5.0
+#: Seconds to wait for HTTPS after that reboot (at least; ``timeout`` when longer): the vendor's manager waits up to
+#: about a minute for a device to come back from a reboot.
+REBOOT_WAIT = 90
+REBOOT = '/api/system/reboot'
 
 NEEDED = ('It needs a TLS bundle: a certificate for the device (crt, for the name in url, issued by a CA in ca_path) and that '
           "certificate's private key encrypted to the device (emp and key, the form encedo.hem.encedo_tls key_import takes), "
@@ -217,18 +229,47 @@ def prepare(module, bundle=None):
                        % exc.msg)
         raise
     try:
-        found.status = wait_for_https(module)
+        found.status, rebooted = start_https(module, found.http_url)
     except HemError as exc:
         raise HemError(str(exc), result=dict(changed=True, tls_bundle_stored=True))
     found.https = True
     found.message = where + ': the TLS bundle given in tls_bundle was stored over plain HTTP and HTTPS answers with it.'
+    if rebooted:
+        found.message += (' HTTPS did not start with the bundle, so the device was rebooted to serve it (as the vendor\'s '
+                          'rescue page does); its clock is unset again until a check-in (encedo.hem.encedo_checkin).')
     return found
 
 
-def wait_for_https(module):
-    """Poll the HTTPS status until it answers and verifies (bounded by ``timeout``); the status answer."""
+def start_https(module, http_url):
+    """After a bundle was stored: HTTPS answering with it -> (status, rebooted). A device that serves it at once (the
+    OpenAPI file) is read within HTTPS_START_WAIT s; one that still says ``https: false`` over plain HTTP then is
+    rebooted over plain HTTP (no token: the device is not personalised) and waited for."""
     params = module.params
-    deadline = time.monotonic() + params['timeout']
+    status = wait_for_https(module, within=min(HTTPS_START_WAIT, params['timeout']), quiet=True)
+    if status is not None:
+        return status, False
+    plain = plain_status(module)
+    if plain is None or plain.get('https') is not False:
+        # Not the "stored, served from the next boot" state: wait as before; the error says what HTTPS answers.
+        return wait_for_https(module), False
+    try:
+        module.client(**dict(POLL, url=http_url, timeout=PROBE_TIMEOUT)).get(REBOOT, auth=False)
+    except HemError as exc:
+        # OpenAPI: the device answers 200 and closes the connection; an answer lost that way (no HTTP status) is no
+        # failure: whether HTTPS comes up tells.
+        if exc.status is not None:
+            raise HemError('the TLS bundle was stored over plain HTTP, but HTTPS did not start with it and the device refused the '
+                           'reboot that serves it (%s); reboot the device (power-cycle it), then run the task again: the '
+                           'device then serves HTTPS and nothing is sent again' % exc)
+    return wait_for_https(module, within=max(REBOOT_WAIT, params['timeout'])), True
+
+
+def wait_for_https(module, within=None, quiet=False):
+    """Poll the HTTPS status until it answers and verifies, for at most ``within`` seconds (default ``timeout``); the
+    status answer. When the time is up: None with ``quiet``, else a HemError."""
+    params = module.params
+    within = params['timeout'] if within is None else within
+    deadline = time.monotonic() + within
     poller = module.client(**POLL)
     while True:
         try:
@@ -238,8 +279,10 @@ def wait_for_https(module):
                 raise HemError('the TLS bundle was stored, but the certificate the device now serves does not verify (%s): ca_path '
                                'must hold the CA that issued tls_bundle.crt' % exc)
             if time.monotonic() + POLL_INTERVAL >= deadline:
+                if quiet:
+                    return None
                 raise HemError('the TLS bundle was sent over plain HTTP, but HTTPS at %s did not answer within %d s (%s); read the '
-                               'plain-HTTP status (encedo.hem.encedo_info) to see whether the device took it' % (params['url'], params['timeout'], exc))
+                               'plain-HTTP status (encedo.hem.encedo_info) to see whether the device took it' % (params['url'], within, exc))
         time.sleep(POLL_INTERVAL)
 
 

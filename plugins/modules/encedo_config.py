@@ -102,7 +102,9 @@ options:
       - The device firmware documents the field only as an integer; no source says what other values do to the disks, so
         the module refuses them.
       - A change of the disk 1 encryption (C(ctr) to C(xts) or back) formats the storage and erases its data (the vendor's
-        manager warns so), so it is refused unless O(allow_reformat=true); the task then waits as for O(storage_disk0size).
+        manager warns so), so it is refused unless O(allow_reformat=true). As the manager does, the task then sends the
+        disk 0 size with the new mode (O(storage_disk0size), or the size the device holds; RV(sent) lists it) and waits
+        as for O(storage_disk0size).
       - PPA (MSC build) only; the task fails on an EPA before sending anything.
       - Disk 0 visibility and access apply when the device starts (RV(reboot_required)).
     type: raw
@@ -255,8 +257,11 @@ updated:
   sample: true
 reformatted:
   description:
-    - Whether the device formatted its storage in this run (a new O(storage_disk0size) or disk 1 encryption), and the task
-      waited for the format to end. In check mode, whether it would.
+    - Whether the device formatted its storage in this run (a new O(storage_disk0size) or disk 1 encryption) - V(true)
+      only when a status read showed the format running, and the task waited for it to end. In check mode, whether it
+      would.
+    - After a storage change that no status read showed formatting (within 30 s, or O(format_timeout) if shorter), V(false)
+      with a warning - the format may have run between two reads, or the device did not format.
   returned: always
   type: bool
   sample: false

@@ -179,6 +179,9 @@ options:
     description:
       - Whether the device also generates a TLS certificate signing request, returned in RV(csr). The request names
         O(hostname) and, on a PPA, the address of O(ip).
+      - The device makes a new TLS key for it (the OpenAPI file - "generate a TLS key + CSR") and keeps serving its
+        current certificate until a certificate for the new key is uploaded (M(encedo.hem.encedo_tls)) and the device
+        reboots.
     type: bool
     default: false
   format_timeout:
@@ -195,6 +198,11 @@ notes:
   - Two PBKDF2 key derivations (600,000 iterations each) run on the controller when a device is personalised with two
     passphrases; a recovery phrase costs 2048 rounds only.
   - With the web manager's storage defaults a PPA needs a reboot after its personalisation (RV(reboot_required)).
+  - The module does not reboot the device, and a O(hostname) other than C(my.ence.do) alone does not make
+    RV(reboot_required) true. The vendor's web manager reboots in that case because it has just stored a TLS bundle for
+    the new name from the vendor's domain registration, which the device serves after a reboot; this module stores no
+    such bundle. Upload the certificate for the new name with M(encedo.hem.encedo_tls), which returns
+    RV(reboot_required), and reboot then (M(encedo.hem.encedo_reboot); the role C(encedo.hem.device) does both).
 seealso:
   - module: encedo.hem.encedo_checkin
     description: Sets the device clock, needed before personalisation.

@@ -117,7 +117,9 @@ Configuration (`/api/system/config`)
   storage_mode any integer from 0 to 2^53-1 (JSON integers carried exactly, RFC 8259
   section 6; neither a size nor a bit set is negative; the firmware's C width is
   undocumented). storage_mode is stored as given (the manager sends only 0x50, 0x51, 0x53,
-  0xA0, 0xA1, 0xA3). Booleans must be JSON booleans; integers must not be booleans or
+  0xA0, 0xA1, 0xA3; e.g. 7 is stored). Both are permissive choices where the sources are silent:
+  a 500-character email and storage_mode 7 are accepted (docs/fidelity.md, "Where the field
+  table and the emulator differ"). Booleans must be JSON booleans; integers must not be booleans or
   floats; a bad value answers 400 with `{"updated": false}` and nothing changes. Unknown
   fields, MSC-only fields on EPA, `hostname` and `ip` (never settable after personalisation)
   are ignored - not applied, no error (hem-sdk-js `setConfig`: "unknown fields are ignored
@@ -141,9 +143,14 @@ Configuration (`/api/system/config`)
   implemented). The disk 0 flag follows the storage_mode in effect at boot (index.html:
   "Show regular disk on start", "Regular disk on start: Read-only/Writable";
   build.js layeredStorageEncrSet): 0x53/0xA3 "rw", 0x51/0xA1 "ro", 0x50/0xA0 "-", other
-  values "rw" (sources silent). So a storage_mode change formats nothing and shows after
-  the next reboot; whether the firmware re-encrypts disk 1 when its mode (CTR/XTS) changes
-  is undocumented (the manager warns that such a change formats the storage).
+  values "rw" (sources silent); a new flag shows after the next reboot. A storage_mode
+  change between CTR and XTS (disk 1 encryption: 0x50/0x51/0x53 CTR, 0xA0/0xA1/0xA3 XTS,
+  build.js layeredStorageEncrSet) starts a format like a new disk 0 size (the manager's
+  `storage_change` warns "This will format storage and remove all the data stored there" and
+  resends storage_disk0size with the mode, `storageChange(..., true)`); a change within one
+  encryption formats nothing. A value outside those six has no known encryption: a change to
+  or from one formats nothing (sources silent; listed as a choice). Personalisation formats
+  only for a new disk 0 size (whether a fresh device formats for XTS is undocumented).
 - `updated` is true only when a stored value changed (a new user key, a TLS import, a
   config value different from the stored one); `uts` moves only then.
 - The rotation triple must come together; the `nonce` is the one from `GET
@@ -172,6 +179,14 @@ Configuration (`/api/system/config`)
   at once (`https: true`); an authenticated import on a personalised device without a
   bundle counts from the reboot that installs it. Check-in `tls` names the serial of the
   stand-in certificate the device holds while no bundle is served.
+- `--tls-bundle-at-boot`: the fresh-mode POST stores the bundle but HTTPS stays off (status
+  `https: false`, connections reset) until the next boot serves it. The vendor's rescue page
+  reboots the device 4.9 s after storing a bundle and only then checks it over HTTPS
+  (core-rescue-final.js `makeCheckin`, `checkEncedoAfterRescue`); the OpenAPI says "the HTTPS
+  server is started". Which one the firmware does is not documented, so the default follows
+  the OpenAPI and the option models the other; a client must handle both. The reboot itself is
+  the client's `GET /api/system/reboot` (unauthenticated on a fresh device, OpenAPI), as the
+  rescue page's; the device does not reboot by itself.
 - `--status-https-false`: the status says `https: false` over both schemes although HTTPS
   works, as a real PPA answered (community client OPEN-QUESTIONS OQ-21); a client must not
   read it as "no bundle" while the HTTPS server completes a handshake.
@@ -188,7 +203,13 @@ Configuration (`/api/system/config`)
   is served after the next reboot; gen_csr in the same call is ignored.
 - `gen_csr` returns a PEM CSR (the OpenAPI says PEM; the vendor's seed page says base64
   DER - the OpenAPI wins) for the stored TLS key, subject CN = hostname, SAN DNS:hostname
-  and IP of `ip`, plus a `genuine` token.
+  and IP of `ip` (the personalised ones), plus a `genuine` token. At personalisation
+  `gen_csr` first makes a new TLS key (OpenAPI POST /api/auth/init: "generate a TLS key +
+  CSR"; after it, POST /api/system/config: "from the stored TLS key"): that key is the
+  stored one from then on (later CSRs, a `crt`-only import, the `emp` transport), while the
+  device keeps serving its old certificate and key until a certificate for the new key is
+  imported and it reboots (a TLS server loads its certificate at boot; the OpenAPI's
+  `reboot_required` for a TLS import). If the CSR cannot be made the new key is dropped.
 
 Attestation (PPA only; on EPA both paths answer 404)
 - `genuine` = b64(key id) "." b64(ASCII unix time) "." b64(DER ECDSA P-256/SHA-256 over

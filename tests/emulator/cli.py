@@ -84,6 +84,10 @@ def parse_args(argv=None):
     ap.add_argument("--status-https-false", action="store_true",
                     help="the status carries https: false over plain HTTP and over HTTPS although HTTPS works, as a real "
                          "PPA answered (community client, OPEN-QUESTIONS OQ-21)")
+    ap.add_argument("--tls-bundle-at-boot", action="store_true",
+                    help="a TLS bundle stored on a factory-fresh device over plain HTTP is served from the next boot: "
+                         "HTTPS stays off until a reboot, as the vendor's rescue page expects (it reboots after storing "
+                         "one, core-rescue-final.js); default: HTTPS starts at once (OpenAPI)")
     args = ap.parse_args(argv)
     if args.devices < 1:
         ap.error("--devices must be at least 1")

@@ -87,6 +87,20 @@ CONFIG_FIELDS = {
 # start: Read-only/Writable"); other values: "rw" (sources silent).
 DISK0_FLAGS = {0x51: "ro", 0xA1: "ro", 0x53: "rw", 0xA3: "rw", 0x50: "-", 0xA0: "-"}
 
+# Disk 1 encryption of the storage_mode values the vendor manager sends (build.js layeredStorageEncrSet, its
+# "CTR"/"XTS" choice). A change between CTR and XTS formats the storage: the manager warns "This will format
+# storage and remove all the data stored there" and resends storage_disk0size with it (build.js storage_change,
+# storageChange(..., true)). Other values have no known encryption: a change to or from one does not format
+# (sources silent).
+DISK1_ENCRYPTION = {0x50: "ctr", 0x51: "ctr", 0x53: "ctr", 0xA0: "xts", 0xA1: "xts", 0xA3: "xts"}
+
+
+def encryption_changes(old_mode, new_mode) -> bool:
+    """True when storage_mode goes between two of the manager's values with another disk 1 encryption."""
+    old, new = DISK1_ENCRYPTION.get(old_mode), DISK1_ENCRYPTION.get(new_mode)
+    return old is not None and new is not None and old != new
+
+
 # While a disk format runs these answer 409: the implemented endpoints whose OpenAPI responses
 # reference the generic Conflict ("... disk format in progress").
 BUSY_DURING_FORMAT = (("POST", "/api/system/config"), ("GET", "/api/auth/init"), ("POST", "/api/auth/init"),
@@ -458,8 +472,14 @@ class Device:
         return util.genuine_token(key, key_id, self.rtc(), tamper=tamper)
 
     def tls_key(self, pending_first=True):
+        """The stored TLS key: a pending import's, else the one personalisation's gen_csr made (not served until a
+        certificate for it is imported and the device reboots), else the served one. pending_first=False: the served one."""
         pend = self.p.get("pending_tls")
-        return util.load_key_pem(pend["key"] if (pending_first and pend) else self.p["tls_key"])
+        if not pending_first:
+            return util.load_key_pem(self.p["tls_key"])
+        if pend:
+            return util.load_key_pem(pend["key"])
+        return util.load_key_pem(self.p.get("csr_key") or self.p["tls_key"])
 
     def csr(self) -> str:
         hostname = self.cfg.get("hostname") or FACTORY_HOSTNAME
@@ -815,10 +835,14 @@ class Device:
             out["reboot_required"] = True
         csr_failed = False
         if gen_csr:
+            # OpenAPI POST /api/auth/init: gen_csr "generate a TLS key + CSR" - a new key, stored; the device keeps
+            # serving its certificate (and key) until a certificate for the new key is imported and it reboots.
+            self.p["csr_key"] = util.key_pem(util.new_p256())
             try:
                 out["csr"] = self.csr()
             except ValueError:          # a hostname no certificate request can carry (e.g. a CN over 64 characters)
                 csr_failed = True
+                self.p["csr_key"] = None
         if not csr_failed:              # OpenAPI: genuine is "absent if CSR generation was requested but failed"
             out["genuine"] = self.genuine()
         return Response(200, out)
@@ -908,12 +932,15 @@ class Device:
         if plan.get("wipeout"):
             return Response(200, None, after=lambda: self.go_down(self.fleet.reboot_seconds, wipe=True))
         changed = False
-        old_size = self.cfg.get("storage_disk0size")
+        old_size, old_mode = self.cfg.get("storage_disk0size"), self.cfg.get("storage_mode")
         for name, value in plan["fields"].items():
             if self.cfg.get(name) != value:
                 self.cfg[name] = value
                 changed = True
-        if self.msc and self.cfg.get("storage_disk0size") != old_size:
+        # A new disk 0 size (OpenAPI: "change triggers a reformat") or a new disk 1 encryption (the manager's
+        # storage_change: "This will format storage") formats the storage.
+        if self.msc and (self.cfg.get("storage_disk0size") != old_size
+                         or encryption_changes(old_mode, self.cfg.get("storage_mode"))):
             self.start_format(old_size)
         if "userkey" in plan and self.p["userkey"] != plan["userkey"]:
             self.p["userkey"] = plan["userkey"]
@@ -922,6 +949,7 @@ class Device:
         out = {}
         if "tls" in plan:
             self.p["pending_tls"] = plan["tls"]
+            self.p["csr_key"] = None            # the import holds the key now (the gen_csr key or an imported one)
             changed = True
             out["reboot_required"] = True
         elif plan.get("gen_csr"):
@@ -941,6 +969,13 @@ class Device:
             bundle = self._validate_tls(body["tls"])
         except BadRequest:
             return _err(400)
+        if self.fleet.tls_bundle_at_boot and not self.has_tls_bundle:
+            # --tls-bundle-at-boot: stored now, served from the next boot (_boot installs a pending bundle); until then
+            # HTTPS stays off and the plain-HTTP status says https: false. The vendor's rescue page reboots the device
+            # after storing a bundle (core-rescue-final.js makeCheckin), which suggests a firmware that needs it.
+            self.p["pending_tls"] = bundle
+            self.save()
+            return Response(200, None)
         self.p["tls_key"], self.p["tls_crt"] = bundle["key"], bundle["crt"]
         self.p["pending_tls"] = None
         self.p["tls_bundle"] = True
@@ -1129,6 +1164,7 @@ class Device:
         except (BadRequest, TypeError, ValueError):
             return "ERROR"
         self.p["pending_tls"] = bundle
+        self.p["csr_key"] = None
         self.save()
         return "OK"
 

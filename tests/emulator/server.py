@@ -63,6 +63,7 @@ class Fleet:
         self.tls_bundle = not getattr(args, "no_tls_bundle", False)   # factory state has a TLS bundle (--no-tls-bundle: not)
         self.exp_default = not getattr(args, "no_exp_default", False)  # login exp 0 = now + 8 h (--no-exp-default: 401)
         self.status_https_false = getattr(args, "status_https_false", False)   # status says https false on both schemes
+        self.tls_bundle_at_boot = getattr(args, "tls_bundle_at_boot", False)   # a fresh-mode bundle is served from the next boot
         self.state_dir = args.state_dir
         self.tmpdir = tempfile.mkdtemp(prefix="hem-emulator-")
         self._ctx_counter = 0

@@ -276,12 +276,41 @@ def test_reboot_during_format_and_disk0_flags_follow_storage_mode_at_boot(emulat
     assert after["storage"] == ["2097152:-", "%d:-" % (CAPACITY - 2097152)]   # 0x50: disk 0 hidden on start
     hem.checkin(emu.backend_url)
     hem.login(PASS)
-    for mode, flag in ((0x51, "ro"), (0xA3, "rw"), (0x53, "rw")):
+    # 0x50 -> 0x51 keeps CTR: no format; 0x51 -> 0xA3 and 0xA3 -> 0x53 change the disk 1 encryption: a format
+    # (the manager's storage_change: "This will format storage"); the reboot ends it
+    for mode, flag, formats in ((0x51, "ro", False), (0xA3, "rw", True), (0x53, "rw", True)):
         assert hem.post("/api/system/config", {"storage_mode": mode}).json == {"updated": True}
-        assert "format" not in _status(hem)                              # a mode change formats nothing
+        assert ("format" in _status(hem)) is formats, mode
         boot = emu.state(0)["boot_id"]
         assert hem.get("/api/system/reboot").status == 200
         assert emu.wait_new_boot(0, boot, timeout=10)
         assert _status(hem)["storage"][0] == "2097152:" + flag
         hem.checkin(emu.backend_url)
         hem.login(PASS)
+
+
+def test_a_disk1_encryption_change_formats_after_the_start_delay(emulator):
+    """Issue 25: CTR <-> XTS formats the storage, as the manager warns (build.js storage_change) - like a new disk 0
+    size, `--format-start-seconds` after the answer; values outside the manager's six have no known encryption."""
+    emu = emulator(passphrase=PASS, rtc_set=True, reboot_seconds=0.3,
+                   extra_args=["--format-seconds", "1", "--format-start-seconds", "0.5"])
+    hem = client(emu)
+    hem.login(PASS)
+    # the manager's body: the mode with the size the device holds
+    assert hem.post("/api/system/config", {"storage_mode": 0xA1, "storage_disk0size": 8388608}).json == {"updated": True}
+    assert "format" not in _status(hem)                                  # not started yet
+    done, seen = _wait_format_done(hem)
+    assert any(s and s.startswith("status") for s in seen) and done["storage"][0] == "8388608:ro"
+    # the mode alone formats too (a client that does not resend the size)
+    boot = emu.state(0)["boot_id"]
+    assert hem.get("/api/system/reboot").status == 200
+    assert emu.wait_new_boot(0, boot, timeout=10)
+    hem.checkin(emu.backend_url)
+    hem.login(PASS)
+    assert hem.post("/api/system/config", {"storage_mode": 0x51}).json == {"updated": True}
+    _wait_format_done(hem)
+    # within one encryption, and to or from a value no source names: no format this boot besides the one above
+    for mode in (0x53, 7, 0xA1):
+        assert hem.post("/api/system/config", {"storage_mode": mode}).json == {"updated": True}
+        time.sleep(0.8)                                                  # a format would run from 0.5 s to 1.5 s
+        assert emu.state(0)["format"] == "done", mode

@@ -191,6 +191,35 @@ def test_gen_csr_names_the_hostname_and_ip(emulator):
     assert "genuine" in ans.json
 
 
+def test_gen_csr_at_personalisation_makes_a_new_tls_key(emulator):
+    """Issue 25 item 9, OpenAPI POST /api/auth/init: gen_csr "generate a TLS key + CSR". The CSR is for a new key; the
+    device serves its old certificate until a certificate for the new key is imported and it reboots; a certificate
+    for the old key is refused from then on (it is no longer the stored key)."""
+    from tests.emulator import util
+    emu = emulator(rtc_set=True, reboot_seconds=0.3)
+    hem = client(emu)
+    served_before = x509.load_pem_x509_certificate(emu.state(0)["tls_cert_pem"].encode())
+    ans = hem.personalise("pp", hostname="hem8.example.test", ip="10.1.2.4/16", gen_csr=True)
+    csr = x509.load_pem_x509_csr(ans.json["csr"].encode())
+    assert not util.same_public(csr.public_key(), served_before.public_key())
+    assert x509.load_pem_x509_certificate(emu.state(0)["tls_cert_pem"].encode()) == served_before
+    hem.login("pp")
+    # a later gen_csr (config) is for the same, stored key
+    again = x509.load_pem_x509_csr(hem.post("/api/system/config", {"gen_csr": True}).json["csr"].encode())
+    assert util.same_public(again.public_key(), csr.public_key())
+    ca_key, ca_cert = util.make_ca("item 9 CA", "encedo.hem tests")
+    old = util.issue_tls_cert(ca_key, ca_cert, served_before.public_key(), ["hem8.example.test"], ["10.1.2.4"])
+    assert hem.post("/api/system/config", {"tls": {"crt": util.b64e(util.cert_der(old))}}).status == 400
+    new = util.issue_tls_cert(ca_key, ca_cert, csr.public_key(), ["hem8.example.test"], ["10.1.2.4"])
+    ans = hem.post("/api/system/config", {"tls": {"crt": util.b64e(util.cert_der(new))}})
+    assert ans.status == 200 and ans.json["reboot_required"] is True
+    boot = emu.state(0)["boot_id"]
+    assert hem.get("/api/system/reboot").status == 200
+    assert emu.wait_new_boot(0, boot, timeout=10)
+    served = x509.load_pem_x509_certificate(emu.state(0)["tls_cert_pem"].encode())
+    assert served == new
+
+
 def test_gen_csr_that_cannot_be_made_omits_csr_and_genuine(emulator):
     """OpenAPI POST /api/auth/init: csr "only when gen_csr was true and generation succeeded", genuine "absent if CSR
     generation was requested but failed". A 71-character hostname (a 63-character web-manager prefix + .ence.do)

@@ -337,9 +337,17 @@ def test_storage_mode_by_name(ppa, dev, task):
     refused = task("encedo.hem.encedo_config", {"storage_mode": "hidden_xts"})
     assert refused["failed"] and "allow_reformat" in refused["msg"] and "XTS" in refused["msg"]
     assert config_posts(ppa, dev) == []
-    done = task("encedo.hem.encedo_config", {"storage_mode": "hidden_xts", "allow_reformat": True})
+    # Issue 25: the encryption change goes with the disk 0 size the device holds, as the vendor manager sends it
+    # (build.js storageChange(..., true)); the emulator formats (starting FORMAT_START s after the answer) and the
+    # task waits for the format to start and to end; reformatted says what happened.
+    size = ppa.state(dev)["config"]["storage_disk0size"]
+    done = task("encedo.hem.encedo_config", {"storage_mode": "hidden_xts", "allow_reformat": True, "format_timeout": 60})
     assert done["changed"] is True and done["reboot_required"] is True and done["config"] == {"storage_mode": 160}
-    assert [e["keys"] for e in config_posts(ppa, dev)] == [["storage_mode"]]
+    assert done["sent"] == ["storage_disk0size", "storage_mode"] and done["reformatted"] is True
+    assert FORMAT_START + FORMAT_SECONDS - 1 <= done["format_seconds"] <= FORMAT_START + FORMAT_SECONDS + 5
+    assert done["storage"][0]["sectors"] == size
+    assert [e["keys"] for e in config_posts(ppa, dev)] == [["storage_disk0size", "storage_mode"]]
+    assert ppa.state(dev)["format"] == "done" and ppa.state(dev)["config"]["storage_disk0size"] == size
     ppa.clear_log(dev)
     for value in ("hidden_xts", 160, "160"):
         same = task("encedo.hem.encedo_config", {"storage_mode": value})

@@ -299,7 +299,13 @@ def test_disk1_encryption_change_is_a_reformat():
     msg = str(err.value)
     assert "allow_reformat" in msg and "CTR to XTS" in msg and "81 (shown_readonly_ctr)" in msg
     plan = C.plan_update(ppa_config(), C.validate({"storage_mode": "shown_readonly_xts"}), allow_reformat=True)
-    assert plan.delta == {"storage_mode": 161} and plan.reformat and plan.reboot_required
+    # issue 25: the disk 0 size the device holds goes with the new encryption, as the vendor manager sends it
+    # (storageChange(..., true)); it is no change of its own, so the diff shows the mode only
+    assert plan.delta == {"storage_mode": 161, "storage_disk0size": 8388607} and plan.reformat and plan.reboot_required
+    assert plan.before == {"storage_mode": 81} and plan.after == {"storage_mode": 161}
+    # with a new size too, the new size is sent
+    plan = C.plan_update(ppa_config(), C.validate({"storage_mode": 161, "storage_disk0size": 4194304}), allow_reformat=True)
+    assert plan.delta == {"storage_mode": 161, "storage_disk0size": 4194304}
     # the same encryption, another disk 0 setting: no format, no opt-in
     plan = C.plan_update(ppa_config(), C.validate({"storage_mode": "hidden_ctr"}))
     assert plan.delta == {"storage_mode": 80} and not plan.reformat
@@ -343,8 +349,8 @@ def test_wait_for_format_until_done():
     clock = FakeClock()
     read = _reader([{"format": "status0"}, C.HemError("down", "GET /api/system/status"), {"format": "status50"},
                     {"format": "done", "storage": ["8388608:rw", "112590843:-"]}], clock)
-    status, waited, polls = C.wait_for_format(read, 30, interval=1.0, clock=clock.clock, sleep=clock.sleep)
-    assert status["format"] == "done" and polls == 4
+    status, waited, polls, seen = C.wait_for_format(read, 30, interval=1.0, clock=clock.clock, sleep=clock.sleep)
+    assert status["format"] == "done" and polls == 4 and seen is True
     assert clock.sleeps == [1.0, 1.0, 1.0] and waited == pytest.approx(3.4)
     assert C.storage_split(status) == [{"sectors": 8388608, "access": "rw"}, {"sectors": 112590843, "access": "-"}]
 
@@ -352,8 +358,8 @@ def test_wait_for_format_until_done():
 def test_wait_for_format_no_format_field_is_done():
     # The manager (checkDeviceReadyAfterInit) takes a status without `format` as ready.
     clock = FakeClock()
-    status, _waited, polls = C.wait_for_format(_reader([{"uptime": 5}], clock), 30, clock=clock.clock, sleep=clock.sleep)
-    assert polls == 1 and status == {"uptime": 5}
+    status, _waited, polls, seen = C.wait_for_format(_reader([{"uptime": 5}], clock), 30, clock=clock.clock, sleep=clock.sleep)
+    assert polls == 1 and status == {"uptime": 5} and seen is False
 
 
 def test_wait_for_format_times_out_saying_the_state():
@@ -387,8 +393,8 @@ def test_wait_for_format_waits_through_http_errors_and_short_silences():
     busy = C.HemError("busy", "GET /api/system/status", 503)
     silent = C.HemError("no answer within the timeout of 5 s (timed out)", "GET /api/system/status")
     read = _reader([{"format": "status1"}] + [busy] * 30 + [silent] * 10 + [{"format": "done"}], clock)
-    status, waited, polls = C.wait_for_format(read, 120, interval=1.0, clock=clock.clock, sleep=clock.sleep)
-    assert status == {"format": "done"} and polls == 42 and waited > 40
+    status, waited, polls, seen = C.wait_for_format(read, 120, interval=1.0, clock=clock.clock, sleep=clock.sleep)
+    assert status == {"format": "done"} and polls == 42 and seen and waited > 40
     read = _reader([{"format": "status1"}] + [busy] * 200, clock)
     with pytest.raises(C.FormatNotFinished) as err:
         C.wait_for_format(read, 60, interval=1.0, clock=clock.clock, sleep=clock.sleep)
@@ -399,20 +405,20 @@ def test_wait_for_format_waits_for_a_format_to_start():
     # A format the device was just asked for may not show yet: those polls do not count as "done".
     clock = FakeClock()
     read = _reader([{"format": "done"}, {}, {"format": "status0"}, {"format": "status60"}, {"format": "done"}], clock)
-    status, waited, polls = C.wait_for_format(read, 60, interval=1.0, clock=clock.clock, sleep=clock.sleep, start_within=30)
-    assert status["format"] == "done" and polls == 5 and waited == pytest.approx(4.5)
+    status, waited, polls, seen = C.wait_for_format(read, 60, interval=1.0, clock=clock.clock, sleep=clock.sleep, start_within=30)
+    assert status["format"] == "done" and polls == 5 and seen and waited == pytest.approx(4.5)
 
 
 def test_wait_for_format_gives_up_on_the_start_after_the_grace():
     # a format that never shows (it ran between two polls, or the firmware did not format): done after the grace
     clock = FakeClock()
     read = _reader([{"uptime": 5}] * 100, clock)
-    status, waited, polls = C.wait_for_format(read, 60, interval=1.0, clock=clock.clock, sleep=clock.sleep, start_within=10)
-    assert status == {"uptime": 5} and 10 <= waited < 11.5
+    status, waited, polls, seen = C.wait_for_format(read, 60, interval=1.0, clock=clock.clock, sleep=clock.sleep, start_within=10)
+    assert status == {"uptime": 5} and 10 <= waited < 11.5 and seen is False
     # never beyond the timeout, and then without an error: nothing ran that could be waited for
     clock = FakeClock()
     read = _reader([{"uptime": 5}] * 100, clock)
-    dummy, waited, dummy = C.wait_for_format(read, 5, interval=1.0, clock=clock.clock, sleep=clock.sleep, start_within=30)
+    dummy, waited, dummy, dummy = C.wait_for_format(read, 5, interval=1.0, clock=clock.clock, sleep=clock.sleep, start_within=30)
     assert 5 <= waited < 6
 
 
@@ -519,12 +525,16 @@ def test_applying_the_delta_yields_the_desired_state_and_a_second_delta_is_empty
     current, wanted = case
     desired = C.validate(wanted)
     plan = C.plan_update(current, desired, allow_reformat=True)
-    # Only options the user set, and only those that really differ, are sent.
-    assert set(plan.delta) <= set(desired)
+    # Only options the user set, and only those that really differ, are changed; an encryption change carries the
+    # disk 0 size the device holds besides (as the vendor manager sends it), and nothing else.
+    assert set(plan.after) <= set(desired)
+    assert set(plan.delta) - set(plan.after) <= {"storage_disk0size"}
+    if set(plan.delta) - set(plan.after):
+        assert plan.reformat and "storage_mode" in plan.after and plan.delta["storage_disk0size"] == C.to_int(current["storage_disk0size"])
     have = C.current_values(current)
-    for name in plan.delta:
+    for name in plan.after:
         assert have.get(name) != desired[name]
-    for name in set(desired) - set(plan.delta):
+    for name in set(desired) - set(plan.after):
         assert C.same(name, desired[name], have[name])      # equal, or one sector apart for storage_disk0size
     after = C.apply_delta(current, plan.delta)
     assert C.plan_update(after, desired, allow_reformat=True).delta == {}
@@ -533,8 +543,8 @@ def test_applying_the_delta_yields_the_desired_state_and_a_second_delta_is_empty
         assert C.same(name, value, after_values[name])
     # Fields the user did not set are untouched.
     for key in set(current) - set(desired):
-        assert after[key] == current[key]
-    assert plan.reboot_required == any(C.FIELDS[n].reboot for n in plan.delta)
+        assert after[key] == current[key] or (key in plan.delta and C.normalise(key, after[key]) == C.normalise(key, current[key]))
+    assert plan.reboot_required == any(C.FIELDS[n].reboot for n in plan.after)
 
 
 @settings(max_examples=200, deadline=None)
@@ -553,3 +563,52 @@ def test_the_delta_does_not_depend_on_how_values_are_spelled(case, rnd):
         else:
             respelled[name] = value
     assert C.plan_update(current, C.validate(respelled), True).delta == C.plan_update(current, desired, True).delta
+
+
+# ------------------------------------------------------------------ what the result says of a format (issue 25)
+
+class _FormatModule(object):
+    """The part of HemModule that ConfigResource.settle uses: params, warn, and a client whose status is scripted."""
+
+    def __init__(self, statuses):
+        self.params = {"format_timeout": 1}
+        self.warnings = []
+        self.statuses = list(statuses)
+
+    def warn(self, msg):
+        self.warnings.append(msg)
+
+    def client(self, **_overrides):
+        return self
+
+    def status(self):
+        return self.statuses.pop(0) if len(self.statuses) > 1 else self.statuses[0]
+
+
+def _storage_plan():
+    update = C.plan_update(ppa_config(), C.validate({"storage_mode": "hidden_xts"}), allow_reformat=True)
+    return _engine.Plan(update.before, update.after, body=update.delta, reformat=update.reformat)
+
+
+def test_reformatted_is_false_with_a_warning_when_no_format_showed(monkeypatch):
+    # Before issue 25 the result said reformatted: true for every accepted storage change, formatted or not.
+    monkeypatch.setattr(C, "FORMAT_START_GRACE", 0.1)
+    module = _FormatModule([{"format": "done"}])
+    resource = C.ConfigResource(module)
+    plan = _storage_plan()
+    result = dict(resource.settle(None, plan, {"updated": True}))
+    result.update(resource.result(plan, {"updated": True}))         # the engine's order: settle, then result
+    assert result == {"reformatted": False, "updated": True}
+    assert len(module.warnings) == 1 and "no status read" in module.warnings[0] and "reformatted is false" in module.warnings[0]
+
+
+def test_reformatted_is_true_when_a_format_ran():
+    module = _FormatModule([{"format": "status10"}, {"format": "done", "storage": ["8388607:-", "112590844:-"]}])
+    resource = C.ConfigResource(module)
+    plan = _storage_plan()
+    result = dict(resource.settle(None, plan, {"updated": True}))
+    result.update(resource.result(plan, {"updated": True}))
+    assert result["reformatted"] is True and result["storage"][0] == {"sectors": 8388607, "access": "-"}
+    assert module.warnings == []
+    # check mode: the prediction
+    assert resource.result(plan, None)["reformatted"] is True
