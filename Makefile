@@ -97,8 +97,9 @@ PYTEST_WORKERS ?= 2
 pytest: venv link
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS) tests
 
+# The unit layer alone (no emulator process, no ansible-playbook), on the same two workers.
 unit: venv link
-	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m pytest -q tests/unit
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) tests/unit
 
 # Every test, and the release checks (below): the version matrix, the dependency floors,
 # galaxy-importer on the built artifact, the collection docs and the changelog. After
