@@ -102,6 +102,7 @@ def device_vars(emu, i):
         "hem_http_url": emu.http_url(i),
         "hem_ca_path": emu.ca_file,
         "hem_custody_ca_path": emu.custody_ca_file,
+        "hem_factory_ca_path": emu.factory_ca_file,
         "hem_backend_url": emu.backend_url,
         "hem_control_url": emu.control_url,
         "hem_devid": emu.device(i).get("devid"),
