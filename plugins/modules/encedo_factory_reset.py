@@ -125,8 +125,9 @@ url:
   sample: https://my.ence.do
 verified_with:
   description:
-    - What verified the TLS certificate of the wiped device at RV(url) (V(factory_ca_path <file>), V(the system trust
-      store), or V(nothing (validate_certs false))), or V(plain HTTP) when it answered over plain HTTP only (no TLS bundle).
+    - What verified the TLS certificate of the wiped device at RV(url). One of V(factory_ca_path <file>), V(the system
+      trust store), V(nothing, validate_certs is false), or V(plain HTTP) when it answered over plain HTTP only (it has no
+      TLS bundle).
   returned: when the device was seen back in factory state
   type: str
   sample: factory_ca_path /etc/ssl/encedo-factory-ca.pem
@@ -186,7 +187,7 @@ def verified_with(params):
     if not factory_url(params).lower().startswith('https:'):
         return 'plain HTTP'
     if not params['validate_certs']:
-        return 'nothing (validate_certs false)'
+        return 'nothing, validate_certs is false'
     if params['factory_ca_path']:
         return 'factory_ca_path %s' % params['factory_ca_path']
     return 'the system trust store'
