@@ -120,7 +120,7 @@ def validate(params):
         raise HemError(str(exc))
     if 'storage_mode' in checked:
         params['storage_mode'] = checked['storage_mode']
-    check_address(params)
+    check_address(params)       # after the ip's own checks: a well-formed address
     if params.get('format_timeout') is not None and params['format_timeout'] <= 0:
         raise HemError('option format_timeout: must be a positive number of seconds, got %d' % params['format_timeout'])
     for name in ('passphrase', 'master_passphrase', 'master_recovery_phrase'):
