@@ -145,7 +145,9 @@ ROWS = [
     Row("factory_reset", "personalised",
         tasks=[{"name": "factory_reset under test", "encedo.hem.encedo_factory_reset": dict(
             AUTH, confirm_devid="{{ hem_devid }}", wait_timeout="{{ hem_wait_timeout }}", factory_url="{{ hem_url }}",
-            factory_ca_path="{{ hem_factory_ca_path }}")}],
+            factory_ca_path="{{ hem_factory_ca_path }}",
+            # run 2 meets the wiped device, whose factory certificate the tests' CA does not verify
+            ca_path="{{ hem_both_ca_path }}")}],
         read=("GET", CONFIG), write=("POST", CONFIG), declared=frozenset({"wipeout"}),
         marker=("GET", CONFIG), auth_request=("GET", CONFIG), idempotent=True, logins=1, logins_after_reboot=0,
         expect=dict(_common(("GET", CONFIG), False), expire=Expect(True),
