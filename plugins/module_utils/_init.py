@@ -16,7 +16,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import socket
 import time
+from urllib.parse import urlsplit, urlunsplit
 
 from ansible_collections.encedo.hem.plugins.module_utils._errors import HemError
 from ansible_collections.encedo.hem.plugins.module_utils._login import (
@@ -46,6 +48,66 @@ CHALLENGE_LIFETIME = 60
 FACTORY_VALUES = dict((name, PPA_DEFAULTS[name]) for name in INIT_REBOOT_FIELDS)
 
 
+#: The address a PPA answers at until it is personalised with another ``ip`` (the web manager shows it "(fixed)").
+FACTORY_ADDRESS = '192.168.7.1'
+
+
+def moved_url(url, ip):
+    """The URL a device reached at ``url`` answers at once personalised with ``ip``, from the reboot that applies it;
+    None when it stays where ``url`` reaches it (the vendor's address, or the address ``url`` names already)."""
+    address = ip.split('/', 1)[0]
+    parts = urlsplit(url)
+    if address == FACTORY_ADDRESS or (parts.hostname or '').lower() == address:
+        return None
+    netloc = address + (':%d' % parts.port if parts.port else '')
+    return urlunsplit((parts.scheme, netloc, parts.path.rstrip('/'), '', ''))
+
+
+def source_address(address, port=443):
+    """The local address the controller would send from to reach ``address`` (a UDP socket's route lookup: no
+    packet is sent), or None when it has no route there."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        sock.connect((address, port))
+        return sock.getsockname()[0]
+    except OSError:
+        return None
+    finally:
+        sock.close()
+
+
+def unreachable(url, new_url):
+    """Why the controller could not reach the device at ``new_url`` (the address it moves to), else None: no route
+    there, or a route from another local address than the one it reaches the device from now (another link)."""
+    parts, new = urlsplit(url), urlsplit(new_url)
+    address = new.hostname
+    to_new = source_address(address, new.port or 443)
+    if to_new is None:
+        return 'the controller has no route to %s' % address
+    try:
+        now = socket.getaddrinfo(parts.hostname, parts.port or 443, socket.AF_INET, socket.SOCK_STREAM)[0][4][0]
+    except (OSError, IndexError):
+        return None     # the current address is not known here: nothing to compare with
+    to_now = source_address(now, parts.port or 443)
+    if to_now is not None and to_now != to_new:
+        return ('the controller reaches the device (%s) from its address %s, but would reach %s from %s, another link '
+                '(e.g. its default route)' % (now, to_now, address, to_new))
+    return None
+
+
+def check_address(params):
+    """A personalisation that moves the device (option ip): refuse, before any request, an address the controller
+    could not reach it at after the reboot that applies it (the next run could not reach the device)."""
+    if not params.get('ip') or not params.get('url') or params.get('proxy_url'):
+        return
+    new_url = moved_url(params['url'], params['ip'])
+    problem = new_url and unreachable(params['url'], new_url)
+    if problem:
+        raise HemError('option ip: %s moves the device to %s from its next reboot on, and %s: the next run could not reach '
+                       'the device. Give an address on the link the controller reaches the device on now (the vendor\'s is '
+                       '192.168.7.1/24), or leave ip unset. Nothing was sent.' % (params['ip'], new_url, problem))
+
+
 def validate(params):
     """Check every option before any request (``HemModule.run``'s check). Raises HemError with a user-facing message.
 
@@ -58,6 +120,7 @@ def validate(params):
         raise HemError(str(exc))
     if 'storage_mode' in checked:
         params['storage_mode'] = checked['storage_mode']
+    check_address(params)       # after the ip's own checks: a well-formed address
     if params.get('format_timeout') is not None and params['format_timeout'] <= 0:
         raise HemError('option format_timeout: must be a positive number of seconds, got %d' % params['format_timeout'])
     for name in ('passphrase', 'master_passphrase', 'master_recovery_phrase'):
@@ -307,9 +370,21 @@ class PersonalisationResource(Resource):
             return out
         if answer.get('lost'):
             out['reboot_required'] = predict_reboot(self.params, self.model)
+            self._moved(out)
             return out
         out['reboot_required'] = bool(answer.get('reboot_required'))
         for key in ('instanceid', 'csr', 'genuine'):
             if answer.get(key):
                 out[key] = answer[key]
+        self._moved(out)
         return out
+
+    def _moved(self, out):
+        """Personalised with another ``ip``: from the reboot that applies it the device answers there only (RV url)."""
+        new_url = self.model == 'ppa' and self.params['ip'] and moved_url(self.params['url'], self.params['ip'])
+        if not new_url:
+            return
+        out['url'] = new_url
+        self.module.warn('the device answers at %s from its next reboot on (ip %s), no longer at %s: reboot it with '
+                         'encedo.hem.encedo_reboot new_url=%s, and use url %s (the inventory\'s encedo_hem_url) from then on'
+                         % (new_url, self.params['ip'], self.params['url'], new_url, new_url))

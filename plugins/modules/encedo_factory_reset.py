@@ -50,6 +50,21 @@ options:
       - Seconds to wait for the device with O(wait=true).
     type: int
     default: 120
+  factory_url:
+    description:
+      - The factory address, where a wiped device answers. The vendor's web manager goes to V(https://my.ence.do) after a
+        wipe; a device personalised with another address (option C(ip) of M(encedo.hem.encedo_init)) leaves it at the wipe.
+      - The task waits for the device there, not at O(url), and returns it as RV(url) for the next tasks.
+      - If not set, the environment variable E(ENCEDO_HEM_FACTORY_URL) is used.
+    type: str
+    default: https://my.ence.do
+  factory_ca_path:
+    description:
+      - PEM file with the CA certificate(s) that the factory certificate of a wiped device chains to. A wiped device no
+        longer serves the certificate it had (its TLS key is new), so O(ca_path) does not verify it.
+      - If not set, the system trust store is used; with O(validate_certs=false) nothing is verified.
+      - If not set, the environment variable E(ENCEDO_HEM_FACTORY_CA_PATH) is used.
+    type: path
 notes:
   - Ansible prints nothing while a module runs, and this one may wait minutes. Say what it waits for before it starts, in
     the task name or in an M(ansible.builtin.debug) task just before it (the wait lasts up to O(wait_timeout)).
@@ -59,6 +74,8 @@ notes:
     RV(tls_bundle_needed), with what the device needs. It cannot store a bundle itself, because a bundle is made for
     the device's TLS key and that key is new after the wipe. Give the bundle to M(encedo.hem.encedo_info) or
     M(encedo.hem.encedo_init) (option C(tls_bundle)).
+  - The wait is an unauthenticated status read at O(factory_url), verified with O(factory_ca_path). RV(verified_with) says what
+    verified it; RV(url) is where the device answers from now on (personalise it there).
   - A device that has no TLS bundle before the task is in factory state when it is not personalised, and it is reported
     like that. When it is personalised, the task fails, because the wipe would need the bearer token over plain HTTP.
 seealso:
@@ -100,6 +117,20 @@ rebooted:
   description: Whether the task saw the device come back after its reboot in factory state (only with O(wait=true)).
   returned: always
   type: bool
+url:
+  description:
+    - Where the wiped device answers (O(factory_url)), when the task saw it come back there. Use it as O(url) from now on.
+  returned: when the device was seen back in factory state
+  type: str
+  sample: https://my.ence.do
+verified_with:
+  description:
+    - What verified the TLS certificate of the wiped device at RV(url). One of V(factory_ca_path <file>), V(the system
+      trust store), V(nothing, validate_certs is false), or V(plain HTTP) when it answered over plain HTTP only (it has no
+      TLS bundle).
+  returned: when the device was seen back in factory state
+  type: str
+  sample: factory_ca_path /etc/ssl/encedo-factory-ca.pem
 reboot_required:
   description: Always V(false); the device reboots by itself after the wipe.
   returned: always
@@ -131,12 +162,15 @@ token:
   sample: eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzY29wZSI6InN5c3RlbTpjb25maWcifQ.c2lnbmF0dXJl
 '''
 
+import os
 import re
 import time
 
+from ansible.module_utils.basic import env_fallback
+
 from ansible_collections.encedo.hem.plugins.module_utils import _tls_bundle
 from ansible_collections.encedo.hem.plugins.module_utils._errors import HemError, HemOutcomeUnknown
-from ansible_collections.encedo.hem.plugins.module_utils._module import POLL, HemModule
+from ansible_collections.encedo.hem.plugins.module_utils._module import POLL, HemModule, validate_url
 
 CONFIG = '/api/system/config'
 POLL_INTERVAL = 1.0
@@ -144,15 +178,33 @@ POLL_INTERVAL = 1.0
 NOTHING_SENT = dict(changed=False, sent=[])
 
 
-def _factory_state_seen(module, since):
-    """Poll the status until the device answers unpersonalised from a boot after ``since``.
+def factory_url(params):
+    return (params['factory_url'] or '').rstrip('/')
+
+
+def verified_with(params):
+    """What verifies the certificate of a wiped device at factory_url (RV verified_with)."""
+    if not factory_url(params).lower().startswith('https:'):
+        return 'plain HTTP'
+    if not params['validate_certs']:
+        return 'nothing, validate_certs is false'
+    if params['factory_ca_path']:
+        return 'factory_ca_path %s' % params['factory_ca_path']
+    return 'the system trust store'
+
+
+def _factory_state_seen(module, since, errors=None):
+    """Poll the status at factory_url (verified with factory_ca_path) until the device answers unpersonalised from a
+    boot after ``since``.
 
     Returns None when not seen in time, else whether its HTTPS server runs: True, or False when
     only plain HTTP answered and said ``https: false`` (the device came back without a TLS bundle).
+    ``errors``: a list that gets the last poll error.
     """
     p = module.params
-    poller = module.client(**POLL)
-    try_plain = p['url'].lower().startswith('https:')
+    url = factory_url(p)
+    poller = module.client(**dict(POLL, url=url, ca_path=p['factory_ca_path']))
+    try_plain = url.lower().startswith('https:')
     deadline = time.monotonic() + p['wait_timeout']
     while time.monotonic() < deadline:
         https = True
@@ -160,8 +212,10 @@ def _factory_state_seen(module, since):
             status = poller.status()
         except HemError as exc:
             status = None
+            if errors is not None:
+                errors[:] = [str(exc)]
             if try_plain and exc.status is None:
-                plain = _tls_bundle.plain_status(module)
+                plain = _plain_status(module, url)
                 if plain is not None and plain.get('https') is False:
                     status, https = plain, False
         if status is not None and status.get('inited') is False:
@@ -171,6 +225,15 @@ def _factory_state_seen(module, since):
                 return https
         time.sleep(POLL_INTERVAL)
     return None
+
+
+def _plain_status(module, url):
+    """The status over plain HTTP at the factory address (http_url, else http://<host of factory_url>)."""
+    try:
+        plain_url = _tls_bundle.plain_http_url(dict(http_url=module.params['http_url'], url=url))
+        return module.client(**dict(POLL, url=plain_url, timeout=_tls_bundle.PROBE_TIMEOUT)).status()
+    except HemError:
+        return None
 
 
 def _no_bundle(result, what):
@@ -194,6 +257,14 @@ def check_options(params):
         _tls_bundle.check_inputs(params)
     except ValueError as exc:
         raise HemError(str(exc) + '. Nothing was sent.', result=NOTHING_SENT)
+    problem = validate_url(factory_url(params))
+    if problem:
+        raise HemError('option factory_url: %r is not a device address (%s); expected e.g. https://my.ence.do. Nothing was sent.'
+                       % (params['factory_url'], problem), result=NOTHING_SENT)
+    ca_path = params['factory_ca_path']
+    if ca_path and not (os.path.isfile(ca_path) and os.access(ca_path, os.R_OK)):
+        raise HemError('option factory_ca_path: %s does not exist or cannot be read; give a PEM file with the CA that the '
+                       'factory certificates of wiped devices chain to. Nothing was sent.' % ca_path, result=NOTHING_SENT)
 
 
 def run(module, client):
@@ -236,31 +307,41 @@ def confirmed_devid(module, client, result):
 def wipe(module, client, result):
     """Send the wipe and (with wait, or when its answer was lost) wait for the device in factory state."""
     p = module.params
+    url = factory_url(p)
+    errors = []
     sent_at = time.monotonic()
     try:
         client.post(CONFIG, {'wipeout': True})
     except HemOutcomeUnknown as exc:
         # The device closes the connection around the wipe; tell from its state whether it happened.
-        https = _factory_state_seen(module, sent_at)
+        https = _factory_state_seen(module, sent_at, errors)
         if https is None:
             raise HemError('outcome unknown: the wipe was sent but its answer was lost (%s), and the device did not come back in '
-                           'factory state within %d seconds' % (exc, p['wait_timeout']), result=result)
+                           'factory state at %s within %d seconds%s' % (exc, url, p['wait_timeout'], _last(errors)), result=result)
     else:
         if not p['wait']:
             result['msg'] = ('the device accepted the wipe: it erases its configuration, passphrases and keys and reboots into '
                              'factory state (unreachable for a few seconds); personalise it again afterwards')
             return result
-        https = _factory_state_seen(module, sent_at)
+        https = _factory_state_seen(module, sent_at, errors)
         if https is None:
-            raise HemError('the device accepted the wipe but did not come back in factory state at %s within %d seconds. '
-                           'A wiped device answers at its factory address (https://my.ence.do or https://192.168.7.1 on its '
-                           'USB link), not at the address it was personalised with: check it there with '
-                           'encedo.hem.encedo_info, and if it does not answer at all, unplug and replug it'
-                           % (p['url'], p['wait_timeout']), result=result)
-    result.update(rebooted=True, msg='the device wiped its configuration, passphrases and keys and rebooted into factory state')
+            raise HemError('the device accepted the wipe but did not come back in factory state at factory_url %s within %d '
+                           'seconds%s. A wiped device answers at its factory address (https://my.ence.do or https://192.168.7.1 '
+                           'on its USB link, not at the address it was personalised with) with a factory certificate, which '
+                           'factory_ca_path must verify (now: %s): check it there with encedo.hem.encedo_info, and if it does '
+                           'not answer at all, unplug and replug it'
+                           % (url, p['wait_timeout'], _last(errors), verified_with(p)), result=result)
+    how = 'plain HTTP' if https is False else verified_with(p)
+    result.update(rebooted=True, url=url, verified_with=how,
+                  msg='the device wiped its configuration, passphrases and keys and rebooted into factory state; it answers at '
+                      '%s (verified with %s): use that url from now on' % (url, how))
     if https is False:
         _no_bundle(result, 'it came back and')
     return result
+
+
+def _last(errors):
+    return ' (last error: %s)' % errors[-1] if errors else ''
 
 
 def main():
@@ -268,6 +349,8 @@ def main():
         confirm_devid=dict(type='str', required=True),
         wait=dict(type='bool', default=True),
         wait_timeout=dict(type='int', default=120),
+        factory_url=dict(type='str', default='https://my.ence.do', fallback=(env_fallback, ['ENCEDO_HEM_FACTORY_URL'])),
+        factory_ca_path=dict(type='path', fallback=(env_fallback, ['ENCEDO_HEM_FACTORY_CA_PATH'])),
     )
     spec.update(_tls_bundle.fresh_argument_spec(bundle=False))
     module = HemModule(argument_spec=spec, supports_check_mode=True)

@@ -141,6 +141,11 @@ options:
         no address for the computer on the USB link, and a prefix under 8 would cover the addresses of other networks
         the computer reaches.
       - A value other than the factory one needs a reboot. Setting it for an EPA fails.
+      - From the reboot that applies it the device answers at this address only. When that is neither the address O(url)
+        reaches it at now nor V(192.168.7.1), the task refuses, before any request, an address that the controller has no
+        route to, or reaches over another link than the device now (for example through its default route), as the next
+        run could not reach the device. Otherwise it returns the new URL as RV(url) and warns that it is the one to use
+        from the reboot on (M(encedo.hem.encedo_reboot) O(encedo.hem.encedo_reboot#module:new_url) follows the device there).
     type: str
   storage_mode:
     description:
@@ -263,6 +268,13 @@ instanceid:
   returned: when the device was personalised by the task, or was already and O(passphrase) was given
   type: str
   sample: 8c1f0a52-3a4e-4b8e-9a0d-2f6c1b7e5d10
+url:
+  description:
+    - The URL the device answers at from its next reboot on, when O(ip) moves it (the address of O(url) replaced by that of
+      O(ip)). Use it as O(url) (the inventory's C(encedo_hem_url)) from then on; the task also warns.
+  returned: when the device was personalised with an O(ip) that moves it
+  type: str
+  sample: https://192.168.7.5
 reboot_required:
   description:
     - Whether the device must reboot before the new network or storage settings apply (the device's answer).

@@ -59,6 +59,13 @@ options:
       - Seconds between two status polls.
     type: float
     default: 1.0
+  new_url:
+    description:
+      - The URL the device answers at after this reboot, when it is not O(url), that is the RV(encedo.hem.encedo_init#module:url)
+        of a personalisation that gave the device another address (option C(ip)), which takes effect at this reboot.
+      - The reboot request goes to O(url); the status polls and the check-in after it go to O(new_url), which the task
+        returns as RV(url). Use it as O(url) from then on.
+    type: str
   checkin:
     description:
       - Whether to check the device in after it is back, which sets its clock so that logins work again.
@@ -136,6 +143,11 @@ uptime:
   returned: when the device rebooted
   type: int
   sample: 1
+url:
+  description: Where the device answers after the reboot (O(new_url) when given, else O(url)).
+  returned: when the device rebooted
+  type: str
+  sample: https://my.ence.do
 checkin:
   description:
     - What the check-in after the reboot did (the same keys as M(encedo.hem.encedo_checkin) returns), or V(null) when no
@@ -168,7 +180,7 @@ from ansible_collections.encedo.hem.plugins.module_utils._lifecycle import (
     uptime_baseline,
     wait_for_reboot,
 )
-from ansible_collections.encedo.hem.plugins.module_utils._module import POLL, HemModule
+from ansible_collections.encedo.hem.plugins.module_utils._module import POLL, HemModule, validate_url
 
 REBOOT_PATH = '/api/system/reboot'
 
@@ -224,6 +236,10 @@ def check_options(params):
             raise HemError('option %s: must be at least %d, got %s' % (name, low, params[name]))
     if params['poll_interval'] <= 0:
         raise HemError('option poll_interval: must be positive, got %s' % params['poll_interval'])
+    problem = params['new_url'] and validate_url(params['new_url'])
+    if problem:
+        raise HemError('option new_url: %r is not a device address (%s); expected e.g. https://192.168.7.5. Nothing was sent.'
+                       % (params['new_url'], problem))
 
 
 def run(module, client):
@@ -254,7 +270,10 @@ def run(module, client):
     elapsed = int(round(waited))
     # Every token issued before the reboot is invalid now.
     client.token = None
-    result.update(rebooted=True, elapsed=elapsed, uptime=status.get('uptime'), checkin=None)
+    url = (params['new_url'] or params['url']).rstrip('/')
+    if params['new_url']:
+        client = module.client(url=url)         # the device answers there from this boot on
+    result.update(rebooted=True, elapsed=elapsed, uptime=status.get('uptime'), checkin=None, url=url)
     if backend is not None and not clock_is_set(status):
         result['checkin'] = checkin_after_reboot(module, client, backend, status, elapsed, result)
     return result
@@ -276,7 +295,7 @@ def send_reboot(client, personalised, before):
 def wait_back(module, uptime_before, seen_before, requested_at, lost, result):
     """Poll until the device proves it restarted; -> (status, seconds waited). A failure carries ``result``."""
     params = module.params
-    poller = module.client(**POLL)
+    poller = module.client(**dict(POLL, url=params['new_url'])) if params['new_url'] else module.client(**POLL)
     try:
         return wait_for_reboot(poller.status, uptime_before, seen_before, params['delay'],
                                params['reboot_timeout'], params['poll_interval'], requested_at=requested_at)
@@ -315,6 +334,7 @@ def main():
         reboot_timeout=dict(type='int', default=300),
         poll_interval=dict(type='float', default=1.0),
         checkin=dict(type='bool', default=True),
+        new_url=dict(type='str'),
     )
     argument_spec.update(checkin_argument_spec())
     module = HemModule(argument_spec=argument_spec, supports_check_mode=True)

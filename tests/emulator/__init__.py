@@ -159,8 +159,14 @@ Configuration (`/api/system/config`)
 - EPA answers still carry `dnsd` (false) and `ip` (the factory value) because the
   OpenAPI 200 schema requires them; they cannot be changed on EPA.
 - `wipeout: true` answers 200 with an empty body, then wipes and reboots: factory config,
-  not personalised, new eid/eid_sign, new emulator-issued TLS key and certificate;
-  devid, genuine_id and the secure element (attestation key/certificate) are kept.
+  not personalised, new eid/eid_sign, a new TLS key with a **factory certificate** (issued by
+  the fleet's "Encedo Factory CA (emulator)", written to `<ca stem>-factory.pem`, READY
+  `factory_ca_file`; not the tests' CA, so a client that trusted the device before does not
+  verify it), at the factory address (see Addressing); devid, genuine_id and the secure
+  element (attestation key/certificate) are kept. Sources: the web manager goes to
+  https://my.ence.do after a wipe, waits 8 s and checks in (build.js); what certificate a
+  wiped device serves is not documented, but its TLS key is new, so no certificate issued for
+  the old one can be served (issue 25 item 6).
 - Factory-fresh mode (not personalised, no token): the body must carry `tls` (406 without
   it, 400 with bad material; other fields ignored: "the raw body is persisted"); it is installed at once
   (the spec: "the HTTPS server is started") and the answer is 200 with an empty body.
@@ -284,6 +290,24 @@ Check-in (the blobs are opaque to clients)
   `tls` import (the OpenAPI says "installs" and names no reboot; the TLS server's certificate is
   loaded at boot, and `reboot_required` is what the config import answers for the same material).
 
+Addressing (issue 25 item 1)
+- A PPA answers at the address of its `ip` from the boot after the one that stored it (the
+  personalisation answers `reboot_required` for an `ip` other than the factory one; OpenAPI
+  "reboot_required ... network/storage settings"; the web manager shows the address
+  "(fixed)" at 192.168.7.1, index.html; the OpenAPI gives the host a DHCP lease in
+  192.168.7.10-12). The factory `ip` (192.168.7.1/24, any EPA) is served at the `--bind`
+  address, which stands in for 192.168.7.1 on the USB link (in the server test bed it is
+  192.168.7.1). Another `ip` is served at its own address only, on the same ports: the
+  emulator binds it when the device boots (any 127.0.0.0/8 address on Linux loopback; in the
+  test bed an address of the namespace), and connections to the old address are reset. An
+  address this host cannot bind leaves the device unreachable until it is wiped (stderr
+  says so), as a real device that moved where the controller has no route. With a wildcard
+  `--bind` a moved device answers only connections addressed to its address. An emulator-
+  issued certificate that does not name the new address is re-issued (same key, the tests'
+  CA) to name it; an imported one is kept. The control interface's `GET /devices` and
+  `state` give `address`, `url` and `http_url` as they are now. A wipe brings the device
+  back at the factory address.
+
 Transport
 - One request per connection, `Connection: close`, `Content-Type: application/json` on
   every answer, empty error bodies (except the config 400). POST without Content-Length,
@@ -295,7 +319,7 @@ Transport
 - CORS: `origin` is a list split on commas/blanks; `*`, exact origins and `*.domain`
   wildcards match. A non-matching Origin answers 412, also on OPTIONS; OPTIONS otherwise
   answers 204 with the spec's preflight headers. HSTS header when http_option_hsts is on.
-- TLS certificates the emulator issues (at start, after a wipe) have CN `localhost` and
+- TLS certificates the emulator issues (at start from the tests' CA, after a wipe from the factory CA) have CN `localhost` and
   SANs `DNS:localhost`, `DNS:hem<i>.emulator.test`, `DNS:my.ence.do` (the vendor's default
   device name, PROTOCOL.md "Certificates on the device's name"), `IP:127.0.0.1` and the
   address the devices are reached on (`--bind`; an IP SAN, or a DNS SAN for a name; the

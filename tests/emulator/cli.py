@@ -99,7 +99,7 @@ def main(argv=None) -> int:
     fleet = Fleet(args)
     try:
         fleet.build_devices(args.devices)
-        ca_file, custody_file = fleet.write_ca_files(args.ca_file)
+        ca_file, custody_file, factory_file = fleet.write_ca_files(args.ca_file)
         address = advertised_address(args.bind)
         host = "[%s]" % address if ":" in address else address
         urls = [("https://%s:%d" % (host, args.port + i), "http://%s:%d" % (host, args.http_port + i))
@@ -124,7 +124,11 @@ def main(argv=None) -> int:
                 for lst in hub.listeners:
                     lst.sock.close()
                 return 3
-            hub.add(Listener(sock, kind, dev))
+            hub.add(Listener(sock, kind, dev, addr))
+        fleet.hub = hub
+        for dev in fleet.devices:       # --state-dir: a device personalised with another address answers there
+            if dev.address != fleet.factory_address():
+                hub.listen_device(dev)
         stop = threading.Event()
 
         def _on_signal(_signum, _frame):
@@ -134,11 +138,12 @@ def main(argv=None) -> int:
         signal.signal(signal.SIGINT, _on_signal)
         hub.start()
         ready = {
-            "devices": [{"index": d.index, "url": urls[d.index][0], "http_url": urls[d.index][1],
+            "devices": [{"index": d.index, "url": fleet.device_urls(d)[0], "http_url": fleet.device_urls(d)[1],
                          "devid": d.p["devid"], "genuine_id": d.p["genuine_id"] if d.model == "ppa" else None,
                          "model": d.model} for d in fleet.devices],
             "ca_file": ca_file,
             "custody_ca_file": custody_file,
+            "factory_ca_file": factory_file,
             "backend_url": "http://%s:%d" % (host, args.backend_port),
             "control_url": ("http://127.0.0.1:%d" % args.control_port) if args.control_port is not None else None,
         }

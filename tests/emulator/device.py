@@ -333,8 +333,31 @@ class Device:
         self.fmt = None              # the disk format task of this boot (None: none ran)
         self.boot_storage_mode = self.cfg.get("storage_mode")
         self.upgrade.on_boot()
+        self.address = self._boot_address()
         self.ssl_context = self.fleet.make_ssl_context(self.index, self.p["tls_key"], self.p["tls_crt"])
         self.logger.power_up()
+
+    def _boot_address(self):
+        """Where this boot answers (package docstring, "Addressing"): the factory `ip` at the fleet's --bind address,
+        a personalised one at its own address. A certificate of the tests' CA that does not name a personalised
+        address is re-issued (same key) to name it."""
+        factory = self.fleet.factory_address()
+        try:
+            ip = str(ipaddress.ip_interface(self.cfg.get("ip", FACTORY_IP)).ip)
+        except ValueError:
+            return factory
+        if not self.msc or ip == FACTORY_IP.split("/", 1)[0]:
+            return factory
+        crt = x509.load_pem_x509_certificate(self.p["tls_crt"].encode("ascii"))
+        try:
+            named = [str(a) for a in crt.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+                     .value.get_values_for_type(x509.IPAddress)]
+        except x509.ExtensionNotFound:
+            named = []
+        if ip not in named and self.fleet.issued_by_test_ca(self.p["tls_crt"]):
+            self.p["tls_crt"] = util.cert_pem(self.fleet.issue_device_cert(self.index, self.tls_key(False).public_key(), ip))
+            self.save()
+        return ip
 
     def audit(self, event, result=0, subject="-", data=b""):
         """Write one audit-log line to the current boot's file (tests/emulator/logger.py) and persist it.
@@ -362,6 +385,8 @@ class Device:
     def _come_up(self):
         with self.lock:
             self._boot(rtc_set=False)
+            if self.address != self.fleet.factory_address():
+                self.fleet.moved(self)
             self.up = True
 
     def _wipe(self):
@@ -372,7 +397,7 @@ class Device:
         self.p.update({
             "eid": b64e(util.new_x25519()), "eid_sign": b64e(util.new_ed25519()),
             "tls_key": util.key_pem(tls_key),
-            "tls_crt": util.cert_pem(self.fleet.issue_device_cert(self.index, tls_key.public_key())),
+            "tls_crt": util.cert_pem(self.fleet.issue_factory_cert(self.index, tls_key.public_key())),
             "pending_tls": None, "personalised": False, "instanceid": None, "userkey": None, "masterkey": None,
             "iat": 0, "uts": 0, "config": factory_config(self.model),
         })
@@ -1216,6 +1241,8 @@ class Device:
                 "tls_cert_pem": self.p["tls_crt"], "clock_offset": self.clock_offset,
                 "tls_bundle": self.has_tls_bundle, "tls_public_key": b64e(util.spki_der(self.tls_key().public_key())),
                 "format": self.format_progress(), "upgrade": self.upgrade.view(),
+                "address": self.address, "url": self.fleet.device_urls(self)[0] if self.fleet.port_base else None,
+                "http_url": self.fleet.device_urls(self)[1] if self.fleet.port_base else None,
             }
 
     def _logged_scope(self, req: Request):

@@ -254,6 +254,11 @@ class Emulator:
         return self.ready["custody_ca_file"]
 
     @property
+    def factory_ca_file(self):
+        """The CA of the factory certificate a wiped device comes back with (not ca_file's CA)."""
+        return self.ready["factory_ca_file"]
+
+    @property
     def backend_url(self):
         return self.ready["backend_url"]
 

@@ -72,6 +72,9 @@ class Fleet:
             os.makedirs(self.state_dir, exist_ok=True)
         self._load_or_create_keys()
         self.devices = []
+        self.hub = None              # set by cli: a device that moves to its personalised address gets listeners there
+        self.port_base = getattr(args, "port", 0)
+        self.http_port_base = getattr(args, "http_port", 0)
 
     # ------------------------------------------------------------------ keys shared by the fleet
 
@@ -100,6 +103,15 @@ class Fleet:
         self.backend_x25519_public = util.x25519_public(self.backend_x25519)
         self.backend_sign = ed25519.Ed25519PrivateKey.from_private_bytes(b64d(data["backend_ed25519"]))
         self.backend_sign_public = self.backend_sign.public_key().public_bytes_raw()
+        if "factory_key" not in data:
+            # The vendor's factory certificates stand-in (a wiped device serves one): not the tests' CA. Added to an
+            # older --state-dir fleet.json too.
+            f_key, f_cert = util.make_ca("Encedo Factory CA (emulator)", "HEM Emulator")
+            data.update(factory_key=util.key_pem(f_key), factory_crt=util.cert_pem(f_cert))
+            if path:
+                util.atomic_write(path, json.dumps(data, indent=1).encode("utf-8"))
+        self.factory_key = util.load_key_pem(data["factory_key"])
+        self.factory_cert = x509.load_pem_x509_certificate(data["factory_crt"].encode("ascii"))
 
     def write_ca_files(self, ca_file):
         ca_file = os.path.abspath(ca_file)
@@ -108,7 +120,9 @@ class Fleet:
         os.makedirs(os.path.dirname(ca_file), exist_ok=True)
         util.atomic_write(ca_file, util.cert_pem(self.ca_cert).encode("ascii"), mode=0o644)
         util.atomic_write(custody_file, util.cert_pem(self.custody_cert).encode("ascii"), mode=0o644)
-        return ca_file, custody_file
+        factory_file = stem + "-factory" + (ext or ".pem")
+        util.atomic_write(factory_file, util.cert_pem(self.factory_cert).encode("ascii"), mode=0o644)
+        return ca_file, custody_file, factory_file
 
     def device_names(self, index):
         """(DNS names, IP addresses) of device index's emulator-issued TLS certificates.
@@ -128,9 +142,39 @@ class Fleet:
                 names.append(self.address.lower())
         return names, ips
 
-    def issue_device_cert(self, index, public_key):
+    def issue_device_cert(self, index, public_key, address=None):
+        """A certificate of the tests' CA for device index; ``address``: the personalised address it answers at, named too."""
         names, ips = self.device_names(index)
+        if address is not None and address not in ips:
+            ips.append(address)
         return util.issue_tls_cert(self.ca_key, self.ca_cert, public_key, names, ips)
+
+    def issue_factory_cert(self, index, public_key):
+        """The certificate a wiped device comes back with: the same names, issued by the factory CA (not the tests')."""
+        names, ips = self.device_names(index)
+        return util.issue_tls_cert(self.factory_key, self.factory_cert, public_key, names, ips)
+
+    def issued_by_test_ca(self, crt_pem):
+        """Whether a device certificate (PEM) is one the emulator issued with the tests' CA (not an imported one)."""
+        cert = x509.load_pem_x509_certificate(crt_pem.encode("ascii"))
+        return cert.issuer == self.ca_cert.subject
+
+    # ------------------------------------------------------------------ where a device answers
+
+    def factory_address(self):
+        """Where a device with the factory `ip` answers: the --bind address (stands in for 192.168.7.1 on its USB link)."""
+        return self.address
+
+    def device_urls(self, dev):
+        """(https URL, http URL) of device dev at the address it answers at now."""
+        addr = dev.address
+        host = "[%s]" % addr if ":" in addr else addr
+        return ("https://%s:%d" % (host, self.port_base + dev.index), "http://%s:%d" % (host, self.http_port_base + dev.index))
+
+    def moved(self, dev):
+        """Device dev booted at a personalised address other than the factory one: listen there too (same ports)."""
+        if self.hub is not None:
+            self.hub.listen_device(dev)
 
     def make_ssl_context(self, index, key_pem, crt_pem):
         with self._ctx_lock:
@@ -183,10 +227,25 @@ def advertised_address(bind):
 # ---------------------------------------------------------------------------- HTTP plumbing
 
 class Listener:
-    def __init__(self, sock, kind, device=None):
+    def __init__(self, sock, kind, device=None, addr=None):
         self.sock = sock
         self.kind = kind           # "https" | "http" | "backend" | "control"
         self.device = device
+        self.addr = addr           # the address it is bound to (device listeners)
+
+    def serves(self, dev, conn):
+        """Whether a connection accepted here reaches device dev at the address it answers at now (package
+        docstring, "Addressing"): a listener bound to another address resets it; a wildcard one compares the
+        connection's local address, except for a device at the factory address (it answers on every address)."""
+        if self.addr in ("0.0.0.0", "::", ""):
+            if dev.address == dev.fleet.factory_address():
+                return True
+            try:
+                local = conn.getsockname()[0]
+            except OSError:
+                return False
+            return local.split("%", 1)[0] == dev.address
+        return self.addr == dev.address
 
 
 class HttpError(Exception):
@@ -311,6 +370,29 @@ class Hub:
     def start(self):
         self.thread.start()
 
+    def listen_device(self, dev):
+        """Bind device dev's HTTPS and HTTP ports at the address it answers at now, unless bound there already (or
+        the fleet listens on a wildcard address). An address this host cannot bind (not on one of its interfaces)
+        leaves the device unreachable, as a real device that moved where the controller has no route."""
+        addr = dev.address
+        bound = {(lst.addr, lst.kind) for lst in self.listeners if lst.device is dev}
+        if any(a in ("0.0.0.0", "::", "") for a, _kind in bound):
+            return
+        for kind, port in (("https", self.fleet.port_base + dev.index), ("http", self.fleet.http_port_base + dev.index)):
+            if (addr, kind) in bound:
+                continue
+            try:
+                sock = bind_socket(addr, port)
+            except OSError as exc:
+                print("hem-emulator: device %d moved to %s but that address cannot be bound here (%s): it is unreachable "
+                      "until it is wiped" % (dev.index, addr, exc), file=sys.stderr, flush=True)
+                return
+            self.add(Listener(sock, kind, dev, addr))
+        try:
+            self._wake_w.send(b"x")
+        except OSError:
+            pass
+
     def stop(self):
         self._stop.set()
         try:
@@ -329,6 +411,10 @@ class Hub:
             for key, _mask in self.selector.select(timeout=1.0):
                 listener = key.data
                 if listener is None:
+                    try:
+                        self._wake_r.recv(64)
+                    except OSError:
+                        pass
                     continue
                 while True:
                     try:
@@ -347,7 +433,7 @@ class Hub:
             conn.setblocking(True)
             dev = listener.device
             if dev is not None:
-                if not dev.up:
+                if not dev.up or not listener.serves(dev, conn):
                     _reset(conn)
                     return
                 if listener.kind == "https" and not dev.has_tls_bundle:
@@ -522,7 +608,8 @@ def control_handler(fleet: Fleet, urls):
         if parts == ["devices"] and req.method == "GET":
             out = []
             for dev in fleet.devices:
-                out.append({"index": dev.index, "url": urls[dev.index][0], "http_url": urls[dev.index][1],
+                url, http_url = fleet.device_urls(dev) if fleet.port_base else urls[dev.index]
+                out.append({"index": dev.index, "url": url, "http_url": http_url, "address": dev.address,
                             "devid": dev.p["devid"], "model": dev.model, "personalised": dev.p["personalised"],
                             "rtc_set": dev.rtc_set, "boot_id": dev.boot_id, "up": dev.up})
             return Response(200, out)

@@ -247,14 +247,16 @@ def test_served_certificate_names_my_ence_do_and_the_bind_address(emulator):
         dns, ips = names(served_certificate(emu.url(i), emu.ca_file))
         assert dns == {"localhost", "hem%d.emulator.test" % i, "my.ence.do"}, dns
         assert ips == {"127.0.0.1", "127.0.0.2"}, ips
-    # a wiped device gets a new certificate on the same names
+    # a wiped device gets a new certificate on the same names, from the factory CA (not the tests' CA)
     hem = client(emu, 1)
     hem.login(PASS)
     before = served_certificate(emu.url(1), emu.ca_file)
     boot = emu.state(1)["boot_id"]
     assert hem.post("/api/system/config", {"wipeout": True}).status == 200
     assert emu.wait_new_boot(1, boot, timeout=10)
-    after = served_certificate(emu.url(1), emu.ca_file)
+    with pytest.raises(ssl.SSLCertVerificationError):
+        served_certificate(emu.url(1), emu.ca_file)
+    after = served_certificate(emu.url(1), emu.factory_ca_file)
     assert after.serial_number != before.serial_number
     assert names(after) == ({"localhost", "hem1.emulator.test", "my.ence.do"}, {"127.0.0.1", "127.0.0.2"})
 

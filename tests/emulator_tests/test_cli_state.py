@@ -60,7 +60,8 @@ def test_ready_line_and_clean_exit(tmp_path, sig):
         line = proc.stdout.readline()
         assert line.startswith("READY ")
         ready = json.loads(line[6:])
-        assert set(ready) == {"devices", "ca_file", "custody_ca_file", "backend_url", "control_url"}
+        assert set(ready) == {"devices", "ca_file", "custody_ca_file", "factory_ca_file", "backend_url",
+                              "control_url"}
         assert ready["devices"][1] == {"index": 1, "url": "https://127.0.0.1:%d" % (ports["port"] + 1),
                                        "http_url": "http://127.0.0.1:%d" % (ports["http_port"] + 1),
                                        "devid": ready["devices"][1]["devid"],

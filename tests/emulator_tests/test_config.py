@@ -11,6 +11,7 @@ import pytest
 from cryptography import x509
 
 from .conftest import PASS, client
+from .hemclient import Hem
 
 PPA_FIELDS = {"iat", "uts", "devid", "instanceid", "eid", "eid_sign", "user", "email", "hostname", "dnsd",
               "trusted_ts", "trusted_backend", "allow_keysearch", "origin", "ctx", "ip", "http_option_hsts",
@@ -194,7 +195,7 @@ def test_wipeout(emulator):
     assert st["config"]["devid"] == before["devid"] and st["config"]["genuine_id"] == before["genuine_id"]
     assert st["config"]["eid"] != before["eid"]
     assert "instanceid" not in st["config"]
-    fresh = client(emu)
+    fresh = Hem(emu.url(0), emu.factory_ca_file)      # a wiped device serves a factory certificate
     assert fresh.get("/api/system/status").json["inited"] is False
     assert fresh.get("/api/auth/token").status == 409
     assert fresh.get("/api/system/config", token=hem.token).status == 401

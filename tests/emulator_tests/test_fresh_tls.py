@@ -152,7 +152,7 @@ def test_wipe_removes_the_bundle_only_with_the_option(emulator, tmp_path):
             hem = Hem(emu.http_url(0), None)      # test only: the token over plain HTTP
         else:
             hem = Hem(emu.url(0), emu.ca_file)
-            ca_file = emu.ca_file
+            ca_file = emu.factory_ca_file           # what the wiped device's factory certificate chains to
         hem.login(pw)
         assert hem.post(CONFIG, {"wipeout": True}).status == 200
         emu.wait_down(0)

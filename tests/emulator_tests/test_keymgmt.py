@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, x25519
 from tests.emulator.harness import Emulator
 
 from .conftest import PASS, client
-from .hemclient import b64
+from .hemclient import Hem, b64
 
 SCOPES = ("keymgmt:list", "keymgmt:get", "keymgmt:gen", "keymgmt:upd", "keymgmt:imp", "keymgmt:del",
           "keymgmt:search", "keymgmt:derive")
@@ -344,7 +344,8 @@ def test_state_dir_keeps_the_repository_and_a_wipe_empties_it(tmp_path):
         boot = emu.state(0)["boot_id"]
         assert hem.post("/api/system/config", {"wipeout": True}).status == 200
         assert emu.wait_new_boot(0, boot, timeout=10)
-        stats = client(emu).get("/api/system/selftest").json["repo_stats"]         # factory-fresh: no token
+        hem.ca_file = emu.factory_ca_file                                          # a wiped device's factory certificate
+        stats = Hem(emu.url(0), emu.factory_ca_file).get("/api/system/selftest").json["repo_stats"]   # no token
         assert stats["total"] == 2 and stats["deleted"] == 0
         hem.checkin(emu.backend_url)                                               # the clock after the reboot
         hem.personalise(PASS)

@@ -134,8 +134,12 @@ def test_config_target(ppa, dev, hem_playbook):
 def test_factory_reset_target(ppa, dev, hem_playbook):
     hem_playbook(ppa, devices=[dev]).run_target("encedo_factory_reset").assert_ok()
     assert ppa.state(dev)["personalised"] is False
+    # the wiped device serves a factory certificate: the tests' CA no longer verifies it, the factory CA does
     with pytest.raises(HemError) as err:
         HemClient(ppa.url(dev), passphrase=PW, ca_path=ppa.ca_file, timeout=5).login()
+    assert "CERTIFICATE_VERIFY_FAILED" in str(err.value)
+    with pytest.raises(HemError) as err:
+        HemClient(ppa.url(dev), passphrase=PW, ca_path=ppa.factory_ca_file, timeout=5).login()
     assert "not personalised" in str(err.value)
 
 
@@ -431,7 +435,8 @@ def test_factory_reset_wrong_devid_sends_nothing(ppa, spare, spare_task):
 
 def test_factory_reset_lost_answer_is_resolved_by_the_device_state(ppa, dev, task):
     ppa.fault(dev, "drop", path=CONFIG, method="POST", after_apply=True)
-    result = task("encedo.hem.encedo_factory_reset", {"confirm_devid": ppa.device(dev)["devid"], "wait": False, "wait_timeout": 30})
+    result = task("encedo.hem.encedo_factory_reset", {"confirm_devid": ppa.device(dev)["devid"], "wait": False, "wait_timeout": 30,
+                                                      "factory_url": "{{ hem_url }}", "factory_ca_path": "{{ hem_factory_ca_path }}"})
     assert result["changed"] is True and result["rebooted"] is True, result
     assert [e["keys"] for e in config_posts(ppa, dev)] == [["wipeout"]]
     assert ppa.state(dev)["personalised"] is False

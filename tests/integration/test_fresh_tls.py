@@ -215,7 +215,8 @@ def test_factory_reset_reports_a_device_that_comes_back_without_bundle(emulator,
     devid = emu.state(0)["config"]["devid"]
     emu.clear_log(0)
     run = runner.run_playbook(play({"name": "Wipe", "encedo.hem.encedo_factory_reset": dict(
-        conn, passphrase=PASS, confirm_devid=devid, wait_timeout=30)}))
+        conn, passphrase=PASS, confirm_devid=devid, wait_timeout=30, factory_url="{{ hem_url }}",
+        factory_ca_path="{{ hem_factory_ca_path }}")}))
     run.assert_ok()
     res = run.result("Wipe", host="hem0")
     assert res["changed"] is True and res["rebooted"] is True and res["sent"] == ["wipeout"]

@@ -104,17 +104,19 @@ def test_master_passphrase_and_recovery_phrase_exclude_each_other(emulator, hem_
 
 def test_csr_names_hostname_and_ip_and_storage_mode_by_name(emulator, hem_playbook):
     emu = emulator(rtc_set=True)
-    args = init_args(master_recovery_phrase=PHRASE, hostname="hem9.example.test", ip="10.20.30.40/16", gen_csr=True,
+    args = init_args(master_recovery_phrase=PHRASE, hostname="hem9.example.test", ip="127.20.30.40/8", gen_csr=True,
                      storage_mode="hidden_xts", storage_disk0size=2097152, origin="https://hem9.example.test")
     run = hem_playbook(emu).run_playbook(module_play("encedo_init", args))
     run.assert_ok()
     result = run.result("Run encedo_init", host="hem0")
     assert result["changed"] is True and result["reboot_required"] is True
+    # another address, which the controller reaches over the device's link (loopback): the url from the next reboot on
+    assert result["url"] == emu.url(0).replace("127.0.0.1", "127.20.30.40")
     csr = x509.load_pem_x509_csr(result["csr"].encode())
     assert csr.subject.rfc4514_string() == "CN=hem9.example.test"
     san = csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert san.get_values_for_type(x509.DNSName) == ["hem9.example.test"]
-    assert [str(ip) for ip in san.get_values_for_type(x509.IPAddress)] == ["10.20.30.40"]
+    assert [str(ip) for ip in san.get_values_for_type(x509.IPAddress)] == ["127.20.30.40"]
     # issue 25 item 9: the request is for a new TLS key (OpenAPI "generate a TLS key + CSR"); the device still serves
     # its old certificate, so a certificate for the request is one encedo_tls uploads (the module docs say so)
     served = x509.load_pem_x509_certificate(emu.state(0)["tls_cert_pem"].encode())

@@ -302,14 +302,16 @@ def test_a_token_with_one_scope_serves_what_it_covers(ppa, dev, task):
 
 def test_a_factory_reset_empties_the_repository(ppa, dev, hem_playbook):
     conn = {"url": "{{ hem_url }}", "ca_path": "{{ hem_ca_path }}"}
+    factory = {"url": "{{ hem_url }}", "ca_path": "{{ hem_factory_ca_path }}"}
     play = [{"hosts": "hem%d" % dev, "gather_facts": False, "tasks": [
         {"name": "key", KEY: dict(conn, passphrase=PW, label="doomed", type="ED25519"), "register": "made"},
-        {"name": "reset", "encedo.hem.encedo_factory_reset": dict(conn, passphrase=PW, confirm_devid=ppa.device(dev)["devid"])},
-        {"name": "check in", "encedo.hem.encedo_checkin": dict(conn, backend_url="{{ hem_backend_url }}")},
-        {"name": "init", "encedo.hem.encedo_init": dict(conn, passphrase=PW, master_passphrase=MASTER, user="u",
+        {"name": "reset", "encedo.hem.encedo_factory_reset": dict(conn, passphrase=PW, confirm_devid=ppa.device(dev)["devid"],
+                                                                  factory_url="{{ hem_url }}", factory_ca_path="{{ hem_factory_ca_path }}")},
+        {"name": "check in", "encedo.hem.encedo_checkin": dict(factory, backend_url="{{ hem_backend_url }}")},
+        {"name": "init", "encedo.hem.encedo_init": dict(factory, passphrase=PW, master_passphrase=MASTER, user="u",
                                                         hostname="hem%d.emulator.test" % dev, ip="127.0.0.1/8")},
-        {"name": "info", INFO: dict(conn, passphrase=PW)},
-        {"name": "again", KEY: dict(conn, passphrase=PW, label="doomed", type="ED25519")},
+        {"name": "info", INFO: dict(factory, passphrase=PW)},
+        {"name": "again", KEY: dict(factory, passphrase=PW, label="doomed", type="ED25519")},
     ]}]
     run = hem_playbook(ppa, devices=[dev]).run_playbook(play)
     run.assert_ok()

@@ -217,7 +217,8 @@ def test_init_on_an_epa(emulator, hem_playbook):
     emu = emulator(model="epa", rtc_set=True)
     runner = hem_playbook(emu)
     args = dict(CONNECTION, passphrase=PASS, master_passphrase=MASTER, user="rack", hostname="epa0.example.com")
-    refused = runner.run_playbook(module_play("encedo_init", dict(args, ip="10.0.0.1/24")))
+    # (an address the controller reaches the device at: one it could not is refused before the model is known)
+    refused = runner.run_playbook(module_play("encedo_init", dict(args, ip="127.0.0.5/8")))
     assert refused.rc != 0
     assert "EPA" in refused.result("Run encedo_init", host="hem0")["msg"]
     assert requests_of(emu, 0, method="POST") == []

@@ -404,3 +404,30 @@ def test_keys_are_ensured_in_the_one_module_run(emulator, hem_playbook, tmp_path
     ran = [t.action for t in second.results(host="hem0", status="ok") if not t.action.startswith("ansible.builtin.")]
     assert ran == NOOP_MODULES, ran
     assert [e for e in emu.log(0) if e["method"] == "POST" and e["path"] != "/api/auth/token"] == []
+
+
+def test_a_new_ip_is_followed_for_the_rest_of_the_run(emulator, hem_playbook, tmp_path):
+    """Issue 25 item 1: personalised with another address, the device answers only there after the reboot that
+    applies it; the role's handler reboots it at the old URL, waits and checks it in at the new one, and the rest of
+    the run uses it (the old behaviour waited at the old URL and failed)."""
+    emu = emulator(rtc_set=True, reboot_seconds=0.5)
+    moved = "127.0.0.9"
+    host_vars = role_vars(emu, tmp_path, tls=False, attestation=False)
+    host_vars["encedo_hem_init"] = dict(host_vars["encedo_hem_init"], ip=moved + "/8")
+    play = [{"hosts": "all", "gather_facts": False, "roles": ["encedo.hem.device"], "tasks": [
+        {"name": "Run the handlers", "ansible.builtin.meta": "flush_handlers"},
+        {"name": "Read the device where the run now reaches it", "encedo.hem.encedo_info": {
+            "url": "{{ encedo_hem_url }}", "ca_path": "{{ hem_ca_path }}", "passphrase": PASS}}]}]
+    run = hem_playbook(emu, host_vars=host_vars).run_playbook(play)
+    run.assert_ok()
+    new_url = emu.url(0).replace("127.0.0.1", moved)
+    init = run.result("Personalise the factory-fresh device")
+    assert init["url"] == new_url and init["reboot_required"] is True
+    reboot = run.result("Reboot the device and wait until it is back")
+    assert reboot["rebooted"] is True and reboot["url"] == new_url and reboot["checkin"]["status"] == "OK"
+    info = run.result("Read the device where the run now reaches it")
+    assert info["personalised"] is True and info["config"]["ip"] == moved + "/8"
+    assert "answers at %s from now on" % new_url in run.output and "set encedo_hem_url" in run.output
+    state = emu.state(0)
+    assert state["address"] == moved and state["url"] == new_url
+    assert len([e for e in emu.log(0) if e["path"] == "/api/system/reboot"]) == 1

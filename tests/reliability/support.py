@@ -94,6 +94,15 @@ def start_emu(tmp_path_factory, name, **kwargs):
 
 # ---------------------------------------------------------------------------- ansible-playbook over several emulators
 
+def both_cas(emu):
+    """A CA file trusting the device before and after a wipe (the tests' CA and the factory CA): for a task run
+    twice on a device that the first run wiped."""
+    path = Path(emu.ca_file).with_name("tests-and-factory-ca.pem")
+    if not path.exists():
+        path.write_text(Path(emu.ca_file).read_text() + Path(emu.factory_ca_file).read_text())
+    return str(path)
+
+
 def device_vars(emu, i):
     """The host variables of the integration harness for device i of ``emu``."""
     values = {
@@ -102,6 +111,8 @@ def device_vars(emu, i):
         "hem_http_url": emu.http_url(i),
         "hem_ca_path": emu.ca_file,
         "hem_custody_ca_path": emu.custody_ca_file,
+        "hem_factory_ca_path": emu.factory_ca_file,
+        "hem_both_ca_path": both_cas(emu),
         "hem_backend_url": emu.backend_url,
         "hem_control_url": emu.control_url,
         "hem_devid": emu.device(i).get("devid"),

@@ -93,7 +93,8 @@ def secrets_playbook():
              "ansible.builtin.copy": {"content": "{{ renewal.token }}", "dest": "{{ renewed_file }}", "mode": "0600"}},
             {"name": "Use the renewed token", "encedo.hem.encedo_info": {"token": "{{ renewal.token }}"}},
             {"name": "Wipe", "diff": True,
-             "encedo.hem.encedo_factory_reset": {"passphrase": "{{ pw_new }}", "confirm_devid": "{{ hem_devid }}", "wait_timeout": 30}},
+             "encedo.hem.encedo_factory_reset": {"passphrase": "{{ pw_new }}", "confirm_devid": "{{ hem_devid }}", "wait_timeout": 30,
+                                                 "factory_url": "{{ hem_url }}", "factory_ca_path": "{{ hem_factory_ca_path }}"}},
         ],
     }
     fresh = {

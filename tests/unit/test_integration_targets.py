@@ -63,7 +63,7 @@ def _exported_by_setup():
 def test_setup_target_exports_the_harness_inventory_variables(tmp_path):
     device = {"devid": "0123456789abcdef"}
     emu = types.SimpleNamespace(devices=1, url=lambda i: "https://h", http_url=lambda i: "http://h", ca_file="ca",
-                                custody_ca_file="cc", backend_url="http://b", control_url="http://c",
+                                custody_ca_file="cc", factory_ca_file="fc", backend_url="http://b", control_url="http://c",
                                 device=lambda i: device, passphrase="pw")
     runner = PlaybookRunner(emu, tmp_path)
     inventory = yaml.safe_load(Path(runner.inventory).read_text())

@@ -23,7 +23,7 @@ Options of run_target/run_playbook (keyword only): ``extra_vars`` (dict, passed 
 
 Each host of the inventory is one emulated device (all devices by default) with the
 variables ``hem_index``, ``hem_url``, ``hem_http_url``, ``hem_ca_path``,
-``hem_custody_ca_path``, ``hem_backend_url``, ``hem_control_url`` (the emulator's
+``hem_custody_ca_path``, ``hem_factory_ca_path``, ``hem_backend_url``, ``hem_control_url`` (the emulator's
 control base URL: add ``/devices/{{ hem_index }}/...``), ``hem_devid``,
 ``hem_passphrase`` (only when the emulator was started with one), ``ansible_connection:
 local`` and ``ansible_python_interpreter: "{{ ansible_playbook_python }}"``; ``host_vars``
@@ -168,6 +168,7 @@ class PlaybookRunner:
                 "hem_http_url": emulator.http_url(i),
                 "hem_ca_path": emulator.ca_file,
                 "hem_custody_ca_path": emulator.custody_ca_file,
+                "hem_factory_ca_path": emulator.factory_ca_file,
                 "hem_backend_url": emulator.backend_url,
                 "hem_control_url": emulator.control_url,
                 "hem_devid": emulator.device(i).get("devid"),

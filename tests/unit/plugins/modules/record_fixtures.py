@@ -217,7 +217,10 @@ def scenarios(s):
         ppa.fault(4, "busy", path="/api/system/config", method="POST")
     s.record("encedo_factory_reset_busy", "encedo_factory_reset", ppa, 4, dict(passphrase=PW, confirm_devid=devid),
              note="the control interface's busy fault: the wipe is answered 409")
-    s.record("encedo_factory_reset_ok", "encedo_factory_reset", ppa, 4, dict(passphrase=PW, confirm_devid=devid), diff=True)
+    # a wiped device comes back at its factory address (here the same URL) with a factory certificate (factory CA)
+    factory = dict(factory_url=ppa.url(4), factory_ca_path=ppa.factory_ca_file)
+    s.record("encedo_factory_reset_ok", "encedo_factory_reset", ppa, 4, dict(factory, passphrase=PW, confirm_devid=devid),
+             diff=True, files=dict(factory_ca_path=read(ppa.factory_ca_file)))
 
     # --- clock unset (power-up without a check-in): encedo_checkin, and encedo_reboot with checkin false
     unset = s.emulator("unset", devices=3, passphrase=PW, rtc_set=False)

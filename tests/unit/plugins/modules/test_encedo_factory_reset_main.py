@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from tests.unit.plugins.modules import replay as R
 
 WIPE_AND_POLLS = R.requests_from("encedo_factory_reset_ok", "POST /api/system/config")
@@ -69,3 +71,45 @@ def test_busy_device_fails_clearly(replay):
     assert "busy" in result["msg"]
     assert not result.get("changed")
     assert [s["body"] for s in sent if s["method"] == "POST" and s["path"] == "/api/system/config"] == [{"wipeout": True}]
+
+
+def test_the_wipe_waits_at_factory_url_and_says_what_verified_it(replay):
+    """Issue 25 item 6: the polls after the wipe go to factory_url, verified with factory_ca_path, and the result says so."""
+    result, failed, sent = replay.run("encedo_factory_reset_ok")
+    args = replay.fixture["args"]
+    assert not failed and result["url"] == args["factory_url"]
+    assert result["verified_with"].startswith("factory_ca_path ")
+    assert "verified with factory_ca_path" in result["msg"] and args["factory_url"] in result["msg"]
+    polls = [s for s in sent if s["path"] == "/api/system/status"]
+    assert polls and polls[-1]["url"] == args["factory_url"]
+
+
+def test_factory_options_are_checked_before_any_request(tmp_path):
+    from ansible_collections.encedo.hem.plugins.modules import encedo_factory_reset as mod
+    base = dict(url="https://127.0.0.1:1", passphrase="not-in-any-message", confirm_devid="0123456789abcdef", timeout=1,
+                factory_url="my.ence.do", factory_ca_path=None)
+    result, failed = R.run_main(mod, base)
+    assert failed and "option factory_url" in result["msg"] and "Nothing was sent" in result["msg"]
+    result, failed = R.run_main(mod, dict(base, factory_url="https://my.ence.do", factory_ca_path=str(tmp_path / "missing.pem")))
+    assert failed and "option factory_ca_path" in result["msg"] and result["sent"] == []
+
+
+def test_factory_url_defaults_to_the_vendor_address_and_reads_the_environment(monkeypatch):
+    from ansible_collections.encedo.hem.plugins.modules import encedo_factory_reset as mod
+    base = dict(url="https://127.0.0.1:1", passphrase="not-in-any-message", confirm_devid="0123456789abcdef", timeout=1, factory_url="x")
+    monkeypatch.setenv("ENCEDO_HEM_FACTORY_URL", "ftp://nowhere")
+    result, failed = R.run_main(mod, dict((k, v) for k, v in base.items() if k != "factory_url"))
+    assert failed and "'ftp://nowhere'" in result["msg"]
+    spec = {}
+
+    class Stop(Exception):
+        pass
+
+    def capture(argument_spec=None, **_kw):
+        spec.update(argument_spec)
+        raise Stop()
+    monkeypatch.setattr(mod, "HemModule", capture)
+    with pytest.raises(Stop):
+        mod.main()
+    assert spec["factory_url"]["default"] == "https://my.ence.do"
+    assert spec["factory_ca_path"]["fallback"][1] == ["ENCEDO_HEM_FACTORY_CA_PATH"]

@@ -90,3 +90,17 @@ def test_rejected_personalisation_fails_clearly(replay):
     assert failed and result["status"] == 400 and result["endpoint"] == "POST /api/auth/init"
     assert "still factory-fresh, nothing was changed" in result["msg"]
     assert "userkey" not in result["msg"] and "masterkey" not in result["msg"]
+
+
+def test_a_new_ip_returns_the_url_the_device_moves_to(replay):
+    """Issue 25 item 1: personalised with another address, the device answers there from its next reboot on."""
+    result, failed, sent = replay.run("encedo_init_ok", ip="127.0.0.9/8")
+    url = sent[0]["url"]
+    assert not failed and result["url"] == url.replace("127.0.0.1", "127.0.0.9")
+    assert any(result["url"] in w and "encedo_reboot new_url" in w and "from its next reboot on" in w for w in warnings(result))
+    assert claims([s for s in sent if s["method"] == "POST"][0]["body"]["init"])["cfg"]["ip"] == "127.0.0.9/8"
+
+
+def test_the_recorded_ip_moves_nothing(replay):
+    result, failed, _sent = replay.run("encedo_init_ok")
+    assert not failed and "url" not in result

@@ -33,3 +33,11 @@ def test_clock_unset_and_checkin_false_says_what_to_do(replay):
     assert failed and result["status"] == 403
     assert "set checkin to true" in result["msg"]
     assert not [s for s in sent if s["path"] == "/api/system/reboot"]
+
+
+def test_a_bad_new_url_is_refused_before_any_request():
+    from ansible_collections.encedo.hem.plugins.modules import encedo_reboot as mod
+    result, failed = R.run_main(mod, dict(url="https://127.0.0.1:1", passphrase="not-in-any-message", timeout=1,
+                                          checkin=False, new_url="192.168.7.5"))
+    assert failed and result["msg"].startswith("option new_url: '192.168.7.5' is not a device address")
+    assert "Nothing was sent" in result["msg"]
