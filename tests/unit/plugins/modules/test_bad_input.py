@@ -133,6 +133,8 @@ MODULE_CASES = [
     ("encedo_factory_reset", "wait_type", {"wait": "sometimes"}, ["wait"]),
     ("encedo_factory_reset", "wait_timeout_zero", {"wait_timeout": 0}, ["wait_timeout"]),
     ("encedo_factory_reset", "wait_timeout_type", {"wait_timeout": "long"}, ["wait_timeout"]),
+    ("encedo_factory_reset", "factory_url_scheme", {"factory_url": "ftp://my.ence.do"}, ["factory_url", "https://my.ence.do"]),
+    ("encedo_factory_reset", "factory_ca_path_missing", {"factory_ca_path": MISSING}, ["factory_ca_path", "cannot be read"]),
 
     ("encedo_attestation", "state_choice", {"state": "trusted"}, ["state", "verified, provisioned"]),
     ("encedo_attestation", "max_age_zero", {"max_age": 0}, ["max_age"]),
@@ -215,6 +217,7 @@ MODULE_CASES = [
     ("encedo_reboot", "checkin_type", {"checkin": "maybe"}, ["checkin"]),
     ("encedo_reboot", "backend_url_scheme", {"backend_url": "ftp://127.0.0.1:1"}, ["backend_url"]),
     ("encedo_reboot", "backend_ca_path_missing", {"backend_ca_path": MISSING}, ["backend_ca_path"]),
+    ("encedo_reboot", "new_url_scheme", {"new_url": "ftp://192.168.7.5"}, ["new_url", "not a device address"]),
 ]
 
 
