@@ -303,8 +303,9 @@ Addressing (issue 25 item 1)
   address this host cannot bind leaves the device unreachable until it is wiped (stderr
   says so), as a real device that moved where the controller has no route. With a wildcard
   `--bind` a moved device answers only connections addressed to its address. An emulator-
-  issued certificate that does not name the new address is re-issued (same key, the tests'
-  CA) to name it; an imported one is kept. The control interface's `GET /devices` and
+  issued certificate that does not name the new address, or the personalised hostname, is
+  re-issued at boot (same key, the tests' CA) to name them, as the device's CSRs do (OpenAPI
+  `gen_csr`; issue 25 item 9); an imported one is kept. The control interface's `GET /devices` and
   `state` give `address`, `url` and `http_url` as they are now. A wipe brings the device
   back at the factory address.
 

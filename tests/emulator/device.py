@@ -339,25 +339,37 @@ class Device:
 
     def _boot_address(self):
         """Where this boot answers (package docstring, "Addressing"): the factory `ip` at the fleet's --bind address,
-        a personalised one at its own address. A certificate of the tests' CA that does not name a personalised
-        address is re-issued (same key) to name it."""
+        a personalised one at its own address."""
         factory = self.fleet.factory_address()
         try:
             ip = str(ipaddress.ip_interface(self.cfg.get("ip", FACTORY_IP)).ip)
         except ValueError:
-            return factory
-        if not self.msc or ip == FACTORY_IP.split("/", 1)[0]:
-            return factory
+            ip = None
+        moved = self.msc and ip is not None and ip != FACTORY_IP.split("/", 1)[0]
+        self._name_certificate(ip if moved else None)
+        return ip if moved else factory
+
+    def _name_certificate(self, ip):
+        """A certificate of the tests' CA follows the personalised hostname and the personalised address `ip` (None:
+        the factory one): re-issued at boot (same key) when it does not name them. OA: the device's CSRs name the
+        personalised hostname and ip (`POST /api/auth/init` `gen_csr`), so the certificates issued for them do; an
+        imported certificate is served as it is."""
+        if not self.p["personalised"] or not self.fleet.issued_by_test_ca(self.p["tls_crt"]):
+            return
+        hostname = str(self.cfg.get("hostname") or "").lower()
         crt = x509.load_pem_x509_certificate(self.p["tls_crt"].encode("ascii"))
         try:
-            named = [str(a) for a in crt.extensions.get_extension_for_class(x509.SubjectAlternativeName)
-                     .value.get_values_for_type(x509.IPAddress)]
+            san = crt.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+            names = [n.lower() for n in san.get_values_for_type(x509.DNSName)]
+            ips = [str(a) for a in san.get_values_for_type(x509.IPAddress)]
         except x509.ExtensionNotFound:
-            named = []
-        if ip not in named and self.fleet.issued_by_test_ca(self.p["tls_crt"]):
-            self.p["tls_crt"] = util.cert_pem(self.fleet.issue_device_cert(self.index, self.tls_key(False).public_key(), ip))
-            self.save()
-        return ip
+            names, ips = [], []
+        want_name = hostname if hostname and util.dns_name_ok(hostname) else None
+        if (want_name is None or want_name in names) and (ip is None or ip in ips):
+            return
+        self.p["tls_crt"] = util.cert_pem(self.fleet.issue_device_cert(self.index, self.tls_key(False).public_key(), ip,
+                                                                       hostname=want_name))
+        self.save()
 
     def audit(self, event, result=0, subject="-", data=b""):
         """Write one audit-log line to the current boot's file (tests/emulator/logger.py) and persist it.

@@ -142,11 +142,14 @@ class Fleet:
                 names.append(self.address.lower())
         return names, ips
 
-    def issue_device_cert(self, index, public_key, address=None):
-        """A certificate of the tests' CA for device index; ``address``: the personalised address it answers at, named too."""
+    def issue_device_cert(self, index, public_key, address=None, hostname=None):
+        """A certificate of the tests' CA for device index; ``address`` and ``hostname``: the personalised address it
+        answers at and its personalised hostname, named too."""
         names, ips = self.device_names(index)
         if address is not None and address not in ips:
             ips.append(address)
+        if hostname is not None and hostname not in names:
+            names.append(hostname)
         return util.issue_tls_cert(self.ca_key, self.ca_cert, public_key, names, ips)
 
     def issue_factory_cert(self, index, public_key):

@@ -11,6 +11,7 @@ import hmac
 import ipaddress
 import json
 import os
+import re
 import tempfile
 
 from cryptography import x509
@@ -196,6 +197,12 @@ def write_ca(directory, common_name: str, organisation: str = "encedo.hem tests"
 def _aki(ca_cert):
     ski = ca_cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
     return x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski)
+
+
+def dns_name_ok(name: str) -> bool:
+    """Whether ``name`` can stand in a certificate as a DNS name (letters, digits, hyphens; dot-separated labels)."""
+    label = r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?"
+    return len(name) <= 253 and re.fullmatch(r"%s(\.%s)*" % (label, label), name.lower()) is not None
 
 
 def issue_tls_cert(ca_key, ca_cert, public_key, hostnames, ips):

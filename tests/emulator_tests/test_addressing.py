@@ -121,3 +121,24 @@ def test_a_wiped_device_serves_a_factory_certificate_not_of_the_tests_ca(emulato
     with pytest.raises(requests.exceptions.SSLError):
         Hem(emu.url(0), emu.ca_file, timeout=3).get("/api/system/status")
     assert Hem(emu.url(0), emu.factory_ca_file).get("/api/system/status").json["inited"] is False
+
+
+def _dns_names(cert_pem):
+    cert = x509.load_pem_x509_certificate(cert_pem.encode())
+    return cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(x509.DNSName)
+
+
+def test_the_certificate_follows_the_personalised_hostname_from_the_next_boot(emulator):
+    """Issue 25 item 9: the device's CSRs name the personalised hostname and ip (OA `gen_csr`), so the emulator's own
+    certificate (the tests' CA) names them from the boot after the personalisation; an imported one is never re-issued."""
+    emu = emulator(rtc_set=True, reboot_seconds=0.3)
+    hem = client(emu)
+    hem.personalise("pp", hostname="vault7.example.test", ip=MOVED + "/8")
+    assert "vault7.example.test" not in _dns_names(emu.state(0)["tls_cert_pem"])   # served as it was until the reboot
+    boot = emu.state(0)["boot_id"]
+    assert hem.get("/api/system/reboot").status == 200
+    assert emu.wait_new_boot(0, boot)
+    served = emu.state(0)["tls_cert_pem"]
+    assert "vault7.example.test" in _dns_names(served) and MOVED in _names(served)
+    # the names the tests reach it by stay
+    assert {"localhost", "my.ence.do"} <= set(_dns_names(served))
