@@ -217,6 +217,7 @@ MODULE_CASES = [
     ("encedo_reboot", "backend_ca_path_missing", {"backend_ca_path": MISSING}, ["backend_ca_path"]),
 ]
 
+
 def _cases():
     out = []
     for module in BASE:
