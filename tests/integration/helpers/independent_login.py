@@ -2,10 +2,11 @@
 """A login written from PROTOCOL.md (and the web manager's key derivation), not with the
 collection's client: it proves which keys a device stored.
 
-    python -m tests.integration.helpers.independent_login < REQUEST_JSON
-        REQUEST_JSON: {"url": ..., "ca_file": ..., and "passphrase" or "recovery_phrase"}
-        (on stdin, so that no secret is on a command line). Prints the claims of the bearer
-        token the device issued, as JSON; exits non-zero when the login fails.
+    python -m tests.integration.helpers.independent_login < REQUESTS_JSON
+        REQUESTS_JSON: a list of {"url": ..., "ca_file": ..., and "passphrase" or
+        "recovery_phrase"} (on stdin, so that no secret is on a command line). Logs in with
+        each and prints the list of the claims of the bearer tokens the device issued, as
+        JSON; exits non-zero when a login fails.
 """
 
 from __future__ import annotations
@@ -51,13 +52,14 @@ def independent_login(url, ca_file, passphrase=None, private_key=None):
     return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
 
 
-def main():
-    request = json.load(sys.stdin)
+def _login(request):
     if request.get("recovery_phrase"):
-        claims = independent_login(request["url"], request["ca_file"], private_key=recovery_phrase_private(request["recovery_phrase"]))
-    else:
-        claims = independent_login(request["url"], request["ca_file"], passphrase=request["passphrase"])
-    sys.stdout.write(json.dumps(claims) + "\n")
+        return independent_login(request["url"], request["ca_file"], private_key=recovery_phrase_private(request["recovery_phrase"]))
+    return independent_login(request["url"], request["ca_file"], passphrase=request["passphrase"])
+
+
+def main():
+    sys.stdout.write(json.dumps([_login(request) for request in json.load(sys.stdin)]) + "\n")
     return 0
 
 
