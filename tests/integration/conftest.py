@@ -7,7 +7,9 @@ emulated device (``hem0``, ``hem1``, ...)::
 
     def test_x(emulator, hem_playbook):
         emu = emulator(passphrase="pw-1234", rtc_set=True)
-        run = hem_playbook(emu).run_target("encedo_info", extra_vars={"hem_expect_personalised": True})
+        play = {"hosts": "hem", "gather_facts": False, "tasks": [{"name": "Read facts",
+                "encedo.hem.encedo_info": {"url": "{{ hem_url }}", "ca_path": "{{ hem_ca_path }}"}}]}
+        run = hem_playbook(emu).run_playbook([play])
         run.assert_ok()
         assert run.result("Read facts", host="hem0")["model"] == "ppa"
 

@@ -1,9 +1,9 @@
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """encedo_attestation: real ansible-playbook runs against the emulator over HTTPS.
 
-The target (tests/integration/targets/encedo_attestation) runs the four-step shape for
-state=verified on a genuine device and for state=provisioned on a factory-fresh secure
-element; the tests here drive it and the failure cases, with the emulator's control
+The ansible-test target (tests/integration/targets/encedo_attestation) runs the four-step
+shape for state=verified on a genuine device and for state=provisioned on a factory-fresh
+secure element; the tests here drive the failure cases, with the emulator's control
 interface as the proof of what reached the device. Certificates for provisioning are
 issued here by a custody CA the test owns (cryptography, independent of the module).
 """
@@ -13,13 +13,12 @@ from __future__ import annotations
 import base64
 
 import pytest
-import requests
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from tests.emulator.harness import Emulator
-from tests.integration.helpers.attestation_pki import _name, fresh_target_vars, issue, make_ca, pem
+from tests.integration.helpers.attestation_pki import _name, issue, make_ca, pem
 from tests.integration.helpers.attestation_pki import se_public_key as _se_public_key
 
 PW = "attestation-pass-1"
@@ -113,24 +112,6 @@ def statuses(result):
 
 def attestation_requests(emu, i):
     return [(e["method"], e["path"]) for e in emu.log(i) if e["path"] in (ATTESTATION, PROVISIONING)]
-
-
-# ------------------------------------------------------------------ the target: four steps, twice
-
-def test_target_verified_and_provisioned(ppa, fresh, hem_playbook):
-    runner = hem_playbook(ppa, devices=[0])
-    extra = fresh_target_vars(fresh.url(0), fresh.ca_file, fresh.control_url, 0, genuine_id(fresh, 0))
-    cert = x509.load_pem_x509_certificate(extra["hem_fresh_certificate"].encode())
-    run = runner.run_target("encedo_attestation", extra_vars=extra)
-    run.assert_ok()
-    asserts = run.results(action="assert", status="ok")
-    assert len(asserts) >= 7, run.tail()
-    # python-side proof: the secure element now holds exactly that certificate, written once
-    assert fresh.state(0)["se_provisioned"] is True
-    answer = requests.get(fresh.url(0) + ATTESTATION, verify=fresh.ca_file, timeout=10).json()
-    assert base64.b64decode(answer["crt"]) == cert.public_bytes(serialization.Encoding.DER)
-    # the genuine device was never written to
-    assert ppa.state(0)["se_provisioned"] is True
 
 
 # ------------------------------------------------------------------ state=verified failures

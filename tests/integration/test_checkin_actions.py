@@ -14,7 +14,8 @@ import requests
 from cryptography import x509
 
 from tests.emulator_tests.hemclient import Hem
-from tests.integration.test_lifecycle import CONNECTION, independent_login, module_play, requests_of
+from tests.integration.helpers.independent_login import independent_login
+from tests.integration.test_lifecycle import CONNECTION, module_play, requests_of
 
 PASS = "pw-checkin-actions"
 MASTER = PASS + "-master"          # the emulator's default master passphrase for --passphrase

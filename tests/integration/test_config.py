@@ -1,10 +1,9 @@
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """encedo_config and encedo_factory_reset: real ansible-playbook runs against the emulator.
 
-The targets (tests/integration/targets/encedo_config, encedo_factory_reset) run the
-four-step shape and assert in their validate.yml; the tests here drive them and check
-the rest from the python side, always with the emulator's request log as the proof of
-what reached the device.
+The four-step runs are the ansible-test targets (tests/integration/targets/encedo_config,
+encedo_factory_reset); the tests here prove the other flows, always with the emulator's
+request log as the proof of what reached the device.
 """
 
 from __future__ import annotations
@@ -116,31 +115,6 @@ def config_posts(emu, i):
 
 def requests_of(emu, i):
     return [(e["method"], e["path"]) for e in emu.log(i)]
-
-
-# ------------------------------------------------------------------ the four-step targets
-
-def test_config_target(ppa, dev, hem_playbook):
-    before = ppa.state(dev)["config"]
-    hem_playbook(ppa, devices=[dev]).run_target("encedo_config").assert_ok()
-    after = ppa.state(dev)["config"]
-    assert after["user"] == "Ansible Ops" and after["email"] == "ops@example.com"
-    assert after["allow_keysearch"] is True and after["http_option_dosprot_mode"] == 2
-    assert after["http_option_hsts"] is True and after["dnsd"] is False
-    untouched = set(before) - {"user", "email", "allow_keysearch", "http_option_dosprot_mode", "http_option_hsts", "dnsd", "uts"}
-    assert {k: after[k] for k in untouched} == {k: before[k] for k in untouched}
-
-
-def test_factory_reset_target(ppa, dev, hem_playbook):
-    hem_playbook(ppa, devices=[dev]).run_target("encedo_factory_reset").assert_ok()
-    assert ppa.state(dev)["personalised"] is False
-    # the wiped device serves a factory certificate: the tests' CA no longer verifies it, the factory CA does
-    with pytest.raises(HemError) as err:
-        HemClient(ppa.url(dev), passphrase=PW, ca_path=ppa.ca_file, timeout=5).login()
-    assert "CERTIFICATE_VERIFY_FAILED" in str(err.value)
-    with pytest.raises(HemError) as err:
-        HemClient(ppa.url(dev), passphrase=PW, ca_path=ppa.factory_ca_file, timeout=5).login()
-    assert "not personalised" in str(err.value)
 
 
 # ------------------------------------------------------------------ performance (request counts)

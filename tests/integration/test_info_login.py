@@ -1,5 +1,9 @@
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""encedo_info and encedo_login with real ansible-playbook against the emulator (HTTPS, CA verified)."""
+"""encedo_info and encedo_login with real ansible-playbook against the emulator (HTTPS, CA verified).
+
+Their four-step runs (encedo_info on a personalised PPA, a factory-fresh PPA with and without
+credentials and an EPA; encedo_login's login-once pattern, applied and in check mode) are the
+ansible-test targets tests/integration/targets/encedo_info and encedo_login."""
 
 from __future__ import annotations
 
@@ -13,64 +17,6 @@ PASSPHRASE = "integration-passphrase-4711"
 
 def token_requests(emu, i=0):
     return [(e["method"], e["path"]) for e in emu.log(i) if e["path"] == "/api/auth/token"]
-
-
-def test_info_on_a_fresh_device(emulator, hem_playbook):
-    emu = emulator()
-    run = hem_playbook(emu).run_target("encedo_info", extra_vars={
-        "hem_expect_personalised": False, "hem_expect_rtc": False, "hem_expect_model": "ppa"})
-    run.assert_ok()
-    assert len(run.results(action="encedo_info", status="ok")) == 3
-    # read-only: nothing but GETs reached the device, and no login was tried
-    log = emu.log(0)
-    assert log and {e["method"] for e in log} == {"GET"}
-    assert not token_requests(emu)
-
-
-def test_info_with_credentials_on_a_fresh_device_warns(emulator, hem_playbook):
-    emu = emulator()
-    run = hem_playbook(emu).run_target("encedo_info", extra_vars={
-        "hem_expect_personalised": False, "hem_expect_rtc": False, "hem_expect_model": "ppa", "hem_passphrase": PASSPHRASE})
-    run.assert_ok()
-    assert "not personalised" in run.output
-    assert not token_requests(emu)
-
-
-def test_info_on_a_personalised_device(emulator, hem_playbook):
-    emu = emulator(passphrase=PASSPHRASE, rtc_set=True)
-    run = hem_playbook(emu).run_target("encedo_info", extra_vars={
-        "hem_expect_personalised": True, "hem_expect_rtc": True, "hem_expect_model": "ppa"})
-    run.assert_ok()
-    config = run.result("Read facts with the passphrase")["config"]
-    assert config["hostname"] == emu.state(0)["config"]["hostname"]
-    assert {e["method"] for e in emu.log(0)} == {"GET", "POST"}
-    # one login with the passphrase, one by return_token; the token task then reads with that token
-    assert [e["path"] for e in emu.posts(0)] == ["/api/auth/token", "/api/auth/token"]
-    assert run.result("Read the configuration with that token only")["config"]["hostname"] == config["hostname"]
-
-
-def test_info_on_an_epa(emulator, hem_playbook):
-    emu = emulator(passphrase=PASSPHRASE, rtc_set=True, model="epa")
-    run = hem_playbook(emu).run_target("encedo_info", extra_vars={
-        "hem_expect_personalised": True, "hem_expect_rtc": True, "hem_expect_model": "epa"})
-    run.assert_ok()
-    assert "genuine_id" not in run.result("Read facts with the passphrase")["config"]
-
-
-def test_login_once_then_info_with_the_token(emulator, hem_playbook):
-    emu = emulator(passphrase=PASSPHRASE, rtc_set=True)
-    runner = hem_playbook(emu)
-    for check in (False, True):
-        emu.clear_log(0)
-        run = runner.run_target("encedo_login", check=check)
-        run.assert_ok()
-        # ONE login for the three tasks: one challenge, one proof
-        assert token_requests(emu) == [("GET", "/api/auth/token"), ("POST", "/api/auth/token")], check
-        config_reads = [e for e in emu.log(0) if e["path"] == "/api/system/config"]
-        assert len(config_reads) == 2 and all(e["auth"] == "bearer" and e["status"] == 200 for e in config_reads)
-        # the login result is hidden from every callback, even without no_log on the task
-        login = run.results(task="Log in")[0]
-        assert login.censored and "token" not in login.result
 
 
 def test_token_from_the_task_is_used_before_passphrase_from_the_environment(emulator, hem_playbook):

@@ -1,8 +1,8 @@
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Integration tests of encedo_init's master recovery phrase, storage_mode names, CSR and limits (issue 14):
 real ansible-playbook runs against the emulator over HTTPS, checked from the emulator's request log and state
-and with logins written here from the vendor's sources rather than with the collection's client. The four-step
-runs (master_passphrase and master_recovery_phrase) are test_lifecycle.py::test_init_four_steps."""
+and with logins written from the vendor's sources (helpers/independent_login.py) rather than with the collection's client. The four-step
+runs (master_passphrase and master_recovery_phrase) are the ansible-test target encedo_init."""
 
 from __future__ import annotations
 
@@ -13,14 +13,8 @@ import pytest
 from cryptography import x509
 from mnemonic import Mnemonic
 
-from tests.integration.test_lifecycle import (
-    CONNECTION,
-    PASS,
-    independent_login,
-    module_play,
-    recovery_phrase_private,
-    requests_of,
-)
+from tests.integration.helpers.independent_login import independent_login, recovery_phrase_private
+from tests.integration.test_lifecycle import CONNECTION, PASS, module_play, requests_of
 from tests.integration.test_role import SITE, role_vars
 
 # A fresh 24-word phrase per test session (valid checksum), so that its words are not found in output by chance.

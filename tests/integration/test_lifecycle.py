@@ -2,57 +2,22 @@
 """Integration tests of encedo_checkin, encedo_init and encedo_reboot: real ansible-playbook
 runs against the emulator over HTTPS with CA verification, checked from the emulator's
 request log and state, and (for the passphrases set by encedo_init) with an independent
-login written here from PROTOCOL.md rather than with the collection's client."""
+login written from PROTOCOL.md (helpers/independent_login.py) rather than with the
+collection's client. The four-step runs of these modules are the ansible-test targets
+(tests/integration/targets/encedo_checkin, encedo_init, encedo_reboot)."""
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
-import json
 import socket
 import time
 
-import pytest
-import requests
-from cryptography.hazmat.primitives.asymmetric import x25519
+from tests.integration.helpers.independent_login import independent_login
 
 PASS = "pw-lifecycle-1"
 MASTER = "pw-lifecycle-master"
 
 
 # ---------------------------------------------------------------------------- helpers
-
-def _b64url(data):
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def recovery_phrase_private(phrase):
-    """The master private key the vendor's web manager derives from a BIP39 phrase (build.js initFinal:
-    hex digits 1..64 of the BIP39 seed), written here from the web manager's source, not the collection's."""
-    return bytes.fromhex(hashlib.pbkdf2_hmac("sha512", " ".join(phrase.split()).encode(), b"mnemonic", 2048).hex()[1:65])
-
-
-def independent_login(url, ca_file, passphrase=None, private_key=None):
-    """Log in as PROTOCOL.md describes, with a passphrase or a raw X25519 private key; return the bearer
-    token's claims (or raise on failure)."""
-    challenge = requests.get(url + "/api/auth/token", verify=ca_file, timeout=10)
-    challenge.raise_for_status()
-    ch = challenge.json()
-    seed = private_key or hashlib.pbkdf2_hmac("sha256", passphrase.encode(), ch["eid"].encode(), 600000, 32)
-    private = x25519.X25519PrivateKey.from_private_bytes(seed)
-    iss = base64.b64encode(private.public_key().public_bytes_raw()).decode()
-    shared = private.exchange(x25519.X25519PublicKey.from_public_bytes(base64.b64decode(ch["spk"])))
-    now = ch["exp"] - 60
-    head = _b64url(b'{"ecdh":"x25519","alg":"HS256","typ":"JWT"}')
-    body = _b64url(json.dumps({"jti": ch["jti"], "aud": ch["spk"], "exp": 0, "iat": now, "iss": iss,
-                               "scope": "system:config"}).encode())
-    sig = _b64url(hmac.new(shared, (head + "." + body).encode(), hashlib.sha256).digest())
-    answer = requests.post(url + "/api/auth/token", json={"auth": head + "." + body + "." + sig}, verify=ca_file, timeout=10)
-    answer.raise_for_status()
-    payload = answer.json()["token"].split(".")[1]
-    return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-
 
 def closed_port():
     """A loopback port nothing listens on (bound once, then released)."""
@@ -78,26 +43,6 @@ CONNECTION = {"url": "{{ hem_url }}", "ca_path": "{{ hem_ca_path }}"}
 
 # ---------------------------------------------------------------------------- encedo_checkin
 
-def test_checkin_four_steps_and_logins_work_after(emulator, hem_playbook):
-    emu = emulator(passphrase=PASS)                      # personalised, trusted time on, clock unset
-    runner = hem_playbook(emu)
-    before = runner.run_playbook(module_play("encedo_login", dict(CONNECTION, passphrase="{{ hem_passphrase }}")))
-    assert before.rc != 0
-    assert "check-in" in before.result("Run encedo_login", host="hem0")["msg"]
-    emu.clear_log(0)
-
-    run = runner.run_target("encedo_checkin")
-    run.assert_ok()
-    assert emu.state(0)["rtc_set"] is True
-    posts = requests_of(emu, 0, method="POST")
-    # Two real check-ins (apply, again); the check-mode steps posted nothing.
-    assert [(p["path"], p["keys"], p["auth"]) for p in posts] == [("/api/system/checkin", ["checked"], "none")] * 2
-    assert len(requests_of(emu, 0, "GET", "/api/system/checkin")) == 2
-
-    after = runner.run_playbook(module_play("encedo_login", dict(CONNECTION, passphrase="{{ hem_passphrase }}")))
-    after.assert_ok()
-
-
 def test_checkin_unreachable_backend_fails_naming_it(emulator, hem_playbook):
     emu = emulator()
     dead = "http://127.0.0.1:%d" % closed_port()
@@ -120,45 +65,6 @@ def test_checkin_backend_that_refuses_fails_clearly(emulator, hem_playbook):
 
 
 # ---------------------------------------------------------------------------- encedo_init
-
-RECOVERY_PHRASE = ("legal winner thank year wave sausage worth useful legal winner thank year wave sausage worth useful "
-                   "legal winner thank year wave sausage worth title")     # BIP39 test vector, 24 words
-
-
-@pytest.mark.parametrize("ip,master", [("127.0.0.1/8", "passphrase"), ("192.168.7.1/24", "recovery_phrase")])
-def test_init_four_steps(emulator, hem_playbook, ip, master):
-    emu = emulator(rtc_set=True)
-    extra = {"hem_init_passphrase": PASS, "hem_init_ip": ip}
-    if master == "passphrase":
-        extra["hem_init_master_passphrase"] = MASTER
-    else:
-        extra["hem_init_master_recovery_phrase"] = RECOVERY_PHRASE
-    run = hem_playbook(emu).run_target("encedo_init", extra_vars=extra)
-    run.assert_ok()
-    # One personalisation request, carrying only the signed `init`, accepted by the emulator (which verifies it
-    # with the master key named by cfg.masterkey).
-    posts = requests_of(emu, 0, method="POST")
-    assert [(p["path"], p["keys"], p["status"]) for p in posts if p["path"] == "/api/auth/init"] == \
-        [("/api/auth/init", ["init"], 200)]
-    # Apply again sent no POST but the login that proves its passphrase; check mode never logged in.
-    assert [p["path"] for p in posts] == ["/api/auth/init", "/api/auth/token"]
-    state = emu.state(0)
-    assert state["personalised"] is True
-    cfg = state["config"]
-    assert (cfg["user"], cfg["email"], cfg["hostname"], cfg["ip"]) == ("Integration test", "it@example.com", "hem0.emulator.test", ip)
-    # The web manager's defaults: origin *, storage_mode 0x51, 4 GiB disk 0, dnsd off.
-    assert (cfg["origin"], cfg["storage_mode"], cfg["storage_disk0size"], cfg["dnsd"]) == ("*", 0x51, 8388608, False)
-    assert (cfg["trusted_ts"], cfg["trusted_backend"], cfg["allow_keysearch"]) == (True, False, False)
-    assert run.result("Personalise", host="hem0")["instanceid"] == cfg["instanceid"]
-    # The user passphrase and the master secret were turned into the keys the device stored: each logs in, with its role.
-    assert independent_login(emu.url(0), emu.ca_file, PASS)["sub"] == "U"
-    if master == "passphrase":
-        assert independent_login(emu.url(0), emu.ca_file, MASTER)["sub"] == "M"
-    else:
-        assert independent_login(emu.url(0), emu.ca_file, private_key=recovery_phrase_private(RECOVERY_PHRASE))["sub"] == "M"
-    for secret in (PASS, MASTER, RECOVERY_PHRASE):
-        assert secret not in run.output
-
 
 def test_init_refuses_a_bad_option_before_any_request(emulator, hem_playbook):
     emu = emulator(rtc_set=True)
@@ -230,18 +136,6 @@ def test_init_on_an_epa(emulator, hem_playbook):
 
 
 # ---------------------------------------------------------------------------- encedo_reboot
-
-def test_reboot_target(emulator, hem_playbook):
-    emu = emulator(passphrase=PASS, rtc_set=True, reboot_seconds=2.0)
-    boot_before = emu.state(0)["boot_id"]
-    run = hem_playbook(emu).run_target("encedo_reboot")
-    run.assert_ok()
-    state = emu.state(0)
-    assert state["boot_id"] != boot_before and state["rtc_set"] is True
-    # Exactly one reboot: the check-mode steps did not send one.
-    assert len(requests_of(emu, 0, "GET", "/api/system/reboot")) == 1
-    assert PASS not in run.output
-
 
 def test_reboot_of_a_fresh_device_without_checkin(emulator, hem_playbook):
     """A device that booted a moment ago and restarts in 1 s: its uptime alone could not prove

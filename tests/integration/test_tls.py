@@ -1,8 +1,6 @@
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """encedo_tls: real ansible-playbook runs against the emulator.
 
-- the target tests/integration/targets/encedo_tls (bad input, state=csr and state=present in
-  the four-step shape, a reboot between them, verification with the user's CA only);
 - the renewal flow of playbooks/tls.yml (from the installed collection), with the variables of
   the role encedo.hem.device, whose TLS step it runs (tasks_from: renew): check mode sends
   nothing; CSR on the device, signed by a CA generated here, uploaded, the emulated device
@@ -14,6 +12,9 @@
 Every CA and key is generated at run time; nothing secret is committed. The devices are
 personalised with hostname "localhost" and ip 127.0.0.1/8, so that the CSR the device
 makes names the address the tests reach it at (as a real device names its own).
+The four-step runs of encedo_tls (bad input, state=csr and state=present, a reboot between
+them, verification with the user's CA only) are the ansible-test target
+tests/integration/targets/encedo_tls.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from tests.emulator import util
 from tests.emulator.harness import Emulator
 from tests.emulator_tests.hemclient import Hem
 from tests.integration.helpers.playbook import PlaybookRunner
-from tests.integration.helpers.tls_pki import issue, make_ca, pem, target_vars, write_user_ca
+from tests.integration.helpers.tls_pki import issue, make_ca, pem, write_user_ca
 
 REPO = Path(__file__).resolve().parents[2]
 PW = "tls-integration-pass"
@@ -118,24 +119,6 @@ def https_status(url, cafile):
 
 def config_posts(emulator, index):
     return [e for e in emulator.log(index) if e["method"] == "POST" and e["path"] == CONFIG]
-
-
-# ------------------------------------------------------------------ the target
-
-def test_tls_target(emu, user_ca, tmp_path):
-    i = 0
-    runner = runner_for(emu, i, tmp_path / "runner")
-    extra = target_vars(served_pem(emu, i), emu.ca_file, user_ca, tmp_path)
-    work = Path(extra["hem_tls_dir"])
-    run = runner.run_target("encedo_tls", extra_vars=extra)
-    run.assert_ok()
-    # The python side: the device serves exactly the certificate the target signed, issued by the user's CA.
-    signed = x509.load_pem_x509_certificate((work / "device.crt").read_bytes())
-    assert served_cert(emu, i) == signed
-    assert signed.issuer == user_ca["cert"].subject
-    assert (tmp_path / "notes.txt").read_text() == "important notes, not a CSR\n"
-    status, der = https_status(emu.url(i), user_ca["cert_path"])
-    assert status == 200 and der == signed.public_bytes(serialization.Encoding.DER)
 
 
 # ------------------------------------------------------------------ the example playbook

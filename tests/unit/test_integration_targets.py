@@ -6,18 +6,22 @@ runs with --local (no `disabled`, `unsupported`, `destructive` or `unstable`, wh
 skip it silently) and `needs/target/setup_emulator`, and depend on setup_emulator in
 meta/main.yml; setup_emulator must export the variables the pytest harness
 (tests/integration/helpers/playbook.py) puts in its inventory, under the same names.
-The run itself is `make integration`, part of `make test`.
+The run itself is `make integration`, part of `make test`, and it is the only one: no
+pytest test runs a target again (each target runs once per `make test`).
 """
 
 from __future__ import annotations
 
+import re
 import types
 from pathlib import Path
 
 import pytest
 import yaml
 
-from tests.integration.helpers.playbook import PlaybookRunner, TARGETS_DIR
+from tests.integration.helpers.playbook import REPO_ROOT, PlaybookRunner
+
+TARGETS_DIR = REPO_ROOT / "tests" / "integration" / "targets"
 
 SETUP = "setup_emulator"
 TARGETS = sorted(p.name for p in TARGETS_DIR.iterdir() if p.is_dir() and not p.name.startswith(("setup_", "prepare_")))
@@ -71,7 +75,28 @@ def test_setup_target_exports_the_harness_inventory_variables(tmp_path):
     assert harness == _exported_by_setup()
 
 
-def test_setup_target_does_nothing_when_the_device_is_given():
-    tasks = yaml.safe_load((TARGETS_DIR / SETUP / "tasks" / "main.yml").read_text())
-    assert tasks[0]["ansible.builtin.set_fact"] == {"setup_emulator_needed": "{{ hem_url is not defined }}"}
-    assert all(task.get("when") == "setup_emulator_needed | bool" for task in tasks[1:])
+def test_setup_target_always_starts_the_emulator():
+    """The targets run only under ansible-test, where nothing else gives them a device."""
+    text = (TARGETS_DIR / SETUP / "tasks" / "main.yml").read_text()
+    assert "hem_url is not defined" not in text and "setup_emulator_needed" not in text
+
+
+def _pytest_files():
+    return sorted(path for path in (REPO_ROOT / "tests").rglob("*.py") if path.name.startswith("test_") or path.name == "conftest.py")
+
+
+def test_no_pytest_test_runs_a_target():
+    """Each target runs once per `make test`, under ansible-test: a pytest test that applied a target
+    (the role tests/integration/targets/<name>, or a run_target helper) would run it a second time."""
+    assert not hasattr(PlaybookRunner, "run_target")
+    # code, not prose: the helper, the directory in a string literal or a path built from it
+    pattern = re.compile(r"run_target|TARGETS_DIR|[\"'][^\"'\s]*integration/targets|[\"']targets[\"']")
+    this = Path(__file__).resolve()
+    offenders = []
+    for path in _pytest_files():
+        if path.resolve() == this:
+            continue
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            if pattern.search(line):
+                offenders.append("%s:%d: %s" % (path.relative_to(REPO_ROOT), number, line.strip()))
+    assert offenders == []

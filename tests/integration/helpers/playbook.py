@@ -6,8 +6,7 @@ API (the pytest fixture ``hem_playbook`` in tests/integration/conftest.py builds
     runner = PlaybookRunner(emu, workdir, devices=None, host_vars=None, group="hem")
     runner.inventory                      # path of the generated YAML inventory
     runner.hosts                          # ["hem0", "hem1", ...]
-    run = runner.run_target("encedo_info", extra_vars={...}, check=False, diff=False, verbosity=0)
-    run = runner.run_playbook(path_or_yaml_text_or_list, extra_vars=..., ...)
+    run = runner.run_playbook(path_or_yaml_text_or_list, extra_vars=..., check=False, diff=False, verbosity=0)
     run.rc, run.stdout, run.stderr, run.output (stdout + stderr), run.command
     run.tasks                             # [TaskResult] in execution order
     run.results(task=None, host=None, action=None, status=None) -> [TaskResult]
@@ -15,11 +14,10 @@ API (the pytest fixture ``hem_playbook`` in tests/integration/conftest.py builds
     run.stats                             # {host: {"ok", "changed", "failures", ...}}
     run.assert_ok()                       # AssertionError with the output tail unless rc == 0
 
-Options of run_target/run_playbook (keyword only): ``extra_vars`` (dict, passed as JSON),
+Options of run_playbook (keyword only): ``extra_vars`` (dict, passed as JSON),
 ``check``, ``diff``, ``verbosity`` (0-4, i.e. -v..-vvvv), ``limit``, ``tags``, ``env``
 (extra environment variables; value None removes one), ``timeout`` (seconds, default
-600), ``hosts`` (run_target only: the play's hosts pattern, default the group),
-``play_vars`` (run_target only: play-level vars).
+600), ``cwd``.
 
 Each host of the inventory is one emulated device (all devices by default) with the
 variables ``hem_index``, ``hem_url``, ``hem_http_url``, ``hem_ca_path``,
@@ -29,8 +27,8 @@ control base URL: add ``/devices/{{ hem_index }}/...``), ``hem_devid``,
 local`` and ``ansible_python_interpreter: "{{ ansible_playbook_python }}"``; ``host_vars``
 adds or overrides variables for every host.
 
-A target is a role under tests/integration/targets/<name>/ (tasks/main.yml); the runner
-generates a play that applies it to the hosts. Results come from the callback plugin
+The integration targets (tests/integration/targets/) are not run from here: each runs
+once, under ``ansible-test integration`` (``make integration``). Results come from the callback plugin
 helpers/callback_plugins/hem_recorder.py (JSON lines, already censored for no_log tasks)
 while stdout keeps the configured stdout callback, so ``run.stdout`` is exactly what a
 user would read. The environment is isolated: ``ANSIBLE_*`` and ``ENCEDO_HEM_*``
@@ -56,7 +54,6 @@ from pathlib import Path
 import yaml
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
-TARGETS_DIR = REPO_ROOT / "tests" / "integration" / "targets"
 CALLBACK_DIR = Path(__file__).resolve().parent / "callback_plugins"
 COLLECTION_LINK = REPO_ROOT / "build" / "collections" / "ansible_collections" / "encedo" / "hem"
 VENV_BIN = REPO_ROOT / ".venv" / "bin"
@@ -189,17 +186,6 @@ class PlaybookRunner:
         text = content if isinstance(content, str) else yaml.safe_dump(content, sort_keys=False)
         path.write_text(text)
         return str(path)
-
-    def run_target(self, name, *, hosts=None, play_vars=None, **options):
-        """Apply the role tests/integration/targets/<name> to the hosts."""
-        role = TARGETS_DIR / name
-        if not (role / "tasks" / "main.yml").exists():
-            raise FileNotFoundError("no integration target %s (tasks/main.yml)" % role)
-        play = {"name": "Integration target %s" % name, "hosts": hosts or self.group, "gather_facts": False,
-                "roles": [{"role": str(role)}]}
-        if play_vars:
-            play["vars"] = play_vars
-        return self.run_playbook([play], **options)
 
     def run_playbook(self, playbook, *, extra_vars=None, check=False, diff=False, verbosity=0, limit=None, tags=None,
                      env=None, timeout=600, cwd=None):
