@@ -10,12 +10,12 @@
 
 from __future__ import annotations
 
-import os
 import time
 
 from ansible.module_utils.basic import env_fallback
 
 from ansible_collections.encedo.hem.plugins.module_utils._errors import HemError, HemOutcomeUnknown
+from ansible_collections.encedo.hem.plugins.module_utils._module import check_ca_path
 
 DEFAULT_BACKEND_URL = "https://api.encedo.com"
 
@@ -77,10 +77,7 @@ def check_backend_options(params):
     url = (params.get("backend_url") or "").rstrip("/")
     if not url.startswith(("https://", "http://")):
         raise HemError("option backend_url: must be an http:// or https:// URL, got %r" % url)
-    ca_path = params.get("backend_ca_path")
-    if ca_path and not (os.path.exists(ca_path) and os.access(ca_path, os.R_OK)):
-        raise HemError("option backend_ca_path: %s does not exist or cannot be read; give a PEM file with the CA "
-                       "of the check-in backend" % ca_path)
+    check_ca_path("backend_ca_path", params.get("backend_ca_path"), "a PEM file with the CA of the check-in backend")
 
 
 def backend_client(module):

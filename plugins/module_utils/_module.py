@@ -99,6 +99,12 @@ POLL_REQUEST_TIMEOUT = 5
 POLL = dict(passphrase=None, token=None, retries=0, timeout=POLL_REQUEST_TIMEOUT)
 
 
+def check_ca_path(option, path, what, result=None):
+    """Fail (HemError naming ``option``) when ``path`` is given but does not exist or cannot be read; ``what``: what to give."""
+    if path and not (os.path.exists(path) and os.access(path, os.R_OK)):
+        raise HemError('option %s: %s does not exist or cannot be read; give %s' % (option, path, what), result=result)
+
+
 class HemModule(AnsibleModule):
     """AnsibleModule with the connection options merged in.
 
@@ -126,10 +132,7 @@ class HemModule(AnsibleModule):
             raise HemError('option url: %r is not a device address (%s); expected e.g. https://my.ence.do' % (self.params['url'], problem))
         if self.params['timeout'] <= 0:
             raise HemError('option timeout: must be a positive number of seconds, got %d' % self.params['timeout'])
-        ca_path = self.params['ca_path']
-        if ca_path and not (os.path.exists(ca_path) and os.access(ca_path, os.R_OK)):
-            raise HemError('option ca_path: %s does not exist or cannot be read; give a PEM file (or directory) with the CA that '
-                           'signed the device certificate' % ca_path)
+        check_ca_path('ca_path', self.params['ca_path'], 'a PEM file (or directory) with the CA that signed the device certificate')
         problem = self.params['proxy_url'] and validate_proxy_url(self.params['proxy_url'])
         if problem:
             raise HemError('option proxy_url: not a proxy address (%s); expected e.g. http://proxy.example:3128' % problem)

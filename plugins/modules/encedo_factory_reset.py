@@ -162,7 +162,6 @@ token:
   sample: eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzY29wZSI6InN5c3RlbTpjb25maWcifQ.c2lnbmF0dXJl
 '''
 
-import os
 import re
 import time
 
@@ -170,7 +169,7 @@ from ansible.module_utils.basic import env_fallback
 
 from ansible_collections.encedo.hem.plugins.module_utils import _tls_bundle
 from ansible_collections.encedo.hem.plugins.module_utils._errors import HemError, HemOutcomeUnknown
-from ansible_collections.encedo.hem.plugins.module_utils._module import POLL, HemModule, validate_url
+from ansible_collections.encedo.hem.plugins.module_utils._module import POLL, HemModule, check_ca_path, validate_url
 
 CONFIG = '/api/system/config'
 POLL_INTERVAL = 1.0
@@ -261,10 +260,8 @@ def check_options(params):
     if problem:
         raise HemError('option factory_url: %r is not a device address (%s); expected e.g. https://my.ence.do. Nothing was sent.'
                        % (params['factory_url'], problem), result=NOTHING_SENT)
-    ca_path = params['factory_ca_path']
-    if ca_path and not (os.path.isfile(ca_path) and os.access(ca_path, os.R_OK)):
-        raise HemError('option factory_ca_path: %s does not exist or cannot be read; give a PEM file with the CA that the '
-                       'factory certificates of wiped devices chain to. Nothing was sent.' % ca_path, result=NOTHING_SENT)
+    check_ca_path('factory_ca_path', params['factory_ca_path'], 'a PEM file with the CA that the factory certificates of '
+                  'wiped devices chain to. Nothing was sent.', result=NOTHING_SENT)
 
 
 def run(module, client):
