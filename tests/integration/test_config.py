@@ -1,9 +1,12 @@
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""encedo_config and encedo_factory_reset: real ansible-playbook runs against the emulator.
+"""encedo_config and encedo_factory_reset: the modules' rules against the emulator, over real HTTPS.
 
-The four-step runs are the ansible-test targets (tests/integration/targets/encedo_config,
-encedo_factory_reset); the tests here prove the other flows, always with the emulator's
-request log as the proof of what reached the device.
+Each test runs the module's main() in this process (helpers/inprocess.py ModuleRunner), always
+with the emulator's request log as the proof of what reached the device. What only a playbook
+shows is proven by playbook runs elsewhere: the four-step runs (check, apply, apply again, check)
+are the ansible-test targets (tests/integration/targets/encedo_config, encedo_factory_reset), the
+secrets in every output level (-vvvv included) tests/reliability/test_secrets.py, the token guard
+tests/integration/test_info_login.py.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import pytest
 
 from tests.emulator.harness import Emulator
 from tests.integration.helpers import ensure_collection_link
+from tests.integration.helpers.inprocess import ModuleRunner
 from tests.integration.helpers.playbook import REPO_ROOT
 
 try:
@@ -74,39 +78,14 @@ def dev(ppa):
     return index
 
 
-class Task:
-    """Runs single tasks of one module against one emulated device (real ansible-playbook)."""
-
-    def __init__(self, hem_playbook, emu, index):
-        self.runner = hem_playbook(emu, devices=[index])
-        self.host = "hem%d" % index
-        self.output = ""
-
-    def __call__(self, module, args, check=False, diff=False):
-        """-> the task's result dict (with 'failed' when it failed); the run's output is kept in .output."""
-        params = {"url": "{{ hem_url }}", "ca_path": "{{ hem_ca_path }}", "passphrase": "{{ hem_passphrase }}"}
-        params.update(args)
-        params = dict((k, v) for k, v in params.items() if v is not None)
-        task = {"name": "task under test", module: params, "check_mode": check, "diff": diff}
-        run = self.runner.run_playbook([{"hosts": self.host, "gather_facts": False, "tasks": [task]}])
-        self.output = run.output
-        found = run.results(task="task under test", host=self.host)
-        assert len(found) == 1, run.tail()
-        assert (run.rc != 0) == found[0].failed, run.tail()
-        result = dict(found[0].result)
-        if found[0].failed:
-            result["failed"] = True
-        return result
+@pytest.fixture
+def task(ppa, dev):
+    return ModuleRunner(ppa, dev)
 
 
 @pytest.fixture
-def task(hem_playbook, ppa, dev):
-    return Task(hem_playbook, ppa, dev)
-
-
-@pytest.fixture
-def spare_task(hem_playbook, ppa, spare):
-    return Task(hem_playbook, ppa, spare)
+def spare_task(ppa, spare):
+    return ModuleRunner(ppa, spare)
 
 
 def config_posts(emu, i):
@@ -246,25 +225,25 @@ def test_same_hostname_and_ip_are_fine(ppa, spare, spare_task):
     assert config_posts(ppa, spare) == []
 
 
-def test_msc_fields_on_epa_fail_before_any_write(epa, hem_playbook):
+def test_msc_fields_on_epa_fail_before_any_write(epa):
     epa.clear_log(0)
-    result = Task(hem_playbook, epa, 0)("encedo.hem.encedo_config", {"storage_mode": "hidden_ctr", "dnsd": True, "user": "x"})
+    result = ModuleRunner(epa, 0)("encedo.hem.encedo_config", {"storage_mode": "hidden_ctr", "dnsd": True, "user": "x"})
     assert result["failed"]
     assert "'storage_mode'" in result["msg"] and "'dnsd'" in result["msg"] and "EPA" in result["msg"]
     assert config_posts(epa, 0) == []
     assert epa.state(0)["config"]["user"] != "x"
 
 
-def test_epa_common_fields_work(epa, hem_playbook):
+def test_epa_common_fields_work(epa):
     epa.clear_log(0)
-    result = Task(hem_playbook, epa, 0)("encedo.hem.encedo_config", {"http_option_hsts": True, "full_config": True})
+    result = ModuleRunner(epa, 0)("encedo.hem.encedo_config", {"http_option_hsts": True, "full_config": True})
     assert result["changed"] is True and result["reboot_required"] is False and result["sent"] == ["http_option_hsts"]
     assert "storage_mode" not in result["config"] and "devid" in result["config"]
     assert [e["keys"] for e in config_posts(epa, 0)] == [["http_option_hsts"]]
 
 
-def test_result_holds_only_the_declared_fields_unless_full_config(epa, hem_playbook):
-    task = Task(hem_playbook, epa, 0)
+def test_result_holds_only_the_declared_fields_unless_full_config(epa):
+    task = ModuleRunner(epa, 0)
     declared = task("encedo.hem.encedo_config", {"http_option_hsts": True, "user": "Small result"})
     assert declared["config"] == {"http_option_hsts": True, "user": "Small result"}
     full = task("encedo.hem.encedo_config", {"user": "Small result", "full_config": True})
@@ -344,10 +323,10 @@ def slow_format(tmp_path_factory):
     emu.stop()
 
 
-def test_format_that_does_not_finish_in_time_then_a_write_during_it(slow_format, hem_playbook):
+def test_format_that_does_not_finish_in_time_then_a_write_during_it(slow_format):
     emu = slow_format
     emu.clear_log(0)
-    task = Task(hem_playbook, emu, 0)
+    task = ModuleRunner(emu, 0)
     result = task("encedo.hem.encedo_config", {"storage_disk0size": 4194304, "allow_reformat": True, "format_timeout": 3})
     assert result["failed"] and result["changed"] is True and result["reformatted"] is False
     msg = result["msg"]
