@@ -102,15 +102,15 @@ unit: venv link
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) tests/unit
 
 # Every test, and the release checks (below): the version matrix, the dependency floors,
-# galaxy-importer on the built artifact, the collection docs and the changelog. After
-# sanity and lint, three jobs run side by side (within CI's 30 minutes on 2 cores): pytest (on
-# two workers), ansible-test integration, and the release checks one after the other. Each job
-# works in build/ directories and venvs of its own; .venv and the link exist before.
-test: sanity lint
+# galaxy-importer on the built artifact, the collection docs and the changelog. Three jobs run
+# side by side on this project's 2 cores, pytest (on two workers, the longest) first, then
+# sanity, lint, ansible-test integration and the release checks as slots free. Each job works
+# in build/ directories and venvs of its own; .venv and the link are made first.
+test: venv link
 	$(MAKE) --no-print-directory --output-sync=line -j3 test-jobs
 
 .PHONY: test-jobs suites
-test-jobs: pytest integration release-checks
+test-jobs: pytest sanity lint integration release-checks
 
 # The two suites one after the other (what `make test` runs side by side).
 suites:

@@ -80,9 +80,20 @@ def test_module_markup(module_docs, module):
     assert problems == []
 
 
+@pytest.fixture(scope="module")
+def module_texts():
+    """Each module's text rendering, from one ``ansible-doc`` run over all of them (one section each, opened
+    by ``> MODULE encedo.hem.<name> (<path>)``)."""
+    sections = re.split(r"^> MODULE (encedo\.hem\.\w+) .*$", ansible_doc(*("encedo.hem." + m for m in MODULES)), flags=re.M)
+    texts = dict(zip(sections[1::2], sections[2::2]))
+    assert sorted(texts) == sorted("encedo.hem." + m for m in MODULES), sorted(texts)
+    return texts
+
+
 @pytest.mark.parametrize("module", MODULES)
-def test_module_text_rendering(module):
-    text = ansible_doc("encedo.hem." + module)
+def test_module_text_rendering(module_texts, module):
+    text = module_texts["encedo.hem." + module]
+    assert "OPTIONS" in text and "EXAMPLES" in text, text[:500]
     assert LEFTOVER.findall(text) == []
     assert "'))" not in text
 
