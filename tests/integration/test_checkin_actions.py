@@ -1,11 +1,14 @@
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Check-in actions and pushed certificates (OpenAPI POST /api/system/checkin): real ansible-playbook
-runs of encedo_checkin and encedo_reboot against the emulator, whose backend is told through the
-control interface what to answer each device. Checked from the task results, the emulator's request
-log and state, and with an independent login (tests/integration/test_lifecycle.py).
+"""Check-in actions and pushed certificates (OpenAPI POST /api/system/checkin): encedo_checkin and
+encedo_reboot, their main() run in this process (helpers/inprocess.py, test_lifecycle.Task) against the
+emulator over real HTTPS, whose backend is told through the control interface what to answer each
+device. Checked from the task results, the emulator's request log and state, and with an independent
+login (tests/integration/test_lifecycle.py).
 
-One emulator and ONE playbook run serve every action: each device gets its own order, the play
-checks all of them in at once, and each test reads its device's outcome."""
+One emulator and ONE round of check-ins serve every action: each device gets its own order, the
+fixture checks each of them in once, and each test reads its device's outcome. What only a playbook
+shows (a check-in in a play and its output at -vvvv, the role's check-in) is proven by the ansible-test
+target encedo_checkin, tests/reliability/test_secrets.py and tests/integration/test_role.py."""
 
 from __future__ import annotations
 
@@ -15,11 +18,11 @@ from cryptography import x509
 
 from tests.emulator_tests.hemclient import Hem
 from tests.integration.helpers.independent_login import independent_login
-from tests.integration.test_lifecycle import CONNECTION, module_play, requests_of
+from tests.integration.test_lifecycle import CONNECTION, Task, requests_of
+from tests.unit.plugins.modules import replay
 
 PASS = "pw-checkin-actions"
 MASTER = PASS + "-master"          # the emulator's default master passphrase for --passphrase
-TASK = "Run encedo_checkin"
 
 # device index -> what the backend is told to answer it
 OK, REPORT, LOCK, WIPE, BRICK, UPGRADE, CRT_OK, CRT_ERROR, SUPPRESSED, REBOOT = range(10)
@@ -31,10 +34,8 @@ def emu(emulator_module):
 
 
 @pytest.fixture(scope="module")
-def checked_in(emu, tmp_path_factory):
-    """Order each device's answer, then run encedo_checkin once on devices 0-8."""
-    from tests.integration.helpers import PlaybookRunner
-
+def checked_in(emu):
+    """Order each device's answer, then run encedo_checkin once on each of devices 0-8; -> ({i: result}, boots)."""
     # trusted_backend off on one device (set with an independent client, not the collection).
     hem = Hem(emu.url(SUPPRESSED), emu.ca_file)
     hem.login(PASS)
@@ -48,17 +49,13 @@ def checked_in(emu, tmp_path_factory):
     boots = {i: emu.state(i)["boot_id"] for i in range(10)}
     for i in range(10):
         emu.clear_log(i)
-    runner = PlaybookRunner(emu, tmp_path_factory.mktemp("checkin-actions"), devices=range(9))
-    play = module_play("encedo_checkin", dict(CONNECTION, backend_url="{{ hem_backend_url }}"))
-    play[0]["tasks"][0]["ignore_errors"] = True
-    run = runner.run_playbook(play)
-    return run, boots
+    results = dict((i, Task(emu, i)("encedo_checkin", dict(CONNECTION, backend_url="{{ hem_backend_url }}"))) for i in range(9))
+    return results, boots
 
 
-def result_of(run, i):
-    """The task result of device i, with "failed" from the task status (the recorder keeps it apart)."""
-    [task] = run.results(task=TASK, host="hem%d" % i)
-    return dict(task.result, failed=task.failed)
+def result_of(results, i):
+    """The result of device i, with "failed" (True or False)."""
+    return dict(results[i], failed=bool(results[i].get("failed")))
 
 
 def checkin_posts(emu, i):
@@ -67,8 +64,8 @@ def checkin_posts(emu, i):
 
 @pytest.mark.parametrize("i,action,words", [(OK, "OK", "none"), (REPORT, "R", "report (nothing changed on the device)")])
 def test_ok_and_report_are_ok_and_no_change(emu, checked_in, i, action, words):
-    run, _boots = checked_in
-    result = result_of(run, i)
+    results, _boots = checked_in
+    result = result_of(results, i)
     assert not result["failed"] and result["changed"] is False
     assert (result["status"], result["action"]) == (action, words)
     assert "warnings" not in result
@@ -77,8 +74,8 @@ def test_ok_and_report_are_ok_and_no_change(emu, checked_in, i, action, words):
 
 
 def test_lock_fails_saying_the_user_key_is_gone_and_the_master_key_still_logs_in(emu, checked_in):
-    run, _boots = checked_in
-    result = result_of(run, LOCK)
+    results, _boots = checked_in
+    result = result_of(results, LOCK)
     assert result["failed"] and result["changed"] is True
     assert (result["status"], result["action"]) == ("L", "user key erased")
     assert "ordered action L" in result["msg"] and "erased its user key" in result["msg"] and "master" in result["msg"]
@@ -90,8 +87,8 @@ def test_lock_fails_saying_the_user_key_is_gone_and_the_master_key_still_logs_in
 
 
 def test_wipe_fails_and_the_device_comes_back_factory_fresh(emu, checked_in):
-    run, boots = checked_in
-    result = result_of(run, WIPE)
+    results, boots = checked_in
+    result = result_of(results, WIPE)
     assert result["failed"] and result["changed"] is True and result["status"] == "W"
     assert "wiped itself" in result["msg"] and "personalise it again" in result["msg"]
     # The module did not read the status of a device that was going down: the check-in POST is its last request.
@@ -101,8 +98,8 @@ def test_wipe_fails_and_the_device_comes_back_factory_fresh(emu, checked_in):
 
 
 def test_soft_brick_fails_and_the_device_stays_away_until_power_cycled(emu, checked_in):
-    run, _boots = checked_in
-    result = result_of(run, BRICK)
+    results, _boots = checked_in
+    result = result_of(results, BRICK)
     assert result["failed"] and result["changed"] is True and result["status"] == "B"
     assert "stopped its web servers" in result["msg"] and "power-cycled" in result["msg"]
     assert emu.log(BRICK)[-1]["path"] == "/api/system/checkin"
@@ -112,8 +109,8 @@ def test_soft_brick_fails_and_the_device_stays_away_until_power_cycled(emu, chec
 
 
 def test_forced_upgrade_fails_and_the_device_reboots(emu, checked_in):
-    run, boots = checked_in
-    result = result_of(run, UPGRADE)
+    results, boots = checked_in
+    result = result_of(results, UPGRADE)
     assert result["failed"] and result["changed"] is True and result["status"] == "U"
     assert "upgrade its firmware" in result["msg"] and "check its firmware" in result["msg"]
     assert emu.wait_new_boot(UPGRADE, boots[UPGRADE])
@@ -121,11 +118,11 @@ def test_forced_upgrade_fails_and_the_device_reboots(emu, checked_in):
 
 
 def test_pushed_certificate_installed_is_a_change_with_a_warning(emu, checked_in):
-    run, _boots = checked_in
-    result = result_of(run, CRT_OK)
+    results, _boots = checked_in
+    result = result_of(results, CRT_OK)
     assert not result["failed"] and result["changed"] is True
     assert (result["status"], result["newcrt"]) == ("OK", "OK")
-    assert any("newcrt: OK" in w and "ca_path" in w for w in result["warnings"])
+    assert any("newcrt: OK" in w and "ca_path" in w for w in replay.warnings(result))
     state = emu.state(CRT_OK)
     assert state["pending_tls"] is True
     # Served from the next reboot on (the power cycle here is the emulator's).
@@ -136,34 +133,34 @@ def test_pushed_certificate_installed_is_a_change_with_a_warning(emu, checked_in
 
 
 def test_pushed_certificate_refused_is_a_warning_only(emu, checked_in):
-    run, _boots = checked_in
-    result = result_of(run, CRT_ERROR)
+    results, _boots = checked_in
+    result = result_of(results, CRT_ERROR)
     assert not result["failed"] and result["changed"] is False
     assert (result["status"], result["newcrt"]) == ("OK", "ERROR")
-    assert any("newcrt: ERROR" in w for w in result["warnings"])
+    assert any("newcrt: ERROR" in w for w in replay.warnings(result))
     assert emu.state(CRT_ERROR)["pending_tls"] is False
 
 
 def test_trusted_backend_off_suppresses_the_action(emu, checked_in):
-    run, _boots = checked_in
-    result = result_of(run, SUPPRESSED)
+    results, _boots = checked_in
+    result = result_of(results, SUPPRESSED)
     assert not result["failed"] and result["changed"] is False and result["status"] == "OK"
     assert independent_login(emu.url(SUPPRESSED), emu.ca_file, PASS)["sub"] == "U"
 
 
 def test_only_the_failing_actions_failed(checked_in):
-    run, _boots = checked_in
-    assert sorted(t.host for t in run.results(task=TASK) if t.failed) == ["hem%d" % i for i in (LOCK, WIPE, BRICK, UPGRADE)]
+    results, _boots = checked_in
+    assert sorted(i for i, result in results.items() if result.get("failed")) == [LOCK, WIPE, BRICK, UPGRADE]
 
 
-def test_reboot_then_check_in_that_locks_fails_with_the_action(emu, checked_in, hem_playbook):
+def test_reboot_then_check_in_that_locks_fails_with_the_action(emu, checked_in):
     emu.checkin_order(REBOOT, action="L", count=1)
     args = dict(CONNECTION, passphrase=PASS, backend_url="{{ hem_backend_url }}", delay=0, poll_interval=0.3)
-    run = hem_playbook(emu, devices=[REBOOT]).run_playbook(module_play("encedo_reboot", args))
-    assert run.rc != 0
-    result = run.result("Run encedo_reboot", host="hem%d" % REBOOT)
+    task = Task(emu, REBOOT)
+    result = task("encedo_reboot", args)
+    assert result["failed"]
     assert result["changed"] is True and result["rebooted"] is True
     assert (result["checkin"]["status"], result["checkin"]["action"]) == ("L", "user key erased")
     assert result["msg"].startswith("the device rebooted (back after") and "erased its user key" in result["msg"]
     assert len(requests_of(emu, REBOOT, "GET", "/api/system/reboot")) == 1
-    assert PASS not in run.output
+    assert PASS not in task.output

@@ -1,8 +1,12 @@
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Integration tests of encedo_init's master recovery phrase, storage_mode names, CSR and limits (issue 14):
-real ansible-playbook runs against the emulator over HTTPS, checked from the emulator's request log and state
-and with logins written from the vendor's sources (helpers/independent_login.py) rather than with the collection's client. The four-step
-runs (master_passphrase and master_recovery_phrase) are the ansible-test target encedo_init."""
+"""Integration tests of encedo_init's master recovery phrase, storage_mode names, CSR and limits (issue 14),
+against the emulator over HTTPS, checked from the emulator's request log and state and with logins written
+from the vendor's sources (helpers/independent_login.py) rather than with the collection's client.
+
+The module's rules (what it refuses, sends and returns, the format it waits for) run its main() in this
+process (helpers/inprocess.py, test_lifecycle.Task). Real ansible-playbook runs stay for what only a playbook
+shows: the recovery phrase from an extra var never printed at -vvvv (applied, and refused when bad), and the
+role. The four-step runs (master_passphrase and master_recovery_phrase) are the ansible-test target encedo_init."""
 
 from __future__ import annotations
 
@@ -14,7 +18,7 @@ from cryptography import x509
 from mnemonic import Mnemonic
 
 from tests.integration.helpers.independent_login import independent_login, recovery_phrase_private
-from tests.integration.test_lifecycle import CONNECTION, PASS, module_play, requests_of
+from tests.integration.test_lifecycle import CONNECTION, PASS, Task, module_play, requests_of
 from tests.integration.test_role import SITE, role_vars
 
 # A fresh 24-word phrase per test session (valid checksum), so that its words are not found in output by chance.
@@ -84,25 +88,24 @@ def test_bad_recovery_phrase_refused_before_any_request(emulator, hem_playbook, 
     assert emu.log(0) == []
 
 
-def test_master_passphrase_and_recovery_phrase_exclude_each_other(emulator, hem_playbook):
+def test_master_passphrase_and_recovery_phrase_exclude_each_other(emulator):
     emu = emulator(rtc_set=True)
     emu.clear_log(0)
-    run = hem_playbook(emu).run_playbook(module_play("encedo_init", init_args(master_passphrase="pw-master-x",
-                                                                              master_recovery_phrase=PHRASE)))
-    assert run.rc != 0
-    msg = run.result("Run encedo_init", host="hem0")["msg"]
+    task = Task(emu)
+    result = task("encedo_init", init_args(master_passphrase="pw-master-x", master_recovery_phrase=PHRASE))
+    assert result["failed"]
+    msg = result["msg"]
     assert "mutually exclusive" in msg and "master_passphrase" in msg and "master_recovery_phrase" in msg
-    assert leaks(PHRASE, run.output) == []
+    assert leaks(PHRASE, task.output) == []
     assert emu.log(0) == []
 
 
-def test_csr_names_hostname_and_ip_and_storage_mode_by_name(emulator, hem_playbook):
+def test_csr_names_hostname_and_ip_and_storage_mode_by_name(emulator):
     emu = emulator(rtc_set=True)
     args = init_args(master_recovery_phrase=PHRASE, hostname="hem9.example.test", ip="127.20.30.40/8", gen_csr=True,
                      storage_mode="hidden_xts", storage_disk0size=2097152, origin="https://hem9.example.test")
-    run = hem_playbook(emu).run_playbook(module_play("encedo_init", args))
-    run.assert_ok()
-    result = run.result("Run encedo_init", host="hem0")
+    result = Task(emu)("encedo_init", args)
+    assert "failed" not in result, result["msg"]
     assert result["changed"] is True and result["reboot_required"] is True
     # another address, which the controller reaches over the device's link (loopback): the url from the next reboot on
     assert result["url"] == emu.url(0).replace("127.0.0.1", "127.20.30.40")
@@ -119,15 +122,13 @@ def test_csr_names_hostname_and_ip_and_storage_mode_by_name(emulator, hem_playbo
     assert (cfg["storage_mode"], cfg["storage_disk0size"], cfg["origin"]) == (0xA0, 2097152, "https://hem9.example.test")
 
 
-def test_waits_for_a_format_that_starts_late(emulator, hem_playbook):
+def test_waits_for_a_format_that_starts_late(emulator):
     # A new disk 0 size formats the storage after personalisation; the format may start a moment after the
     # answer (emulator --format-start-seconds): the task waits for it to start and to end, so the next task
     # meets no busy device.
     emu = emulator(rtc_set=True, extra_args=["--format-start-seconds", "2", "--format-seconds", "1.5"])
-    run = hem_playbook(emu).run_playbook(module_play("encedo_init", init_args(master_passphrase="pw-master-x",
-                                                                              storage_disk0size=2 * 2097152)))
-    run.assert_ok()
-    result = run.result("Run encedo_init", host="hem0")
+    result = Task(emu)("encedo_init", init_args(master_passphrase="pw-master-x", storage_disk0size=2 * 2097152))
+    assert "failed" not in result, result["msg"]
     assert result["reformatted"] is True and 3 <= result["format_seconds"] <= 8, result
     state = emu.state(0)
     assert state["format"] == "done" and state["config"]["storage_disk0size"] == 2 * 2097152
@@ -139,22 +140,21 @@ def test_waits_for_a_format_that_starts_late(emulator, hem_playbook):
     ({"hostname": "hem_0.example"}, "option hostname: character 4 is '_'"),
     ({"user": "tab\there"}, "option user: character 4 is a tab (U+0009)"),
 ])
-def test_bad_option_refused_before_any_request(emulator, hem_playbook, over, fragment):
+def test_bad_option_refused_before_any_request(emulator, over, fragment):
     emu = emulator(rtc_set=True)
     emu.clear_log(0)
-    run = hem_playbook(emu).run_playbook(module_play("encedo_init", init_args(master_passphrase="pw-master-x", **over)))
-    assert run.rc != 0
-    assert fragment in run.result("Run encedo_init", host="hem0")["msg"]
+    result = Task(emu)("encedo_init", init_args(master_passphrase="pw-master-x", **over))
+    assert result["failed"]
+    assert fragment in result["msg"]
     assert emu.log(0) == []
 
 
-def test_disk0_larger_than_the_device_refused_before_personalising(emulator, hem_playbook):
+def test_disk0_larger_than_the_device_refused_before_personalising(emulator):
     emu = emulator(rtc_set=True)
     emu.clear_log(0)
-    run = hem_playbook(emu).run_playbook(module_play("encedo_init", init_args(master_passphrase="pw-master-x",
-                                                                              storage_disk0size=200000000)))
-    assert run.rc != 0
-    msg = run.result("Run encedo_init", host="hem0")["msg"]
+    result = Task(emu)("encedo_init", init_args(master_passphrase="pw-master-x", storage_disk0size=200000000))
+    assert result["failed"]
+    msg = result["msg"]
     assert "option storage_disk0size: 200000000 sectors is more than the storage of this device" in msg
     assert "Nothing was sent" in msg
     assert [(e["method"], e["path"]) for e in emu.log(0)] == [("GET", "/api/system/status")]

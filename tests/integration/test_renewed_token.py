@@ -1,10 +1,12 @@
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Issue 17 defect 4: a task that logged in again because its token died hides only the token.
 
-Real ansible-playbook against the emulator: the result holding the new token stays hidden
-(Ansible hides results only whole), but what the task changed is visible (a warning with the
-diff's before and after), the token shows nowhere, and the later tasks reuse the new token:
-one new login in all."""
+A real ansible-playbook run against the emulator, and it stays one: what it proves is the token
+guard (the action plugin, plugins/plugin_utils/token_guard.py) and ``register``: the result holding
+the new token stays hidden (Ansible hides results only whole), but what the task changed is visible
+(a warning with the diff's before and after, shown at -v), the token shows nowhere, and the later
+tasks reuse the new token: one new login in all. The module's own re-login (no action plugin) is
+proven in the unit tests (tests/unit/plugins/module_utils/test_hem_module.py test_renewed_token)."""
 
 from __future__ import annotations
 

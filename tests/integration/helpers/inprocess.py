@@ -15,12 +15,17 @@ API::
     result = run("encedo.hem.encedo_config", {"user": "x"}, check=False, diff=False)
     result["failed"]                                     # present (True) only when the module failed
     run.output                                           # the last result as JSON text (secrets checks)
+    run("encedo.hem.encedo_info", {}, env={"REQUESTS_CA_BUNDLE": path})   # extra environment for this run
 
 Arguments are those of a task; the strings ``{{ hem_url }}``, ``{{ hem_ca_path }}``,
 ``{{ hem_passphrase }}`` ... (the host variables PlaybookRunner writes into its inventory) are
 replaced by the device's values, and ``url``, ``ca_path`` and ``passphrase`` (when the emulator
 has one) are given unless the arguments name them (None leaves one out). ``ENCEDO_HEM_*``
 variables of this process are not seen by the module (as PlaybookRunner does not pass them).
+``env`` (a dict) sets environment variables for that one run (a value None removes one), as
+PlaybookRunner's ``env`` does for the module's process: e.g. ``REQUESTS_CA_BUNDLE``, or an
+``ENCEDO_HEM_*`` fallback. Each run starts with no warnings or deprecations of earlier runs (a
+module process starts with none; the module library keeps them in process-wide collections).
 """
 
 from __future__ import annotations
@@ -31,6 +36,8 @@ import os
 import re
 import sys
 from unittest import mock
+
+from ansible.module_utils.common import warnings as _warnings
 
 from tests.integration.helpers.playbook import REPO_ROOT, ensure_collection_link
 from tests.unit.plugins.modules import replay
@@ -89,14 +96,21 @@ class ModuleRunner:
         self.vars = dict(host_vars(emu, index), **extra_vars)
         self.output = ""
 
-    def __call__(self, module, args=None, check=False, diff=False):
+    def __call__(self, module, args=None, check=False, diff=False, env=None):
         params = {"url": "{{ hem_url }}", "ca_path": "{{ hem_ca_path }}"}
         if "hem_passphrase" in self.vars:
             params["passphrase"] = "{{ hem_passphrase }}"
         params.update(args or {})
         params = _substitute(dict((k, v) for k, v in params.items() if v is not None), self.vars)
         clean = dict((k, v) for k, v in os.environ.items() if not k.startswith("ENCEDO_HEM_"))
-        with mock.patch.dict(os.environ, clean, clear=True):
+        for key, value in (env or {}).items():
+            if value is None:
+                clean.pop(key, None)
+            else:
+                clean[key] = str(value)
+        fresh = dict((name, type(getattr(_warnings, name))()) for name in ("_global_warnings", "_global_deprecations")
+                     if hasattr(_warnings, name))
+        with mock.patch.dict(os.environ, clean, clear=True), mock.patch.multiple(_warnings, **fresh):
             result, failed = replay.run_main(load_module(module), params, check_mode=check, diff=diff)
         self.output = json.dumps(result, sort_keys=True, default=str)
         result = dict(result)
