@@ -1,11 +1,19 @@
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""encedo_attestation: real ansible-playbook runs against the emulator over HTTPS.
+"""encedo_attestation: the module's rules against the emulator over real HTTPS, in-process.
 
-The ansible-test target (tests/integration/targets/encedo_attestation) runs the four-step
-shape for state=verified on a genuine device and for state=provisioned on a factory-fresh
-secure element; the tests here drive the failure cases, with the emulator's control
-interface as the proof of what reached the device. Certificates for provisioning are
-issued here by a custody CA the test owns (cryptography, independent of the module).
+Each test runs the module's main() in this process (helpers/inprocess.py ModuleRunner), with
+the emulator's control interface and request log as the proof of what reached the device; the
+tests here drive the failure cases. Certificates for provisioning are issued here by a custody
+CA the test owns (cryptography, independent of the module).
+
+What only a playbook shows is proven by playbook runs elsewhere: the four-step shape (check,
+apply, apply again, check) for state=verified on a genuine device and state=provisioned on a
+factory-fresh secure element is the ansible-test target (tests/integration/targets/encedo_attestation);
+a token registered by encedo_login and given to encedo_attestation, and no secret in the output
+of encedo_attestation and the role at -vvvv, tests/reliability/test_secrets.py; the token guard
+(the action plugin) tests/integration/test_info_login.py; the role's attestation step
+tests/integration/test_role.py. Here a secret is checked against the module's whole result
+(its arguments included, as censored by no_log).
 """
 
 from __future__ import annotations
@@ -20,6 +28,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from tests.emulator.harness import Emulator
 from tests.integration.helpers.attestation_pki import _name, issue, make_ca, pem
 from tests.integration.helpers.attestation_pki import se_public_key as _se_public_key
+from tests.integration.helpers.inprocess import ModuleRunner
+from tests.integration.helpers.playbook import TaskResult
 
 PW = "attestation-pass-1"
 ATTESTATION = "/api/system/config/attestation"
@@ -90,20 +100,12 @@ def genuine_id(emu, i):
 
 # ------------------------------------------------------------------ running tasks
 
-def run_tasks(runner, tasks, check=False, diff=False):
-    play = {"hosts": runner.group, "gather_facts": False,
-            "module_defaults": {"group/encedo.hem.hem": {"url": "{{ hem_url }}", "ca_path": "{{ hem_ca_path }}"}},
-            "tasks": tasks}
-    return runner.run_playbook([play], check=check, diff=diff)
-
-
-def attest(runner, check=False, diff=False, **args):
-    """Run encedo_attestation once; -> its TaskResult."""
-    run = run_tasks(runner, [{"name": TASK, "encedo.hem.encedo_attestation": args}], check=check, diff=diff)
-    found = run.results(task=TASK)
-    assert len(found) == 1, run.tail()
-    assert (run.rc != 0) == found[0].failed, run.tail()
-    return found[0]
+def attest(run, check=False, diff=False, **args):
+    """Run encedo_attestation once in-process (url and ca_path given, no passphrase unless in args); -> a TaskResult."""
+    args.setdefault("passphrase", None)
+    result = run("encedo.hem.encedo_attestation", args, check=check, diff=diff)
+    return TaskResult(host="hem%d" % run.index, task=TASK, action="encedo.hem.encedo_attestation",
+                      status="failed" if result.get("failed") else "ok", changed=bool(result.get("changed")), result=result)
 
 
 def statuses(result):
@@ -116,8 +118,8 @@ def attestation_requests(emu, i):
 
 # ------------------------------------------------------------------ state=verified failures
 
-def test_wrong_anchor_fails_chain(ppa, hem_playbook):
-    runner = hem_playbook(ppa, devices=[1])
+def test_wrong_anchor_fails_chain(ppa):
+    runner = ModuleRunner(ppa, 1)
     _key, other = make_ca()
     res = attest(runner, passphrase=PW, trust_anchor=pem(other))
     assert res.failed
@@ -136,8 +138,8 @@ def test_wrong_anchor_fails_chain(ppa, hem_playbook):
     assert res.result["attestation"]["verified"] is False
 
 
-def test_stale_token_fails_freshness(ppa, hem_playbook):
-    runner = hem_playbook(ppa, devices=[2])
+def test_stale_token_fails_freshness(ppa):
+    runner = ModuleRunner(ppa, 2)
     ppa.clock(2, -3600)
     try:
         res = attest(runner, passphrase=PW, trust_anchor_path=ppa.custody_ca_file, max_age=60)
@@ -161,8 +163,8 @@ def test_stale_token_fails_freshness(ppa, hem_playbook):
     assert not res.failed and res.result["attestation"]["verified"] is True
 
 
-def test_tampered_attestation_fails_signature(ppa, hem_playbook):
-    runner = hem_playbook(ppa, devices=[3])
+def test_tampered_attestation_fails_signature(ppa):
+    runner = ModuleRunner(ppa, 3)
     ppa.fault(3, "tamper_attestation")
     res = attest(runner, passphrase=PW, trust_anchor_path=ppa.custody_ca_file)
     assert res.failed
@@ -174,40 +176,37 @@ def test_tampered_attestation_fails_signature(ppa, hem_playbook):
     assert not res.failed and res.result["attestation"]["verified"] is True
 
 
-def test_any_scope_token_and_explicit_genuine_id(ppa, hem_playbook):
-    runner = hem_playbook(ppa, devices=[4])
+def test_any_scope_token_and_explicit_genuine_id(ppa):
+    runner = ModuleRunner(ppa, 4)
     gid = genuine_id(ppa, 4)
-    tasks = [
-        {"name": "login", "encedo.hem.encedo_login": {"passphrase": PW, "scope": "keymgmt:list"}, "register": "hem_login"},
-        {"name": "no genuine_id", "encedo.hem.encedo_attestation": {
-            "token": "{{ hem_login.token }}", "trust_anchor_path": "{{ hem_custody_ca_path }}", "fail_on_invalid": False}},
-        {"name": "genuine_id from inventory", "encedo.hem.encedo_attestation": {
-            "token": "{{ hem_login.token }}", "trust_anchor_path": "{{ hem_custody_ca_path }}", "genuine_id": gid}},
-        {"name": "wrong genuine_id", "encedo.hem.encedo_attestation": {
-            "token": "{{ hem_login.token }}", "trust_anchor_path": "{{ hem_custody_ca_path }}", "genuine_id": "0123ffffffffffffff",
-            "fail_on_invalid": False}},
-    ]
     ppa.clear_log(4)
-    run = run_tasks(runner, tasks)
-    run.assert_ok()
-    unknown = run.result("no genuine_id")
+    login = runner("encedo.hem.encedo_login", {"passphrase": PW, "scope": "keymgmt:list"})
+    assert not login.get("failed"), runner.output
+    with_token = dict(token=login["token"], trust_anchor_path="{{ hem_custody_ca_path }}")
+    unknown = attest(runner, fail_on_invalid=False, **with_token)
+    assert not unknown.failed, unknown.msg
+    unknown = unknown.result
     assert statuses(unknown)["genuine_id"] == "not_run"
     assert "may not read the configuration" in unknown["attestation"]["checks"]["genuine_id"]["reason"]
     assert unknown["attestation"]["verified"] is False
     assert [s for n, s in statuses(unknown).items() if n != "genuine_id"] == ["passed"] * 5
-    known = run.result("genuine_id from inventory")
+    known = attest(runner, genuine_id=gid, **with_token)
+    assert not known.failed, known.msg
+    known = known.result
     assert known["attestation"]["verified"] is True
     assert known["attestation"]["genuine_id_sources"] == ["option"]
-    wrong = run.result("wrong genuine_id")
+    wrong = attest(runner, genuine_id="0123ffffffffffffff", fail_on_invalid=False, **with_token)
+    assert not wrong.failed, wrong.msg
+    wrong = wrong.result
     assert statuses(wrong)["genuine_id"] == "failed"
-    # one login for the whole play, and the attestation itself was read with the narrow token
+    # one login for all three tasks, and the attestation itself was read with the narrow token
     log = ppa.log(4)
     assert [(e["method"], e["path"]) for e in log].count(("POST", "/api/auth/token")) == 1
     assert all(e["status"] == 200 and e["auth"] == "bearer" for e in log if e["path"] == ATTESTATION)
 
 
-def test_epa_is_not_supported(epa, hem_playbook):
-    runner = hem_playbook(epa, devices=[0])
+def test_epa_is_not_supported(epa):
+    runner = ModuleRunner(epa, 0)
     res = attest(runner, passphrase=PW, trust_anchor_path=epa.custody_ca_file)
     assert res.failed
     assert "EPA" in res.msg and "cannot attest" in res.msg
@@ -221,8 +220,8 @@ def test_epa_is_not_supported(epa, hem_playbook):
     assert [e for e in epa.log(0) if e["method"] == "POST" and e["path"] != "/api/auth/token"] == []
 
 
-def test_bad_input_fails_clearly(ppa, hem_playbook, tmp_path):
-    runner = hem_playbook(ppa, devices=[5])
+def test_bad_input_fails_clearly(ppa, tmp_path):
+    runner = ModuleRunner(ppa, 5)
     with open(ppa.custody_ca_file) as fh:
         custody_pem = fh.read()
     leaf = ppa.state(5)["tls_cert_pem"]           # the device's TLS certificate: not a CA
@@ -239,15 +238,16 @@ def test_bad_input_fails_clearly(ppa, hem_playbook, tmp_path):
     # no trust anchor: the chain check does not run, so the device is not verified, and the task says why
     res = attest(runner, passphrase=PW)
     assert res.failed and "check chain not run: no trust anchor given" in res.msg
-    # the passphrase never shows up in the output
-    assert PW not in run_tasks(runner, [{"name": TASK, "encedo.hem.encedo_attestation": {
-        "passphrase": PW, "trust_anchor_path": ppa.custody_ca_file}}]).output
+    # the passphrase never shows up in the result (ansible-playbook's output at -vvvv: tests/reliability/test_secrets.py)
+    res = attest(runner, passphrase=PW, trust_anchor_path=ppa.custody_ca_file)
+    assert not res.failed, res.msg
+    assert PW not in runner.output
 
 
 # ------------------------------------------------------------------ real-device conditions: expired certificate, unset clock
 
-def test_expired_attestation_certificate_verifies_unless_validity_is_enforced(expired, hem_playbook):
-    runner = hem_playbook(expired, devices=[0])
+def test_expired_attestation_certificate_verifies_unless_validity_is_enforced(expired):
+    runner = ModuleRunner(expired, 0)
     expired.clear_log(0)
     res = attest(runner, passphrase=PW, trust_anchor_path=expired.custody_ca_file)
     assert not res.failed and not res.changed, res.msg
@@ -271,8 +271,8 @@ def test_expired_attestation_certificate_verifies_unless_validity_is_enforced(ex
     assert [e for e in expired.log(0) if e["method"] == "POST" and e["path"] != "/api/auth/token"] == []
 
 
-def test_token_from_an_unset_clock_asks_for_a_check_in(unset_clock, hem_playbook):
-    runner = hem_playbook(unset_clock, devices=[0])
+def test_token_from_an_unset_clock_asks_for_a_check_in(unset_clock):
+    runner = ModuleRunner(unset_clock, 0)
     args = dict(trust_anchor_path=unset_clock.custody_ca_file, genuine_id=genuine_id(unset_clock, 0))
     assert unset_clock.state(0)["rtc_set"] is False
     res = attest(runner, **args)
@@ -284,18 +284,18 @@ def test_token_from_an_unset_clock_asks_for_a_check_in(unset_clock, hem_playbook
                                     "genuine_id": "passed", "freshness": "failed", "validity": "passed"}
     assert res.result["attestation"]["token_timestamp"] < 3600       # seconds since power-up
     # what the message asks for: a check-in, then the same task verifies
-    run = run_tasks(runner, [
-        {"name": "check in", "encedo.hem.encedo_checkin": {"backend_url": "{{ hem_backend_url }}"}},
-        {"name": TASK, "encedo.hem.encedo_attestation": args}])
-    run.assert_ok()
-    assert run.result(TASK)["attestation"]["verified"] is True
+    checkin = runner("encedo.hem.encedo_checkin", {"backend_url": "{{ hem_backend_url }}"})
+    assert not checkin.get("failed"), runner.output
+    res = attest(runner, **args)
+    assert not res.failed, res.msg
+    assert res.result["attestation"]["verified"] is True
     assert unset_clock.state(0)["rtc_set"] is True
 
 
 # ------------------------------------------------------------------ factory-fresh devices
 
-def test_fresh_device_without_credentials(fresh, hem_playbook):
-    runner = hem_playbook(fresh, devices=[1])
+def test_fresh_device_without_credentials(fresh):
+    runner = ModuleRunner(fresh, 1)
     fresh.clear_log(1)
     res = attest(runner, trust_anchor_path=fresh.custody_ca_file, genuine_id=genuine_id(fresh, 1), fail_on_invalid=False)
     assert not res.failed and not res.changed
@@ -311,8 +311,8 @@ def test_fresh_device_without_credentials(fresh, hem_playbook):
     assert fresh.state(1)["se_provisioned"] is False
 
 
-def test_provisioned_with_another_certificate_fails(fresh, hem_playbook):
-    runner = hem_playbook(fresh, devices=[2])
+def test_provisioned_with_another_certificate_fails(fresh):
+    runner = ModuleRunner(fresh, 2)
     ca_key, ca_cert = make_ca()
     key = se_public_key(fresh, 2)
     first = issue(ca_key, ca_cert, key, genuine_id(fresh, 2))
@@ -331,8 +331,8 @@ def test_provisioned_with_another_certificate_fails(fresh, hem_playbook):
     assert [r for r in attestation_requests(fresh, 2) if r[0] == "POST"] == []
 
 
-def test_provisioning_checks_the_certificate_before_writing(fresh, hem_playbook):
-    runner = hem_playbook(fresh, devices=[3])
+def test_provisioning_checks_the_certificate_before_writing(fresh):
+    runner = ModuleRunner(fresh, 3)
     ca_key, ca_cert = make_ca()
     gid = genuine_id(fresh, 3)
     key = se_public_key(fresh, 3)
@@ -363,24 +363,22 @@ LOGIN = [("GET", "/api/auth/token"), ("POST", "/api/auth/token")]
 STATUS, VERSION = ("GET", "/api/system/status"), ("GET", "/api/system/version")
 
 
-def attest_with_token(runner, **args):
-    """Log in, then encedo_attestation with the token alone (the role's shape); -> its TaskResult."""
-    run = run_tasks(runner, [{"name": "log in", "encedo.hem.encedo_login": {"passphrase": PW}, "register": "hem_login"},
-                             {"name": TASK, "encedo.hem.encedo_attestation": dict(token="{{ hem_login.token }}", **args)}])
-    found = run.results(task=TASK)
-    assert len(found) == 1, run.tail()
-    return found[0]
+def attest_with_token(run, **args):
+    """Log in (encedo_login), then encedo_attestation with its token alone (the role's shape); -> a TaskResult."""
+    login = run("encedo.hem.encedo_login", {"passphrase": PW})
+    assert not login.get("failed"), run.output
+    return attest(run, token=login["token"], **args)
 
 
 def sent(emu, i):
     return [(e["method"], e["path"]) for e in emu.log(i)]
 
 
-def test_with_a_token_only_the_attestation_and_the_configuration_are_read(ppa, epa, hem_playbook):
+def test_with_a_token_only_the_attestation_and_the_configuration_are_read(ppa, epa):
     """The role's case: a verified device costs GET attestation + GET config (genuine_id), no status, no version.
     The status is read only to explain a failed freshness check; an EPA answers 404, then the version says why,
     with the same message as without a token."""
-    runner = hem_playbook(ppa, devices=[5])
+    runner = ModuleRunner(ppa, 5)
     ppa.clear_log(5)
     res = attest_with_token(runner, trust_anchor_path=ppa.custody_ca_file)
     assert not res.failed and res.result["attestation"]["verified"] is True, res.msg
@@ -400,7 +398,7 @@ def test_with_a_token_only_the_attestation_and_the_configuration_are_read(ppa, e
     assert "encedo_checkin" not in reason
 
     # an EPA: 404, then the version; the same result and message as without a token
-    erunner = hem_playbook(epa, devices=[0])
+    erunner = ModuleRunner(epa, 0)
     for fail_on_invalid in (True, False):
         epa.clear_log(0)
         with_token = attest_with_token(erunner, trust_anchor_path=epa.custody_ca_file, fail_on_invalid=fail_on_invalid)

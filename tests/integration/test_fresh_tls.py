@@ -1,13 +1,27 @@
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""A device without a TLS bundle (emulator `--no-tls-bundle`): real ansible-playbook runs.
+"""A device without a TLS bundle (emulator `--no-tls-bundle`): the modules' rules in-process, the role in playbook runs.
+
+In-process (helpers/inprocess.py ModuleRunner: each module's main() in this process, against
+the emulator over real HTTPS and plain HTTP, its request log as the proof of what reached the
+device):
 
 - encedo_info reports it (https false, tls_bundle_needed, what is needed), no traceback,
-  nothing posted;
-- encedo_init without a bundle fails saying what is needed and sends nothing;
-- encedo_factory_reset on such a device reports factory state and the missing bundle;
-- the role with encedo_hem_tls_bundle: check mode stores nothing; the run stores the bundle
-  over plain HTTP (no token), then personalises over HTTPS verified with the bundle's CA
-  only; a second run changes nothing and posts nothing.
+  nothing posted; a bad bundle is refused before any request; a stored bundle that does not
+  verify fails as changed;
+- encedo_init without a bundle fails saying what is needed and sends nothing; with one it
+  stores it and personalises (check, apply, apply again, check); a device whose HTTPS does
+  not verify is never sent the bundle over plain HTTP;
+- encedo_factory_reset on such a device reports factory state and the missing bundle, and
+  after a wipe reports the device that came back without one; a personalised device without
+  a bundle is never sent a token over plain HTTP.
+
+Real ansible-playbook runs (the role, and its output at -vv): with encedo_hem_tls_bundle check
+mode stores nothing; the run stores the bundle over plain HTTP (no token), then personalises
+over HTTPS verified with the bundle's CA only, no secret (the bundle's key included) in its -vv
+output; a second run changes nothing and posts nothing; without a bundle the role stops saying
+what is needed. In-process, the bundle's key and the passphrases are checked against each whole
+result (arguments included, as censored by no_log); the passphrases in every output level
+(-vvvv) of ansible-playbook: tests/reliability/test_secrets.py.
 
 The bundle is built as the vendor backend would (tests/emulator_tests/test_fresh_tls.py:
 the key encrypted to the device's factory TLS key, a certificate from a CA made here).
@@ -19,6 +33,7 @@ import json
 from pathlib import Path
 
 from tests.emulator_tests.test_fresh_tls import make_bundle, make_ca, write_ca
+from tests.integration.helpers.inprocess import ModuleRunner
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SITE = str(REPO_ROOT / "playbooks" / "site.yml")
@@ -27,20 +42,15 @@ MASTER = "pw-fresh-master"
 CONN = {"url": "{{ hem_url }}", "ca_path": "{{ hem_ca_path }}", "http_url": "{{ hem_http_url }}"}
 
 
-def play(*tasks):
-    return [{"hosts": "hem", "gather_facts": False, "tasks": list(tasks)}]
-
-
 def posts(emu, i=0):
     return [e for e in emu.log(i) if e["method"] == "POST"]
 
 
-def test_info_reports_a_device_without_bundle(emulator, hem_playbook, tmp_path):
+def test_info_reports_a_device_without_bundle(emulator, tmp_path):
     emu = emulator(no_tls_bundle=True)
-    runner = hem_playbook(emu)
-    run = runner.run_playbook(play({"name": "Read facts", "encedo.hem.encedo_info": CONN, "register": "hem"}))
-    run.assert_ok()
-    res = run.result("Read facts", host="hem0")
+    run = ModuleRunner(emu, 0)
+    res = run("encedo.hem.encedo_info", CONN)
+    assert not res.get("failed"), run.output
     assert res["https"] is False and res["tls_bundle_needed"] is True and res["tls_bundle_stored"] is False
     assert res["changed"] is False and res["personalised"] is False and res["model"] == "ppa"
     assert "no TLS bundle" in res["msg"] and "tls_bundle" in res["msg"] and "emp" in res["msg"]
@@ -52,24 +62,19 @@ def test_info_reports_a_device_without_bundle(emulator, hem_playbook, tmp_path):
     # check mode with a bundle: would store, sends nothing
     ca = make_ca()
     bundle, _key = make_bundle(emu, ca)
-    task = {"name": "Store", "encedo.hem.encedo_info": dict(CONN, ca_path=write_ca(ca, tmp_path / "ca.pem"), tls_bundle=bundle)}
-    check = runner.run_playbook(play(task), check=True)
-    check.assert_ok()
-    res = check.result("Store", host="hem0")
+    res = run("encedo.hem.encedo_info", dict(CONN, ca_path=write_ca(ca, tmp_path / "ca.pem"), tls_bundle=bundle), check=True)
+    assert not res.get("failed"), run.output
     assert res["changed"] is True and res["tls_bundle_stored"] is True and res["https"] is False
     assert posts(emu) == [] and emu.state(0)["tls_bundle"] is False
-    assert bundle["key"] not in check.output
+    assert bundle["key"] not in run.output
 
 
-def test_init_without_bundle_fails_saying_what_is_needed(emulator, hem_playbook):
+def test_init_without_bundle_fails_saying_what_is_needed(emulator):
     emu = emulator(no_tls_bundle=True, rtc_set=True)
-    runner = hem_playbook(emu)
+    run = ModuleRunner(emu, 0)
     options = dict(CONN, passphrase=PASS, master_passphrase=MASTER, user="fresh", hostname="hem0.emulator.test")
-    task = {"name": "Personalise", "encedo.hem.encedo_init": options}
-    run = runner.run_playbook(play(task))
-    assert run.rc != 0
-    assert [t.task for t in run.results(host="hem0", status="failed")] == ["Personalise"]
-    res = run.result("Personalise", host="hem0")
+    res = run("encedo.hem.encedo_init", options)
+    assert res.get("failed") is True
     assert res["changed"] is False and res.get("tls_bundle_needed") is True
     assert "no TLS bundle" in res["msg"] and "tls_bundle" in res["msg"] and "Nothing was sent" in res["msg"]
     assert "Traceback" not in run.output
@@ -78,13 +83,11 @@ def test_init_without_bundle_fails_saying_what_is_needed(emulator, hem_playbook)
     assert state["personalised"] is False and state["tls_bundle"] is False
 
 
-def test_factory_reset_reports_the_missing_bundle(emulator, hem_playbook):
+def test_factory_reset_reports_the_missing_bundle(emulator):
     emu = emulator(no_tls_bundle=True)
-    runner = hem_playbook(emu)
-    task = {"name": "Wipe", "encedo.hem.encedo_factory_reset": dict(CONN, confirm_devid=emu.state(0)["config"]["devid"])}
-    run = runner.run_playbook(play(task))
-    run.assert_ok()
-    res = run.result("Wipe", host="hem0")
+    run = ModuleRunner(emu, 0)
+    res = run("encedo.hem.encedo_factory_reset", dict(CONN, confirm_devid=emu.state(0)["config"]["devid"]))
+    assert not res.get("failed"), run.output
     assert res["changed"] is False and res["https"] is False and res["tls_bundle_needed"] is True
     assert "factory state" in res["msg"] and "TLS bundle" in res["msg"]
     assert posts(emu) == []
@@ -137,48 +140,44 @@ def test_role_stores_the_bundle_then_personalises_over_https(emulator, hem_playb
     assert [e for e in emu.log(0) if e["scheme"] == "http"] == []      # HTTPS answered: no plain-HTTP request
 
 
-def test_init_stores_the_bundle_and_personalises_check_apply_apply_check(emulator, hem_playbook, tmp_path):
+def test_init_stores_the_bundle_and_personalises_check_apply_apply_check(emulator, tmp_path):
     emu = emulator(no_tls_bundle=True, rtc_set=True)
     ca = make_ca("Fresh init CA")
     bundle, _key = make_bundle(emu, ca)
     args = dict(CONN, ca_path=write_ca(ca, tmp_path / "ca.pem"), passphrase=PASS, master_passphrase=MASTER,
                 user="fresh", hostname="hem0.emulator.test", tls_bundle=bundle)
-    runner = hem_playbook(emu)
-    task = play({"name": "Personalise", "encedo.hem.encedo_init": args})
+    run = ModuleRunner(emu, 0)
 
-    check = runner.run_playbook(task, check=True)
-    check.assert_ok()
-    res = check.result("Personalise", host="hem0")
+    def personalise(check=False):
+        result = run("encedo.hem.encedo_init", args, check=check)
+        assert not result.get("failed"), run.output
+        return result
+
+    res = personalise(check=True)
     # would store, and the rest predicted from the plain-HTTP status (no credentials sent there)
     assert res["changed"] is True and res["tls_bundle_stored"] is True and res["https"] is False
     assert res["personalised"] is False and res["model"] == "ppa"
     assert posts(emu) == [] and emu.state(0)["tls_bundle"] is False
     assert [e for e in emu.log(0) if e["auth"] != "none"] == []
 
-    apply = runner.run_playbook(task)
-    apply.assert_ok()
-    res = apply.result("Personalise", host="hem0")
+    res = personalise()
     assert res["changed"] is True and res["tls_bundle_stored"] is True and res["https"] is True and res["personalised"] is True
     sent = [(e["scheme"], e["path"], e["auth"]) for e in posts(emu)]
     assert sent == [("http", "/api/system/config", "none"), ("https", "/api/auth/init", "none")], sent
     assert emu.state(0)["tls_bundle"] is True and emu.state(0)["personalised"] is True
     for secret in (PASS, MASTER, bundle["key"]):
-        assert secret not in apply.output
+        assert secret not in run.output
     emu.clear_log(0)
 
-    again = runner.run_playbook(task)
-    again.assert_ok()
-    res = again.result("Personalise", host="hem0")
+    res = personalise()
     assert res["changed"] is False and res["tls_bundle_stored"] is False
     assert [e for e in posts(emu) if e["path"] != "/api/auth/token"] == []
     assert [e for e in emu.log(0) if e["scheme"] == "http"] == []
 
-    check2 = runner.run_playbook(task, check=True)
-    check2.assert_ok()
-    assert check2.result("Personalise", host="hem0")["changed"] is False
+    assert personalise(check=True)["changed"] is False
 
 
-def test_bad_bundle_is_refused_before_any_request(emulator, hem_playbook, tmp_path):
+def test_bad_bundle_is_refused_before_any_request(emulator, tmp_path):
     emu = emulator(no_tls_bundle=True)
     ca, other = make_ca("Bundle CA"), make_ca("Another CA")
     bundle, _key = make_bundle(emu, ca)
@@ -189,36 +188,33 @@ def test_bad_bundle_is_refused_before_any_request(emulator, hem_playbook, tmp_pa
         (bundle, "not issued by a CA in ca_path"),      # ca_path holds another CA
     ]
     ca_path = write_ca(other, tmp_path / "other.pem")
-    runner = hem_playbook(emu)
-    tasks = [{"name": "Bad %d" % n, "encedo.hem.encedo_info": dict(CONN, ca_path=ca_path, tls_bundle=b), "ignore_errors": True}
-             for n, (b, _m) in enumerate(cases)]
+    run = ModuleRunner(emu, 0)
     emu.clear_log(0)
-    run = runner.run_playbook(play(*tasks))
-    for n, (_b, needle) in enumerate(cases):
-        res = run.result("Bad %d" % n, host="hem0")
+    for b, needle in cases:
+        res = run("encedo.hem.encedo_info", dict(CONN, ca_path=ca_path, tls_bundle=b))
+        assert res.get("failed") is True, run.output
         assert needle in res["msg"], res["msg"]
         assert bundle["key"] not in res["msg"]
+        assert bundle["key"] not in run.output
     assert emu.log(0) == []                     # refused before the first request
-    assert bundle["key"] not in run.output
 
 
-def test_factory_reset_reports_a_device_that_comes_back_without_bundle(emulator, hem_playbook, tmp_path):
+def test_factory_reset_reports_a_device_that_comes_back_without_bundle(emulator, tmp_path):
     emu = emulator(no_tls_bundle=True, rtc_set=True, reboot_seconds=1.0)
     ca = make_ca("Fresh wipe CA")
     bundle, _key = make_bundle(emu, ca)
     conn = dict(CONN, ca_path=write_ca(ca, tmp_path / "ca.pem"))
-    runner = hem_playbook(emu)
-    runner.run_playbook(play({"name": "Personalise", "encedo.hem.encedo_init": dict(
-        conn, passphrase=PASS, master_passphrase=MASTER, user="fresh", hostname="hem0.emulator.test",
-        tls_bundle=bundle)})).assert_ok()
+    run = ModuleRunner(emu, 0)
+    init = run("encedo.hem.encedo_init", dict(conn, passphrase=PASS, master_passphrase=MASTER, user="fresh",
+                                              hostname="hem0.emulator.test", tls_bundle=bundle))
+    assert not init.get("failed"), run.output
     assert emu.state(0)["tls_bundle"] is True
     devid = emu.state(0)["config"]["devid"]
     emu.clear_log(0)
-    run = runner.run_playbook(play({"name": "Wipe", "encedo.hem.encedo_factory_reset": dict(
+    res = run("encedo.hem.encedo_factory_reset", dict(
         conn, passphrase=PASS, confirm_devid=devid, wait_timeout=30, factory_url="{{ hem_url }}",
-        factory_ca_path="{{ hem_factory_ca_path }}")}))
-    run.assert_ok()
-    res = run.result("Wipe", host="hem0")
+        factory_ca_path="{{ hem_factory_ca_path }}"))
+    assert not res.get("failed"), run.output
     assert res["changed"] is True and res["rebooted"] is True and res["sent"] == ["wipeout"]
     assert res["https"] is False and res["tls_bundle_needed"] is True
     assert "came back" in res["msg"] and "tls_bundle" in res["msg"]
@@ -229,16 +225,12 @@ def test_factory_reset_reports_a_device_that_comes_back_without_bundle(emulator,
         ("GET", "/api/system/status", "none")}
 
 
-def test_personalised_device_without_bundle_is_never_sent_a_token_over_plain_http(emulator, hem_playbook):
+def test_personalised_device_without_bundle_is_never_sent_a_token_over_plain_http(emulator):
     emu = emulator(no_tls_bundle=True, passphrase=PASS)
-    runner = hem_playbook(emu)
-    run = runner.run_playbook(play(
-        {"name": "Wipe", "encedo.hem.encedo_factory_reset": dict(CONN, passphrase=PASS, confirm_devid=emu.state(0)["config"]["devid"]),
-         "ignore_errors": True},
-        {"name": "Read", "encedo.hem.encedo_info": dict(CONN, passphrase=PASS)}))
-    res = run.result("Wipe", host="hem0")
+    run = ModuleRunner(emu, 0)
+    res = run("encedo.hem.encedo_factory_reset", dict(CONN, passphrase=PASS, confirm_devid=emu.state(0)["config"]["devid"]))
     assert "personalised" in res["msg"] and "plain HTTP" in res["msg"] and res["tls_bundle_needed"] is True
-    info = run.result("Read", host="hem0")
+    info = run("encedo.hem.encedo_info", dict(CONN, passphrase=PASS))
     assert info["personalised"] is True and info["https"] is False and "config" not in info
     assert [e for e in emu.log(0) if e["auth"] != "none" or e["method"] == "POST"] == []
     assert emu.state(0)["personalised"] is True
@@ -257,7 +249,7 @@ def test_role_without_bundle_stops_saying_what_is_needed(emulator, hem_playbook)
     assert posts(emu) == []
 
 
-def test_stored_bundle_that_does_not_verify_fails_as_changed(emulator, hem_playbook, tmp_path):
+def test_stored_bundle_that_does_not_verify_fails_as_changed(emulator, tmp_path):
     import subprocess
     emu = emulator(no_tls_bundle=True)
     ca, other = make_ca("Bundle CA"), make_ca("Another CA")
@@ -268,31 +260,28 @@ def test_stored_bundle_that_does_not_verify_fails_as_changed(emulator, hem_playb
     pem = write_ca(other, tmp_path / "other.pem")
     digest = subprocess.run(["openssl", "x509", "-hash", "-noout", "-in", pem], check=True, capture_output=True, text=True).stdout.strip()
     (capath / (digest + ".0")).write_text(Path(pem).read_text())
-    runner = hem_playbook(emu)
-    run = runner.run_playbook(play({"name": "Store", "encedo.hem.encedo_info": dict(CONN, ca_path=str(capath), tls_bundle=bundle)}))
-    assert run.rc != 0
-    res = run.result("Store", host="hem0")
+    run = ModuleRunner(emu, 0)
+    res = run("encedo.hem.encedo_info", dict(CONN, ca_path=str(capath), tls_bundle=bundle))
+    assert res.get("failed") is True
     assert res["changed"] is True and res["tls_bundle_stored"] is True
     assert "does not verify" in res["msg"] and "ca_path" in res["msg"]
     assert emu.state(0)["tls_bundle"] is True
     assert "Traceback" not in run.output
 
 
-def test_untrusted_https_device_is_never_sent_a_bundle_over_plain_http(emulator, hem_playbook, tmp_path):
+def test_untrusted_https_device_is_never_sent_a_bundle_over_plain_http(emulator, tmp_path):
     # A real PPA has said https: false in its status over working HTTPS (community client OQ-21; emulator
     # --status-https-false). Its certificate does not verify with ca_path: that is a TLS problem to report,
     # not a device without a bundle, so the private key in tls_bundle never goes over plain HTTP.
     emu = emulator(status_https_false=True, rtc_set=True)
     ca = make_ca("Bundle CA")
     bundle, _key = make_bundle(emu, ca)
-    runner = hem_playbook(emu)
-    task = {"encedo.hem.encedo_init": dict(CONN, ca_path=write_ca(ca, tmp_path / "ca.pem"), passphrase=PASS,
-                                           master_passphrase=MASTER, user="fresh", hostname="hem0.emulator.test", tls_bundle=bundle),
-            "name": "Personalise"}
+    run = ModuleRunner(emu, 0)
+    args = dict(CONN, ca_path=write_ca(ca, tmp_path / "ca.pem"), passphrase=PASS, master_passphrase=MASTER, user="fresh",
+                hostname="hem0.emulator.test", tls_bundle=bundle)
     for check in (True, False):
-        run = runner.run_playbook(play(task), check=check)
-        assert run.rc != 0
-        res = run.result("Personalise", host="hem0")
+        res = run("encedo.hem.encedo_init", args, check=check)
+        assert res.get("failed") is True
         assert res.get("tls_bundle_stored") is not True and "verif" in res["msg"], res["msg"]
         assert bundle["key"] not in run.output
     assert [e for e in emu.log(0) if e["scheme"] == "http" and e["method"] != "GET"] == []

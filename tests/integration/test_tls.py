@@ -1,20 +1,27 @@
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""encedo_tls: real ansible-playbook runs against the emulator.
+"""encedo_tls: the module's rules in-process, and the renewal flow of playbooks/tls.yml in real ansible-playbook runs.
 
-- the renewal flow of playbooks/tls.yml (from the installed collection), with the variables of
-  the role encedo.hem.device, whose TLS step it runs (tasks_from: renew): check mode sends
-  nothing; CSR on the device, signed by a CA generated here, uploaded, the emulated device
-  rebooted and checked in by the role's handler (encedo.hem.encedo_reboot), then a client that
-  trusts ONLY that CA verifies an HTTPS request to the device; encedo_hem_ca_path updated on
-  request; a last run changes nothing and POSTs nothing;
-- a key import (vendor-style encrypted key) with its certificate.
+In-process (helpers/inprocess.py ModuleRunner: the module's main() in this process, against the
+emulator over real HTTPS, its request log as the proof of what reached the device): a key import
+(vendor-style encrypted key) with its certificate; state=csr deciding from served_certificate;
+a certificate that does not name the url refused before anything is sent.
+
+Real ansible-playbook runs (what only a playbook shows: the role, its handler, templating,
+register between tasks, -vvv output): the renewal flow of playbooks/tls.yml (from the installed
+collection), with the variables of the role encedo.hem.device, whose TLS step it runs
+(tasks_from: renew): check mode sends nothing; CSR on the device, signed by a CA generated here,
+uploaded, the emulated device rebooted and checked in by the role's handler
+(encedo.hem.encedo_reboot), then a client that trusts ONLY that CA verifies an HTTPS request to
+the device; encedo_hem_ca_path updated on request; a last run changes nothing and POSTs nothing;
+and the playbook's refusals (missing variables, a device not set up).
 
 Every CA and key is generated at run time; nothing secret is committed. The devices are
 personalised with hostname "localhost" and ip 127.0.0.1/8, so that the CSR the device
 makes names the address the tests reach it at (as a real device names its own).
 The four-step runs of encedo_tls (bad input, state=csr and state=present, a reboot between
 them, verification with the user's CA only) are the ansible-test target
-tests/integration/targets/encedo_tls.
+tests/integration/targets/encedo_tls; no secret (key_import's key included) in any output
+level (-vvvv) of ansible-playbook is tests/reliability/test_secrets.py.
 """
 
 from __future__ import annotations
@@ -33,8 +40,10 @@ from tests.emulator import util
 
 from tests.emulator.harness import Emulator
 from tests.emulator_tests.hemclient import Hem
-from tests.integration.helpers.playbook import PlaybookRunner
+from tests.integration.helpers.inprocess import ModuleRunner
+from tests.integration.helpers.playbook import PlaybookRunner, TaskResult
 from tests.integration.helpers.tls_pki import issue, make_ca, pem, write_user_ca
+from tests.unit.plugins.modules.replay import warnings
 
 REPO = Path(__file__).resolve().parents[2]
 PW = "tls-integration-pass"
@@ -74,8 +83,15 @@ def emu(tmp_path_factory):
         emulator.stop()
 
 
-def runner_for(emulator, index, workdir):
-    return PlaybookRunner(emulator, workdir, devices=[index], host_vars={"hem_passphrase": PW})
+def module_runner(emulator, index):
+    """encedo_tls in-process against device ``index`` (personalised here with PW)."""
+    return ModuleRunner(emulator, index, hem_passphrase=PW)
+
+
+def task_result(result):
+    """An in-process result read as a playbook task's (.failed, .changed, .msg, .result)."""
+    return TaskResult(host="hem", task="tls", action="encedo.hem.encedo_tls", status="failed" if result.get("failed") else "ok",
+                      changed=bool(result.get("changed")), result=result)
 
 
 def served_pem(emulator, index):
@@ -196,28 +212,28 @@ def test_tls_key_import(emu, user_ca, tmp_path):
     new_key = ec.generate_private_key(ec.SECP256R1())
     new_cert = issue(user_ca["key"], user_ca["cert"], new_key.public_key())
     key_import = util.wrap_tls_key(new_key, old.public_key())
-    runner = runner_for(emu, i, tmp_path / "runner")
+    run = module_runner(emu, i)
     trust = trust_bundle(emu, user_ca, tmp_path / "trust.pem")
 
-    def task(with_import=True):
-        args = {"url": "{{ hem_url }}", "ca_path": trust, "passphrase": "{{ hem_passphrase }}", "certificate": pem(new_cert)}
+    def tls(with_import=True):
+        args = {"ca_path": trust, "passphrase": "{{ hem_passphrase }}", "certificate": pem(new_cert)}
         if with_import:
             args["key_import"] = key_import
-        return [{"hosts": "hem", "gather_facts": False,
-                 "tasks": [{"name": "tls", "encedo.hem.encedo_tls": args, "register": "r"}]}]
+        result = run("encedo.hem.encedo_tls", args)
+        assert not result.get("failed"), run.output
+        return result
 
     emu.clear_log(i)
-    run = runner.run_playbook(task(), verbosity=3).assert_ok()
-    res = run.result("tls")
+    res = tls()
     assert res["changed"] and res["reboot_required"] and res["key_match"] == "key_import"
     assert res["sent"] == ["tls.crt", "tls.emp", "tls.key"]
     assert [(p["keys"], p["tls_keys"]) for p in config_posts(emu, i)] == [(["tls"], ["crt", "emp", "key"])]
-    assert key_import["key"] not in run.output, "the encrypted key leaked into the output (-vvv)"
+    assert key_import["key"] not in run.output, "the encrypted key leaked into the result"
 
     # Before the reboot, without key_import: the served certificate is for the old key, the
     # device's pending key (read from a fresh CSR) matches, so the certificate alone is accepted.
     emu.clear_log(i)
-    res = runner.run_playbook(task(with_import=False)).assert_ok().result("tls")
+    res = tls(with_import=False)
     assert res["changed"] and res["key_match"] == "csr" and res["sent"] == ["tls.crt"]
     assert [p["keys"] for p in config_posts(emu, i)] == [["gen_csr"], ["tls"]]
 
@@ -228,7 +244,7 @@ def test_tls_key_import(emu, user_ca, tmp_path):
 
     # Idempotent after the reboot: same DER served, nothing sent (no login either).
     emu.clear_log(i)
-    res = runner.run_playbook(task()).assert_ok().result("tls")
+    res = tls()
     assert not res["changed"] and res["sent"] == [] and "uploaded" not in res
     assert res["certificate"]["spki_sha256"].replace(":", "") == _spki_hex(new_key.public_key())
     assert only_status_reads(emu.log(i))   # the served certificate comes with an unauthenticated status read
@@ -253,7 +269,7 @@ def test_tls_csr_with_served_certificate(emu, user_ca, tmp_path):
         "expiring": issue(user_ca["key"], user_ca["cert"], device_key, days=10),
         "other_ca": issue(other_ca_key, other_ca, device_key, days=90),
     }
-    runner = runner_for(emu, i, tmp_path / "runner")
+    run = module_runner(emu, i)
     trust = trust_bundle(emu, user_ca, tmp_path / "trust.pem")
 
     def csr_task(served, check=False, **more):
@@ -261,11 +277,8 @@ def test_tls_csr_with_served_certificate(emu, user_ca, tmp_path):
         with CountingForwarder(emu.url(i)) as proxy:
             args = dict({"url": proxy.url, "ca_path": trust, "passphrase": "{{ hem_passphrase }}", "state": "csr",
                          "issuer_ca_path": user_ca["cert_path"], "remaining_days": 30, "served_certificate": served}, **more)
-            run = runner.run_playbook([{"hosts": "hem", "gather_facts": False,
-                                        "tasks": [{"name": "tls", "encedo.hem.encedo_tls": args}]}], check=check)
-        found = run.results(task="tls")
-        assert len(found) == 1, run.tail()
-        return found[0], proxy.connections
+            result = run("encedo.hem.encedo_tls", args, check=check)
+        return task_result(result), proxy.connections
 
     # fine: nothing to do, and no connection to the device (not even a TLS handshake)
     res, connections = csr_task(pem(given["fine"]))
@@ -307,21 +320,19 @@ def test_a_certificate_that_does_not_name_the_url_is_refused_before_anything_is_
     trust = trust_bundle(emu, user_ca, tmp_path / "trust.pem")
     only_dns = issue(user_ca["key"], user_ca["cert"], device_key, names=("hem0.example.com",), ips=())
     ip_as_dns = issue(user_ca["key"], user_ca["cert"], device_key, names=("127.0.0.1", "localhost"), ips=())
-    runner = runner_for(emu, i, tmp_path / "runner")
+    run = module_runner(emu, i)
     served_before, boot = served_pem(emu, i), emu.state(i)["boot_id"]
 
     def upload(cert, check=False, **extra):
         args = dict({"url": "{{ hem_url }}", "ca_path": trust, "passphrase": "{{ hem_passphrase }}", "certificate": pem(cert)},
                     **extra)
-        task = {"name": "tls", "encedo.hem.encedo_tls": args, "register": "r", "check_mode": check}
-        return runner.run_playbook([{"hosts": "hem", "gather_facts": False, "tasks": [task]}])
+        return run("encedo.hem.encedo_tls", args, check=check)
 
     for cert, names in ((only_dns, "DNS:hem0.example.com"), (ip_as_dns, "DNS:127.0.0.1, DNS:localhost")):
         for check in (False, True):
             emu.clear_log(i)
-            run = upload(cert, check=check)
-            assert run.rc != 0
-            result = run.result("tls")
+            result = upload(cert, check=check)
+            assert result.get("failed") is True
             msg = result["msg"]
             assert "the certificate names %s" % names in msg, msg
             assert "127.0.0.1 (the host of url) needs IP:127.0.0.1" in msg and "allow_name_mismatch" in msg
@@ -331,9 +342,10 @@ def test_a_certificate_that_does_not_name_the_url_is_refused_before_anything_is_
 
     # Allowed explicitly (check mode here: the emulated device must stay reachable for the other tests).
     emu.clear_log(i)
-    allowed = upload(only_dns, check=True, allow_name_mismatch=True).assert_ok().result("tls")
+    allowed = upload(only_dns, check=True, allow_name_mismatch=True)
+    assert not allowed.get("failed"), run.output
     assert allowed["changed"] and allowed["reboot_required"]
-    assert any("allow_name_mismatch is true" in w and "DNS:hem0.example.com" in w for w in allowed["warnings"])
+    assert any("allow_name_mismatch is true" in w and "DNS:hem0.example.com" in w for w in warnings(allowed))
     assert [e for e in emu.log(i) if e["method"] == "POST"] == []
     assert served_pem(emu, i) == served_before and not emu.state(i)["pending_tls"] and emu.state(i)["boot_id"] == boot
 
