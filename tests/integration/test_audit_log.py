@@ -1,9 +1,13 @@
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""encedo_audit_log: real ansible-playbook runs against the emulator over HTTPS.
+"""encedo_audit_log against the emulator over HTTPS: the module in this process, the role in ansible-playbook.
 
-The logs come from real activity (playbook runs of the modules: logins, a configuration change;
-the role's one module, encedo_device, is being reworked), closed by a reboot; the emulator's request log proves what was fetched.
-Tampering uses the emulator's control hooks (tests/emulator/logger.py ``control``).
+The module's rules (what is fetched, verified, quarantined, refused) run its main() in this process
+(helpers/inprocess.py ModuleRunner) on each device, writing under dest/<host> on this machine as the
+module does on the controller. The logs come from real activity (module runs: logins, a configuration
+change), closed by a reboot; the emulator's request log proves what was fetched. Tampering uses the
+emulator's control hooks (tests/emulator/logger.py ``control``). The role's audit step (encedo_hem_audit_dir,
+also behind a server) stays in real ansible-playbook runs here; ``audit`` (the playbook form) serves
+tests/integration/test_report.py. Secrets in every output level are proven by tests/reliability/test_secrets.py.
 """
 
 from __future__ import annotations
@@ -12,6 +16,8 @@ import json
 import os
 
 from tests.emulator_tests.conftest import client
+from tests.integration.helpers.inprocess import ModuleRunner
+
 PASS = "pw-audit-log-1"
 
 LOGGER_FILE = "/api/logger/"
@@ -39,19 +45,39 @@ def audit(runner, dest, check=False, diff=False, hosts=None):
     return run, results
 
 
+def audit_here(emu, dest, check=False, diff=False, devices=None):
+    """Run encedo_audit_log in this process on each device (all by default) with dest/hem<i>;
+    -> ({host: result, with failed}, {host: the result as JSON text})."""
+    results, outputs = {}, {}
+    for i in (range(emu.devices) if devices is None else devices):
+        host = "hem%d" % i
+        runner = ModuleRunner(emu, i)
+        result = runner("encedo.hem.encedo_audit_log", {"passphrase": PASS, "dest": str(dest / host)}, check=check, diff=diff)
+        results[host] = dict(result, failed=bool(result.get("failed")))
+        outputs[host] = runner.output
+    return results, outputs
+
+
+def ok(results):
+    """Every run succeeded (what run.assert_ok() said of the playbook)."""
+    assert not [r for r in results.values() if r["failed"]], results
+    return results
+
+
 def file_reads(emu, i):
     return [e["path"] for e in emu.log(i) if e["method"] == "GET" and e["path"].startswith(LOGGER_FILE)
             and e["path"] not in ("/api/logger/key",) and not e["path"].startswith("/api/logger/list")]
 
 
-def test_logs_of_module_runs_on_three_devices_verify_and_are_fetched_once(emulator, hem_playbook, tmp_path):
+def test_logs_of_module_runs_on_three_devices_verify_and_are_fetched_once(emulator, tmp_path):
     n = 3
     emu = emulator(devices=n, passphrase=PASS, rtc_set=True, reboot_seconds=0.3)
-    runner = hem_playbook(emu)
-    connection = {"url": "{{ hem_url }}", "ca_path": "{{ hem_ca_path }}", "passphrase": PASS}
-    runner.run_playbook([{"hosts": "hem", "gather_facts": False, "tasks": [
-        {"encedo.hem.encedo_config": dict(connection, user="Audit {{ inventory_hostname }}")},
-        {"encedo.hem.encedo_info": dict(connection, gather_subset=["config"])}]}]).assert_ok()
+    for i in range(n):
+        run = ModuleRunner(emu, i)
+        for module, args in (("encedo.hem.encedo_config", {"passphrase": PASS, "user": "Audit hem%d" % i}),
+                             ("encedo.hem.encedo_info", {"passphrase": PASS, "gather_subset": ["config"]})):
+            result = run(module, args)
+            assert not result.get("failed"), (module, result)
     for i in range(n):
         reboot(emu, i)
     dest = tmp_path / "audit"
@@ -61,8 +87,8 @@ def test_logs_of_module_runs_on_three_devices_verify_and_are_fetched_once(emulat
 
     for i in range(n):
         emu.clear_log(i)
-    run, check = audit(runner, dest, check=True, diff=True)
-    run.assert_ok()
+    check, _ = audit_here(emu, dest, check=True, diff=True)
+    ok(check)
     for i in range(n):
         host = "hem%d" % i
         assert check[host]["changed"] and check[host]["files"] == closed[i] and check[host]["locked"] == locked[i]
@@ -71,15 +97,15 @@ def test_logs_of_module_runs_on_three_devices_verify_and_are_fetched_once(emulat
         assert file_reads(emu, i) == []                     # check mode fetches nothing
     assert not dest.exists()
 
-    run, first = audit(runner, dest)
-    run.assert_ok()
+    first, _ = audit_here(emu, dest)
+    ok(first)
     for i in range(n):
         host = "hem%d" % i
         result = first[host]
         assert result["changed"] and result["files"] == closed[i] and result["verified"] == closed[i]
         assert result["quarantined"] == [] and result["verified_total"] == len(closed[i])
         assert result["logger_key"] == emu.logger(i)["key"]
-        # the playbook's runs are in the log: the logins, the configuration change, the reboot
+        # the module runs are in the log: the logins, the configuration change, the reboot
         assert result["events"]["token_password"] >= 2 and result["events"]["reboot"] == 1
         assert result["events"]["config_updated"] >= 1 and result["events"]["seed"] == len(closed[i])
         assert sorted(os.listdir(dest / host)) == sorted(["encedo-hem-audit.json"] + [f + ".log" for f in closed[i]])
@@ -89,36 +115,35 @@ def test_logs_of_module_runs_on_three_devices_verify_and_are_fetched_once(emulat
 
     for i in range(n):
         emu.clear_log(i)
-    run, second = audit(runner, dest)
-    run.assert_ok()
-    run, check_again = audit(runner, dest, check=True)
-    run.assert_ok()
+    second, _ = audit_here(emu, dest)
+    ok(second)
+    check_again, outputs = audit_here(emu, dest, check=True)
+    ok(check_again)
     for i in range(n):
         host = "hem%d" % i
         for result in (second[host], check_again[host]):
             assert not result["changed"] and result["files"] == [] and result["verified_total"] == len(closed[i])
         assert file_reads(emu, i) == []                     # nothing downloaded twice
         assert all(e["method"] == "GET" or e["path"] == "/api/auth/token" for e in emu.log(i))
-    assert PASS not in run.output
+        assert PASS not in outputs[host]
 
     reboot(emu, 0)                                          # a new boot closes one more file: only that one is fetched
     emu.clear_log(0)
-    run, third = audit(runner, dest, hosts="hem0")
-    run.assert_ok()
+    third, _ = audit_here(emu, dest, devices=[0])
+    ok(third)
     assert third["hem0"]["files"] == locked[0] and third["hem0"]["verified_total"] == len(closed[0]) + 1
     assert file_reads(emu, 0) == [LOGGER_FILE + locked[0][0]]
 
 
-def test_a_changed_byte_a_removed_line_and_a_swapped_key_each_fail(emulator, hem_playbook, tmp_path):
+def test_a_changed_byte_a_removed_line_and_a_swapped_key_each_fail(emulator, tmp_path):
     emu = emulator(devices=4, passphrase=PASS, rtc_set=True, reboot_seconds=0.3)
     for i in range(4):
         client(emu, i).login(PASS)
         reboot(emu, i)
     first = {i: emu.logger(i)["files"][0]["id"] for i in range(4)}
-    runner = hem_playbook(emu)
     dest = tmp_path / "audit"
-    run, before = audit(runner, dest, hosts="hem3")         # hem3: fetched once, its key recorded
-    run.assert_ok()
+    before, _ = audit_here(emu, dest, devices=[3])          # hem3: fetched once, its key recorded
+    ok(before)
     assert before["hem3"]["verified"] == [first[3]]
 
     emu.logger(0, "flip", file=first[0], line=2)
@@ -126,8 +151,7 @@ def test_a_changed_byte_a_removed_line_and_a_swapped_key_each_fail(emulator, hem
     emu.logger(2, "swap_key")
     emu.logger(3, "swap_key")
     reboot(emu, 3)
-    run, results = audit(runner, dest)
-    assert run.rc != 0
+    results, _ = audit_here(emu, dest)
     problems = {0: "the mac does not match", 1: "counter", 2: "not signed by the logger key"}
     for i, problem in problems.items():
         host = "hem%d" % i
@@ -142,17 +166,15 @@ def test_a_changed_byte_a_removed_line_and_a_swapped_key_each_fail(emulator, hem
 
     for i in range(3):
         emu.clear_log(i)
-    run, again = audit(runner, dest, hosts="hem0:hem1:hem2")        # still failing, nothing fetched again
-    assert run.rc != 0
+    again, _ = audit_here(emu, dest, devices=[0, 1, 2])     # still failing, nothing fetched again
     for i in range(3):
         assert again["hem%d" % i]["failed"] and again["hem%d" % i]["files"] == [] and file_reads(emu, i) == []
 
 
-def test_epa_has_no_log_files(emulator, hem_playbook, tmp_path):
+def test_epa_has_no_log_files(emulator, tmp_path):
     emu = emulator(devices=1, passphrase=PASS, rtc_set=True, model="epa")
-    run, results = audit(hem_playbook(emu), tmp_path / "audit")
-    run.assert_ok()
-    result = results["hem0"]
+    results, _ = audit_here(emu, tmp_path / "audit")
+    result = ok(results)["hem0"]
     assert result["supported"] is False and not result["changed"] and result["files"] == []
     assert result["logger_key"] == emu.logger(0)["key"]
 

@@ -1,5 +1,11 @@
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""encedo_firmware and the playbook encedo.hem.upgrade: real ansible-playbook runs against the emulator.
+"""encedo_firmware and the playbook encedo.hem.upgrade against the emulator, over real HTTPS.
+
+The module's rules (four steps, a corrupt image, power lost, a device not back, pre-flight, the dashboard)
+run its main() in this process (helpers/inprocess.py ModuleRunner); the playbook encedo.hem.upgrade
+(batches, the summary, stopping at the first failure, check mode, files staged on a server) runs in real
+ansible-playbook. Secrets in every output level are proven by tests/reliability/test_secrets.py, the token
+guard by tests/integration/test_info_login.py.
 
 The images are the emulator's own (tests/emulator/firmware.py); the emulator flashes them for
 --upgrade-seconds and reboots for --reboot-seconds. What reached each device is proven from the
@@ -20,6 +26,7 @@ import yaml
 from tests.emulator import firmware
 from tests.emulator.harness import Emulator
 from tests.integration.helpers import ensure_collection_link
+from tests.integration.helpers.inprocess import ModuleRunner
 from tests.integration.helpers.playbook import REPO_ROOT
 
 try:
@@ -73,29 +80,26 @@ def ppa(tmp_path_factory):
 
 
 class Task:
-    """Runs one encedo_firmware task against device 0 (real ansible-playbook); -> its result."""
+    """Runs one encedo_firmware task against device 0 in this process (ModuleRunner); -> its result."""
 
-    def __init__(self, hem_playbook, emu):
-        self.runner = hem_playbook(emu, devices=[0])
-        self.output = ""
+    def __init__(self, emu):
+        self.runner = ModuleRunner(emu, 0)
+
+    @property
+    def output(self):
+        return self.runner.output
 
     def __call__(self, args, check=False, diff=False):
-        params = {"url": "{{ hem_url }}", "ca_path": "{{ hem_ca_path }}", "passphrase": "{{ hem_passphrase }}",
-                  "backend_url": "{{ hem_backend_url }}"}
+        params = {"backend_url": "{{ hem_backend_url }}"}
         params.update(FAST)
         params.update(args)
-        task = {"name": "task under test", "encedo.hem.encedo_firmware": params, "check_mode": check, "diff": diff}
-        run = self.runner.run_playbook([{"hosts": "hem0", "gather_facts": False, "tasks": [task]}])
-        self.output = run.output
-        found = run.results(task="task under test", host="hem0")
-        assert len(found) == 1, run.tail()
-        result = dict(found[0].result, failed=found[0].failed)
-        return result
+        result = self.runner("encedo.hem.encedo_firmware", params, check=check, diff=diff)
+        return dict(result, failed=bool(result.get("failed")))
 
 
 @pytest.fixture
-def task(hem_playbook, ppa):
-    return Task(hem_playbook, ppa)
+def task(ppa):
+    return Task(ppa)
 
 
 # ------------------------------------------------------------------ the module: four steps
@@ -236,10 +240,8 @@ def version_of(emu, i):
 
 def test_the_fleet_is_upgraded_one_upload_per_outdated_device(fleet, hem_playbook, image):
     # hem2 runs the new firmware already
-    current = hem_playbook(fleet, devices=[2]).run_playbook([{"hosts": "hem2", "gather_facts": False, "tasks": [{
-        "encedo.hem.encedo_firmware": dict(FAST, url="{{ hem_url }}", ca_path="{{ hem_ca_path }}", passphrase=PW,
-                                           backend_url="{{ hem_backend_url }}", src=image, version=NEW)}]}])
-    current.assert_ok()
+    current = ModuleRunner(fleet, 2)("encedo.hem.encedo_firmware", dict(FAST, backend_url="{{ hem_backend_url }}", src=image, version=NEW))
+    assert not current.get("failed") and current["changed"] is True, current
     for i in range(4):
         fleet.clear_log(i)
     run = rollout(hem_playbook, fleet, image)

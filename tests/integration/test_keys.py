@@ -1,8 +1,13 @@
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""encedo_key and encedo_key_info: real ansible-playbook runs against the emulator over HTTPS.
+"""encedo_key and encedo_key_info: the modules' rules against the emulator, over real HTTPS.
 
-What reached the device is proven from the emulator's request log, which records each request's
-token scope: the key modules log in once per scope they need and never send a write a run does not need.
+Each module test runs the module's main() in this process (helpers/inprocess.py ModuleRunner). What
+reached the device is proven from the emulator's request log, which records each request's token scope:
+the key modules log in once per scope they need and never send a write a run does not need.
+One flow stays a real ansible-playbook run: the example playbook docs/examples/keys.yml on three devices
+(its templating, register and the public keys written on the controller). What only a playbook shows is
+proven elsewhere: the token guard (a registered token censored) tests/integration/test_info_login.py and
+test_renewed_token.py, secrets in every output level tests/reliability/test_secrets.py.
 The rules without a device (bad input, matching, paging, scopes) are unit tests: tests/unit/plugins/module_utils/test_keys.py.
 """
 
@@ -18,6 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from tests.emulator.harness import Emulator
 from tests.integration.helpers import ensure_collection_link
+from tests.integration.helpers.inprocess import ModuleRunner
 from tests.integration.helpers.playbook import REPO_ROOT
 
 try:
@@ -65,31 +71,9 @@ def dev(ppa):
     return take(ppa)[0]
 
 
-class Task:
-    """Runs single tasks against one emulated device (real ansible-playbook); -> the task's result."""
-
-    def __init__(self, hem_playbook, emu, index):
-        self.runner = hem_playbook(emu, devices=[index])
-        self.host = "hem%d" % index
-
-    def __call__(self, module, args, check=False, diff=False):
-        params = {"url": "{{ hem_url }}", "ca_path": "{{ hem_ca_path }}", "passphrase": "{{ hem_passphrase }}"}
-        params.update(args)
-        task = {"name": "task under test", module: dict((k, v) for k, v in params.items() if v is not None),
-                "check_mode": check, "diff": diff}
-        run = self.runner.run_playbook([{"hosts": self.host, "gather_facts": False, "tasks": [task]}])
-        found = run.results(task="task under test", host=self.host)
-        assert len(found) == 1, run.tail()
-        result = dict(found[0].result)
-        if found[0].failed:
-            result["failed"] = True
-        result["_output"] = run.output
-        return result
-
-
 @pytest.fixture
-def task(hem_playbook, ppa, dev):
-    return Task(hem_playbook, ppa, dev)
+def task(ppa, dev):
+    return ModuleRunner(ppa, dev)
 
 
 def key_requests(emu, i):
@@ -295,29 +279,27 @@ def test_a_token_with_one_scope_serves_what_it_covers(ppa, dev, task):
     assert info["total"] == 2 and logins(ppa, dev) == 0, info
     result = task(KEY, {"passphrase": None, "token": token, "label": "k", "type": "ED25519"})
     assert result.get("failed") and "needs a token with the scope keymgmt:gen" in result["msg"], result
-    assert "Give passphrase" in result["msg"] and token not in result["_output"] and writes(ppa, dev) == []
+    assert "Give passphrase" in result["msg"] and token not in task.output and writes(ppa, dev) == []
 
 
 # ------------------------------------------------------------------ a factory reset empties the repository
 
-def test_a_factory_reset_empties_the_repository(ppa, dev, hem_playbook):
-    conn = {"url": "{{ hem_url }}", "ca_path": "{{ hem_ca_path }}"}
+def test_a_factory_reset_empties_the_repository(ppa, dev, task):
     factory = {"url": "{{ hem_url }}", "ca_path": "{{ hem_factory_ca_path }}"}
-    play = [{"hosts": "hem%d" % dev, "gather_facts": False, "tasks": [
-        {"name": "key", KEY: dict(conn, passphrase=PW, label="doomed", type="ED25519"), "register": "made"},
-        {"name": "reset", "encedo.hem.encedo_factory_reset": dict(conn, passphrase=PW, confirm_devid=ppa.device(dev)["devid"],
-                                                                  factory_url="{{ hem_url }}", factory_ca_path="{{ hem_factory_ca_path }}")},
-        {"name": "check in", "encedo.hem.encedo_checkin": dict(factory, backend_url="{{ hem_backend_url }}")},
-        {"name": "init", "encedo.hem.encedo_init": dict(factory, passphrase=PW, master_passphrase=MASTER, user="u",
-                                                        hostname="hem%d.emulator.test" % dev, ip="127.0.0.1/8")},
-        {"name": "info", INFO: dict(factory, passphrase=PW)},
-        {"name": "again", KEY: dict(factory, passphrase=PW, label="doomed", type="ED25519")},
-    ]}]
-    run = hem_playbook(ppa, devices=[dev]).run_playbook(play)
-    run.assert_ok()
-    info = run.result("info")
-    assert info["total"] == 2 and [k["owner"] for k in info["key_list"]] == ["device", "device"], info
-    assert run.result("again")["changed"] is True and run.result("again")["kid"] != run.result("key")["kid"]
+    made = task(KEY, {"label": "doomed", "type": "ED25519"})
+    assert not made.get("failed"), made
+    for module, args in (
+            ("encedo.hem.encedo_factory_reset", {"confirm_devid": ppa.device(dev)["devid"], "factory_url": "{{ hem_url }}",
+                                                 "factory_ca_path": "{{ hem_factory_ca_path }}"}),
+            ("encedo.hem.encedo_checkin", dict(factory, passphrase=None, backend_url="{{ hem_backend_url }}")),
+            ("encedo.hem.encedo_init", dict(factory, master_passphrase=MASTER, user="u", hostname="hem%d.emulator.test" % dev,
+                                            ip="127.0.0.1/8"))):
+        result = task(module, args)
+        assert not result.get("failed"), (module, result)
+    info = task(INFO, factory)
+    assert not info.get("failed") and info["total"] == 2 and [k["owner"] for k in info["key_list"]] == ["device", "device"], info
+    again = task(KEY, dict(factory, label="doomed", type="ED25519"))
+    assert again["changed"] is True and again["kid"] != made["kid"], again
 
 
 # ------------------------------------------------------------------ the README example on three devices
