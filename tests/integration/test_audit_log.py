@@ -45,17 +45,18 @@ def audit(runner, dest, check=False, diff=False, hosts=None):
     return run, results
 
 
-def audit_here(emu, dest, check=False, diff=False, devices=None):
+def audit_here(emu, dest, check=False, diff=False, devices=None, outputs=None):
     """Run encedo_audit_log in this process on each device (all by default) with dest/hem<i>;
-    -> ({host: result, with failed}, {host: the result as JSON text})."""
-    results, outputs = {}, {}
+    -> {host: result, with failed}; ``outputs`` (a dict) receives {host: the result as JSON text}."""
+    results = {}
+    outputs = {} if outputs is None else outputs
     for i in (range(emu.devices) if devices is None else devices):
         host = "hem%d" % i
         runner = ModuleRunner(emu, i)
         result = runner("encedo.hem.encedo_audit_log", {"passphrase": PASS, "dest": str(dest / host)}, check=check, diff=diff)
         results[host] = dict(result, failed=bool(result.get("failed")))
         outputs[host] = runner.output
-    return results, outputs
+    return results
 
 
 def ok(results):
@@ -87,7 +88,7 @@ def test_logs_of_module_runs_on_three_devices_verify_and_are_fetched_once(emulat
 
     for i in range(n):
         emu.clear_log(i)
-    check, _ = audit_here(emu, dest, check=True, diff=True)
+    check = audit_here(emu, dest, check=True, diff=True)
     ok(check)
     for i in range(n):
         host = "hem%d" % i
@@ -97,7 +98,7 @@ def test_logs_of_module_runs_on_three_devices_verify_and_are_fetched_once(emulat
         assert file_reads(emu, i) == []                     # check mode fetches nothing
     assert not dest.exists()
 
-    first, _ = audit_here(emu, dest)
+    first = audit_here(emu, dest)
     ok(first)
     for i in range(n):
         host = "hem%d" % i
@@ -115,9 +116,10 @@ def test_logs_of_module_runs_on_three_devices_verify_and_are_fetched_once(emulat
 
     for i in range(n):
         emu.clear_log(i)
-    second, _ = audit_here(emu, dest)
+    second = audit_here(emu, dest)
     ok(second)
-    check_again, outputs = audit_here(emu, dest, check=True)
+    outputs = {}
+    check_again = audit_here(emu, dest, check=True, outputs=outputs)
     ok(check_again)
     for i in range(n):
         host = "hem%d" % i
@@ -129,7 +131,7 @@ def test_logs_of_module_runs_on_three_devices_verify_and_are_fetched_once(emulat
 
     reboot(emu, 0)                                          # a new boot closes one more file: only that one is fetched
     emu.clear_log(0)
-    third, _ = audit_here(emu, dest, devices=[0])
+    third = audit_here(emu, dest, devices=[0])
     ok(third)
     assert third["hem0"]["files"] == locked[0] and third["hem0"]["verified_total"] == len(closed[0]) + 1
     assert file_reads(emu, 0) == [LOGGER_FILE + locked[0][0]]
@@ -142,7 +144,7 @@ def test_a_changed_byte_a_removed_line_and_a_swapped_key_each_fail(emulator, tmp
         reboot(emu, i)
     first = {i: emu.logger(i)["files"][0]["id"] for i in range(4)}
     dest = tmp_path / "audit"
-    before, _ = audit_here(emu, dest, devices=[3])          # hem3: fetched once, its key recorded
+    before = audit_here(emu, dest, devices=[3])          # hem3: fetched once, its key recorded
     ok(before)
     assert before["hem3"]["verified"] == [first[3]]
 
@@ -151,7 +153,7 @@ def test_a_changed_byte_a_removed_line_and_a_swapped_key_each_fail(emulator, tmp
     emu.logger(2, "swap_key")
     emu.logger(3, "swap_key")
     reboot(emu, 3)
-    results, _ = audit_here(emu, dest)
+    results = audit_here(emu, dest)
     problems = {0: "the mac does not match", 1: "counter", 2: "not signed by the logger key"}
     for i, problem in problems.items():
         host = "hem%d" % i
@@ -166,14 +168,14 @@ def test_a_changed_byte_a_removed_line_and_a_swapped_key_each_fail(emulator, tmp
 
     for i in range(3):
         emu.clear_log(i)
-    again, _ = audit_here(emu, dest, devices=[0, 1, 2])     # still failing, nothing fetched again
+    again = audit_here(emu, dest, devices=[0, 1, 2])     # still failing, nothing fetched again
     for i in range(3):
         assert again["hem%d" % i]["failed"] and again["hem%d" % i]["files"] == [] and file_reads(emu, i) == []
 
 
 def test_epa_has_no_log_files(emulator, tmp_path):
     emu = emulator(devices=1, passphrase=PASS, rtc_set=True, model="epa")
-    results, _ = audit_here(emu, tmp_path / "audit")
+    results = audit_here(emu, tmp_path / "audit")
     result = ok(results)["hem0"]
     assert result["supported"] is False and not result["changed"] and result["files"] == []
     assert result["logger_key"] == emu.logger(0)["key"]
