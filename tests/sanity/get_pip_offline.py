@@ -8,10 +8,7 @@ bundles (ensurepip's, straight from the wheel, as get-pip runs the pip it embeds
 install what ansible-test asked for (its pinned pip) from the configured index. Nothing
 else is installed first: ansible-test asks for no setuptools and no wheel, and the
 bundled pip is not installed only to be replaced (a bootstrap costs about 4.6 s of CPU
-that way, and ansible-test makes one for each of its sanity environments). The
-environment gets a pip.conf of its own (pip's "site" configuration, in the venv only)
-that installs without byte-compiling: ansible-test's venvs are made for one run of a
-sanity tool, which compiles what it imports as it imports it.
+that way, and ansible-test makes one for each of its sanity environments).
 """
 from __future__ import annotations
 
@@ -34,12 +31,7 @@ def bundled_pip():
     return wheels[0]
 
 
-SITE_CONFIG = '[global]\ndisable-pip-version-check = true\n\n[install]\ncompile = false\n'
-
-
 def main():
-    with open(os.path.join(sys.prefix, 'pip.conf'), 'w') as config:
-        config.write(SITE_CONFIG)
     args = [arg for arg in sys.argv[1:] if arg not in GET_PIP_ONLY]
     # ansible-test runs this with a reduced environment: point pip at the system CA
     # store so that a TLS-intercepting registry proxy keeps working.
@@ -47,7 +39,7 @@ def main():
         if cafile and os.path.isfile(cafile):
             args = ['--cert', cafile] + args
             break
-    subprocess.check_call([sys.executable, '-c', RUN_PIP, bundled_pip(), 'install', '--upgrade', '--disable-pip-version-check', '--no-compile'] + args)
+    subprocess.check_call([sys.executable, '-c', RUN_PIP, bundled_pip(), 'install', '--upgrade', '--disable-pip-version-check'] + args)
 
 
 if __name__ == '__main__':
