@@ -30,6 +30,7 @@ from cryptography.x509.oid import NameOID
 from tests.emulator.harness import Emulator, EmulatorError
 from tests.emulator_tests.hemclient import Hem
 from tests.integration.helpers import PlaybookRunner, ensure_collection_link
+from tests.integration.helpers.playbook import device_vars as harness_device_vars
 
 TOKEN_PATH = "/api/auth/token"
 CONFIG = "/api/system/config"
@@ -104,25 +105,10 @@ def both_cas(emu):
 
 
 def device_vars(emu, i):
-    """The host variables of the integration harness for device i of ``emu``."""
-    values = {
-        "hem_index": i,
-        "hem_url": emu.url(i),
-        "hem_http_url": emu.http_url(i),
-        "hem_ca_path": emu.ca_file,
-        "hem_custody_ca_path": emu.custody_ca_file,
-        "hem_factory_ca_path": emu.factory_ca_file,
-        "hem_both_ca_path": both_cas(emu),
-        "hem_backend_url": emu.backend_url,
-        "hem_control_url": emu.control_url,
-        "hem_devid": emu.device(i).get("devid"),
-        "hem_genuine_id": emu.device(i).get("genuine_id"),
-        "ansible_connection": "local",
-        "ansible_python_interpreter": "{{ ansible_playbook_python }}",
-    }
-    if emu.passphrase:
-        values["hem_passphrase"] = emu.passphrase
-    return values
+    """The host variables of the integration harness for device i of ``emu``, with the CA file trusting it before
+    and after a wipe and its genuine_id."""
+    return dict(harness_device_vars(emu, i), hem_both_ca_path=both_cas(emu), hem_genuine_id=emu.device(i).get("genuine_id"),
+                ansible_connection="local", ansible_python_interpreter="{{ ansible_playbook_python }}")
 
 
 class FleetRunner(PlaybookRunner):

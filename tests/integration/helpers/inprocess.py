@@ -39,28 +39,10 @@ from unittest import mock
 
 from ansible.module_utils.common import warnings as _warnings
 
-from tests.integration.helpers.playbook import REPO_ROOT, ensure_collection_link
+from tests.integration.helpers.playbook import REPO_ROOT, device_vars, ensure_collection_link
 from tests.unit.plugins.modules import replay
 
 _VAR = re.compile(r"\{\{\s*(hem_\w+)\s*\}\}")
-
-
-def host_vars(emu, index):
-    """The variables PlaybookRunner gives host hem<index> (those a module argument may name)."""
-    values = {
-        "hem_index": index,
-        "hem_url": emu.url(index),
-        "hem_http_url": emu.http_url(index),
-        "hem_ca_path": emu.ca_file,
-        "hem_custody_ca_path": emu.custody_ca_file,
-        "hem_factory_ca_path": emu.factory_ca_file,
-        "hem_backend_url": emu.backend_url,
-        "hem_control_url": emu.control_url,
-        "hem_devid": emu.device(index).get("devid"),
-    }
-    if getattr(emu, "passphrase", None):
-        values["hem_passphrase"] = emu.passphrase
-    return values
 
 
 def _substitute(value, variables):
@@ -93,7 +75,7 @@ class ModuleRunner:
     def __init__(self, emu, index=0, **extra_vars):
         self.emu = emu
         self.index = index
-        self.vars = dict(host_vars(emu, index), **extra_vars)
+        self.vars = dict(device_vars(emu, index), **extra_vars)
         self.output = ""
 
     def __call__(self, module, args=None, check=False, diff=False, env=None):

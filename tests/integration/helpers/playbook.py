@@ -77,6 +77,26 @@ def ansible_playbook_bin():
     raise RuntimeError("ansible-playbook not found: run `make venv`")
 
 
+def device_vars(emu, index):
+    """The variables of the device's host (hem<index>) that tasks may name: its URLs, CA files, devid and,
+    when the emulator was started with one, its passphrase (PlaybookRunner's inventory, ModuleRunner's
+    arguments, the reliability suite's FleetRunner)."""
+    values = {
+        "hem_index": index,
+        "hem_url": emu.url(index),
+        "hem_http_url": emu.http_url(index),
+        "hem_ca_path": emu.ca_file,
+        "hem_custody_ca_path": emu.custody_ca_file,
+        "hem_factory_ca_path": emu.factory_ca_file,
+        "hem_backend_url": emu.backend_url,
+        "hem_control_url": emu.control_url,
+        "hem_devid": emu.device(index).get("devid"),
+    }
+    if getattr(emu, "passphrase", None):
+        values["hem_passphrase"] = emu.passphrase
+    return values
+
+
 @dataclass
 class TaskResult:
     host: str
@@ -159,21 +179,8 @@ class PlaybookRunner:
         self._counter = itertools.count(1)
         hosts = {}
         for i in indexes:
-            hostvars = {
-                "hem_index": i,
-                "hem_url": emulator.url(i),
-                "hem_http_url": emulator.http_url(i),
-                "hem_ca_path": emulator.ca_file,
-                "hem_custody_ca_path": emulator.custody_ca_file,
-                "hem_factory_ca_path": emulator.factory_ca_file,
-                "hem_backend_url": emulator.backend_url,
-                "hem_control_url": emulator.control_url,
-                "hem_devid": emulator.device(i).get("devid"),
-                "ansible_connection": "local",
-                "ansible_python_interpreter": "{{ ansible_playbook_python }}",
-            }
-            if getattr(emulator, "passphrase", None):
-                hostvars["hem_passphrase"] = emulator.passphrase
+            hostvars = dict(device_vars(emulator, i), ansible_connection="local",
+                            ansible_python_interpreter="{{ ansible_playbook_python }}")
             hostvars.update(host_vars or {})
             hosts["hem%d" % i] = hostvars
         Path(self.inventory).write_text(yaml.safe_dump({"all": {"children": {group: {"hosts": hosts}}}}, sort_keys=True))
