@@ -29,6 +29,7 @@ import json
 import socket
 import ssl
 import threading
+import time
 
 from tests.reliability.support import issue, make_ca, pem
 
@@ -47,13 +48,15 @@ def gzip_bomb(size):
 
 
 class HostileDevice:
-    """``HostileDevice(mode, tls=True, size=..., interval=...)``: ``url``, ``requests`` (the log), ``close()``."""
+    """``HostileDevice(mode, tls=True, size=..., interval=...)``: ``url``, ``requests`` (the log), ``first_connection``
+    (time.monotonic() when the first connection was accepted, None before), ``close()``."""
 
     def __init__(self, mode, tls=True, size=200 * MB, interval=0.5, tmp_path=None):
         self.mode = mode
         self.size = size
         self.interval = interval
         self.requests = []
+        self.first_connection = None
         self.stop = threading.Event()
         self._bomb = gzip_bomb(size) if mode == "gzip" else None
         self.ca_file = None
@@ -90,6 +93,8 @@ class HostileDevice:
                 conn = self.sock.accept()[0]
             except OSError:
                 continue
+            if self.first_connection is None:
+                self.first_connection = time.monotonic()
             worker = threading.Thread(target=self._handle, args=(conn,), daemon=True)
             self._threads.append(worker)
             worker.start()
