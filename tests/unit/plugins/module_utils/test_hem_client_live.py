@@ -258,7 +258,12 @@ def test_login_asks_for_an_explicit_expiry(emulator):
     client = client_for(emu)
     challenges = []                     # what the device answered to each GET of the challenge (the real answers)
     fetch = client._challenge
-    client._challenge = lambda: challenges.append(fetch()) or challenges[-1]
+
+    def recording_challenge():
+        challenges.append(fetch())
+        return challenges[-1]
+
+    client._challenge = recording_challenge
     token = client.login()
     claims = L.jwt_claims(token)
     # The expiry counts from the device's time at the challenge (its exp less the challenge's 60 s); the token's iat
