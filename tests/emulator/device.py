@@ -1255,6 +1255,9 @@ class Device:
                 "format": self.format_progress(), "upgrade": self.upgrade.view(),
                 "address": self.address, "url": self.fleet.device_urls(self)[0] if self.fleet.port_base else None,
                 "http_url": self.fleet.device_urls(self)[1] if self.fleet.port_base else None,
+                # faults queued by the control interface and not yet taken by a request (a test waits on them:
+                # a latency fault taken is a request held at the device now)
+                "faults": [dict((k, f.get(k)) for k in ("kind", "method", "path", "count")) for f in self.faults],
             }
 
     def _logged_scope(self, req: Request):

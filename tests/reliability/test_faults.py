@@ -2,13 +2,16 @@
 """Faults: every module that writes, and the role, against a device that misbehaves.
 
 One table (ROWS) of writers, one list of scenarios (SCENARIOS). Each (row, scenario) pair
-is one inventory host backed by its own emulated device; the fault of its scenario is
-queued on that device through the emulator's control interface. All pairs run in ONE
-ansible-playbook run (strategy free), then a second run ("converge") with no fault shows
-that every device reaches its declared state. A module-scoped fixture makes those runs;
+is one host backed by its own emulated device; the fault of its scenario is queued on that
+device through the emulator's control interface. All pairs run at the same time, then a
+second run ("converge") with no fault shows that every device reaches its declared state. A
+module's pairs run the module in-process (tests/integration/helpers/inprocess.py: its main()
+over real HTTPS, each host in a child process of its own, side by side); the role's pairs
+run in one ansible-playbook run (strategy free) beside them, since templating, registered
+results and the handlers are what the role adds. A module-scoped fixture makes those runs;
 the parametrized tests then judge each pair from the task results and the request logs.
 
-Adding a module is one row: its tasks, the read it does before writing (faulted), its
+Adding a module is one row: its steps, the read it does before writing (faulted), its
 write (dropped), the fields it may write, and what each scenario must end with.
 
 The token scenarios (expire, reboot_mid, reboot_mid_clock) kill the token right after the first
@@ -26,6 +29,7 @@ test here checks that those tests still exist).
 
 from __future__ import annotations
 
+import functools
 import re
 import threading
 import time
@@ -34,10 +38,13 @@ from pathlib import Path
 
 import pytest
 
+from tests.integration.helpers.inprocess import ChildJobs, ModuleRunner, execute
+from tests.integration.helpers.playbook import TaskResult
 from tests.reliability.support import (
-    CONFIG, TOKEN_PATH, Background, FleetRunner, applied_writes, assert_no_field_twice, assert_writes_declared, env_without_ca_overrides,
-    host_failures, host_warnings, issue, logins, make_ca, on, pem, served_certificate, start_emu, wait_for,
+    CONFIG, TOKEN_PATH, Background, FleetRunner, applied_writes, assert_no_field_twice, assert_writes_declared, device_vars,
+    env_without_ca_overrides, host_failures, host_warnings, issue, logins, make_ca, on, pem, served_certificate, start_emu, wait_for,
 )
+from tests.unit.plugins.modules import replay
 
 REPO = Path(__file__).resolve().parents[2]
 PW = "reliability-user-pass-1"
@@ -67,7 +74,6 @@ class Row:
     # fleet: "personalised": PPA personalised, clock set; "fresh": factory-fresh PPA, clock set, secure element not
     # provisioned; "blank": the same with the secure element provisioned
     fleet: str
-    tasks: list
     read: tuple                         # (method, path): the read before the write (faulted by read_fault, busy, slow)
     write: tuple                        # (method, path): the write (dropped by write_drop_*)
     declared: frozenset                 # fields the row may write (log keys; tls.<key>; 'reboot')
@@ -77,12 +83,24 @@ class Row:
     logins: int                         # logins of one run without any fault
     logins_after_reboot: int            # logins of a no-op run after a device reboot (reboot_between)
     expect: dict = field(default_factory=dict)
+    steps: list = field(default_factory=list)          # a module's row: its tasks, run in-process (Step)
+    tasks: list = field(default_factory=list)          # the role's row: the tasks of its ansible-playbook run
     hostvars: dict = field(default_factory=dict)
     scenario_fleet: dict = field(default_factory=dict)       # scenario -> fleet, where it differs from `fleet`
     scenario_hostvars: dict = field(default_factory=dict)    # scenario -> host vars added to `hostvars`
 
     def fleet_of(self, scen):
         return self.scenario_fleet.get(scen, self.fleet)
+
+
+@dataclass
+class Step:
+    """One task of a module's row, run in-process: its name, the module, its arguments (``{{ hem_* }}`` are the
+    host's variables) and, with ``when``, the key of the previous step's result that must be true for it to run."""
+    name: str
+    module: str
+    args: dict
+    when: str | None = None
 
 
 def _read_fault(path):
@@ -108,55 +126,55 @@ LOST = r"may or may not have been applied|outcome unknown"
 
 ROWS = [
     Row("config", "personalised",
-        tasks=[{"name": "config under test", "encedo.hem.encedo_config": dict(AUTH, user="Reliability", ctx=42, http_option_hsts=True)}],
+        steps=[Step("config under test", "encedo_config", dict(AUTH, user="Reliability", ctx=42, http_option_hsts=True))],
         read=("GET", CONFIG), write=("POST", CONFIG), declared=frozenset({"user", "ctx", "http_option_hsts"}),
         marker=("GET", CONFIG), auth_request=("GET", CONFIG), idempotent=True, logins=1, logins_after_reboot=1,
         expect=dict(_common(("GET", CONFIG), True), expire=Expect(True))),
     Row("tls", "personalised",
-        tasks=[{"name": "tls under test", "encedo.hem.encedo_tls": dict(AUTH, certificate="{{ hem_tls_cert }}"), "register": "tls_out"},
-               {"name": "tls reboot", "encedo.hem.encedo_reboot": REBOOT_ARGS, "when": "tls_out.reboot_required"}],
+        steps=[Step("tls under test", "encedo_tls", dict(AUTH, certificate="{{ hem_tls_cert }}")),
+               Step("tls reboot", "encedo_reboot", REBOOT_ARGS, when="reboot_required")],
         read=("GET", TOKEN_PATH), write=("POST", CONFIG), declared=frozenset({"tls.crt", "reboot", "checked"}),
         marker=("POST", TOKEN_PATH), auth_request=("POST", CONFIG), idempotent=True, logins=2, logins_after_reboot=0,
         expect=dict(_common(("GET", TOKEN_PATH), False), expire=Expect(True),
                     write_drop_applied=Expect(False, (LOST, "reboot it and run the task again")),
                     write_drop_lost=Expect(False, (LOST, "reboot it and run the task again")))),
     Row("init", "fresh",
-        tasks=[{"name": "init under test", "encedo.hem.encedo_init": dict(
+        steps=[Step("init under test", "encedo_init", dict(
             CONN, passphrase="{{ hem_passphrase }}", master_passphrase="{{ hem_master }}", user="Reliability",
-            hostname="hem{{ hem_index }}.emulator.test", trusted_ts="{{ hem_trusted_ts }}")}],
+            hostname="hem{{ hem_index }}.emulator.test", trusted_ts="{{ hem_trusted_ts }}"))],
         read=("GET", "/api/auth/init"), write=("POST", "/api/auth/init"), declared=frozenset({"init"}),
         marker=("GET", "/api/auth/init"), auth_request=None, idempotent=True, logins=0, logins_after_reboot=1,
         expect=dict(_common(("GET", "/api/auth/init"), True),
                     write_drop_applied=Expect(True, warn="personalisation was lost, but the device is now personalised"),
                     write_drop_lost=Expect(False, ("POST /api/auth/init", LOST)))),
     Row("checkin", "personalised",
-        tasks=[{"name": "checkin under test", "encedo.hem.encedo_checkin": dict(CONN, backend_url="{{ hem_backend_url }}")}],
+        steps=[Step("checkin under test", "encedo_checkin", dict(CONN, backend_url="{{ hem_backend_url }}"))],
         read=("GET", "/api/system/checkin"), write=("POST", "/api/system/checkin"), declared=frozenset({"checked"}),
         marker=("GET", "/api/system/checkin"), auth_request=None, idempotent=False, logins=0, logins_after_reboot=0,
         expect=dict(_common(("GET", "/api/system/checkin"), False),
                     write_drop_applied=Expect(True, warn="answer to the check-in was lost"),
                     write_drop_lost=Expect(False, ("answer to the check-in was lost and the device clock is still unset",)))),
     Row("reboot", "personalised",
-        tasks=[{"name": "reboot under test", "encedo.hem.encedo_reboot": REBOOT_ARGS}],
+        steps=[Step("reboot under test", "encedo_reboot", REBOOT_ARGS)],
         read=("GET", "/api/system/status"), write=("GET", "/api/system/reboot"), declared=frozenset({"reboot", "checked"}),
         marker=("POST", TOKEN_PATH), auth_request=("GET", "/api/system/reboot"), idempotent=False, logins=1, logins_after_reboot=1,
         # With checkin enabled it checks an unset clock in itself before it logs in (never advises the step it is).
         expect=dict(_common(("GET", "/api/system/status"), True), expire=Expect(True), reboot_between_clock=Expect(True))),
     Row("factory_reset", "personalised",
-        tasks=[{"name": "factory_reset under test", "encedo.hem.encedo_factory_reset": dict(
+        steps=[Step("factory_reset under test", "encedo_factory_reset", dict(
             AUTH, confirm_devid="{{ hem_devid }}", wait_timeout="{{ hem_wait_timeout }}", factory_url="{{ hem_url }}",
             factory_ca_path="{{ hem_factory_ca_path }}",
             # run 2 meets the wiped device, whose factory certificate the tests' CA does not verify
-            ca_path="{{ hem_both_ca_path }}")}],
+            ca_path="{{ hem_both_ca_path }}"))],
         read=("GET", CONFIG), write=("POST", CONFIG), declared=frozenset({"wipeout"}),
         marker=("GET", CONFIG), auth_request=("GET", CONFIG), idempotent=True, logins=1, logins_after_reboot=0,
         expect=dict(_common(("GET", CONFIG), False), expire=Expect(True),
                     write_drop_lost=Expect(False, ("outcome unknown: the wipe was sent but its answer was lost",
                                                    "did not come back in factory state at", "within 4 seconds")))),
     Row("attestation", "fresh",
-        tasks=[{"name": "attestation under test", "encedo.hem.encedo_attestation": dict(
+        steps=[Step("attestation under test", "encedo_attestation", dict(
             CONN, state="provisioned", certificate="{{ hem_att_cert }}", trust_anchor="{{ hem_att_anchor }}",
-            genuine_id="{{ hem_genuine_id }}")}],
+            genuine_id="{{ hem_genuine_id }}"))],
         read=("GET", ATTESTATION), write=("POST", PROVISIONING), declared=frozenset({"crt", "genuine"}),
         marker=("GET", ATTESTATION), auth_request=None, idempotent=True, logins=0, logins_after_reboot=0,
         expect=dict(_common(("GET", ATTESTATION), False),
@@ -244,6 +262,7 @@ class Batch:
         self.run1 = self.run2 = None
         self.restart_run1 = self.restart_run2 = None
         self.restart_info = {}
+        self.children = []       # the ChildJobs of the runs
 
     # -------------------------------------------------------------- devices
 
@@ -353,24 +372,54 @@ class Batch:
 
     # -------------------------------------------------------------- runs
 
-    def runner(self, hosts, run):
-        spec = {}
-        for name in hosts:
-            emu, i = self.place[name]
-            extra = dict(self.vars[name])
-            if run == 2:
-                extra.update(hem_timeout=30, hem_wait_timeout=20)
-            spec[name] = (emu, i, extra)
-        return FleetRunner(self.tmp / ("runner-%s-%d" % ("restart" if hosts is self.restart_hosts else "main", run)), spec)
+    def host_vars(self, name, run):
+        emu, i = self.place[name]
+        extra = dict(self.vars[name])
+        if run == 2:
+            extra.update(hem_timeout=30, hem_wait_timeout=20)
+        return emu, i, extra
 
-    def run(self, hosts, run):
-        runner = self.runner(hosts, run)
+    def start_modules(self, hosts, run):
+        """Start the module rows' hosts of ``hosts``, each in a child process: -> ChildJobs."""
+        jobs = {}
+        for name in hosts:
+            steps = ROW[name.split("__")[0]].steps
+            if steps:
+                emu, i, extra = self.host_vars(name, run)
+                variables = dict((k, v) for k, v in device_vars(emu, i).items() if k.startswith("hem_"))
+                variables.update(extra)
+                runner = ModuleRunner(emu, i, add_passphrase=False, **variables)
+                prepared = [(step, runner.prepare("encedo.hem." + step.module, step.args, env=env_without_ca_overrides()))
+                            for step in steps]
+                jobs[name] = functools.partial(run_steps, prepared)
+        return ChildJobs(jobs, self.tmp / ("children-%d-%d" % (run, len(self.children))))
+
+    def run_role(self, hosts, run):
+        """Run the role rows' hosts of ``hosts`` in one ansible-playbook run: -> PlaybookRun (None: no such host)."""
+        spec = dict((name, self.host_vars(name, run)) for name in hosts if ROW[name.split("__")[0]].tasks)
+        if not spec:
+            return None
+        runner = FleetRunner(self.tmp / ("runner-%s-%d" % ("restart" if hosts is self.restart_hosts else "main", run)), spec)
         for row in ROWS:           # one task file per row, included by name: a host runs only its row's tasks
-            runner.write_playbook(row.tasks, name="row-%s.yml" % row.name)
+            if row.tasks:
+                runner.write_playbook(row.tasks, name="row-%s.yml" % row.name)
         play = [{"name": "Reliability: faults", "hosts": "hem", "gather_facts": False, "strategy": "free",
                  "tasks": [{"name": "row", "ansible.builtin.include_tasks": "row-{{ hem_row }}.yml"}]}]
         env = dict(env_without_ca_overrides(), ANSIBLE_FORKS="16")
         return runner.run_playbook(play, env=env, timeout=600)
+
+    def run(self, run, during=None):
+        """Run ``run`` (1 or 2) of every host, main and restart alike, with ``during`` (threads) started once the
+        module hosts' children are: -> (main hosts' Runs, restart hosts' Runs)."""
+        children = self.start_modules(self.main_hosts + self.restart_hosts, run)
+        self.children.append(children)
+        for thread in during or ():
+            thread.start()
+        restart_job = Background(self.run_role, self.restart_hosts, run)
+        main_role = self.run_role(self.main_hosts, run)
+        restart_role = restart_job.result()
+        modules = children.results(timeout=600)
+        return Runs(main_role, modules), Runs(restart_role, modules)
 
     def expire_watcher(self, stop):
         """Expire every token of a device (or reboot it) as soon as its first login succeeded (the next request
@@ -411,10 +460,14 @@ class Batch:
                     return False
             return True
 
+        def held():
+            # the write's latency fault (the only one queued on a restart device) taken: the write is held now
+            return all(not emu.state(self.place[name][1])["faults"] for name in names)
+
         seen = wait_for(lambda: stop.is_set() or reached(), timeout=HOLD - 10, interval=0.2)
+        seen = seen and wait_for(lambda: stop.is_set() or held(), timeout=HOLD - 10, interval=0.2)
         if stop.is_set():
             return
-        time.sleep(1.0)        # the writes are now held by the device (HOLD s latency)
         for name in names:
             self.log1[name] = list(emu.log(self.place[name][1]))
         self.restart_info[id(emu)] = {"markers_reached": seen, "hosts": names}
@@ -427,12 +480,8 @@ class Batch:
         stop = threading.Event()
         watchers = [threading.Thread(target=self.expire_watcher, args=(stop,), daemon=True),
                     threading.Thread(target=self.restart_watcher, args=(stop,), daemon=True)]
-        for w in watchers:
-            w.start()
         try:
-            restart_job = Background(self.run, self.restart_hosts, 1)
-            self.run1 = self.run(self.main_hosts, 1)
-            self.restart_run1 = restart_job.result()
+            self.run1, self.restart_run1 = self.run(1, during=watchers)
         finally:
             stop.set()
         for w in watchers:
@@ -448,9 +497,7 @@ class Batch:
         self.reboot(between)
         for name, (emu, i) in self.place.items():
             emu.clear_log(i)
-        restart_job = Background(self.run, self.restart_hosts, 2)
-        self.run2 = self.run(self.main_hosts, 2)
-        self.restart_run2 = restart_job.result()
+        self.run2, self.restart_run2 = self.run(2)
         for name, (emu, i) in self.place.items():
             self.log2[name] = list(emu.log(i))
 
@@ -458,6 +505,40 @@ class Batch:
         if name in self.restart_hosts:
             return self.restart_run1, self.restart_run2
         return self.run1, self.run2
+
+
+def run_steps(prepared):
+    """A module row's steps for one host, in this (child) process: -> [[step name, module, result], ...]. A step
+    runs when the one before it succeeded (and, with ``when``, its result has that key true)."""
+    done = []
+    for step, run in prepared:
+        if done and (done[-1][2].get("failed") or (step.when and not done[-1][2].get(step.when))):
+            break
+        done.append([step.name, "encedo.hem." + step.module, execute(run)])
+    return done
+
+
+class Runs:
+    """The results of one run of a set of hosts, as PlaybookRun gives them (``results``, ``failed``, ``tail``): the
+    role's hosts from its ansible-playbook run, the module rows' hosts from their in-process steps."""
+
+    def __init__(self, playbook, modules):
+        self.playbook = playbook
+        self.tasks = list(playbook.tasks) if playbook else []
+        for host, steps in modules.items():
+            for name, module, result in steps:
+                result = dict(result, warnings=replay.warnings(result))
+                self.tasks.append(TaskResult(host=host, task=name, action=module, status="failed" if result.get("failed") else "ok",
+                                             changed=bool(result.get("changed")), result=result))
+
+    def results(self, host=None):
+        return [t for t in self.tasks if host is None or t.host == host]
+
+    def failed(self):
+        return [t for t in self.tasks if t.failed and not t.ignored]
+
+    def tail(self):
+        return self.playbook.tail() if self.playbook else "(no ansible-playbook run: module rows only)"
 
 
 class _Factory:

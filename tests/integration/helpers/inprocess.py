@@ -16,11 +16,14 @@ API::
     result["failed"]                                     # present (True) only when the module failed
     run.output                                           # the last result as JSON text (secrets checks)
     run("encedo.hem.encedo_info", {}, env={"REQUESTS_CA_BUNDLE": path})   # extra environment for this run
+    ModuleRunner(emu, 0, add_passphrase=False)           # arguments as given: no passphrase unless named
+    ChildJobs({"a": job_a, "b": job_b}, workdir).results()   # jobs (e.g. of execute(run.prepare(...))) side by side
 
 Arguments are those of a task; the strings ``{{ hem_url }}``, ``{{ hem_ca_path }}``,
 ``{{ hem_passphrase }}`` ... (the host variables PlaybookRunner writes into its inventory) are
 replaced by the device's values, and ``url``, ``ca_path`` and ``passphrase`` (when the emulator
-has one) are given unless the arguments name them (None leaves one out). ``ENCEDO_HEM_*``
+has one, and unless ``add_passphrase=False``) are given unless the arguments name them (None leaves
+one out). ``ENCEDO_HEM_*``
 variables of this process are not seen by the module (as PlaybookRunner does not pass them).
 ``env`` (a dict) sets environment variables for that one run (a value None removes one), as
 PlaybookRunner's ``env`` does for the module's process: e.g. ``REQUESTS_CA_BUNDLE``, or an
@@ -32,9 +35,14 @@ from __future__ import annotations
 
 import importlib
 import json
+import multiprocessing
 import os
 import re
 import sys
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
 from unittest import mock
 
 from ansible.module_utils.common import warnings as _warnings
@@ -72,15 +80,18 @@ def load_module(name):
 class ModuleRunner:
     """Runs single module tasks in-process against device ``index`` of emulator ``emu``."""
 
-    def __init__(self, emu, index=0, **extra_vars):
+    def __init__(self, emu, index=0, add_passphrase=True, **extra_vars):
         self.emu = emu
         self.index = index
+        self.add_passphrase = add_passphrase
         self.vars = dict(device_vars(emu, index), **extra_vars)
         self.output = ""
 
-    def __call__(self, module, args=None, check=False, diff=False, env=None):
+    def prepare(self, module, args=None, check=False, diff=False, env=None):
+        """The run of one task as plain data (module, parameters, check, diff, environment): what
+        ``execute`` runs, here or in a child process (``in_children``)."""
         params = {"url": "{{ hem_url }}", "ca_path": "{{ hem_ca_path }}"}
-        if "hem_passphrase" in self.vars:
+        if self.add_passphrase and "hem_passphrase" in self.vars:
             params["passphrase"] = "{{ hem_passphrase }}"
         params.update(args or {})
         params = _substitute(dict((k, v) for k, v in params.items() if v is not None), self.vars)
@@ -90,14 +101,77 @@ class ModuleRunner:
                 clean.pop(key, None)
             else:
                 clean[key] = str(value)
-        fresh = dict((name, type(getattr(_warnings, name))()) for name in ("_global_warnings", "_global_deprecations")
-                     if hasattr(_warnings, name))
-        with mock.patch.dict(os.environ, clean, clear=True), mock.patch.multiple(_warnings, **fresh):
-            result, failed = replay.run_main(load_module(module), params, check_mode=check, diff=diff)
+        return Prepared(module, params, check, diff, clean)
+
+    def __call__(self, module, args=None, check=False, diff=False, env=None):
+        result = execute(self.prepare(module, args, check=check, diff=diff, env=env))
         self.output = json.dumps(result, sort_keys=True, default=str)
-        result = dict(result)
-        if failed:
-            result["failed"] = True
-        else:
-            result.pop("failed", None)
         return result
+
+
+@dataclass
+class Prepared:
+    module: str
+    params: dict
+    check: bool
+    diff: bool
+    environ: dict
+
+
+def execute(run):
+    """Run a Prepared task in this process; -> its result (``failed`` only when it failed)."""
+    fresh = dict((name, type(getattr(_warnings, name))()) for name in ("_global_warnings", "_global_deprecations")
+                 if hasattr(_warnings, name))
+    with mock.patch.dict(os.environ, run.environ, clear=True), mock.patch.multiple(_warnings, **fresh):
+        result, failed = replay.run_main(load_module(run.module), run.params, check_mode=run.check, diff=run.diff)
+    result = dict(result)
+    if failed:
+        result["failed"] = True
+    else:
+        result.pop("failed", None)
+    return result
+
+
+class ChildJobs:
+    """Jobs run side by side, each in a child process forked from this one (a module run in-process
+    keeps process-wide state, so concurrent runs cannot share a process). ``jobs`` maps a key to a
+    callable returning a JSON-able value; the children start at once. ``results()`` waits for them:
+    -> {key: that value}. A job that raises, or has not ended by the deadline (it is killed then),
+    fails the call naming its key. Start them before this process starts threads of its own."""
+
+    def __init__(self, jobs, workdir):
+        context = multiprocessing.get_context("fork")
+        workdir = Path(workdir)
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.children = {}
+        for n, (key, job) in enumerate(jobs.items()):
+            out = workdir / ("child-%d.json" % n)
+            child = context.Process(target=_child, args=(job, str(out)), daemon=True)
+            child.start()
+            self.children[key] = (child, out)
+
+    def results(self, timeout=600):
+        deadline = time.monotonic() + timeout
+        results, broken = {}, []
+        for key, (child, out) in self.children.items():
+            child.join(max(0.0, deadline - time.monotonic()))
+            if child.is_alive():
+                child.kill()
+                child.join()
+                broken.append("%s: still running after %d s (killed)" % (key, timeout))
+                continue
+            answer = json.loads(out.read_text()) if out.exists() else {"error": "exit code %s, no answer" % child.exitcode}
+            if "error" in answer:
+                broken.append("%s: %s" % (key, answer["error"]))
+            else:
+                results[key] = answer["value"]
+        assert not broken, "jobs in child processes broke:\n" + "\n".join(broken)
+        return results
+
+
+def _child(job, out):
+    try:
+        answer = {"value": job()}
+    except BaseException:  # pylint: disable=broad-exception-caught
+        answer = {"error": traceback.format_exc()}
+    Path(out).write_text(json.dumps(answer, default=str))
