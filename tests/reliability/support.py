@@ -5,6 +5,9 @@
   ports, same ``--state-dir``), as a device process that dies and comes back would.
 - ``FleetRunner``: one ``ansible-playbook`` inventory over devices of several emulators
   (the integration harness's runner, with hosts named by the test).
+- ``Step``, ``run_steps``, ``Runs``: module tasks of many hosts run in-process side by side
+  (each host in a child process, helpers/inprocess.py ChildJobs), their results read as a
+  playbook run's.
 - request-log helpers: which requests wrote which fields, how many logins happened.
 - a throw-away CA and certificates made at test time (no key is committed).
 """
@@ -18,6 +21,7 @@ import socket
 import ssl
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -30,7 +34,10 @@ from cryptography.x509.oid import NameOID
 from tests.emulator.harness import Emulator, EmulatorError
 from tests.emulator_tests.hemclient import Hem
 from tests.integration.helpers import PlaybookRunner, ensure_collection_link
+from tests.integration.helpers.inprocess import execute
+from tests.integration.helpers.playbook import TaskResult
 from tests.integration.helpers.playbook import device_vars as harness_device_vars
+from tests.unit.plugins.modules import replay
 
 TOKEN_PATH = "/api/auth/token"
 CONFIG = "/api/system/config"
@@ -129,6 +136,52 @@ class FleetRunner(PlaybookRunner):
             values.update(extra or {})
             inventory[name] = values
         Path(self.inventory).write_text(yaml.safe_dump({"all": {"children": {group: {"hosts": inventory}}}}, sort_keys=True))
+
+
+# ---------------------------------------------------------------------------- in-process module runs
+
+@dataclass
+class Step:
+    """One module task of a host, run in-process (tests/integration/helpers/inprocess.py): its name, the module, its arguments (``{{ hem_* }}`` are the
+    host's variables) and, with ``when``, the key of the previous step's result that must be true for it to run."""
+    name: str
+    module: str
+    args: dict
+    when: str | None = None
+
+
+def run_steps(prepared):
+    """A host's module steps, in this (child) process: -> [[step name, module, result], ...]. A step
+    runs when the one before it succeeded (and, with ``when``, its result has that key true)."""
+    done = []
+    for step, run in prepared:
+        if done and (done[-1][2].get("failed") or (step.when and not done[-1][2].get(step.when))):
+            break
+        done.append([step.name, "encedo.hem." + step.module, execute(run)])
+    return done
+
+
+class Runs:
+    """The results of one run of a set of hosts, as PlaybookRun gives them (``results``, ``failed``, ``tail``): some
+    hosts from an ansible-playbook run (None: none), the others from their in-process steps (``run_steps``)."""
+
+    def __init__(self, playbook, modules):
+        self.playbook = playbook
+        self.tasks = list(playbook.tasks) if playbook else []
+        for host, steps in modules.items():
+            for name, module, result in steps:
+                result = dict(result, warnings=replay.warnings(result))
+                self.tasks.append(TaskResult(host=host, task=name, action=module, status="failed" if result.get("failed") else "ok",
+                                             changed=bool(result.get("changed")), result=result))
+
+    def results(self, task=None, host=None):
+        return [t for t in self.tasks if (task is None or t.task == task) and (host is None or t.host == host)]
+
+    def failed(self):
+        return [t for t in self.tasks if t.failed and not t.ignored]
+
+    def tail(self):
+        return self.playbook.tail() if self.playbook else "(no ansible-playbook run: in-process module runs only)"
 
 
 # ---------------------------------------------------------------------------- request logs

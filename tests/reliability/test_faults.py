@@ -38,13 +38,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.helpers.inprocess import ChildJobs, ModuleRunner, execute
-from tests.integration.helpers.playbook import TaskResult
+from tests.integration.helpers.inprocess import ChildJobs, ModuleRunner
 from tests.reliability.support import (
-    CONFIG, TOKEN_PATH, Background, FleetRunner, applied_writes, assert_no_field_twice, assert_writes_declared, device_vars,
-    env_without_ca_overrides, host_failures, host_warnings, issue, logins, make_ca, on, pem, served_certificate, start_emu, wait_for,
+    CONFIG, TOKEN_PATH, Background, FleetRunner, Runs, Step, applied_writes, assert_no_field_twice, assert_writes_declared, device_vars,
+    env_without_ca_overrides, host_failures, host_warnings, issue, logins, make_ca, on, pem, run_steps, served_certificate, start_emu,
+    wait_for,
 )
-from tests.unit.plugins.modules import replay
 
 REPO = Path(__file__).resolve().parents[2]
 PW = "reliability-user-pass-1"
@@ -91,16 +90,6 @@ class Row:
 
     def fleet_of(self, scen):
         return self.scenario_fleet.get(scen, self.fleet)
-
-
-@dataclass
-class Step:
-    """One task of a module's row, run in-process: its name, the module, its arguments (``{{ hem_* }}`` are the
-    host's variables) and, with ``when``, the key of the previous step's result that must be true for it to run."""
-    name: str
-    module: str
-    args: dict
-    when: str | None = None
 
 
 def _read_fault(path):
@@ -505,40 +494,6 @@ class Batch:
         if name in self.restart_hosts:
             return self.restart_run1, self.restart_run2
         return self.run1, self.run2
-
-
-def run_steps(prepared):
-    """A module row's steps for one host, in this (child) process: -> [[step name, module, result], ...]. A step
-    runs when the one before it succeeded (and, with ``when``, its result has that key true)."""
-    done = []
-    for step, run in prepared:
-        if done and (done[-1][2].get("failed") or (step.when and not done[-1][2].get(step.when))):
-            break
-        done.append([step.name, "encedo.hem." + step.module, execute(run)])
-    return done
-
-
-class Runs:
-    """The results of one run of a set of hosts, as PlaybookRun gives them (``results``, ``failed``, ``tail``): the
-    role's hosts from its ansible-playbook run, the module rows' hosts from their in-process steps."""
-
-    def __init__(self, playbook, modules):
-        self.playbook = playbook
-        self.tasks = list(playbook.tasks) if playbook else []
-        for host, steps in modules.items():
-            for name, module, result in steps:
-                result = dict(result, warnings=replay.warnings(result))
-                self.tasks.append(TaskResult(host=host, task=name, action=module, status="failed" if result.get("failed") else "ok",
-                                             changed=bool(result.get("changed")), result=result))
-
-    def results(self, host=None):
-        return [t for t in self.tasks if host is None or t.host == host]
-
-    def failed(self):
-        return [t for t in self.tasks if t.failed and not t.ignored]
-
-    def tail(self):
-        return self.playbook.tail() if self.playbook else "(no ansible-playbook run: module rows only)"
 
 
 class _Factory:

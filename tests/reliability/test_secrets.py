@@ -12,7 +12,9 @@
    device signed by a private CA is refused even when REQUESTS_CA_BUNDLE, CURL_CA_BUNDLE
    and SSL_CERT_FILE trust it; an unrelated ca_path is refused the same way; with
    validate_certs false each module warns; a correct ca_path works whatever those
-   variables point at. (encedo_info is proven by tests/integration/test_info_login.py.)
+   variables point at. (encedo_info is proven by tests/integration/test_info_login.py.) A
+   module's probe runs in-process with those variables in its environment (what decides is
+   the module's own HTTP client); the role's runs in ansible-playbook.
 3. encedo_factory_reset and allow_reformat cannot be triggered by defaults or check mode.
 """
 
@@ -22,6 +24,7 @@ import base64
 import json
 import os
 import re
+import functools
 import secrets
 import subprocess
 from pathlib import Path
@@ -31,9 +34,11 @@ import yaml
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from tests.integration.helpers.inprocess import ChildJobs, ModuleRunner
 from tests.integration.helpers.playbook import REPO_ROOT, VENV_BIN
 from tests.reliability.support import (
-    ATTESTATION_PATH, Background, FleetRunner, env_without_ca_overrides, host_failures, issue, make_ca, pem, start_emu, writes,
+    ATTESTATION_PATH, Background, FleetRunner, Runs, Step, env_without_ca_overrides, host_failures, issue, make_ca, pem, run_steps,
+    start_emu, writes,
 )
 
 JWT = re.compile(r"eyJ[A-Za-z0-9_-]{4,}\.eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{10,}")
@@ -355,17 +360,9 @@ TLS_PAIRS = [(m, c) for m in PROBES for c in TLS_CASES]
 
 
 def tls_probe(module):
-    """The task file of one module's probe."""
-    args = PROBES[module]
-    if module == "role":
-        task = {"name": "probe", "ansible.builtin.include_role": {"name": "encedo.hem.device"}}
-    else:
-        params = {k: v for k, v in args.items() if not k.startswith("_")}
-        params.update(url="{{ hem_url }}", ca_path="{{ probe_ca_path | default(omit) }}",
-                      validate_certs="{{ probe_validate_certs | default(omit) }}")
-        task = {"name": "probe", "encedo.hem.%s" % module: params}
-    block = {"name": module, "block": [task]}
-    if args.get("_check"):
+    """The role's probe: its task file (the role runs in ansible-playbook)."""
+    block = {"name": module, "block": [{"name": "probe", "ansible.builtin.include_role": {"name": "encedo.hem.device"}}]}
+    if PROBES[module].get("_check"):
         block["check_mode"] = True
     return [block]
 
@@ -376,40 +373,44 @@ TLS_PLAY = [{"name": "TLS verification", "hosts": "hem", "gather_facts": False, 
 
 @pytest.fixture(scope="module")
 def tls_runs(tmp_path_factory):
+    """Every (module, case) pair on a device of its own. A module's probe runs in-process (its main() over real
+    HTTPS, each in a child process, side by side: helpers/inprocess.py) with the environment of the case; the role's
+    in one ansible-playbook run per environment, beside them."""
     emu = start_emu(tmp_path_factory, "secrets-tls", devices=len(TLS_PAIRS), passphrase="tls-probe-pass-1", rtc_set=True)
     try:
         unrelated = emu.custody_ca_file          # a real CA file, which did not sign the device certificates
         where = {"emulator": emu.ca_file, "unrelated": unrelated}
-        jobs, index = {}, {}
+        envs, modules, role_hosts, index = {}, {}, {}, {}
         for trusted_by_env in ("emulator", "unrelated"):
-            hosts = {}
-            for i, (module, case) in enumerate(TLS_PAIRS):
-                env_trust, ca_path, validate, _expected = TLS_CASES[case]
-                if env_trust != trusted_by_env:
-                    continue
-                extra = {"probe_module": module}
-                if ca_path:
-                    extra["probe_ca_path"] = where[ca_path]
-                if validate is not None:
-                    extra["probe_validate_certs"] = validate
-                if module == "role":
-                    extra.update(encedo_hem_url="{{ hem_url }}", encedo_hem_passphrase="{{ hem_passphrase }}",
-                                 encedo_hem_backend_url="{{ hem_backend_url }}", encedo_hem_config={"user": "probe"})
-                    if ca_path:
-                        extra["encedo_hem_ca_path"] = where[ca_path]
-                    if validate is not None:
-                        extra["encedo_hem_validate_certs"] = validate
-                name = "%s--%s" % (module, case)
-                hosts[name] = (emu, i, extra)
-                index[name] = i
             bundle = where[trusted_by_env]
-            env = {"REQUESTS_CA_BUNDLE": bundle, "CURL_CA_BUNDLE": bundle, "SSL_CERT_FILE": bundle, "SSL_CERT_DIR": None,
-                   "ANSIBLE_FORKS": "10"}
+            envs[trusted_by_env] = {"REQUESTS_CA_BUNDLE": bundle, "CURL_CA_BUNDLE": bundle, "SSL_CERT_FILE": bundle, "SSL_CERT_DIR": None}
+            role_hosts[trusted_by_env] = {}
+        for i, (module, case) in enumerate(TLS_PAIRS):
+            env_trust, ca_path, validate, _expected = TLS_CASES[case]
+            name = "%s--%s" % (module, case)
+            index[name] = i
+            if module == "role":
+                extra = {"probe_module": module, "encedo_hem_url": "{{ hem_url }}", "encedo_hem_passphrase": "{{ hem_passphrase }}",
+                         "encedo_hem_backend_url": "{{ hem_backend_url }}", "encedo_hem_config": {"user": "probe"}}
+                if ca_path:
+                    extra["encedo_hem_ca_path"] = where[ca_path]
+                if validate is not None:
+                    extra["encedo_hem_validate_certs"] = validate
+                role_hosts[env_trust][name] = (emu, i, extra)
+                continue
+            args = dict((k, v) for k, v in PROBES[module].items() if not k.startswith("_"))
+            args.update(url="{{ hem_url }}", ca_path=where[ca_path] if ca_path else None, validate_certs=validate)
+            prepared = ModuleRunner(emu, i, add_passphrase=False).prepare(
+                "encedo.hem." + module, args, check=bool(PROBES[module].get("_check")), env=envs[env_trust])
+            modules[name] = functools.partial(run_steps, [(Step("probe", module, args), prepared)])
+        children = ChildJobs(modules, tmp_path_factory.mktemp("tls-children"))
+        jobs = {}
+        for trusted_by_env, hosts in role_hosts.items():
             runner = FleetRunner(tmp_path_factory.mktemp("tls-" + trusted_by_env), hosts)
-            for module in PROBES:
-                runner.write_playbook(tls_probe(module), name="probe-%s.yml" % module)
-            jobs[trusted_by_env] = Background(runner.run_playbook, TLS_PLAY, env=env, timeout=600)
-        runs = {k: v.result() for k, v in jobs.items()}
+            runner.write_playbook(tls_probe("role"), name="probe-role.yml")
+            jobs[trusted_by_env] = Background(runner.run_playbook, TLS_PLAY, env=dict(envs[trusted_by_env], ANSIBLE_FORKS="10"), timeout=600)
+        in_process = children.results()
+        runs = dict((k, Runs(v.result(), in_process)) for k, v in jobs.items())
         logs = {name: emu.log(i) for name, i in index.items()}
         yield runs, logs
     finally:
