@@ -20,7 +20,7 @@ import time
 from ansible.module_utils.basic import missing_required_lib
 
 from ansible_collections.encedo.hem.plugins.module_utils._engine import Plan, Resource
-from ansible_collections.encedo.hem.plugins.module_utils._errors import TOKEN_PATH, HemError
+from ansible_collections.encedo.hem.plugins.module_utils._errors import TOKEN_PATH, HemError, refused
 from ansible_collections.encedo.hem.plugins.module_utils._login import HAS_CRYPTOGRAPHY, derive_keypair, x25519_shared
 from ansible_collections.encedo.hem.plugins.module_utils._module import POLL
 from ansible_collections.encedo.hem.plugins.module_utils._fields import (  # noqa: F401 pylint: disable=unused-import
@@ -353,13 +353,6 @@ def storage_split(status):
 CONFIG_PATH = "/api/system/config"
 
 
-def _refusal(msg, **extra):
-    """A HemError failing the task with ``msg`` and ``extra`` result fields (``changed`` false and ``sent`` [] unless given)."""
-    extra.setdefault("changed", False)
-    extra.setdefault("sent", [])
-    return HemError(msg, result=extra)
-
-
 class ConfigResource(Resource):
     """``GET``/``POST /api/system/config``: the configuration fields of the table, and the user passphrase rotation.
 
@@ -379,13 +372,13 @@ class ConfigResource(Resource):
     # -- what the task asks for
     def desired(self, params):
         if params["format_timeout"] <= 0:
-            raise _refusal("option format_timeout: must be a positive number of seconds, got %d" % params["format_timeout"])
+            raise refused("option format_timeout: must be a positive number of seconds, got %d" % params["format_timeout"])
         want = validate(dict((field.name, params.get(field.name)) for field in options_of("config")))
         new = params.get("new_passphrase")
         if new is not None and not new:
-            raise _refusal("option 'new_passphrase' is empty; allowed: a non-empty passphrase. Nothing was sent to the device.")
+            raise refused("option 'new_passphrase' is empty; allowed: a non-empty passphrase. Nothing was sent to the device.")
         if not self.module.has_credentials() and new is None:
-            raise _refusal("credentials needed: set passphrase or token (or ENCEDO_HEM_PASSPHRASE / ENCEDO_HEM_TOKEN)")
+            raise refused("credentials needed: set passphrase or token (or ENCEDO_HEM_PASSPHRASE / ENCEDO_HEM_TOKEN)")
         return want
 
     def connect(self, client):
@@ -401,7 +394,7 @@ class ConfigResource(Resource):
             if not (exc.status == 401 and exc.endpoint == "POST " + TOKEN_PATH):
                 raise
         if not self.module.has_credentials():
-            raise _refusal("new_passphrase does not log in yet, and neither passphrase nor token was given to authorise the "
+            raise refused("new_passphrase does not log in yet, and neither passphrase nor token was given to authorise the "
                            "rotation. Nothing was sent.")
         self.rotate = True
         return client
@@ -411,7 +404,7 @@ class ConfigResource(Resource):
             return client.get(self.path)
         except HemError as exc:
             if self.rotate and exc.status == 401 and exc.endpoint == "POST " + TOKEN_PATH:
-                raise _refusal("neither new_passphrase nor passphrase is accepted by the device (two failed login attempts; after "
+                raise refused("neither new_passphrase nor passphrase is accepted by the device (two failed login attempts; after "
                                "3 consecutive failures the device answers logins more slowly until one succeeds). Nothing was "
                                "sent.", status=401, endpoint=exc.endpoint)
             raise
@@ -435,7 +428,7 @@ class ConfigResource(Resource):
         body = dict(plan.body)
         if self.rotate:
             if not HAS_CRYPTOGRAPHY:
-                raise _refusal(missing_required_lib("cryptography"))
+                raise refused(missing_required_lib("cryptography"))
             private, public = derive_keypair(self.params["new_passphrase"], current["eid"])
             body.update(rotation_fields(private, public, current))
         return client.post(self.path, body)
@@ -443,13 +436,13 @@ class ConfigResource(Resource):
     def refused(self, client, exc, plan):
         sent = plan.sent
         if exc.status == 400:
-            return _refusal("the device rejected the configuration update (HTTP 400): at least one of the fields sent failed its "
+            return refused("the device rejected the configuration update (HTTP 400): at least one of the fields sent failed its "
                             "validation on the device (sent: %s). The device applies all or nothing, so nothing was changed. "
                             "The module checked the documented ranges first; check these values against what this device and "
                             "its firmware accept (encedo.hem.encedo_info shows the model and firmware)." % ", ".join(sent),
                             sent=sent, status=400, endpoint=exc.endpoint)
         if exc.status == 409:
-            return _refusal(self._busy_message(sent), sent=sent, status=409, endpoint=exc.endpoint)
+            return refused(self._busy_message(sent), sent=sent, status=409, endpoint=exc.endpoint)
         if exc.status == 406 and self.rotate:
             exc.msg += ("; the device refused the passphrase rotation for the role of this login (the vendor documents a 406 for "
                         '"user-key rotation with wrong role" without naming the role). Nothing was applied: try with the other '
@@ -480,7 +473,7 @@ class ConfigResource(Resource):
         if self.rotate:
             msg += (" Whether the passphrase was rotated cannot be read back: run the task again, it tries new_passphrase first "
                     "and rotates only if that login fails.")
-        return _refusal(msg, changed=bool(applied), sent=plan.sent, config=self.shown(public_config(now)), applied=applied,
+        return refused(msg, changed=bool(applied), sent=plan.sent, config=self.shown(public_config(now)), applied=applied,
                         not_applied=pending)
 
     def settle(self, client, plan, answer):
@@ -495,11 +488,11 @@ class ConfigResource(Resource):
             status, waited, dummy, seen = wait_for_format(self.module.client(**POLL).status, timeout, start_within=start)
         except FormatNotFinished as exc:
             if exc.gone:
-                raise _refusal("the device accepted the storage change (sent: %s) and started formatting its storage, but %s."
+                raise refused("the device accepted the storage change (sent: %s) and started formatting its storage, but %s."
                                % (", ".join(plan.sent), exc.msg), changed=True, sent=plan.sent,
                                updated=bool(answer.get("updated", True)), reformatted=False,
                                format_seconds=int(round(exc.waited)), device_status=exc.last_status)
-            raise _refusal("the device accepted the storage change (sent: %s) and is formatting its storage, but the format did "
+            raise refused("the device accepted the storage change (sent: %s) and is formatting its storage, but the format did "
                            "not finish within format_timeout=%d s: %s. Leave the device powered and connected: it refuses "
                            "configuration changes (HTTP 409) until the format is over. Watch encedo.hem.encedo_info (status.format "
                            "becomes \"done\"), then run the task again: it sends nothing once the device holds the requested values. "

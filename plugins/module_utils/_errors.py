@@ -72,6 +72,14 @@ class HemError(Exception):
         return '%s: %s' % (where, self.msg) if where else self.msg
 
 
+def refused(msg, **result):
+    """A HemError that fails the task with ``msg`` and the ``result`` fields: ``changed`` (false) and
+    ``sent`` (none) unless given, e.g. bad input refused before any request, or a device's refusal."""
+    result.setdefault('changed', False)
+    result.setdefault('sent', [])
+    return HemError(msg, result=result)
+
+
 class HemOutcomeUnknown(HemError):
     """A write was sent but its answer was lost: it may or may not have been applied."""
 

@@ -27,24 +27,20 @@ from ansible.module_utils.common.text.converters import to_bytes, to_native
 
 from ansible_collections.encedo.hem.plugins.module_utils import _x509
 from ansible_collections.encedo.hem.plugins.module_utils._engine import Plan, Resource
-from ansible_collections.encedo.hem.plugins.module_utils._errors import HemError, HemOutcomeUnknown
+from ansible_collections.encedo.hem.plugins.module_utils._errors import HemError, HemOutcomeUnknown, refused
 from ansible_collections.encedo.hem.plugins.module_utils._login import b64
 from ansible_collections.encedo.hem.plugins.module_utils._x509 import X509Error
 
 CONFIG = '/api/system/config'
 
 
-class InputError(HemError):
-    """Bad task input or an unusable certificate: the task fails with ``changed`` false and ``sent``.
-
-    ``sent``: the requests made before it (``['gen_csr']`` after a CSR request, else none); when
-    none, the message says so (unless it already tells what was not done).
-    """
-
-    def __init__(self, msg, sent=()):
-        if not sent and 'Nothing was' not in msg:
-            msg = msg.rstrip('.') + '. Nothing was sent to the device.'
-        super(InputError, self).__init__(msg, result=dict(changed=False, sent=['gen_csr'] if sent else []))
+def input_error(msg, sent=False):
+    """Bad task input or an unusable certificate: a HemError failing the task with ``changed`` false and
+    ``sent``: ``['gen_csr']`` when a CSR was requested before it (``sent``), else none, and then the
+    message says so (unless it already tells what was not done)."""
+    if not sent and 'Nothing was' not in msg:
+        msg = msg.rstrip('.') + '. Nothing was sent to the device.'
+    return refused(msg, sent=['gen_csr'] if sent else [])
 
 
 def _read_option_file(path, option):
@@ -52,16 +48,16 @@ def _read_option_file(path, option):
         with open(path, 'rb') as f:
             return f.read()
     except (IOError, OSError) as exc:
-        raise InputError('option %s: cannot read %s: %s' % (option, path, to_native(exc)))
+        raise input_error('option %s: cannot read %s: %s' % (option, path, to_native(exc)))
 
 
 def _checked(fn, *args, **kwargs):
-    """``fn(*args)``, an X509Error becoming an InputError with the same message (or ``prefix`` + it)."""
+    """``fn(*args)``, an X509Error becoming an input_error with the same message (or ``prefix`` + it)."""
     prefix = kwargs.pop('prefix', '')
     try:
         return fn(*args)
     except X509Error as exc:
-        raise InputError(prefix + str(exc))
+        raise input_error(prefix + str(exc))
 
 
 def _load_new_certificate(p, issuers):
@@ -71,10 +67,10 @@ def _load_new_certificate(p, issuers):
         option, data = 'certificate_path', _read_option_file(p['certificate_path'], 'certificate_path')
     cert = _checked(_x509.load_certificate, data, prefix='option %s ' % option)
     if _x509.is_expired(cert):
-        raise InputError('option %s: the certificate expired on %s; the device would serve an expired certificate'
+        raise input_error('option %s: the certificate expired on %s; the device would serve an expired certificate'
                          % (option, _x509.certificate_facts(cert)['not_after']))
     if issuers[1] is not None and not _x509.issued_by_any(cert, issuers[1]):
-        raise InputError('option %s: the certificate (issuer %s) is not issued by the CA in %s'
+        raise input_error('option %s: the certificate (issuer %s) is not issued by the CA in %s'
                          % (option, _x509.certificate_facts(cert)['issuer'], issuers[0]))
     return option, cert
 
@@ -83,14 +79,14 @@ def _existing_csr(path):
     """The CSR already in ``path`` (None when the file is empty or absent); refuses to overwrite anything else."""
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):
-        raise InputError('option csr_path: the directory %s does not exist' % directory)
+        raise input_error('option csr_path: the directory %s does not exist' % directory)
     if not os.path.exists(path):
         return None
     data = _read_option_file(path, 'csr_path')
     try:
         return _x509.load_csr(data) if data.strip() else None
     except X509Error as exc:
-        raise InputError('option csr_path: %s exists and %s; refusing to overwrite it' % (path, exc))
+        raise input_error('option csr_path: %s exists and %s; refusing to overwrite it' % (path, exc))
 
 
 def check_inputs(p):
@@ -103,9 +99,9 @@ def check_inputs(p):
     else:
         wrong = [name for name in ('csr_path', 'served_certificate') if p.get(name) is not None] + (['force'] if p.get('force') else [])
     if wrong:
-        raise InputError('option %s: not used with state=%s' % (', '.join(wrong), p['state']))
+        raise input_error('option %s: not used with state=%s' % (', '.join(wrong), p['state']))
     if p['remaining_days'] < 0:
-        raise InputError('option remaining_days: must be 0 or more, got %d' % p['remaining_days'])
+        raise input_error('option remaining_days: must be 0 or more, got %d' % p['remaining_days'])
     _checked(_x509.parse_url, p['url'], prefix='option ')
     inputs = {'issuers': _checked(_x509.load_issuers, p)}
     if p.get('served_certificate') is not None:
@@ -124,11 +120,11 @@ def device_csr(client, sent):
     sent.append('gen_csr')
     answer = client.post(CONFIG, {'gen_csr': True})
     if not isinstance(answer, dict) or not answer.get('csr'):
-        raise InputError('the device answered the CSR request without a csr (it may have failed to generate one)', sent)
+        raise input_error('the device answered the CSR request without a csr (it may have failed to generate one)', sent=True)
     try:
         return _x509.load_csr(answer['csr']), answer.get('genuine')
     except X509Error as exc:
-        raise InputError('the csr the device returned %s' % exc, sent)
+        raise input_error('the csr the device returned %s' % exc, sent=True)
 
 
 def _write_csr(module, path, pem):
@@ -255,7 +251,7 @@ class CertificateResource(_Served):
         """Never lock the controller out: a certificate that does not name the host of url fails every later task."""
         mismatch = _checked(_x509.name_mismatch, cert, _checked(_x509.parse_url, self.params['url'])[0])
         if mismatch and not self.params.get('allow_name_mismatch'):
-            raise InputError('option %s: %s. After the reboot that activates it, every task that reaches the device by this url '
+            raise input_error('option %s: %s. After the reboot that activates it, every task that reaches the device by this url '
                              'would fail TLS verification. Have a certificate issued that names it (the device puts its hostname '
                              'and ip configuration in its CSR), or set allow_name_mismatch=true if you will reach the device by '
                              "one of the certificate's names (then change url accordingly). Nothing was uploaded." % (option, mismatch))
@@ -273,11 +269,11 @@ class CertificateResource(_Served):
         if served is not None and _x509.same_key(cert, served):
             return 'served'
         if self.module.check_mode:
-            raise InputError(mismatch % ('the key of the served certificate; in check mode no fresh CSR is requested to read a '
+            raise input_error(mismatch % ('the key of the served certificate; in check mode no fresh CSR is requested to read a '
                                          'pending key', self.facts['spki_sha256'] if self.facts else 'none'))
         csr, dummy = device_csr(self.client, self.sent)
         if not _x509.same_key(cert, csr):
-            raise InputError(mismatch % ('read from a fresh CSR', _x509.spki_sha256(csr)), self.sent)
+            raise input_error(mismatch % ('read from a fresh CSR', _x509.spki_sha256(csr)), self.sent)
         return 'csr'
 
     def connect(self, client):

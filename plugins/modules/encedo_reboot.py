@@ -295,7 +295,7 @@ def send_reboot(client, personalised, before):
 def wait_back(module, uptime_before, seen_before, requested_at, lost, result):
     """Poll until the device proves it restarted; -> (status, seconds waited). A failure carries ``result``."""
     params = module.params
-    poller = module.client(**dict(POLL, url=params['new_url'])) if params['new_url'] else module.client(**POLL)
+    poller = module.client(**dict(POLL, url=params['new_url'] or params['url']))
     try:
         return wait_for_reboot(poller.status, uptime_before, seen_before, params['delay'],
                                params['reboot_timeout'], params['poll_interval'], requested_at=requested_at)

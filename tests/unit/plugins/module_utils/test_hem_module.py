@@ -356,7 +356,7 @@ def test_every_error_of_the_collection_is_a_hem_error():
     classes = dict(_collection_error_classes())
     # the introspection sees the errors it must see
     assert {"_errors.HemError", "_x509.X509Error", "_attestation.AttestationError", "_config.ConfigError",
-            "_tls.InputError", "_attestation.AttestationFailure"} <= set(classes)
+            "_attestation.AttestationFailure"} <= set(classes)
     assert set(INTERNAL_ERRORS) <= set(classes), "an internal error listed here no longer exists"
     strays = sorted(name for name, cls in classes.items() if not issubclass(cls, M.HemError) and name not in INTERNAL_ERRORS)
     assert strays == []
