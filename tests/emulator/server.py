@@ -317,7 +317,7 @@ def read_request(conn, rfile, scheme, max_body=MAX_BODY, msc=None):
         target = urlsplit(target).path or "/"
     if not target.startswith("/"):
         raise HttpError(400)
-    path, _, query = target.split("#", 1)[0].partition("?")
+    path, _sep, query = target.split("#", 1)[0].partition("?")
     req = Request(method=method, path=path, headers=headers, body=None, scheme=scheme, query=query)
     length = headers.get("content-length")
     if "transfer-encoding" in headers:

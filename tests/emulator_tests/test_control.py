@@ -80,7 +80,7 @@ def test_log_read_and_clear_loses_nothing_under_load(emu):
 
     def traffic():
         plain = client(emu, http=True)
-        for _ in range(sent):
+        for _request in range(sent):
             plain.get("/api/system/status")
         done.set()
 
