@@ -166,6 +166,7 @@ class Request:
     body: bytes | None
     scheme: str              # "https" | "http"
     started: float = field(default_factory=time.monotonic)
+    query: str = ""          # the target's query string, without "?" (the control interface reads it)
 
     def header(self, name, default=None):
         return self.headers.get(name.lower(), default)

@@ -5,7 +5,7 @@
 from tests.emulator.harness import Emulator
 with Emulator(devices=2, passphrase="pw", rtc_set=True, auth_delay=0.0, tmp_path=p) as emu:
     emu.url(0); emu.http_url(0); emu.ca_file; emu.custody_ca_file; emu.backend_url
-    emu.log(0); emu.clear_log(0); emu.fault(0, "busy", count=2, path="/api/system/config")
+    emu.log(0); emu.log(0, clear=True); emu.clear_log(0); emu.fault(0, "busy", count=2, path="/api/system/config")
     emu.state(0); emu.posts(0); emu.checkin_order(0, action="L", count=1)
     emu.pending_firmware(0, "nGINE 1.2.3")      # an image check-in U installs (upgrade_seconds=S: --upgrade-seconds)
 ```
@@ -281,8 +281,9 @@ class Emulator:
     def devices_info(self):
         return self._control("GET", "/devices")
 
-    def log(self, i=0):
-        return self._control("GET", "/devices/%d/log" % i)
+    def log(self, i=0, clear=False):
+        """Device i's request log; with clear=True it is cleared in the same step (GET ...?clear=1)."""
+        return self._control("GET", "/devices/%d/log%s" % (i, "?clear=1" if clear else ""))
 
     def clear_log(self, i=0):
         return self._control("DELETE", "/devices/%d/log" % i)

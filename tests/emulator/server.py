@@ -24,7 +24,7 @@ import sys
 import tempfile
 import threading
 import time
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ed25519
@@ -317,8 +317,8 @@ def read_request(conn, rfile, scheme, max_body=MAX_BODY, msc=None):
         target = urlsplit(target).path or "/"
     if not target.startswith("/"):
         raise HttpError(400)
-    path = target.split("?", 1)[0].split("#", 1)[0]
-    req = Request(method=method, path=path, headers=headers, body=None, scheme=scheme)
+    path, _sep, query = target.split("#", 1)[0].partition("?")
+    req = Request(method=method, path=path, headers=headers, body=None, scheme=scheme, query=query)
     length = headers.get("content-length")
     if "transfer-encoding" in headers:
         raise HttpError(411)
@@ -622,8 +622,14 @@ def control_handler(fleet: Fleet, urls):
         what = parts[2]
         body = _json_body(req) if req.method == "POST" else None
         if what == "log" and req.method == "GET":
+            # ?clear=1 (test tooling): read and clear in one step under the lock, so no entry is
+            # lost between the read and the clear.
+            clear = parse_qs(req.query).get("clear") == ["1"]
             with dev.lock:
-                return Response(200, list(dev.log))
+                entries = list(dev.log)
+                if clear:
+                    dev.log.clear()
+            return Response(200, entries)
         if what == "log" and req.method == "DELETE":
             with dev.lock:
                 dev.log.clear()

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -51,6 +52,47 @@ def test_log_keys_never_values(emu):
     assert "secret-user-name" not in text and "QUJD" not in text and hem.token not in text
     assert emu.posts(0) == [log[1], log[2]]
     assert emu.log(1) == []
+
+
+def test_log_read_and_clear_in_one_step(emu):
+    emu.clear_log(0)
+    plain = client(emu, http=True)
+    plain.get("/api/system/status")
+    plain.get("/api/system/version")
+    client(emu, 1, http=True).get("/api/system/status")
+    assert len(emu.log(0, clear=False)) == 2                          # a plain read leaves the log
+    assert len(emu.log(0)) == 2
+    taken = emu.log(0, clear=True)
+    assert [(e["method"], e["path"]) for e in taken] == [("GET", "/api/system/status"), ("GET", "/api/system/version")]
+    assert emu.log(0) == []                                           # cleared by that read
+    assert [e["path"] for e in emu.log(1)] == ["/api/system/status"]  # another device's log is left alone
+    plain.get("/api/system/status")
+    assert [e["path"] for e in emu.log(0)] == ["/api/system/status"]  # an entry recorded after stays
+    assert len(emu.log(0, clear=True)) == 1 and emu.log(0) == []
+
+
+def test_log_read_and_clear_loses_nothing_under_load(emu):
+    """Requests recorded while the log is read and cleared again and again: every entry is
+    returned by exactly one read-and-clear (or is still in the log), none is lost in between."""
+    emu.clear_log(0)
+    sent = 60
+    done = threading.Event()
+
+    def traffic():
+        plain = client(emu, http=True)
+        for _request in range(sent):
+            plain.get("/api/system/status")
+        done.set()
+
+    worker = threading.Thread(target=traffic)
+    worker.start()
+    taken = []
+    while not done.is_set():
+        taken += emu.log(0, clear=True)
+    worker.join()
+    taken += emu.log(0, clear=True)
+    assert len(taken) == sent
+    assert [e["t"] for e in taken] == sorted(e["t"] for e in taken)
 
 
 def test_busy_and_500_match_path_method_count(emu):
