@@ -395,7 +395,7 @@ class ConfigResource(Resource):
                 raise
         if not self.module.has_credentials():
             raise refused("new_passphrase does not log in yet, and neither passphrase nor token was given to authorise the "
-                           "rotation. Nothing was sent.")
+                          "rotation. Nothing was sent.")
         self.rotate = True
         return client
 
@@ -405,8 +405,8 @@ class ConfigResource(Resource):
         except HemError as exc:
             if self.rotate and exc.status == 401 and exc.endpoint == "POST " + TOKEN_PATH:
                 raise refused("neither new_passphrase nor passphrase is accepted by the device (two failed login attempts; after "
-                               "3 consecutive failures the device answers logins more slowly until one succeeds). Nothing was "
-                               "sent.", status=401, endpoint=exc.endpoint)
+                              "3 consecutive failures the device answers logins more slowly until one succeeds). Nothing was "
+                              "sent.", status=401, endpoint=exc.endpoint)
             raise
 
     # -- the plan
@@ -437,10 +437,10 @@ class ConfigResource(Resource):
         sent = plan.sent
         if exc.status == 400:
             return refused("the device rejected the configuration update (HTTP 400): at least one of the fields sent failed its "
-                            "validation on the device (sent: %s). The device applies all or nothing, so nothing was changed. "
-                            "The module checked the documented ranges first; check these values against what this device and "
-                            "its firmware accept (encedo.hem.encedo_info shows the model and firmware)." % ", ".join(sent),
-                            sent=sent, status=400, endpoint=exc.endpoint)
+                           "validation on the device (sent: %s). The device applies all or nothing, so nothing was changed. "
+                           "The module checked the documented ranges first; check these values against what this device and "
+                           "its firmware accept (encedo.hem.encedo_info shows the model and firmware)." % ", ".join(sent),
+                           sent=sent, status=400, endpoint=exc.endpoint)
         if exc.status == 409:
             return refused(self._busy_message(sent), sent=sent, status=409, endpoint=exc.endpoint)
         if exc.status == 406 and self.rotate:
@@ -474,7 +474,7 @@ class ConfigResource(Resource):
             msg += (" Whether the passphrase was rotated cannot be read back: run the task again, it tries new_passphrase first "
                     "and rotates only if that login fails.")
         return refused(msg, changed=bool(applied), sent=plan.sent, config=self.shown(public_config(now)), applied=applied,
-                        not_applied=pending)
+                       not_applied=pending)
 
     def settle(self, client, plan, answer):
         """After an accepted storage change: wait for the device's format; fails the task on a timeout."""
@@ -489,16 +489,16 @@ class ConfigResource(Resource):
         except FormatNotFinished as exc:
             if exc.gone:
                 raise refused("the device accepted the storage change (sent: %s) and started formatting its storage, but %s."
-                               % (", ".join(plan.sent), exc.msg), changed=True, sent=plan.sent,
-                               updated=bool(answer.get("updated", True)), reformatted=False,
-                               format_seconds=int(round(exc.waited)), device_status=exc.last_status)
+                              % (", ".join(plan.sent), exc.msg), changed=True, sent=plan.sent,
+                              updated=bool(answer.get("updated", True)), reformatted=False,
+                              format_seconds=int(round(exc.waited)), device_status=exc.last_status)
             raise refused("the device accepted the storage change (sent: %s) and is formatting its storage, but the format did "
-                           "not finish within format_timeout=%d s: %s. Leave the device powered and connected: it refuses "
-                           "configuration changes (HTTP 409) until the format is over. Watch encedo.hem.encedo_info (status.format "
-                           "becomes \"done\"), then run the task again: it sends nothing once the device holds the requested values. "
-                           "Raise format_timeout if formats take longer on this device." % (", ".join(plan.sent), timeout, exc.msg),
-                           changed=True, sent=plan.sent, updated=bool(answer.get("updated", True)), reformatted=False,
-                           format_seconds=int(round(exc.waited)), device_status=exc.last_status)
+                          "not finish within format_timeout=%d s: %s. Leave the device powered and connected: it refuses "
+                          "configuration changes (HTTP 409) until the format is over. Watch encedo.hem.encedo_info (status.format "
+                          "becomes \"done\"), then run the task again: it sends nothing once the device holds the requested values. "
+                          "Raise format_timeout if formats take longer on this device." % (", ".join(plan.sent), timeout, exc.msg),
+                          changed=True, sent=plan.sent, updated=bool(answer.get("updated", True)), reformatted=False,
+                          format_seconds=int(round(exc.waited)), device_status=exc.last_status)
         if not seen:
             # What happened is reported, not what was asked for: no poll showed a format within the wait.
             self.module.warn("the device accepted the storage change (sent: %s) but no status read within %.0f s showed a disk "

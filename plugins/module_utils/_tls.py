@@ -68,10 +68,10 @@ def _load_new_certificate(p, issuers):
     cert = _checked(_x509.load_certificate, data, prefix='option %s ' % option)
     if _x509.is_expired(cert):
         raise input_error('option %s: the certificate expired on %s; the device would serve an expired certificate'
-                         % (option, _x509.certificate_facts(cert)['not_after']))
+                          % (option, _x509.certificate_facts(cert)['not_after']))
     if issuers[1] is not None and not _x509.issued_by_any(cert, issuers[1]):
         raise input_error('option %s: the certificate (issuer %s) is not issued by the CA in %s'
-                         % (option, _x509.certificate_facts(cert)['issuer'], issuers[0]))
+                          % (option, _x509.certificate_facts(cert)['issuer'], issuers[0]))
     return option, cert
 
 
@@ -252,9 +252,9 @@ class CertificateResource(_Served):
         mismatch = _checked(_x509.name_mismatch, cert, _checked(_x509.parse_url, self.params['url'])[0])
         if mismatch and not self.params.get('allow_name_mismatch'):
             raise input_error('option %s: %s. After the reboot that activates it, every task that reaches the device by this url '
-                             'would fail TLS verification. Have a certificate issued that names it (the device puts its hostname '
-                             'and ip configuration in its CSR), or set allow_name_mismatch=true if you will reach the device by '
-                             "one of the certificate's names (then change url accordingly). Nothing was uploaded." % (option, mismatch))
+                              'would fail TLS verification. Have a certificate issued that names it (the device puts its hostname '
+                              'and ip configuration in its CSR), or set allow_name_mismatch=true if you will reach the device by '
+                              "one of the certificate's names (then change url accordingly). Nothing was uploaded." % (option, mismatch))
         if mismatch:
             self.module.warn('allow_name_mismatch is true and %s: after the reboot, clients using this url will refuse the device'
                              % mismatch)
@@ -270,7 +270,7 @@ class CertificateResource(_Served):
             return 'served'
         if self.module.check_mode:
             raise input_error(mismatch % ('the key of the served certificate; in check mode no fresh CSR is requested to read a '
-                                         'pending key', self.facts['spki_sha256'] if self.facts else 'none'))
+                                          'pending key', self.facts['spki_sha256'] if self.facts else 'none'))
         csr, dummy = device_csr(self.client, self.sent)
         if not _x509.same_key(cert, csr):
             raise input_error(mismatch % ('read from a fresh CSR', _x509.spki_sha256(csr)), self.sent)

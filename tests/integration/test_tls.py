@@ -353,9 +353,11 @@ def test_a_certificate_that_does_not_name_the_url_is_refused_before_anything_is_
 # ------------------------------------------------------------------ tls.yml from the installed collection (issue 17, defect 8)
 
 def _tree(root):
-    """Every file under root with its content hash (what a run may not change)."""
+    """Every file under root with its content hash (what a run may not change), but Python's bytecode cache: the
+    interpreter writes __pycache__ beside the plugins it loads (unless PYTHONDONTWRITEBYTECODE is set)."""
     import hashlib
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(Path(root).rglob("*")) if p.is_file()}
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(Path(root).rglob("*"))
+            if p.is_file() and "__pycache__" not in p.parts}
 
 
 def _installed_collection(tmp_path):
