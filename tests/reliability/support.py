@@ -5,7 +5,7 @@
   ports, same ``--state-dir``), as a device process that dies and comes back would.
 - ``FleetRunner``: one ``ansible-playbook`` inventory over devices of several emulators
   (the integration harness's runner, with hosts named by the test).
-- ``Step``, ``run_steps``, ``Runs``: module tasks of many hosts run in-process side by side
+- ``Step``, ``run_steps``, ``merge_runs``: module tasks of many hosts run in-process side by side
   (each host in a child process, helpers/inprocess.py ChildJobs), their results read as a
   playbook run's.
 - request-log helpers: which requests wrote which fields, how many logins happened.
@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import itertools
 import os
@@ -35,7 +36,7 @@ from tests.emulator.harness import Emulator, EmulatorError
 from tests.emulator_tests.hemclient import Hem
 from tests.integration.helpers import PlaybookRunner, ensure_collection_link
 from tests.integration.helpers.inprocess import execute
-from tests.integration.helpers.playbook import TaskResult
+from tests.integration.helpers.playbook import PlaybookRun, TaskResult
 from tests.integration.helpers.playbook import device_vars as harness_device_vars
 from tests.unit.plugins.modules import replay
 
@@ -151,37 +152,28 @@ class Step:
 
 
 def run_steps(prepared):
-    """A host's module steps, in this (child) process: -> [[step name, module, result], ...]. A step
-    runs when the one before it succeeded (and, with ``when``, its result has that key true)."""
+    """A host's module steps (``[(Step, Prepared run), ...]``), in this (child) process: -> [[step name, module,
+    result], ...]. A step runs when the one before it succeeded (and, with ``when``, its result has that key true)."""
     done = []
     for step, run in prepared:
         if done and (done[-1][2].get("failed") or (step.when and not done[-1][2].get(step.when))):
             break
-        done.append([step.name, "encedo.hem." + step.module, execute(run)])
+        done.append([step.name, run.module, execute(run)])
     return done
 
 
-class Runs:
-    """The results of one run of a set of hosts, as PlaybookRun gives them (``results``, ``failed``, ``tail``): some
-    hosts from an ansible-playbook run (None: none), the others from their in-process steps (``run_steps``)."""
-
-    def __init__(self, playbook, modules):
-        self.playbook = playbook
-        self.tasks = list(playbook.tasks) if playbook else []
-        for host, steps in modules.items():
-            for name, module, result in steps:
-                result = dict(result, warnings=replay.warnings(result))
-                self.tasks.append(TaskResult(host=host, task=name, action=module, status="failed" if result.get("failed") else "ok",
-                                             changed=bool(result.get("changed")), result=result))
-
-    def results(self, task=None, host=None):
-        return [t for t in self.tasks if (task is None or t.task == task) and (host is None or t.host == host)]
-
-    def failed(self):
-        return [t for t in self.tasks if t.failed and not t.ignored]
-
-    def tail(self):
-        return self.playbook.tail() if self.playbook else "(no ansible-playbook run: in-process module runs only)"
+def merge_runs(playbook, modules):
+    """One PlaybookRun holding the task results of an ansible-playbook run (None: none) and of hosts' in-process steps
+    (``{host: run_steps(...)}``), so that a test reads both alike."""
+    tasks = list(playbook.tasks) if playbook else []
+    for host, steps in modules.items():
+        for name, module, result in steps:
+            result = dict(result, warnings=replay.warnings(result))
+            tasks.append(TaskResult(host=host, task=name, action=module, status="failed" if result.get("failed") else "ok",
+                                    changed=bool(result.get("changed")), result=result))
+    if playbook is None:
+        return PlaybookRun(rc=0, stdout="(no ansible-playbook run: in-process module runs only)", stderr="", command=[], tasks=tasks)
+    return dataclasses.replace(playbook, tasks=tasks)
 
 
 # ---------------------------------------------------------------------------- request logs

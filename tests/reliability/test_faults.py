@@ -40,8 +40,8 @@ import pytest
 
 from tests.integration.helpers.inprocess import ChildJobs, ModuleRunner
 from tests.reliability.support import (
-    CONFIG, TOKEN_PATH, Background, FleetRunner, Runs, Step, applied_writes, assert_no_field_twice, assert_writes_declared, device_vars,
-    env_without_ca_overrides, host_failures, host_warnings, issue, logins, make_ca, on, pem, run_steps, served_certificate, start_emu,
+    CONFIG, TOKEN_PATH, Background, FleetRunner, Step, applied_writes, assert_no_field_twice, assert_writes_declared, device_vars,
+    env_without_ca_overrides, host_failures, host_warnings, issue, logins, make_ca, merge_runs, on, pem, run_steps, served_certificate, start_emu,
     wait_for,
 )
 
@@ -251,7 +251,6 @@ class Batch:
         self.run1 = self.run2 = None
         self.restart_run1 = self.restart_run2 = None
         self.restart_info = {}
-        self.children = []       # the ChildJobs of the runs
 
     # -------------------------------------------------------------- devices
 
@@ -375,13 +374,11 @@ class Batch:
             steps = ROW[name.split("__")[0]].steps
             if steps:
                 emu, i, extra = self.host_vars(name, run)
-                variables = dict((k, v) for k, v in device_vars(emu, i).items() if k.startswith("hem_"))
-                variables.update(extra)
-                runner = ModuleRunner(emu, i, add_passphrase=False, **variables)
+                runner = ModuleRunner(emu, i, add_passphrase=False, **dict(device_vars(emu, i), **extra))
                 prepared = [(step, runner.prepare("encedo.hem." + step.module, step.args, env=env_without_ca_overrides()))
                             for step in steps]
                 jobs[name] = functools.partial(run_steps, prepared)
-        return ChildJobs(jobs, self.tmp / ("children-%d-%d" % (run, len(self.children))))
+        return ChildJobs(jobs, self.tmp / ("children-%d" % run))
 
     def run_role(self, hosts, run):
         """Run the role rows' hosts of ``hosts`` in one ansible-playbook run: -> PlaybookRun (None: no such host)."""
@@ -399,16 +396,15 @@ class Batch:
 
     def run(self, run, during=None):
         """Run ``run`` (1 or 2) of every host, main and restart alike, with ``during`` (threads) started once the
-        module hosts' children are: -> (main hosts' Runs, restart hosts' Runs)."""
+        module hosts' children are: -> (main hosts' PlaybookRun, restart hosts' PlaybookRun), see merge_runs."""
         children = self.start_modules(self.main_hosts + self.restart_hosts, run)
-        self.children.append(children)
         for thread in during or ():
             thread.start()
         restart_job = Background(self.run_role, self.restart_hosts, run)
         main_role = self.run_role(self.main_hosts, run)
         restart_role = restart_job.result()
         modules = children.results(timeout=600)
-        return Runs(main_role, modules), Runs(restart_role, modules)
+        return merge_runs(main_role, modules), merge_runs(restart_role, modules)
 
     def expire_watcher(self, stop):
         """Expire every token of a device (or reboot it) as soon as its first login succeeded (the next request

@@ -37,7 +37,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from tests.integration.helpers.inprocess import ChildJobs, ModuleRunner
 from tests.integration.helpers.playbook import REPO_ROOT, VENV_BIN
 from tests.reliability.support import (
-    ATTESTATION_PATH, Background, FleetRunner, Runs, Step, env_without_ca_overrides, host_failures, issue, make_ca, pem, run_steps,
+    ATTESTATION_PATH, Background, FleetRunner, Step, env_without_ca_overrides, host_failures, issue, make_ca, merge_runs, pem, run_steps,
     start_emu, writes,
 )
 
@@ -410,7 +410,7 @@ def tls_runs(tmp_path_factory):
             runner.write_playbook(tls_probe("role"), name="probe-role.yml")
             jobs[trusted_by_env] = Background(runner.run_playbook, TLS_PLAY, env=dict(envs[trusted_by_env], ANSIBLE_FORKS="10"), timeout=600)
         in_process = children.results()
-        runs = dict((k, Runs(v.result(), in_process)) for k, v in jobs.items())
+        runs = dict((k, merge_runs(v.result(), in_process)) for k, v in jobs.items())
         logs = {name: emu.log(i) for name, i in index.items()}
         yield runs, logs
     finally:

@@ -89,7 +89,7 @@ class ModuleRunner:
 
     def prepare(self, module, args=None, check=False, diff=False, env=None):
         """The run of one task as plain data (module, parameters, check, diff, environment): what
-        ``execute`` runs, here or in a child process (``in_children``)."""
+        ``execute`` runs, here or in a child process (``ChildJobs``)."""
         params = {"url": "{{ hem_url }}", "ca_path": "{{ hem_ca_path }}"}
         if self.add_passphrase and "hem_passphrase" in self.vars:
             params["passphrase"] = "{{ hem_passphrase }}"
